@@ -1,0 +1,49 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON      ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+EDEN        := $(VENV)/bin/eden-mlx
+TEST_EXTRAS := dev,torch,gguf
+# llama-cpp-python has no Linux wheel: build it portable (pip caches the built wheel).
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+TINY        := models/tiny-qwen2
+DEMO_RUN    := runs/tiny-demo
+
+.PHONY: install install-test test demo lint bench clean help
+
+help:
+	@echo "make demo   - set up, build the tiny model, train it (dashboard), fuse, export GGUF"
+	@echo "make test   - set up and run the test suite"
+	@echo "make install | lint | bench | clean"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# One stamp per set of extras; re-installs when pyproject.toml changes.
+$(VENV)/.installed-%: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[$*]"
+	@touch $@
+
+install: $(VENV)/.installed-dev
+
+install-test: $(VENV)/.installed-$(TEST_EXTRAS)
+
+test: install-test
+	$(PY) -m pytest -q
+
+$(TINY): | install
+	$(EDEN) tiny $(TINY)
+
+demo: install $(TINY)
+	rm -rf $(DEMO_RUN)
+	$(EDEN) train recipes/tiny-demo.yaml --output $(DEMO_RUN)
+
+lint: install
+	$(VENV)/bin/ruff check mlx_eden tests benchmarks
+
+bench: install-test
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs models .pytest_cache

@@ -1,0 +1,1 @@
+"""Training backends. Only `backends.mlx` imports mlx and only `backends.torch` imports torch."""

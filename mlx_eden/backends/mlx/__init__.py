@@ -1,0 +1,9 @@
+"""The MLX backend: the only package that imports mlx and mlx_lm.
+
+Importing it first points MLX's CPU matmuls at a fast BLAS (see blas.py); this must happen before
+anything imports mlx.core.
+"""
+
+from . import blas
+
+blas.preload()

@@ -1,0 +1,35 @@
+"""MLX-format model folders (quantized) via mlx-lm's own converter."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import tempfile
+from pathlib import Path
+
+from ...tiny import TinySpec, write_tiny
+
+
+def quantize_folder(src: str | Path, dst: str | Path, bits: int, group_size: int = 64) -> Path:
+    """Write an MLX affine-quantized copy of the float model folder `src` at `dst`."""
+    from mlx_lm.convert import convert
+
+    dst = Path(dst)
+    tmp = Path(tempfile.mkdtemp(prefix=".quant-", dir=dst.parent)) / "model"
+    with contextlib.redirect_stdout(io.StringIO()):  # mlx-lm prints progress lines
+        convert(str(src), str(tmp), quantize=True, q_group_size=group_size, q_bits=bits)
+    if dst.exists():
+        shutil.rmtree(dst)
+    tmp.rename(dst)
+    shutil.rmtree(tmp.parent, ignore_errors=True)
+    return dst
+
+
+def write_quantized(out_dir: str | Path, spec: TinySpec, bits: int, group_size: int) -> Path:
+    """A tiny model, quantized: the float folder is built in a temp dir and converted."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        src = write_tiny(Path(tmp) / "float", spec)
+        return quantize_folder(src, out, bits, group_size)

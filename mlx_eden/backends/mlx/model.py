@@ -1,0 +1,147 @@
+"""Model loading, adapters and the loss on MLX, reusing mlx-lm's modules.
+
+We run the decoder ourselves (embed → mlx-lm's own blocks → norm → head) instead of calling
+`model(inputs)` because training needs three things mlx-lm's forward cannot take: a block-diagonal
+mask for packed rows, per-layer gradient checkpointing on *this* model instance (mlx-lm patches
+the class globally), and a loss that never materialises the full logits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+from mlx.utils import tree_flatten
+
+from ...adapters import adapted_layers, lora_a_init, module_keys
+from ...errors import UserError
+
+DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
+
+
+def load_base(path: Path, spec) -> tuple[nn.Module, dict]:
+    """Load with mlx-lm; cast to the compute dtype; quantize for QLoRA if the recipe asks.
+
+    An MLX-quantized folder stays as it is; a float folder is quantized at load time.
+    """
+    from mlx_lm.utils import load_model, quantize_model
+
+    try:
+        model, config = load_model(Path(path))
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(f"cannot load the model: {e}", file=str(path)) from None
+    dtype = DTYPES[spec.dtype]
+    model.set_dtype(dtype)
+    if "quantization" not in config and spec.quantize.bits:
+        model, config = quantize_model(model, config, spec.quantize.group_size, spec.quantize.bits)
+    mx.eval(model.parameters())
+    return model, config
+
+
+def inner(model):
+    """The decoder stack (embed_tokens, layers, norm) of a Qwen-family mlx-lm model."""
+    return model.model
+
+
+def add_adapters(model: nn.Module, recipe) -> list[str]:
+    """Freeze the base and add LoRA/DoRA layers (mlx-lm's) with our seeded init.
+
+    Returns the names of the adapted modules."""
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    a = recipe.adapter
+    layers = inner(model).layers
+    count = len(adapted_layers(len(layers), a.layers))
+    model.freeze()
+    linear_to_lora_layers(model, count, {"rank": a.rank, "scale": a.scale, "dropout": a.dropout,
+                                         "keys": module_keys(a.target_names)},
+                          use_dora=a.type == "dora")
+    names = []
+    for name, module in model.named_modules():
+        if hasattr(module, "lora_a"):
+            in_dims = module.lora_a.shape[0]
+            module.lora_a = mx.array(lora_a_init(name, in_dims, a.rank, recipe.train.seed))
+            module.lora_b = mx.zeros_like(module.lora_b)
+            names.append(name)
+    return names
+
+
+def attention_mask(segments: mx.array) -> mx.array:
+    """(B, 1, L, L) bool: causal, and only within the same sample of a packed row.
+
+    Positions are not restarted per sample: RoPE depends only on the distance between query and
+    key, and the mask keeps every attended pair inside one sample, so the scores equal those of
+    the sample on its own (the packing test checks this to 1e-5)."""
+    L = segments.shape[1]
+    idx = mx.arange(L)
+    causal = idx[:, None] >= idx[None, :]
+    same = segments[:, :, None] == segments[:, None, :]
+    return mx.expand_dims(same & causal, 1)
+
+
+def hidden_states(model, inputs: mx.array, mask, checkpoint: bool) -> mx.array:
+    """(B, L) ids → (B, L, D) final normed hidden states."""
+    m = inner(model)
+    h = m.embed_tokens(inputs)
+    for layer in m.layers:
+        if checkpoint:
+            h = _checkpointed(layer, h, mask)
+        else:
+            h = layer(h, mask)
+    return m.norm(h)
+
+
+def _checkpointed(layer, h, mask):
+    """Recompute this layer in the backward pass (per instance; no class patching)."""
+
+    def run(params, x):
+        layer.update(params)
+        return layer(x, mask)
+
+    return mx.checkpoint(run)(layer.trainable_parameters(), h)
+
+
+def head(model, h: mx.array) -> mx.array:
+    if getattr(model.args, "tie_word_embeddings", False) or not hasattr(model, "lm_head"):
+        return inner(model).embed_tokens.as_linear(h)
+    return model.lm_head(h)
+
+
+def _ce_sum(model, h, targets, weights):
+    logits = head(model, h).astype(mx.float32)  # (..., V)
+    return (nn.losses.cross_entropy(logits, targets) * weights).sum()
+
+
+def loss_sum(model, inputs, targets, weights, segments, *, packed: bool, checkpoint: bool,
+             chunk: int) -> mx.array:
+    """Summed cross-entropy over trained targets (the caller divides by their count)."""
+    mask = attention_mask(segments) if packed else "causal"
+    h = hidden_states(model, inputs, mask, checkpoint)  # (B, L, D)
+    if not chunk:
+        return _ce_sum(model, h, targets, weights)
+    # Chunked: each slice of tokens computes its logits, loss and (in backward) gradient on its
+    # own, recomputed under mx.checkpoint, so only (chunk, V) logits exist at a time.
+    B, L, D = h.shape
+    h, targets, weights = h.reshape(B * L, D), targets.reshape(-1), weights.reshape(-1)
+    fn = mx.checkpoint(lambda hc, tc, wc: _ce_sum(model, hc, tc, wc))
+    total = mx.array(0.0, dtype=mx.float32)
+    for s in range(0, B * L, chunk):
+        total = total + fn(h[s : s + chunk], targets[s : s + chunk], weights[s : s + chunk])
+    return total
+
+
+def adapter_weights(model) -> dict[str, mx.array]:
+    return dict(tree_flatten(model.trainable_parameters()))
+
+
+def count_params(model) -> tuple[int, int]:
+    from mlx_lm.utils import get_total_parameters
+
+    trainable = sum(v.size for _, v in tree_flatten(model.trainable_parameters()))
+    return int(get_total_parameters(model)), int(trainable)
+
+
+def to_numpy(a: mx.array) -> np.ndarray:
+    return np.array(a.astype(mx.float32) if a.dtype == mx.bfloat16 else a)

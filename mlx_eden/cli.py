@@ -1,0 +1,64 @@
+"""The `eden-mlx` command. Subcommands live in `commands/` and are imported only when run, so
+`eden-mlx --help` is instant; a `UserError` from any of them becomes one line and exit code 2."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from .errors import UserError
+
+# name -> (module under mlx_eden.commands, attribute, one-line help)
+COMMANDS = {
+    "train": ("train", "train", "Fine-tune a model per a recipe."),
+    "recipe": ("recipe", "recipe", "Show or check recipes."),
+    "data": ("data", "data", "Inspect training data as a recipe would tokenize it."),
+    "tiny": ("tiny", "tiny", "Build a tiny Qwen2/Qwen3 model locally (tests, demo)."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(f"mlx_eden.commands.{module}"), attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, COMMANDS[name][2]) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mlx-eden")
+def cli():
+    """mlx-eden: LoRA/QLoRA fine-tuning for Qwen-family models on MLX."""
+
+
+def main(argv=None) -> None:
+    # transformers prints an advisory when torch is absent (the mlx backend needs no torch).
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        cli.main(args=argv, prog_name="eden-mlx", standalone_mode=False)
+    except UserError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..recipe import load_recipe
+from . import set_option
+
+EXIT_CODES = {"completed": 0, "early_stopped": 0, "nan": 1, "interrupted": 130}
+
+
+@click.command()
+@click.argument("recipe_file", type=click.Path())
+@set_option
+@click.option("--output", "-o", type=click.Path(), help="Run directory (default: output.dir).")
+@click.option("--resume", is_flag=True, help="Continue from the newest complete checkpoint.")
+@click.option("--backend", type=click.Choice(["auto", "mlx", "torch"]), default=None,
+              help="Override train.backend.")
+@click.option("--no-dashboard", is_flag=True, help="Plain log lines instead of the live view.")
+def train(recipe_file, overrides, output, resume, backend, no_dashboard):
+    """Fine-tune per RECIPE_FILE and write a run directory."""
+    from ..run.train import run_training
+    from ..ui.plainlog import PlainLog
+
+    recipe = load_recipe(recipe_file, overrides)
+    listeners = [PlainLog(recipe.train.log_every)]
+    stop = run_training(recipe, output=output, resume=resume, listeners=listeners,
+                        backend=backend)
+    sys.exit(EXIT_CODES.get(stop.status, 1))

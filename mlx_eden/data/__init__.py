@@ -1,0 +1,1 @@
+"""Backend-neutral data pipeline: JSONL records → token ids + masks → numpy batches."""

@@ -1,0 +1,112 @@
+"""Read JSONL records in the four supported formats, keeping file and line for every record.
+
+chat         {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
+alpaca       {"instruction": "...", "input": "...", "output": "..."}
+completions  {"prompt": "...", "completion": "..."}
+text         {"text": "..."}
+
+Any problem names the file and line and says what to do; nothing is silently skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+
+FORMATS = ("chat", "alpaca", "completions", "text")
+ROLES = ("system", "user", "assistant")
+_KEYS = {"chat": {"messages"}, "alpaca": {"instruction", "output"},
+         "completions": {"prompt", "completion"}, "text": {"text"}}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One training example, normalised, with where it came from."""
+
+    format: str
+    fields: dict
+    file: str
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+def detect_format(obj: dict) -> str | None:
+    for fmt in FORMATS:
+        if _KEYS[fmt] <= obj.keys():
+            return fmt
+    return None
+
+
+def _check(fmt: str, obj: dict, file: str, line: int) -> dict:
+    def fail(msg: str, hint: str) -> UserError:
+        return UserError(msg, file=file, line=line, hint=hint)
+
+    missing = _KEYS[fmt] - obj.keys()
+    if missing:
+        raise fail(f"{fmt} record is missing {', '.join(sorted(missing))}",
+                   f"every line of a {fmt} file needs {', '.join(sorted(_KEYS[fmt]))}")
+    if fmt == "chat":
+        msgs = obj["messages"]
+        if not isinstance(msgs, list) or not msgs:
+            raise fail("messages must be a non-empty list", 'e.g. [{"role": "user", ...}]')
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict) or "role" not in m or "content" not in m:
+                raise fail(f"messages[{i}] needs role and content", 'e.g. {"role": "user", '
+                           '"content": "Hi"}')
+            if m["role"] not in ROLES:
+                raise fail(f"messages[{i}] has unknown role {m['role']!r}",
+                           f"use one of {', '.join(ROLES)}")
+            if not isinstance(m["content"], str):
+                raise fail(f"messages[{i}].content must be a string", "flatten multi-part content")
+        if not any(m["role"] == "assistant" for m in msgs):
+            raise fail("conversation has no assistant turn, so nothing would be trained",
+                       "add an assistant message or remove the line")
+        return {"messages": [{"role": m["role"], "content": m["content"]} for m in msgs]}
+    out = {}
+    for k in _KEYS[fmt] | ({"input"} if fmt == "alpaca" else set()):
+        v = obj.get(k, "")
+        if v is None:
+            v = ""
+        if not isinstance(v, str):
+            raise fail(f"{k} must be a string, got {type(v).__name__}", "quote the value")
+        out[k] = v
+    return out
+
+
+def read_jsonl(path: str | Path, fmt: str = "auto") -> list[Record]:
+    """Read and validate every line of a JSONL file; the format is detected from the first record
+    (or forced by `fmt`) and every record must match it."""
+    file = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise UserError("data file not found", file=file, hint="check data.train/valid/test")
+    records: list[Record] = []
+    with open(p, encoding="utf-8") as f:
+        for line_no, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise UserError(f"not valid JSON ({e.msg} at column {e.colno})", file=file,
+                                line=line_no, hint="each line must be one JSON object") from None
+            if not isinstance(obj, dict):
+                raise UserError("line is not a JSON object", file=file, line=line_no,
+                                hint="each line must be one JSON object")
+            if fmt == "auto":
+                fmt = detect_format(obj) or ""
+                if not fmt:
+                    raise UserError(
+                        f"cannot tell the format from keys {sorted(obj)}", file=file,
+                        line=line_no, hint="use messages (chat), instruction/input/output "
+                        "(alpaca), prompt/completion, or text; or set data.format")
+            records.append(Record(fmt, _check(fmt, obj, file, line_no), file, line_no))
+    if not records:
+        raise UserError("file is empty", file=file, hint="give at least one JSONL record")
+    return records

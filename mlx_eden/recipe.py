@@ -1,0 +1,445 @@
+"""Recipes: one typed declaration per option.
+
+A recipe is YAML read strictly into a tree of frozen dataclasses. Each field carries its default
+and its help text once (in `field(metadata={"help": ...})`); the YAML reader, `--set` overrides,
+`eden-mlx recipe show` and the docs all derive from that single declaration. Validation collects
+every problem (with file, line and key) and raises once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from .errors import UserError, UserErrors
+
+QWEN_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+ATTENTION_PROJECTIONS = QWEN_PROJECTIONS[:4]
+TARGET_PRESETS = {"all": QWEN_PROJECTIONS, "attention": ATTENTION_PROJECTIONS,
+                  "mlp": QWEN_PROJECTIONS[4:]}
+
+
+def _f(default: Any, help: str, **kw):
+    """A dataclass field with its help text next to it."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
+    if dataclasses.is_dataclass(default) and isinstance(default, type):
+        return field(default_factory=default, metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class QuantizeSpec:
+    bits: int | None = _f(None, "Quantize the base at load time to this many bits (QLoRA); "
+                             "null keeps it as stored (an MLX-quantized folder stays quantized).")
+    group_size: int = _f(64, "Quantization group size (MLX affine).")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    path: str = _f("", "Local model folder or Hugging Face Hub id.")
+    revision: str | None = _f(None, "Hub revision (branch, tag or commit) when path is a hub id.")
+    quantize: QuantizeSpec = _f(QuantizeSpec, "Base-weight quantization for QLoRA.")
+    dtype: Literal["bfloat16", "float16", "float32"] = _f(
+        "bfloat16", "Compute dtype of the (non-quantized) base weights and activations. "
+        "Adapter weights always train in float32.")
+    trust_remote_code: bool = _f(False, "Allow model code from the hub (torch backend only).")
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    type: Literal["lora", "dora"] = _f("lora", "Adapter type.")
+    rank: int = _f(8, "LoRA rank r.")
+    alpha: float = _f(16.0, "LoRA alpha; the update is scaled by alpha/rank (alpha/sqrt(rank) "
+                      "with rslora).")
+    rslora: bool = _f(False, "Rank-stabilised scaling alpha/sqrt(rank).")
+    dropout: float = _f(0.0, "Dropout on the adapter input.")
+    targets: list[str] = _f(list(QWEN_PROJECTIONS), "Projections to adapt: names from "
+                            f"{', '.join(QWEN_PROJECTIONS)}, or a preset: all, attention, mlp.")
+    layers: int = _f(-1, "Adapt the last N decoder layers; -1 = all.")
+    init_from: str | None = _f(None, "Start from this adapter folder (a previous round or "
+                                  "stage) instead of fresh weights.")
+
+    @property
+    def scale(self) -> float:
+        """The multiplier on B@A: alpha/r, or alpha/sqrt(r) for rsLoRA."""
+        return self.alpha / (self.rank ** 0.5 if self.rslora else self.rank)
+
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        names: list[str] = []
+        for t in self.targets:
+            for n in TARGET_PRESETS.get(t, (t,)):
+                if n not in names:
+                    names.append(n)
+        return tuple(names)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    train: list[str] = _f([], "Training JSONL file(s).")
+    valid: list[str] = _f([], "Validation JSONL file(s); empty = split off train per data.split.")
+    test: list[str] = _f([], "Test JSONL file(s).")
+    split: list[float] = _f([], "When only train is given: fractions [train, valid, test], "
+                            "e.g. [0.8, 0.1, 0.1]; the split is seeded by train.seed.")
+    format: Literal["auto", "chat", "alpaca", "completions", "text"] = _f(
+        "auto", "Record format; auto detects it per file from the keys of the records.")
+    template: Literal["chat", "alpaca", "none"] = _f(
+        "chat", "How records become text: the tokenizer's chat template, the classic Alpaca "
+        "prompt (+EOS), or none (prompt+completion+EOS concatenated).")
+    system_prompt: str | None = _f(None, "System message prepended to chat-rendered records "
+                                      "that have none.")
+    max_seq_length: int = _f(2048, "Longest sample in tokens (packed rows have this length).")
+    truncation: Literal["truncate", "drop"] = _f("truncate", "What to do with longer samples.")
+    mask_prompt: bool = _f(True, "Train only on assistant/response tokens (every assistant turn).")
+    packing: bool = _f(False, "Pack several samples per row (each attends only to itself).")
+
+
+@dataclass(frozen=True)
+class EarlyStoppingSpec:
+    patience: int | None = _f(None, "Stop after this many evaluations without improvement; "
+                                 "null = never stop early.")
+    min_delta: float = _f(0.0, "An evaluation improves when val loss drops by more than this.")
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    backend: Literal["auto", "mlx", "torch"] = _f(
+        "auto", "auto = mlx on Apple Silicon, torch on other machines when installed, else mlx.")
+    max_steps: int | None = _f(None, "Optimizer steps to run; overrides epochs when set.")
+    epochs: float = _f(1.0, "Passes over the training data (when max_steps is null).")
+    batch_size: int = _f(4, "Micro-batch size (rows per forward pass).")
+    grad_accumulation: int = _f(1, "Micro-batches per optimizer step.")
+    learning_rate: float = _f(1e-4, "Peak learning rate.")
+    schedule: Literal["constant", "linear", "cosine"] = _f("cosine", "Decay after warmup.")
+    warmup_steps: int = _f(0, "Linear warmup steps (exclusive with warmup_ratio).")
+    warmup_ratio: float = _f(0.0, "Warmup as a fraction of the total steps.")
+    min_lr_ratio: float = _f(0.0, "Final learning rate as a fraction of the peak.")
+    weight_decay: float = _f(0.0, "Decoupled weight decay (adamw) or L2 (sgd).")
+    max_grad_norm: float | None = _f(1.0, "Clip the global gradient norm; null = no clipping.")
+    optimizer: Literal["adamw", "adam", "adafactor", "sgd"] = _f("adamw", "Optimizer.")
+    grad_checkpoint: bool = _f(False, "Recompute each decoder layer in the backward pass.")
+    loss_chunk: int = _f(0, "Compute the loss over this many tokens at a time so the full "
+                         "batch x sequence x vocabulary logits never exist; 0 = off.")
+    seed: int = _f(0, "Seeds adapter init, dropout, data order and splits.")
+    log_every: int = _f(10, "Report training loss every N optimizer steps.")
+    eval_every: int = _f(50, "Evaluate on the validation split every N steps; 0 = only at the end.")
+    eval_batches: int = _f(-1, "Validation batches per evaluation; -1 = all.")
+    save_every: int = _f(100, "Write a checkpoint every N steps; 0 = only at the end.")
+    keep_checkpoints: int = _f(3, "Keep the newest K checkpoints.")
+    early_stopping: EarlyStoppingSpec = _f(EarlyStoppingSpec, "Early stopping on val loss.")
+    num_threads: int | None = _f(None, "CPU threads for the torch backend; null = all cores.")
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    labels: list[str] = _f([], "Classifier labels: enables per-class precision/recall/F1 on "
+                           "the test split with greedy decoding.")
+    max_new_tokens: int = _f(16, "Tokens to generate per test prompt (classifier eval).")
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    dir: str = _f("runs/{name}", "Run directory; {name} is the recipe name.")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str = _f("run", "Name of the run (used in the output dir).")
+    description: str = _f("", "What this recipe is for.")
+    model: ModelSpec = _f(ModelSpec, "Base model.")
+    adapter: AdapterSpec = _f(AdapterSpec, "Adapter.")
+    data: DataSpec = _f(DataSpec, "Data.")
+    train: TrainSpec = _f(TrainSpec, "Training.")
+    eval: EvalSpec = _f(EvalSpec, "Evaluation.")
+    output: OutputSpec = _f(OutputSpec, "Output.")
+
+    @property
+    def output_dir(self) -> str:
+        return self.output.dir.replace("{name}", self.name)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Source:
+    """Where values came from, for error messages: a file and the line of each key path."""
+
+    def __init__(self, file: str | None, lines: dict[str, int] | None = None):
+        self.file = file
+        self.lines = lines or {}
+
+    def error(self, key: str, message: str, hint: str | None = None) -> UserError:
+        line = self.lines.get(key)
+        if line is None and "." in key:  # fall back to the closest parent that has a line
+            parent = key
+            while "." in parent and line is None:
+                parent = parent.rsplit(".", 1)[0]
+                line = self.lines.get(parent)
+        return UserError(message, file=self.file, line=line, key=key, hint=hint)
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Map dotted key paths to 1-based line numbers using PyYAML's node marks."""
+    lines: dict[str, int] = {}
+
+    def walk(node, prefix):
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                path = f"{prefix}.{k.value}" if prefix else str(k.value)
+                lines[path] = k.start_mark.line + 1
+                walk(v, path)
+
+    try:
+        walk(yaml.compose(text), "")
+    except yaml.YAMLError:
+        pass
+    return lines
+
+
+def _strip_optional(tp):
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _describe(tp) -> str:
+    tp, optional = _strip_optional(tp)
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        text = "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    elif origin is list:
+        text = f"a list of {typing.get_args(tp)[0].__name__}"
+    else:
+        text = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+            tp, getattr(tp, "__name__", str(tp)))
+    return text + (" or null" if optional else "")
+
+
+def _coerce(value, tp, key: str, src: _Source, errors: list[UserError]):
+    """Check `value` against the field type `tp`; return the (lightly coerced) value."""
+    base, optional = _strip_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        errors.append(src.error(key, f"must be {_describe(tp)}, got null"))
+        return None
+    origin = typing.get_origin(base)
+    ok = True
+    if origin is Literal:
+        ok = value in typing.get_args(base)
+        if not ok:
+            close = difflib.get_close_matches(str(value), [str(a) for a in typing.get_args(base)], 1)
+            hint = f"did you mean {close[0]!r}?" if close else None
+            errors.append(src.error(key, f"must be {_describe(tp)}, got {value!r}", hint))
+            return value
+    elif origin is list:
+        item = typing.get_args(base)[0]
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]  # a single file or number where a list is expected
+        if not isinstance(value, list):
+            ok = False
+        else:
+            value = [_coerce(v, item, key, src, errors) for v in value]
+    elif base is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                value, ok = float(value), True
+            except ValueError:
+                ok = False
+        value = float(value) if ok else value
+    elif base is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if isinstance(value, float) and value.is_integer():
+            value, ok = int(value), True
+    elif base is bool:
+        ok = isinstance(value, bool)
+    elif base is str:
+        ok = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+        value = str(value) if ok else value
+    if not ok:
+        errors.append(src.error(key, f"must be {_describe(tp)}, got {value!r}"))
+    return value
+
+
+def _build(cls, data: dict, prefix: str, src: _Source, errors: list[UserError]):
+    """Build dataclass `cls` from `data`, collecting unknown keys and type errors."""
+    if not isinstance(data, dict):
+        errors.append(src.error(prefix or "(top level)", "must be a mapping of keys to values"))
+        data = {}
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+            hint = f"did you mean {prefix + '.' if prefix else ''}{close[0]}?" if close else \
+                f"valid keys: {', '.join(names)}"
+            errors.append(src.error(path, "unknown key", hint))
+            continue
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value if value is not None else {}, path, src, errors)
+        else:
+            kwargs[key] = _coerce(value, tp, path, src, errors)
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict, dotted: str, value) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        if not isinstance(node.get(p), dict):
+            node[p] = {}
+        node = node[p]
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
+    """Parse `--set a.b=value` strings; values are read as YAML scalars (1e-4, true, [a, b])."""
+    parsed = []
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. train.learning_rate=1e-4")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        parsed.append((key.strip(), value))
+    return parsed
+
+
+def load_recipe(path: str | Path | None, overrides=(), *, base_dir: str | Path | None = None) -> Recipe:
+    """Read a recipe file (or the defaults when path is None), apply `--set` overrides, validate.
+
+    Relative data and model paths are kept as written; they resolve against the current
+    directory, like every other CLI path.
+    """
+    text, file = "", None
+    if path is not None:
+        file = str(path)
+        p = Path(path)
+        if not p.is_file():
+            raise UserError("recipe file not found", file=file,
+                            hint="pass the path of a YAML recipe, e.g. recipes/tiny-demo.yaml")
+        text = p.read_text()
+    try:
+        tree = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise UserError(f"not valid YAML: {getattr(e, 'problem', e)}", file=file,
+                        line=mark.line + 1 if mark else None) from None
+    if tree is None:
+        tree = {}
+    src = _Source(file, _key_lines(text))
+    for key, value in parse_overrides(list(overrides)):
+        _set_dotted(tree, key, value)
+        src.lines.pop(key, None)
+    errors: list[UserError] = []
+    recipe = _build(Recipe, tree, "", src, errors)
+    errors.extend(_validate(recipe, src))
+    if errors:
+        raise errors[0] if len(errors) == 1 else UserErrors(errors)
+    return recipe
+
+
+def _validate(r: Recipe, src: _Source) -> list[UserError]:
+    """Cross-field checks, all collected."""
+    e: list[UserError] = []
+
+    def check(cond: bool, key: str, msg: str, hint: str | None = None):
+        if not cond:
+            e.append(src.error(key, msg, hint))
+
+    a, d, t = r.adapter, r.data, r.train
+    if not isinstance(a.rank, int) or not isinstance(t.batch_size, int):
+        return e  # type errors already reported; the arithmetic below would only repeat them
+    check(a.rank > 0, "adapter.rank", "must be positive")
+    check(0 <= a.dropout < 1, "adapter.dropout", "must be in [0, 1)")
+    check(a.layers == -1 or a.layers > 0, "adapter.layers", "must be -1 (all) or positive")
+    bad = [x for x in a.targets if x not in QWEN_PROJECTIONS and x not in TARGET_PRESETS]
+    check(not bad, "adapter.targets", f"unknown target {', '.join(map(repr, bad))}",
+          f"use names from {', '.join(QWEN_PROJECTIONS)} or a preset all/attention/mlp")
+    check(bool(a.targets), "adapter.targets", "must name at least one projection")
+    q = r.model.quantize
+    check(q.bits in (None, 2, 3, 4, 5, 6, 8), "model.quantize.bits", "must be 2, 3, 4, 5, 6, 8 or null")
+    check(q.group_size in (32, 64, 128), "model.quantize.group_size", "must be 32, 64 or 128")
+    check(d.max_seq_length >= 8, "data.max_seq_length", "must be at least 8")
+    if d.split:
+        check(len(d.split) == 3 and all(x >= 0 for x in d.split) and abs(sum(d.split) - 1) < 1e-6,
+              "data.split", "must be three fractions [train, valid, test] that sum to 1")
+        check(not d.valid, "data.split", "give either data.valid or data.split, not both")
+    check(t.batch_size > 0, "train.batch_size", "must be positive")
+    check(t.grad_accumulation > 0, "train.grad_accumulation", "must be positive")
+    check(t.max_steps is None or t.max_steps > 0, "train.max_steps", "must be positive or null")
+    check(t.epochs > 0, "train.epochs", "must be positive")
+    check(t.learning_rate > 0, "train.learning_rate", "must be positive")
+    check(t.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
+    check(0 <= t.warmup_ratio < 1, "train.warmup_ratio", "must be in [0, 1)")
+    check(not (t.warmup_steps and t.warmup_ratio), "train.warmup_ratio",
+          "set warmup_steps or warmup_ratio, not both")
+    check(0 <= t.min_lr_ratio <= 1, "train.min_lr_ratio", "must be in [0, 1]")
+    check(t.max_grad_norm is None or t.max_grad_norm > 0, "train.max_grad_norm",
+          "must be positive or null")
+    check(t.log_every > 0, "train.log_every", "must be positive")
+    check(t.eval_every >= 0, "train.eval_every", "must be >= 0")
+    check(t.save_every >= 0, "train.save_every", "must be >= 0")
+    check(t.keep_checkpoints >= 1, "train.keep_checkpoints", "must be at least 1")
+    check(t.loss_chunk >= 0, "train.loss_chunk", "must be >= 0 (0 = off)")
+    es = t.early_stopping
+    check(es.patience is None or es.patience >= 1, "train.early_stopping.patience",
+          "must be at least 1 or null")
+    return e
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    """The resolved recipe as YAML (what `recipe show` prints and run.json stores)."""
+    return yaml.safe_dump(recipe.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def recipe_from_dict(tree: dict, *, file: str | None = None) -> Recipe:
+    """Rebuild a recipe from its dict form (e.g. run.json) with the same strict checks."""
+    src = _Source(file)
+    errors: list[UserError] = []
+    recipe = _build(Recipe, tree, "", src, errors)
+    errors.extend(_validate(recipe, src))
+    if errors:
+        raise UserErrors(errors)
+    return recipe
+
+
+def field_help() -> list[tuple[str, str, Any]]:
+    """(dotted key, help, default) for every leaf option, for docs and `recipe keys`."""
+    out = []
+
+    def walk(cls, prefix):
+        for f in dataclasses.fields(cls):
+            path = f"{prefix}{f.name}"
+            tp = typing.get_type_hints(cls)[f.name]
+            if dataclasses.is_dataclass(tp):
+                walk(tp, path + ".")
+            else:
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                out.append((path, f.metadata.get("help", ""), default))
+
+    walk(Recipe, "")
+    return out

@@ -1,0 +1,1 @@
+"""Backend-neutral training orchestration: the loop, its events, and the run directory."""

@@ -1,0 +1,110 @@
+"""What the training loop tells the world. Listeners (JSONL log, plain console, dashboard, early
+stopping) subscribe; the loop never imports any of them."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+
+@dataclass
+class Event:
+    kind: ClassVar[str] = "event"
+
+    def to_dict(self) -> dict:
+        return {"event": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass
+class StartEvent(Event):
+    """The run begins (or resumes): everything the dashboard header shows."""
+
+    kind: ClassVar[str] = "start"
+    recipe_name: str
+    model: str
+    adapter: str
+    backend: str
+    backend_reason: str
+    device: str
+    run_dir: str
+    total_steps: int
+    start_step: int
+    trainable_params: int
+    params_total: int
+    train_samples: int
+    valid_samples: int
+    truncated: int = 0
+    dropped: int = 0
+    predicted_peak_gb: float | None = None
+    budget_gb: float | None = None
+
+
+@dataclass
+class StepEvent(Event):
+    """One optimizer step. Recorded as {"event": "train", ...} in metrics.jsonl."""
+
+    kind: ClassVar[str] = "train"
+    step: int
+    epoch: float
+    loss: float
+    lr: float
+    grad_norm: float
+    tokens: int
+    trained_tokens_per_sec: float
+    step_time: float
+    peak_memory_gb: float
+    total_steps: int
+    elapsed: float
+
+
+@dataclass
+class EvalEvent(Event):
+    kind: ClassVar[str] = "eval"
+    step: int
+    val_loss: float
+    val_ppl: float
+    val_tokens: int
+    best_val_loss: float
+    improved: bool
+    patience_left: int | None
+
+
+@dataclass
+class SaveEvent(Event):
+    kind: ClassVar[str] = "save"
+    step: int
+    path: str
+    what: str  # "checkpoint", "best", "adapter"
+
+
+@dataclass
+class MemoryEvent(Event):
+    kind: ClassVar[str] = "memory"
+    step: int
+    phase: str
+    active_gb: float
+    peak_gb: float
+    cache_gb: float
+    rss_gb: float
+
+
+@dataclass
+class WarningEvent(Event):
+    kind: ClassVar[str] = "warning"
+    step: int
+    message: str
+
+
+@dataclass
+class StopEvent(Event):
+    kind: ClassVar[str] = "stop"
+    step: int
+    status: str  # completed, early_stopped, nan, interrupted, error
+    reason: str
+    best_val_loss: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+Listener = Callable[[Event], None]

@@ -1,0 +1,197 @@
+"""The backend-neutral training loop: steps, accumulation, schedule, evaluation, early stopping,
+checkpoints, NaN guard. It emits events and knows nothing about how they are shown."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..backends.base import Backend
+from ..data.batching import BatchPlan
+from .events import EvalEvent, Listener, SaveEvent, StepEvent, StopEvent, WarningEvent
+from .rundir import RunDir, publish_dir, write_json_atomic
+from .schedule import learning_rate, warmup_steps
+
+
+@dataclass
+class TrainerState:
+    """Everything besides adapter and optimizer that a resumed run needs to continue exactly."""
+
+    step: int = 0
+    micro_step: int = 0
+    best_val_loss: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    last_eval_step: int | None = None
+    trained_tokens: int = 0
+    elapsed: float = 0.0
+
+    @classmethod
+    def read(cls, checkpoint: Path) -> TrainerState:
+        data = json.loads((checkpoint / "trainer_state.json").read_text())
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+def total_steps(train_cfg, n_batches: int) -> int:
+    if train_cfg.max_steps:
+        return train_cfg.max_steps
+    return max(1, math.ceil(train_cfg.epochs * n_batches / train_cfg.grad_accumulation))
+
+
+class _StopFlag:
+    """First Ctrl-C asks the loop to stop after the current step (with a checkpoint); a second
+    one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class TrainingLoop:
+    def __init__(self, recipe, backend: Backend, train: BatchPlan, valid: BatchPlan | None,
+                 rundir: RunDir, emit: Listener):
+        self.recipe, self.backend, self.train, self.valid = recipe, backend, train, valid
+        self.rundir, self.emit = rundir, emit
+        t = recipe.train
+        self.total = total_steps(t, len(train))
+        self.warmup = warmup_steps(self.total, t.warmup_steps, t.warmup_ratio)
+
+    def lr(self, step: int) -> float:
+        t = self.recipe.train
+        return learning_rate(step, peak=t.learning_rate, total=self.total, warmup=self.warmup,
+                             kind=t.schedule, min_ratio=t.min_lr_ratio)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, state: TrainerState) -> EvalEvent | None:
+        if self.valid is None:
+            return None
+        loss_sum, tokens = 0.0, 0
+        limit = self.recipe.train.eval_batches
+        for i, batch in enumerate(self.valid.in_order()):
+            if 0 <= limit <= i:
+                break
+            s, n = self.backend.eval_loss(batch)
+            loss_sum += s
+            tokens += n
+        val = loss_sum / max(tokens, 1)
+        es = self.recipe.train.early_stopping
+        improved = state.best_val_loss is None or val < state.best_val_loss - es.min_delta
+        if improved:
+            state.best_val_loss, state.best_step, state.bad_evals = val, state.step, 0
+        else:
+            state.bad_evals += 1
+        state.last_eval_step = state.step
+        left = None if es.patience is None else es.patience - state.bad_evals
+        event = EvalEvent(step=state.step, val_loss=val,
+                          val_ppl=math.exp(min(val, 50.0)), val_tokens=tokens,
+                          best_val_loss=state.best_val_loss, improved=improved,
+                          patience_left=left)
+        self.emit(event)
+        if improved:
+            self._save_adapter(self.rundir.best, state.step, "best")
+        return event
+
+    # ------------------------------------------------------------------ saving
+
+    def _save_adapter(self, final: Path, step: int, what: str) -> None:
+        tmp = self.rundir.tmp_dir(final.name)
+        self.backend.save_adapter(tmp)
+        publish_dir(tmp, final)
+        self.emit(SaveEvent(step=step, path=str(final), what=what))
+
+    def checkpoint(self, state: TrainerState) -> None:
+        final = self.rundir.checkpoint_path(state.step)
+        tmp = self.rundir.tmp_dir(final.name)
+        self.backend.save_adapter(tmp)
+        self.backend.save_state(tmp)
+        write_json_atomic(tmp / "trainer_state.json", dataclasses.asdict(state))
+        publish_dir(tmp, final)
+        self.rundir.prune(self.recipe.train.keep_checkpoints)
+        self.emit(SaveEvent(step=state.step, path=str(final), what="checkpoint"))
+        self._save_adapter(self.rundir.adapter, state.step, "adapter")
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, state: TrainerState) -> StopEvent:
+        t = self.recipe.train
+        es = t.early_stopping
+        started = time.perf_counter() - state.elapsed
+        with _StopFlag() as stop:
+            while state.step < self.total:
+                batches = []
+                for _ in range(t.grad_accumulation):
+                    _, batch = self.train.at(state.micro_step)
+                    batches.append(batch)
+                    state.micro_step += 1
+                step = state.step + 1
+                lr = self.lr(step)
+                t0 = time.perf_counter()
+                result = self.backend.train_step(batches, lr, step)
+                dt = time.perf_counter() - t0
+                if not math.isfinite(result.loss):
+                    where = self.rundir.latest_checkpoint()
+                    reason = (f"loss became {result.loss} at step {step}; the last good "
+                              f"checkpoint is {where}" if where else
+                              f"loss became {result.loss} at step {step} (no checkpoint yet)")
+                    self.emit(WarningEvent(step=step, message=reason))
+                    return self._stop(state, "nan", reason + "; lower train.learning_rate")
+                state.step = step
+                state.trained_tokens += result.tokens
+                state.elapsed = time.perf_counter() - started
+                mem = self.backend.memory()
+                self.emit(StepEvent(
+                    step=step, epoch=state.micro_step / len(self.train), loss=result.loss, lr=lr,
+                    grad_norm=result.grad_norm, tokens=result.tokens,
+                    trained_tokens_per_sec=result.tokens / dt if dt > 0 else 0.0, step_time=dt,
+                    peak_memory_gb=mem.get("peak", 0) / 1e9, total_steps=self.total,
+                    elapsed=state.elapsed))
+                last = step == self.total
+                if t.eval_every and step % t.eval_every == 0 and not last:
+                    self.evaluate(state)
+                    if es.patience is not None and state.bad_evals >= es.patience:
+                        self.checkpoint(state)
+                        return self._stop(state, "early_stopped",
+                                          f"no improvement for {es.patience} evaluations; best "
+                                          f"val loss {state.best_val_loss:.4f} at step "
+                                          f"{state.best_step}")
+                if t.save_every and step % t.save_every == 0 and not last:
+                    self.checkpoint(state)
+                if stop.requested:
+                    self.checkpoint(state)
+                    return self._stop(state, "interrupted",
+                                      f"stopped by Ctrl-C after step {step}; resume with --resume")
+        if self.valid is not None and state.last_eval_step != state.step:
+            self.evaluate(state)
+        self.checkpoint(state)
+        return self._stop(state, "completed", f"finished {state.step} steps")
+
+    def _stop(self, state: TrainerState, status: str, reason: str) -> StopEvent:
+        event = StopEvent(step=state.step, status=status, reason=reason,
+                          best_val_loss=state.best_val_loss,
+                          extra={"best_step": state.best_step,
+                                 "trained_tokens": state.trained_tokens,
+                                 "elapsed": state.elapsed})
+        self.emit(event)
+        return event

@@ -1,0 +1,110 @@
+"""`eden-mlx train`: resolve the model, prepare the data, pick the backend, run the loop, and keep
+run.json and metrics.jsonl up to date."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..backends.base import choose_backend, load_backend
+from ..data.batching import BatchPlan
+from ..data.render import load_tokenizer
+from ..data.splits import load_splits
+from ..hub import resolve_model
+from .events import Event, Listener, StartEvent, StopEvent, WarningEvent
+from .loop import TrainerState, TrainingLoop
+from .rundir import RunDir, run_info
+
+
+class MetricsLog:
+    """Listener: one JSON object per event in metrics.jsonl, flushed as it happens."""
+
+    def __init__(self, path: Path):
+        self.file = open(path, "a", buffering=1)
+
+    def __call__(self, event: Event) -> None:
+        self.file.write(json.dumps(event.to_dict(), default=float) + "\n")
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def make_plans(recipe, splits, pad_id: int):
+    d, t = recipe.data, recipe.train
+    train = BatchPlan(splits.train, t.batch_size, d.max_seq_length, pad_id, d.packing, t.seed)
+    valid = (BatchPlan(splits.valid, t.batch_size, d.max_seq_length, pad_id, d.packing, t.seed)
+             if splits.valid else None)
+    return train, valid
+
+
+def run_training(recipe, *, output: str | None = None, resume: bool = False,
+                 listeners: list[Listener] = (), backend: str | None = None,
+                 extra_info: dict | None = None) -> StopEvent:
+    """Train per `recipe`; return the final StopEvent (status completed, early_stopped, nan,
+    interrupted)."""
+    started = time.time()
+    backend_name, why = choose_backend(backend or recipe.train.backend)
+    model_dir = resolve_model(recipe.model.path, recipe.model.revision)
+    tok = load_tokenizer(model_dir)
+    splits = load_splits(recipe.data, tok, recipe.train.seed)
+    rundir = RunDir(output or recipe.output_dir)
+    checkpoint = rundir.latest_checkpoint() if resume else None
+    rundir.prepare(resume)
+
+    impl = load_backend(backend_name)
+    info = impl.setup(recipe, model_dir)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    train_plan, valid_plan = make_plans(recipe, splits, pad_id)
+
+    state = TrainerState()
+    if checkpoint is not None:
+        impl.load_state(checkpoint)
+        state = TrainerState.read(checkpoint)
+        rundir.truncate_metrics(state.step)
+
+    log = MetricsLog(rundir.metrics)
+    sinks = [log, *listeners]
+
+    def emit(event: Event) -> None:
+        for sink in sinks:
+            sink(event)
+
+    extra = dict(extra_info or {})
+    status = "running"
+    rundir.write_run_json(run_info(recipe, splits.files, backend_name, why, info, status,
+                                   started, resumed_from=str(checkpoint) if checkpoint else None,
+                                   **extra))
+    try:
+        loop = TrainingLoop(recipe, impl, train_plan, valid_plan, rundir, emit)
+        tr = splits.stats["train"]
+        emit(StartEvent(
+            recipe_name=recipe.name, model=recipe.model.path,
+            adapter=f"{recipe.adapter.type} r={recipe.adapter.rank}", backend=backend_name,
+            backend_reason=why, device=info.device, run_dir=str(rundir.root),
+            total_steps=loop.total, start_step=state.step,
+            trainable_params=info.trainable_params, params_total=info.params_total,
+            train_samples=len(splits.train), valid_samples=len(splits.valid),
+            truncated=tr.truncated, dropped=tr.dropped,
+            predicted_peak_gb=extra.get("predicted_peak_gb"), budget_gb=extra.get("budget_gb")))
+        if resume and checkpoint is None:
+            emit(WarningEvent(step=0, message="--resume: no checkpoint found, starting fresh"))
+        if tr.truncated or tr.dropped:
+            emit(WarningEvent(step=0, message=f"{tr.truncated} training samples truncated and "
+                              f"{tr.dropped} dropped at data.max_seq_length="
+                              f"{recipe.data.max_seq_length}"))
+        stop = loop.run(state)
+        status = stop.status
+        return stop
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except BaseException:
+        status = "error"
+        raise
+    finally:
+        log.close()
+        rundir.write_run_json(run_info(recipe, splits.files, backend_name, why, info, status,
+                                       started, time.time(),
+                                       resumed_from=str(checkpoint) if checkpoint else None,
+                                       **extra))

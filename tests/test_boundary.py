@@ -1,0 +1,39 @@
+"""Only backends/mlx imports mlx and only backends/torch imports torch: everything else must
+import (and work) with both blocked."""
+
+import subprocess
+import sys
+
+NEUTRAL = ["mlx_eden.cli", "mlx_eden.recipe", "mlx_eden.errors", "mlx_eden.tiny",
+           "mlx_eden.adapters", "mlx_eden.hub", "mlx_eden.data.formats", "mlx_eden.data.render",
+           "mlx_eden.data.batching", "mlx_eden.data.splits", "mlx_eden.run.loop",
+           "mlx_eden.run.events", "mlx_eden.run.rundir", "mlx_eden.run.schedule",
+           "mlx_eden.run.train", "mlx_eden.ui.plainlog", "mlx_eden.ui.datacheck",
+           "mlx_eden.backends.base", "mlx_eden.commands.train", "mlx_eden.commands.recipe",
+           "mlx_eden.commands.data", "mlx_eden.commands.tiny"]
+
+BLOCKER = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('mlx', 'mlx_lm', 'torch'):
+            raise ImportError(f'blocked import of {name}')
+sys.meta_path.insert(0, Block())
+import importlib
+for m in MODULES:
+    importlib.import_module(m)
+from mlx_eden.recipe import load_recipe
+load_recipe('recipes/tiny-demo.yaml')
+leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('mlx', 'mlx_lm', 'torch'))
+assert not leaked, leaked
+print('ok')
+"""
+
+
+def test_neutral_modules_import_without_mlx_or_torch():
+    from .conftest import ROOT
+
+    code = f"MODULES = {NEUTRAL!r}\n" + BLOCKER
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
