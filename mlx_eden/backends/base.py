@@ -88,6 +88,19 @@ def choose_backend(requested: str) -> tuple[str, str]:
                    "(pip install 'mlx-eden[torch]')")
 
 
+def hide_torch_from_transformers() -> None:
+    """For a process that trains on MLX: make `torch` unimportable before transformers loads.
+
+    mlx-lm imports transformers, and transformers imports torch whenever it can find it (3-5 s
+    of start-up here, and memory) although the MLX path never uses it. `find_spec` treats a
+    None entry in sys.modules as "not installed". Only for whole CLI processes: never call it
+    in a process that may still want torch."""
+    import sys
+
+    if "torch" not in sys.modules and "transformers" not in sys.modules:
+        sys.modules["torch"] = None  # type: ignore[assignment]
+
+
 def load_backend(name: str) -> Backend:
     module = importlib.import_module(f"mlx_eden.backends.{name}.backend")
     return module.create()

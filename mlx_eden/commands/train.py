@@ -20,11 +20,17 @@ EXIT_CODES = {"completed": 0, "early_stopped": 0, "nan": 1, "interrupted": 130}
 @click.option("--no-dashboard", is_flag=True, help="Plain log lines instead of the live view.")
 def train(recipe_file, overrides, output, resume, backend, no_dashboard):
     """Fine-tune per RECIPE_FILE and write a run directory."""
+    from ..backends.base import choose_backend, hide_torch_from_transformers
+
+    recipe = load_recipe(recipe_file, overrides)
+    choice = choose_backend(backend or recipe.train.backend)
+    if choice[0] == "mlx":
+        hide_torch_from_transformers()
+
     from ..run.train import run_training
     from ..ui.plainlog import PlainLog
 
-    recipe = load_recipe(recipe_file, overrides)
     listeners = [PlainLog(recipe.train.log_every)]
     stop = run_training(recipe, output=output, resume=resume, listeners=listeners,
-                        backend=backend)
+                        backend=choice)
     sys.exit(EXIT_CODES.get(stop.status, 1))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ class TrainingLoop:
         self.rundir, self.emit = rundir, emit
         t = recipe.train
         self.total = total_steps(t, len(train))
+        self._pending: tuple[Path, Path, int] | None = None
         self.warmup = warmup_steps(self.total, t.warmup_steps, t.warmup_ratio)
 
     def lr(self, step: int) -> float:
@@ -121,16 +123,38 @@ class TrainingLoop:
         publish_dir(tmp, final)
         self.emit(SaveEvent(step=step, path=str(final), what=what))
 
-    def checkpoint(self, state: TrainerState) -> None:
+    def checkpoint(self, state: TrainerState, verified: bool = True) -> None:
+        """Write a checkpoint (and refresh adapter/). An unverified one is only staged: the
+        weights of step k are known to be good when step k+1's loss comes out finite, so it is
+        published then (see `_publish_pending`) and dropped if that loss is NaN."""
+        self._drop_pending()
         final = self.rundir.checkpoint_path(state.step)
         tmp = self.rundir.tmp_dir(final.name)
         self.backend.save_adapter(tmp)
         self.backend.save_state(tmp)
         write_json_atomic(tmp / "trainer_state.json", dataclasses.asdict(state))
+        self._pending = (tmp, final, state.step)
+        if verified:
+            self._publish_pending()
+
+    def _publish_pending(self) -> None:
+        if self._pending is None:
+            return
+        tmp, final, step = self._pending
+        self._pending = None
+        adapter_tmp = self.rundir.tmp_dir("adapter")
+        for name in ("adapters.safetensors", "adapter_config.json"):
+            shutil.copy2(tmp / name, adapter_tmp / name)
         publish_dir(tmp, final)
         self.rundir.prune(self.recipe.train.keep_checkpoints)
-        self.emit(SaveEvent(step=state.step, path=str(final), what="checkpoint"))
-        self._save_adapter(self.rundir.adapter, state.step, "adapter")
+        self.emit(SaveEvent(step=step, path=str(final), what="checkpoint"))
+        publish_dir(adapter_tmp, self.rundir.adapter)
+        self.emit(SaveEvent(step=step, path=str(self.rundir.adapter), what="adapter"))
+
+    def _drop_pending(self) -> None:
+        if self._pending is not None:
+            shutil.rmtree(self._pending[0], ignore_errors=True)
+            self._pending = None
 
     # ------------------------------------------------------------------ the loop
 
@@ -150,13 +174,10 @@ class TrainingLoop:
                 t0 = time.perf_counter()
                 result = self.backend.train_step(batches, lr, step)
                 dt = time.perf_counter() - t0
-                if not math.isfinite(result.loss):
-                    where = self.rundir.latest_checkpoint()
-                    reason = (f"loss became {result.loss} at step {step}; the last good "
-                              f"checkpoint is {where}" if where else
-                              f"loss became {result.loss} at step {step} (no checkpoint yet)")
-                    self.emit(WarningEvent(step=step, message=reason))
-                    return self._stop(state, "nan", reason + "; lower train.learning_rate")
+                if not (math.isfinite(result.loss) and math.isfinite(result.grad_norm)):
+                    return self._diverged(state, step, f"loss {result.loss}, grad norm "
+                                          f"{result.grad_norm}")
+                self._publish_pending()  # the previous step's weights gave a finite loss
                 state.step = step
                 state.trained_tokens += result.tokens
                 state.elapsed = time.perf_counter() - started
@@ -169,23 +190,36 @@ class TrainingLoop:
                     elapsed=state.elapsed))
                 last = step == self.total
                 if t.eval_every and step % t.eval_every == 0 and not last:
-                    self.evaluate(state)
+                    ev = self.evaluate(state)
+                    if ev is not None and not math.isfinite(ev.val_loss):
+                        return self._diverged(state, step, f"validation loss {ev.val_loss}")
                     if es.patience is not None and state.bad_evals >= es.patience:
                         self.checkpoint(state)
                         return self._stop(state, "early_stopped",
                                           f"no improvement for {es.patience} evaluations; best "
                                           f"val loss {state.best_val_loss:.4f} at step "
                                           f"{state.best_step}")
-                if t.save_every and step % t.save_every == 0 and not last:
-                    self.checkpoint(state)
                 if stop.requested:
                     self.checkpoint(state)
                     return self._stop(state, "interrupted",
                                       f"stopped by Ctrl-C after step {step}; resume with --resume")
+                if t.save_every and step % t.save_every == 0 and not last:
+                    self.checkpoint(state, verified=state.last_eval_step == step)
         if self.valid is not None and state.last_eval_step != state.step:
-            self.evaluate(state)
+            ev = self.evaluate(state)
+            if not math.isfinite(ev.val_loss):
+                return self._diverged(state, state.step, f"validation loss {ev.val_loss}")
         self.checkpoint(state)
         return self._stop(state, "completed", f"finished {state.step} steps")
+
+    def _diverged(self, state: TrainerState, step: int, what: str) -> StopEvent:
+        """NaN/Inf: keep the last checkpoint whose weights were seen to give a finite loss."""
+        self._drop_pending()
+        where = self.rundir.latest_checkpoint()
+        reason = (f"{what} at step {step}; the last good checkpoint is {where}" if where else
+                  f"{what} at step {step} (no good checkpoint yet)")
+        self.emit(WarningEvent(step=step, message=reason))
+        return self._stop(state, "nan", reason + "; lower train.learning_rate")
 
     def _stop(self, state: TrainerState, status: str, reason: str) -> StopEvent:
         event = StopEvent(step=state.step, status=status, reason=reason,

@@ -39,12 +39,12 @@ def make_plans(recipe, splits, pad_id: int):
 
 
 def run_training(recipe, *, output: str | None = None, resume: bool = False,
-                 listeners: list[Listener] = (), backend: str | None = None,
+                 listeners: list[Listener] = (), backend: tuple[str, str] | None = None,
                  extra_info: dict | None = None) -> StopEvent:
     """Train per `recipe`; return the final StopEvent (status completed, early_stopped, nan,
-    interrupted)."""
+    interrupted). `backend` is a resolved (name, why) from choose_backend, else the recipe's."""
     started = time.time()
-    backend_name, why = choose_backend(backend or recipe.train.backend)
+    backend_name, why = backend or choose_backend(recipe.train.backend)
     model_dir = resolve_model(recipe.model.path, recipe.model.revision)
     tok = load_tokenizer(model_dir)
     splits = load_splits(recipe.data, tok, recipe.train.seed)

@@ -12,7 +12,7 @@ from pathlib import Path
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
-from mlx.utils import tree_flatten, tree_map, tree_unflatten
+from mlx.utils import tree_flatten, tree_map
 
 from ...adapters import (
     ADAPTER_CONFIG,
@@ -159,10 +159,14 @@ class MLXBackend:
     def load_state(self, directory: Path) -> None:
         self.load_adapter(directory)
         flat = mx.load(str(directory / OPTIMIZER_STATE))
-        restored = tree_unflatten(list(flat.items()))
-        # Update in place: compiled functions hold a reference to this dict.
-        self.optimizer.state.clear()
-        self.optimizer.state.update(restored)
+        # Assign leaf by leaf into the initialised state: compiled functions hold a reference
+        # to it, and flattening drops the empty sub-trees of frozen modules.
+        for key, value in flat.items():
+            node, parts = self.optimizer.state, key.split(".")
+            for p in parts[:-1]:
+                node = node[int(p)] if isinstance(node, list) else node[p]
+            leaf = int(parts[-1]) if isinstance(node, list) else parts[-1]
+            node[leaf] = value
         mx.eval(self.optimizer.state)
 
     def memory(self) -> dict:
