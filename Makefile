@@ -9,7 +9,9 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 TINY        := models/tiny-qwen2
 DEMO_RUN    := runs/tiny-demo
 
-.PHONY: install install-test test demo lint bench clean help
+.PHONY: install install-test test demo lint bench clean help \
+        train-32b train-32b-round2 train-32b-round3 train-32b-monthly train-coder-7b-cpu \
+        train-alpaca-7b train-classifier-7b train-qwen3-stage1 train-qwen3-stage2
 
 help:
 	@echo "make demo   - set up, build the tiny model, train it (dashboard), fuse, export GGUF"
@@ -38,6 +40,27 @@ $(TINY): | install
 demo: install $(TINY)
 	rm -rf $(DEMO_RUN)
 	$(EDEN) train recipes/tiny-demo.yaml --output $(DEMO_RUN)
+
+# One target per shipped recipe. Pass extra options with ARGS, e.g.
+#   make train-32b ARGS="--set model.path=/models/Qwen2.5-32B-Instruct"
+train-32b: install
+	$(EDEN) train recipes/qwen2.5-32b-eden-m3max.yaml $(ARGS)
+train-32b-round2: install
+	$(EDEN) train recipes/qwen2.5-32b-eden-m3max-round2.yaml $(ARGS)
+train-32b-round3: install
+	$(EDEN) train recipes/qwen2.5-32b-eden-m3max-round3.yaml $(ARGS)
+train-32b-monthly: install
+	$(EDEN) train recipes/qwen2.5-32b-eden-m3max-monthly.yaml $(ARGS)
+train-coder-7b-cpu: $(VENV)/.installed-dev,torch
+	$(EDEN) train recipes/qwen2.5-coder-7b-cpu.yaml $(ARGS)
+train-alpaca-7b: install
+	$(EDEN) train recipes/qwen2.5-7b-alpaca.yaml $(ARGS)
+train-classifier-7b: install
+	$(EDEN) train recipes/qwen2.5-7b-classifier.yaml $(ARGS)
+train-qwen3-stage1: install
+	$(EDEN) train recipes/qwen3-14b-stage1-style.yaml $(ARGS)
+train-qwen3-stage2: install
+	$(EDEN) train recipes/qwen3-14b-stage2-iac.yaml $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check mlx_eden tests benchmarks

@@ -173,31 +173,32 @@ class Recipe:
 
 
 class _Source:
-    """Where values came from, for error messages: a file and the line of each key path."""
+    """Where values came from, for error messages: the file and line of each key path
+    (a key inherited through `extends` points into the parent file)."""
 
-    def __init__(self, file: str | None, lines: dict[str, int] | None = None):
+    def __init__(self, file: str | None, lines: dict[str, tuple[str | None, int]] | None = None):
         self.file = file
         self.lines = lines or {}
 
     def error(self, key: str, message: str, hint: str | None = None) -> UserError:
-        line = self.lines.get(key)
-        if line is None and "." in key:  # fall back to the closest parent that has a line
-            parent = key
-            while "." in parent and line is None:
-                parent = parent.rsplit(".", 1)[0]
-                line = self.lines.get(parent)
-        return UserError(message, file=self.file, line=line, key=key, hint=hint)
+        where = self.lines.get(key)
+        parent = key
+        while where is None and "." in parent:  # fall back to the closest parent with a line
+            parent = parent.rsplit(".", 1)[0]
+            where = self.lines.get(parent)
+        file, line = where if where else (self.file, None)
+        return UserError(message, file=file, line=line, key=key, hint=hint)
 
 
-def _key_lines(text: str) -> dict[str, int]:
-    """Map dotted key paths to 1-based line numbers using PyYAML's node marks."""
-    lines: dict[str, int] = {}
+def _key_lines(text: str, file: str | None) -> dict[str, tuple[str | None, int]]:
+    """Map dotted key paths to (file, 1-based line) using PyYAML's node marks."""
+    lines: dict[str, tuple[str | None, int]] = {}
 
     def walk(node, prefix):
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
                 path = f"{prefix}.{k.value}" if prefix else str(k.value)
-                lines[path] = k.start_mark.line + 1
+                lines[path] = (file, k.start_mark.line + 1)
                 walk(v, path)
 
     try:
@@ -205,6 +206,43 @@ def _key_lines(text: str) -> dict[str, int]:
     except yaml.YAMLError:
         pass
     return lines
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_tree(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict, dict]:
+    """Read a recipe file into (tree, key lines), resolving `extends: parent.yaml` (relative to
+    the file) so later rounds and variants state only what differs from their parent."""
+    file = str(path)
+    if not path.is_file():
+        raise UserError("recipe file not found", file=file,
+                        hint="pass the path of a YAML recipe, e.g. recipes/tiny-demo.yaml")
+    text = path.read_text()
+    try:
+        tree = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise UserError(f"not valid YAML: {getattr(e, 'problem', e)}", file=file,
+                        line=mark.line + 1 if mark else None) from None
+    tree = tree if tree is not None else {}
+    lines = _key_lines(text, file)
+    if not isinstance(tree, dict) or "extends" not in tree:
+        return tree, lines
+    parent = path.parent / str(tree.pop("extends"))
+    if parent.resolve() in chain or parent.resolve() == path.resolve():
+        raise UserError("extends forms a cycle", file=file, line=lines["extends"][1],
+                        key="extends")
+    if not parent.is_file():
+        raise UserError(f"extends names a missing file {parent}", file=file,
+                        line=lines["extends"][1], key="extends")
+    base, base_lines = _read_tree(parent, chain + (path.resolve(),))
+    lines.pop("extends", None)
+    return _merge(base, tree), {**base_lines, **lines}
 
 
 def _strip_optional(tp):
@@ -325,29 +363,17 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, A
     return parsed
 
 
-def load_recipe(path: str | Path | None, overrides=(), *, base_dir: str | Path | None = None) -> Recipe:
+def load_recipe(path: str | Path | None, overrides=()) -> Recipe:
     """Read a recipe file (or the defaults when path is None), apply `--set` overrides, validate.
 
     Relative data and model paths are kept as written; they resolve against the current
     directory, like every other CLI path.
     """
-    text, file = "", None
+    tree, lines, file = {}, {}, None
     if path is not None:
         file = str(path)
-        p = Path(path)
-        if not p.is_file():
-            raise UserError("recipe file not found", file=file,
-                            hint="pass the path of a YAML recipe, e.g. recipes/tiny-demo.yaml")
-        text = p.read_text()
-    try:
-        tree = yaml.safe_load(text) if text.strip() else {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise UserError(f"not valid YAML: {getattr(e, 'problem', e)}", file=file,
-                        line=mark.line + 1 if mark else None) from None
-    if tree is None:
-        tree = {}
-    src = _Source(file, _key_lines(text))
+        tree, lines = _read_tree(Path(path))
+    src = _Source(file, lines)
     for key, value in parse_overrides(list(overrides)):
         _set_dotted(tree, key, value)
         src.lines.pop(key, None)

@@ -77,3 +77,21 @@ def test_cli_check_reports_one_line_per_problem_and_exit_2(tmp_path):
     assert proc.stderr.strip() == (f"error: {f}:2: train.optimiser: unknown key "
                                    "(did you mean train.optimizer?)")
     assert "Traceback" not in proc.stderr
+
+
+def test_extends_merges_and_points_errors_at_the_right_file(tmp_path):
+    parent = tmp_path / "base.yaml"
+    parent.write_text("name: base\ntrain:\n  learning_rate: 2.0e-5\n  epochs: 3\n"
+                      "adapter:\n  rank: 64\n  alpha: 128\n")
+    child = tmp_path / "round2.yaml"
+    child.write_text("extends: base.yaml\nname: round2\ntrain:\n  learning_rate: 1.5e-5\n")
+    r = load_recipe(child)
+    assert (r.name, r.train.learning_rate, r.train.epochs, r.adapter.rank) == \
+        ("round2", 1.5e-5, 3.0, 64)
+    parent.write_text(parent.read_text() + "  droput: 0.1\n")
+    with pytest.raises(UserError) as e:
+        load_recipe(child)
+    assert str(e.value).startswith(f"{parent}:8: adapter.droput: unknown key")
+    parent.write_text("extends: round2.yaml\n")
+    with pytest.raises(UserError, match="extends forms a cycle"):
+        load_recipe(child)

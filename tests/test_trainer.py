@@ -274,3 +274,35 @@ def test_gradient_accumulation_matches_a_bigger_batch(tiny_qwen2):
     assert max(np.abs(a[k]).max() for k in a) > 1e-3  # a real step was taken
     assert max(np.abs(a[k] - b[k]).max() for k in a) <= 1e-5
     del mx
+
+
+def test_chunked_loss_equals_the_plain_loss_with_gradients(tiny_qwen2_4bit):
+    """train.loss_chunk changes memory, not numbers (quantized base: the path the 32B runs)."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+
+    from mlx_eden.backends.mlx import model as M
+    from mlx_eden.backends.mlx.backend import MLXBackend
+    from mlx_eden.recipe import load_recipe
+
+    recipe = load_recipe(DEMO, [f"model.path={tiny_qwen2_4bit}", "adapter.rank=4"])
+    b = MLXBackend()
+    b.setup(recipe, tiny_qwen2_4bit)
+    for _, module in b.model.named_modules():  # non-zero B so every gradient path is live
+        if hasattr(module, "lora_b"):
+            module.lora_b = mx.random.normal(module.lora_b.shape) * 0.05
+    rng = np.random.default_rng(0)
+    inputs = mx.array(rng.integers(0, 500, (2, 24)))
+    targets = mx.array(rng.integers(0, 500, (2, 24)))
+    weights = mx.array((rng.random((2, 24)) > 0.3).astype(np.float32))
+    segments = mx.ones((2, 24), dtype=mx.int32)
+    results = []
+    for chunk in (0, 7):
+        fn = nn.value_and_grad(b.model, lambda *a, c=chunk: M.loss_sum(
+            b.model, *a, packed=False, checkpoint=False, chunk=c))
+        loss, grads = fn(inputs, targets, weights, segments)
+        results.append((loss.item(), dict(tree_flatten(grads))))
+    (l0, g0), (l1, g1) = results
+    assert abs(l0 - l1) <= 1e-5 * max(1.0, abs(l0))
+    assert max(float(mx.abs(g0[k] - g1[k]).max()) for k in g0) <= 1e-5

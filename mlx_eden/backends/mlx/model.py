@@ -8,6 +8,8 @@ the class globally), and a loss that never materialises the full logits.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import mlx.core as mx
@@ -35,7 +37,9 @@ def load_base(path: Path, spec) -> tuple[nn.Module, dict]:
     dtype = DTYPES[spec.dtype]
     model.set_dtype(dtype)
     if "quantization" not in config and spec.quantize.bits:
-        model, config = quantize_model(model, config, spec.quantize.group_size, spec.quantize.bits)
+        with contextlib.redirect_stdout(io.StringIO()):  # mlx-lm prints a bits-per-weight line
+            model, config = quantize_model(model, config, spec.quantize.group_size,
+                                           spec.quantize.bits)
     mx.eval(model.parameters())
     return model, config
 
@@ -125,10 +129,13 @@ def loss_sum(model, inputs, targets, weights, segments, *, packed: bool, checkpo
     # own, recomputed under mx.checkpoint, so only (chunk, V) logits exist at a time.
     B, L, D = h.shape
     h, targets, weights = h.reshape(B * L, D), targets.reshape(-1), weights.reshape(-1)
-    fn = mx.checkpoint(lambda hc, tc, wc: _ce_sum(model, hc, tc, wc))
     total = mx.array(0.0, dtype=mx.float32)
     for s in range(0, B * L, chunk):
-        total = total + fn(h[s : s + chunk], targets[s : s + chunk], weights[s : s + chunk])
+        # Only the hidden states are differentiated; targets (integer ids) and weights are
+        # bound as constants of this chunk's function.
+        t, w = targets[s : s + chunk], weights[s : s + chunk]
+        fn = mx.checkpoint(lambda hc, t=t, w=w: _ce_sum(model, hc, t, w))
+        total = total + fn(h[s : s + chunk])
     return total
 
 
