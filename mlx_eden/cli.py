@@ -16,6 +16,7 @@ COMMANDS = {
     "train": ("train", "train", "Fine-tune a model per a recipe."),
     "recipe": ("recipe", "recipe", "Show or check recipes."),
     "data": ("data", "data", "Inspect training data as a recipe would tokenize it."),
+    "eval": ("eval", "eval_", "Greedy-decode a split and score it (per-class P/R/F1)."),
     "tiny": ("tiny", "tiny", "Build a tiny Qwen2/Qwen3 model locally (tests, demo)."),
 }
 

@@ -100,6 +100,8 @@ class DataSpec:
     truncation: Literal["truncate", "drop"] = _f("truncate", "What to do with longer samples.")
     mask_prompt: bool = _f(True, "Train only on assistant/response tokens (every assistant turn).")
     packing: bool = _f(False, "Pack several samples per row (each attends only to itself).")
+    balance: bool = _f(False, "Oversample the train split so every label (final answer) is "
+                       "equally frequent: for classifiers with skewed classes.")
 
 
 @dataclass(frozen=True)

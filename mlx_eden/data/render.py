@@ -157,3 +157,29 @@ def render_records(records: list[Record], tok, spec) -> tuple[list[Sample], Rend
         stats.trained_tokens += s.trained
     stats.samples = len(samples)
     return samples, stats
+
+
+def prompt_and_reference(record: Record, tok, spec) -> tuple[list[int], str]:
+    """What a model is asked at evaluation (the record rendered up to its final answer, with the
+    generation prompt) and the answer it should give."""
+    f = record.fields
+    if record.format == "text":
+        raise UserError("text records have no prompt/answer to evaluate", file=record.file,
+                        line=record.line, hint="evaluate chat, alpaca or completions data")
+    if record.format == "chat":
+        last = max(i for i, m in enumerate(f["messages"]) if m["role"] == "assistant")
+        messages, answer = f["messages"][:last], f["messages"][last]["content"]
+    elif record.format == "alpaca":
+        if spec.template == "alpaca":
+            prompt = (ALPACA_WITH_INPUT if f["input"] else ALPACA_NO_INPUT).format(**f)
+            return tok(prompt, add_special_tokens=False)["input_ids"], f["output"]
+        user = f["instruction"] + (f"\n\n{f['input']}" if f["input"] else "")
+        messages, answer = [{"role": "user", "content": user}], f["output"]
+    else:
+        if spec.template == "none":
+            return tok(f["prompt"], add_special_tokens=False)["input_ids"], f["completion"]
+        messages, answer = [{"role": "user", "content": f["prompt"]}], f["completion"]
+    if spec.system_prompt and messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": spec.system_prompt}] + messages
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tok(text, add_special_tokens=False)["input_ids"], answer

@@ -40,8 +40,9 @@ def split_records(records: list[Record], fractions: list[float], seed: int):
     return pick[: n - n_valid - n_test], pick[n - n_valid - n_test : n - n_test], pick[n - n_test :]
 
 
-def load_splits(spec, tok, seed: int) -> Splits:
-    """Read, split (if data.split is set), and tokenize every split of a DataSpec."""
+def read_splits(spec, seed: int) -> dict[str, list[Record]]:
+    """The records of each split: read, split off train per data.split, balanced per
+    data.balance. Evaluation uses this too, so it sees the very split training saw."""
     if not spec.train:
         raise UserError("no training data", key="data.train",
                         hint="set data.train to a JSONL file, e.g. --set data.train=train.jsonl")
@@ -51,9 +52,43 @@ def load_splits(spec, tok, seed: int) -> Splits:
     if spec.split and not spec.valid:
         train, valid, split_test = split_records(train, spec.split, seed)
         test = test or split_test
+    if spec.balance:
+        train = balance_labels(train, seed)
+    return {"train": train, "valid": valid, "test": test}
+
+
+def label_of(record: Record) -> str:
+    """The final answer of a record: the label of a classification example."""
+    f = record.fields
+    if record.format == "chat":
+        return [m for m in f["messages"] if m["role"] == "assistant"][-1]["content"].strip()
+    return (f.get("output") or f.get("completion") or f.get("text") or "").strip()
+
+
+def balance_labels(records: list[Record], seed: int) -> list[Record]:
+    """Oversample (seeded) so every label appears as often as the most common one."""
+    groups: dict[str, list[Record]] = {}
+    for r in records:
+        groups.setdefault(label_of(r), []).append(r)
+    if len(groups) > max(16, len(records) // 10):
+        raise UserError(f"data.balance found {len(groups)} distinct answers in "
+                        f"{len(records)} records: this does not look like labelled data",
+                        key="data.balance", hint="use it only for label-only (classifier) data")
+    rng = np.random.default_rng([seed, 7])
+    top = max(len(g) for g in groups.values())
+    out = list(records)
+    for label in sorted(groups):
+        g = groups[label]
+        out += [g[i] for i in rng.integers(0, len(g), top - len(g))]
+    return out
+
+
+def load_splits(spec, tok, seed: int) -> Splits:
+    """Read, split, and tokenize every split of a DataSpec."""
+    records = read_splits(spec, seed)
     out = Splits([], [], [], files=list(spec.train) + list(spec.valid) + list(spec.test))
-    for name, records in (("train", train), ("valid", valid), ("test", test)):
-        samples, stats = render_records(records, tok, spec) if records else ([], RenderStats())
+    for name, recs in records.items():
+        samples, stats = render_records(recs, tok, spec) if recs else ([], RenderStats())
         setattr(out, name, samples)
         out.stats[name] = stats
     if not out.train:

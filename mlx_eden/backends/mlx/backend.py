@@ -133,6 +133,27 @@ class MLXBackend:
         finally:
             self.model.train()
 
+    def generate(self, prompts: list[list[int]], max_new_tokens: int,
+                 stop: set[int]) -> list[list[int]]:
+        """Greedy (deterministic) continuations of each prompt, ending at a stop id."""
+        from mlx_lm.generate import generate_step
+
+        self.model.eval()
+        try:
+            out = []
+            for ids in prompts:
+                tokens = []
+                for token, _ in generate_step(mx.array(ids), self.model,
+                                              max_tokens=max_new_tokens):  # no sampler: argmax
+                    token = int(token)
+                    if token in stop:
+                        break
+                    tokens.append(token)
+                out.append(tokens)
+            return out
+        finally:
+            self.model.train()
+
     # ------------------------------------------------------------------ persistence
 
     def save_adapter(self, directory: Path) -> None:

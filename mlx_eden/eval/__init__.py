@@ -1,0 +1,1 @@
+"""Evaluation of a trained run: greedy generation on a split, and the metrics users ask for."""

@@ -1,0 +1,59 @@
+"""`eden-mlx eval RUN_DIR`: greedy generation on a split of the run's own data, scored.
+
+The run's resolved recipe (run.json) says which model, adapter structure, data files, split and
+template were used, so evaluation sees exactly the prompts training rendered. Generation always
+uses the MLX backend: both backends write mlx-lm-format adapters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..backends.base import load_backend
+from ..data.render import end_of_turn, load_tokenizer, prompt_and_reference
+from ..data.splits import read_splits
+from ..errors import UserError
+from ..hub import resolve_model
+from ..recipe import recipe_from_dict
+from ..run.rundir import RunDir, write_json_atomic
+from .metrics import classification_report, exact_match
+
+
+def adapter_dir(run: RunDir, which: str) -> Path:
+    path = {"best": run.best, "adapter": run.adapter}.get(which, Path(which))
+    if not (path / "adapters.safetensors").is_file():
+        raise UserError("no adapter there", file=str(path),
+                        hint="use --adapter best (needs evaluation during training) or adapter")
+    return path
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test", adapter: str = "best",
+                 limit: int | None = None, max_new_tokens: int | None = None) -> dict:
+    """Generate for every record of `split` and score it; the report is also written to
+    RUN_DIR/eval-<split>.json."""
+    run = RunDir(run_dir)
+    info = run.read_run_json()
+    recipe = recipe_from_dict(info["recipe"], file=str(run.run_json))
+    records = read_splits(recipe.data, recipe.train.seed)[split]
+    if not records:
+        raise UserError(f"the run has no {split} split", key=f"data.{split}",
+                        hint="give data.test (or data.split) in the recipe, or --split valid")
+    records = records[:limit] if limit else records
+    model_dir = resolve_model(recipe.model.path, recipe.model.revision)
+    tok = load_tokenizer(model_dir)
+    chosen = adapter_dir(run, adapter)
+    backend = load_backend("mlx")
+    backend.setup(recipe, model_dir)
+    backend.load_adapter(chosen)
+    prompts, refs = zip(*(prompt_and_reference(r, tok, recipe.data) for r in records), strict=True)
+    stop = {tok.convert_tokens_to_ids(end_of_turn(tok)), tok.eos_token_id}
+    outputs = backend.generate(list(prompts), max_new_tokens or recipe.eval.max_new_tokens, stop)
+    preds = [tok.decode(o, skip_special_tokens=True) for o in outputs]
+    pairs = list(zip(refs, preds, strict=True))
+    labels = list(recipe.eval.labels)
+    report = classification_report(pairs, labels) if labels else exact_match(pairs)
+    report.update(split=split, adapter=str(chosen), labels=labels,
+                  samples=[{"where": r.where, "reference": ref, "prediction": p}
+                           for r, (ref, p) in zip(records[:20], pairs[:20], strict=True)])
+    write_json_atomic(run.root / f"eval-{split}.json", report)
+    return report
