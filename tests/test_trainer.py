@@ -188,6 +188,17 @@ def test_resume_after_sigkill_is_exact(tmp_path, tiny_qwen2):
     assert max(float(mx.abs(wa[k] - wb[k]).max()) for k in wa) <= 1e-5
     assert json.loads((killed / "run.json").read_text())["resumed_from"]
 
+    # Resuming with another adapter shape is refused in one line; nothing is overwritten.
+    before = (killed / "adapter" / "adapters.safetensors").read_bytes()
+    proc = run_cli("train", DEMO, *sets(tiny_qwen2, **{**kw, "adapter.rank": 4}),
+                   "--output", killed, "--resume", "--no-dashboard")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: {killed / 'run.json'}: the recipe differs from the run being resumed in "
+        "adapter.rank (resume with the run's own recipe, or start a new run with --output "
+        "NEW_DIR)")
+    assert (killed / "adapter" / "adapters.safetensors").read_bytes() == before
+
 
 def _label_data(tmp_path, answer: str, n: int) -> Path:
     f = tmp_path / f"{answer}.jsonl"

@@ -11,10 +11,40 @@ from ..backends.base import choose_backend, load_backend
 from ..data.batching import BatchPlan
 from ..data.render import load_tokenizer
 from ..data.splits import load_splits
+from ..errors import UserError
 from ..hub import resolve_model
 from .events import Event, Listener, StartEvent, StopEvent, WarningEvent
 from .loop import TrainerState, TrainingLoop
 from .rundir import RunDir, run_info
+
+# Sections whose change makes a checkpoint unusable (tensor shapes, base weights).
+STRUCTURAL = ("model.path", "model.quantize", "adapter.type", "adapter.rank", "adapter.targets",
+              "adapter.layers")
+
+
+def recipe_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two recipe dicts."""
+    keys = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        path = f"{prefix}{k}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += recipe_changes(a, b, path + ".")
+        elif a != b:
+            keys.append(path)
+    return keys
+
+
+def check_resumable(rundir: RunDir, recipe) -> list[str]:
+    """Refuse to resume a run with a recipe whose adapter or base differs; return the other,
+    harmless changes (the resumed run is then no longer an exact continuation)."""
+    changed = recipe_changes(rundir.read_run_json()["recipe"], recipe.to_dict())
+    fatal = [k for k in changed if k.startswith(STRUCTURAL)]
+    if fatal:
+        raise UserError(f"the recipe differs from the run being resumed in {', '.join(fatal)}",
+                        file=str(rundir.run_json), hint="resume with the run's own recipe, or "
+                        "start a new run with --output NEW_DIR")
+    return [k for k in changed if k != "output.dir"]
 
 
 class MetricsLog:
@@ -50,6 +80,7 @@ def run_training(recipe, *, output: str | None = None, resume: bool = False,
     splits = load_splits(recipe.data, tok, recipe.train.seed)
     rundir = RunDir(output or recipe.output_dir)
     checkpoint = rundir.latest_checkpoint() if resume else None
+    changed = check_resumable(rundir, recipe) if checkpoint is not None else []
     rundir.prepare(resume)
 
     impl = load_backend(backend_name)
@@ -87,6 +118,9 @@ def run_training(recipe, *, output: str | None = None, resume: bool = False,
             train_samples=len(splits.train), valid_samples=len(splits.valid),
             truncated=tr.truncated, dropped=tr.dropped,
             predicted_peak_gb=extra.get("predicted_peak_gb"), budget_gb=extra.get("budget_gb")))
+        if changed:
+            emit(WarningEvent(step=state.step, message="resumed with recipe changes: "
+                              + ", ".join(changed)))
         if resume and checkpoint is None:
             emit(WarningEvent(step=0, message="--resume: no checkpoint found, starting fresh"))
         if tr.truncated or tr.dropped:
