@@ -17,6 +17,9 @@ COMMANDS = {
     "recipe": ("recipe", "recipe", "Show or check recipes."),
     "data": ("data", "data", "Inspect training data as a recipe would tokenize it."),
     "tiny": ("tiny", "tiny", "Build a tiny Qwen2/Qwen3 model locally (tests, demo)."),
+    "fuse": ("fuse", "fuse", "Merge an adapter into the base: a Hugging Face-layout folder."),
+    "export": ("export", "export", "Export to GGUF, a llama.cpp LoRA, PEFT or an Ollama Modelfile."),
+    "import": ("importers", "import_", "Import adapters from other formats (PEFT)."),
 }
 
 
