@@ -4,6 +4,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 EDEN        := $(VENV)/bin/eden-mlx
 TEST_EXTRAS := dev,torch,gguf
+DEMO_EXTRAS := dev,gguf
 # llama-cpp-python has no Linux wheel: build it portable (pip caches the built wheel).
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 TINY        := models/tiny-qwen2
@@ -37,9 +38,14 @@ test: install-test
 $(TINY): | install
 	$(EDEN) tiny $(TINY)
 
-demo: install $(TINY)
+demo: install $(VENV)/.installed-$(DEMO_EXTRAS) $(TINY)
 	rm -rf $(DEMO_RUN)
 	$(EDEN) train recipes/tiny-demo.yaml --output $(DEMO_RUN)
+	$(EDEN) fuse --model $(TINY) --adapter $(DEMO_RUN)/adapter --output $(DEMO_RUN)/fused
+	for q in f16 q8_0 q4_k_m; do \
+	  $(EDEN) export gguf $(DEMO_RUN)/fused --quant $$q --output $(DEMO_RUN)/tiny-demo-$$q.gguf \
+	    --verify || exit 1; done
+	$(EDEN) export ollama $(DEMO_RUN)/tiny-demo-q4_k_m.gguf --output $(DEMO_RUN)/Modelfile
 
 # One target per shipped recipe. Pass extra options with ARGS, e.g.
 #   make train-32b ARGS="--set model.path=/models/Qwen2.5-32B-Instruct"

@@ -18,6 +18,9 @@ COMMANDS = {
     "data": ("data", "data", "Inspect training data as a recipe would tokenize it."),
     "eval": ("eval", "eval_", "Greedy-decode a split and score it (per-class P/R/F1)."),
     "tiny": ("tiny", "tiny", "Build a tiny Qwen2/Qwen3 model locally (tests, demo)."),
+    "fuse": ("fuse", "fuse", "Merge an adapter into the base: a Hugging Face-layout folder."),
+    "export": ("export", "export", "Export to GGUF, a llama.cpp LoRA, PEFT or an Ollama Modelfile."),
+    "import": ("importers", "import_", "Import adapters from other formats (PEFT)."),
 }
 
 

@@ -11,7 +11,13 @@ NEUTRAL = ["mlx_eden.cli", "mlx_eden.recipe", "mlx_eden.errors", "mlx_eden.tiny"
            "mlx_eden.run.train", "mlx_eden.ui.plainlog", "mlx_eden.ui.datacheck",
            "mlx_eden.backends.base", "mlx_eden.commands.train", "mlx_eden.commands.recipe",
            "mlx_eden.commands.data", "mlx_eden.commands.tiny", "mlx_eden.commands.eval",
-           "mlx_eden.eval.metrics", "mlx_eden.eval.run"]
+           "mlx_eden.eval.metrics", "mlx_eden.eval.run",
+           "mlx_eden.export.files", "mlx_eden.export.probe", "mlx_eden.export.fuse",
+           "mlx_eden.export.gguf", "mlx_eden.export.quantize", "mlx_eden.export.to_gguf",
+           "mlx_eden.export.gguf_lora", "mlx_eden.export.adapter_io", "mlx_eden.export.peft",
+           "mlx_eden.export.readback", "mlx_eden.export.llamacpp", "mlx_eden.export.verify",
+           "mlx_eden.export.ollama", "mlx_eden.commands.fuse", "mlx_eden.commands.export",
+           "mlx_eden.commands.importers"]
 
 BLOCKER = """
 import importlib.abc, sys

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+QUANTS = ["f32", "f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k"]
+verify_option = click.option("--verify", is_flag=True,
+                             help="Load the result in its real consumer and compare with MLX.")
+
+
+def report_verdict(verdict) -> None:
+    """Print a verification; a failed one makes the command exit 1 (the file stays written)."""
+    for line in verdict.lines():
+        click.echo(line)
+    if not verdict.passed:
+        sys.exit(1)
+
+
+@click.group()
+def export():
+    """Export a fused model or an adapter for llama.cpp, Ollama, PEFT and vLLM."""
+
+
+@export.command("gguf")
+@click.argument("model_dir")
+@click.option("--output", "-o", required=True, type=click.Path(), help="GGUF file to write.")
+@click.option("--quant", type=click.Choice(QUANTS), default="f16", show_default=True,
+              help="Float types are written by gguf-py; the rest by llama.cpp's quantizer.")
+@click.option("--allow-fallback", is_flag=True,
+              help="Accept llama.cpp's fallback type for tensors whose rows do not fit the "
+                   "quant's block size (listed in the output).")
+@verify_option
+def gguf(model_dir, output, quant, allow_fallback, verify):
+    """Write MODEL_DIR (a float Qwen2/Qwen3 folder, e.g. from `eden-mlx fuse`, or a hub id)
+    as GGUF."""
+    from ..export.to_gguf import export_gguf
+    from ..hub import resolve_model
+
+    model_dir = resolve_model(model_dir)
+    report = export_gguf(model_dir, output, quant, allow_fallback=allow_fallback)
+    for w in report.warnings:
+        click.echo(f"warning: {w}", err=True)
+    types = ", ".join(f"{n} {t}" for t, n in sorted(report.types.items()))
+    click.echo(f"wrote {report.path} ({quant}: {report.tensors} tensors: {types})")
+    if verify:
+        from ..export.verify import verify_gguf
+
+        report_verdict(verify_gguf(Path(output), Path(model_dir), quant))
+
+
+@export.command("gguf-lora")
+@click.argument("adapter_dir", type=click.Path())
+@click.option("--model", "model", required=True, help="The float base model folder (or hub id).")
+@click.option("--output", "-o", required=True, type=click.Path(), help="GGUF file to write.")
+@click.option("--base-gguf", type=click.Path(), default=None,
+              help="With --verify: the base GGUF to apply it to (default: a temporary f32 one).")
+@verify_option
+def gguf_lora(adapter_dir, model, output, base_gguf, verify):
+    """Write ADAPTER_DIR as a llama.cpp LoRA adapter (llama-cli --lora FILE)."""
+    from ..export.gguf_lora import export_gguf_lora
+    from ..hub import resolve_model
+
+    model_dir = resolve_model(model)
+    info = export_gguf_lora(adapter_dir, model_dir, output)
+    click.echo(f"wrote {output} ({info['modules']} modules, r={info['rank']}, "
+               f"alpha={info['alpha']:g})")
+    if verify:
+        from ..export.to_gguf import export_gguf
+        from ..export.verify import check_memory, verify_gguf_lora
+
+        with tempfile.TemporaryDirectory(dir=Path(output).parent) as tmp:
+            base = Path(base_gguf) if base_gguf else Path(tmp) / "base-f32.gguf"
+            if not base_gguf:
+                check_memory(model_dir, 0)  # before writing a float32 base for nothing
+                export_gguf(model_dir, base, "f32")
+            report_verdict(verify_gguf_lora(Path(output), base, model_dir, Path(adapter_dir)))
+
+
+@export.command("peft")
+@click.argument("adapter_dir", type=click.Path())
+@click.option("--output", "-o", required=True, type=click.Path(), help="Folder to write.")
+@click.option("--model", "model", default=None,
+              help="Base model (hub id or folder) recorded as base_model_name_or_path and used "
+                   "by --verify [default: the adapter's own record].")
+@verify_option
+def peft(adapter_dir, output, model, verify):
+    """Write ADAPTER_DIR in PEFT format (peft.PeftModel, vLLM --lora-modules)."""
+    from ..export.peft import export_peft
+
+    config = export_peft(adapter_dir, output, model)
+    if config["use_dora"]:
+        click.echo("warning: DoRA: peft.PeftModel loads it; vLLM serves LoRA only (fuse instead)",
+                   err=True)
+    click.echo(f"wrote {output} (r={config['r']}, lora_alpha={config['lora_alpha']:g}, "
+               f"targets {', '.join(config['target_modules'])})")
+    if verify:
+        from ..export.verify import verify_peft
+        from ..hub import resolve_model
+
+        base = resolve_model(config["base_model_name_or_path"] or "")
+        report_verdict(verify_peft(Path(output), base, Path(adapter_dir)))
+
+
+@export.command("ollama")
+@click.argument("gguf_file", type=click.Path())
+@click.option("--output", "-o", required=True, type=click.Path(), help="Modelfile to write.")
+@click.option("--system", default=None,
+              help="System message [default: the chat template's own default].")
+@verify_option
+def ollama(gguf_file, output, system, verify):
+    """Write an Ollama Modelfile for GGUF_FILE (ChatML template, stop tokens)."""
+    from ..export.ollama import export_ollama
+
+    export_ollama(gguf_file, output, system)
+    click.echo(f"wrote {output} (ollama create NAME -f {output})")
+    if verify:
+        from ..export.verify import verify_ollama
+
+        report_verdict(verify_ollama(Path(output), Path(gguf_file)))

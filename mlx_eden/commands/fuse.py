@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--model", "model", required=True, help="Base model folder or hub id.")
+@click.option("--adapter", "adapter", type=click.Path(), default=None,
+              help="Adapter folder (a run's adapter/ or best/); omit to only de-quantize/cast.")
+@click.option("--output", "-o", required=True, type=click.Path(), help="Folder to write.")
+@click.option("--dtype", type=click.Choice(["bf16", "f16", "f32"]), default=None,
+              help="Weight dtype of the output [default: the base's; bf16 for a quantized base].")
+@click.option("--requantize", type=click.Choice(["4", "8"]), default=None,
+              help="Quantize the fused weights again (MLX affine; MLX-only output). Reports the "
+                   "measured logit change.")
+@click.option("--group-size", type=int, default=64, show_default=True,
+              help="Group size for --requantize.")
+@click.option("--max-shard-gb", type=float, default=5.0, show_default=True,
+              help="Largest safetensors shard.")
+def fuse(model, adapter, output, dtype, requantize, group_size, max_shard_gb):
+    """Merge an adapter into de-quantized base weights and write a Hugging Face-layout folder
+    (loads in mlx-lm and transformers; input for `eden-mlx export gguf`)."""
+    from ..export.fuse import fuse as run_fuse
+
+    report = run_fuse(model, adapter, output, dtype=dtype,
+                      requantize=int(requantize) if requantize else None,
+                      group_size=group_size, max_shard_gb=max_shard_gb)
+    for w in report.warnings:
+        click.echo(f"warning: {w}", err=True)
+    what = f"{report.adapter} adapter fused" if report.adapter else "no adapter"
+    click.echo(f"wrote {report.output} ({what}, {report.dtype}, {len(report.files)} files)")

@@ -1,0 +1,135 @@
+"""Model folders on disk: config, tokenizer files, safetensors tensors, atomic outputs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..run.rundir import publish_dir
+
+# Everything a tokenizer (HF, mlx-lm, vLLM) reads from a model folder, chat template included.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+                   "special_tokens_map.json", "added_tokens.json", "tokenizer.model",
+                   "chat_template.jinja", "chat_template.json", "generation_config.json")
+
+
+def read_config(model_dir: str | Path) -> dict:
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        raise UserError("not a model folder (no config.json)", file=str(model_dir))
+    return json.loads(path.read_text())
+
+
+def copy_tokenizer(src: Path, dst: Path) -> list[str]:
+    """Copy the tokenizer files of `src` into `dst`; returns the names copied."""
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
+            copied.append(name)
+    if "tokenizer.json" not in copied and "vocab.json" not in copied:
+        raise UserError("the model folder has no tokenizer files", file=str(src),
+                        hint="it needs tokenizer.json (and tokenizer_config.json)")
+    return copied
+
+
+def chat_template(model_dir: Path) -> str | None:
+    """The chat template of a model folder, wherever transformers keeps it."""
+    if (model_dir / "chat_template.jinja").is_file():
+        return (model_dir / "chat_template.jinja").read_text()
+    cfg = model_dir / "tokenizer_config.json"
+    if cfg.is_file():
+        tpl = json.loads(cfg.read_text()).get("chat_template")
+        if isinstance(tpl, str):
+            return tpl
+    return None
+
+
+def _bf16_to_f32(raw: np.ndarray) -> np.ndarray:
+    """bfloat16 is the top half of a float32: widen by shifting (numpy has no bfloat16)."""
+    return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
+
+
+def read_tensors(model_dir: str | Path) -> Iterator[tuple[str, np.ndarray]]:
+    """(HF name, array) for every tensor of the folder's safetensors files, lazily (memory-mapped
+    by gguf-py's reader, which, unlike safetensors.numpy, also reads bfloat16). F16 and F32 stay
+    as stored; BF16 widens to F32."""
+    from gguf.utility import SafetensorsLocal
+
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise UserError("no *.safetensors in the model folder", file=str(model_dir))
+    for f in files:
+        with SafetensorsLocal(f) as tensors:
+            for name, t in tensors.items():
+                raw = t.mmap_bytes()
+                if t.dtype == "BF16":
+                    yield name, _bf16_to_f32(raw).reshape(t.shape)
+                elif t.dtype in _DTYPES:
+                    yield name, raw.view(_DTYPES[t.dtype]).reshape(t.shape)
+                else:
+                    raise UserError(f"tensor {name} has dtype {t.dtype}: the folder holds "
+                                    "quantized weights", file=str(f),
+                                    hint="de-quantize it first: eden-mlx fuse --model DIR "
+                                    "--output FLOAT_DIR")
+
+
+def _headers(model_dir: str | Path):
+    """(dtype, shape) of every tensor, from the safetensors headers alone."""
+    from gguf.utility import SafetensorsLocal
+
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+        with SafetensorsLocal(f) as tensors:
+            yield from ((t.dtype, t.shape) for t in tensors.values())
+
+
+def source_dtype(model_dir: str | Path) -> str:
+    """The float type most of the folder's weights are stored in: F32, F16 or BF16."""
+    counts: dict[str, int] = {}
+    for dtype, shape in _headers(model_dir):
+        counts[dtype] = counts.get(dtype, 0) + int(np.prod(shape))
+    return max(counts, key=counts.get) if counts else "F32"
+
+
+def parameter_count(model_dir: str | Path) -> int:
+    return sum(int(np.prod(shape)) for _, shape in _headers(model_dir))
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """A temporary directory next to `final`, renamed into place only if the block succeeds, so
+    an interrupted export never leaves a folder that looks complete."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
+    try:
+        yield tmp
+        publish_dir(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(final: str | Path) -> Iterator[Path]:
+    """A temporary file name next to `final`, renamed into place only if the block succeeds."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

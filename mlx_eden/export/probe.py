@@ -1,0 +1,83 @@
+"""The probe set every verification runs, and the numbers it reports.
+
+Texts are varied on purpose (ChatML with special tokens, code, CJK, emoji, digits, odd
+whitespace): they exercise the tokenizer paths where converters usually go wrong, and give the
+logit comparisons a few different contexts.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+CONVERSATION = [{"role": "system", "content": "You are a concise assistant."},
+                {"role": "user", "content": "What is 17 times 43?"},
+                {"role": "assistant", "content": "17 times 43 is 731."},
+                {"role": "user", "content": "Tell me a short story about a blue dog."}]
+
+TEXTS = [
+    "def add(a, b):\n    return a + b  # sum\n\nprint(add(2, 40))\n",
+    "The quick brown fox jumps over 13 lazy dogs; it's 2024-06-01, isn't it?",
+    "我想在apple工作1314天～ 你好，世界！ こんにちは",
+    "🚀 emoji 😶‍🌫️ ✅ 🦙🦙  tabs\tand   spaces\n\n\nnewlines",
+]
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(model_dir: str):
+    from ..data.render import load_tokenizer
+
+    return load_tokenizer(model_dir)
+
+
+def probe_texts(model_dir: str | Path) -> list[str]:
+    """The conversation rendered by the model's own chat template, then the plain texts."""
+    tok = _tokenizer(str(model_dir))
+    texts = list(TEXTS)
+    if tok.chat_template:
+        texts.insert(0, tok.apply_chat_template(CONVERSATION, tokenize=False,
+                                                add_generation_prompt=True))
+    return texts
+
+
+def hf_ids(model_dir: str | Path, texts: list[str]) -> list[list[int]]:
+    """Token ids by the Hugging Face tokenizer, special tokens parsed, nothing added."""
+    tok = _tokenizer(str(model_dir))
+    return [list(tok.encode(t, add_special_tokens=False)) for t in texts]
+
+
+def probe_ids(model_dir: str | Path, max_tokens: int = 96) -> list[list[int]]:
+    """Token ids of the probe texts, each cut to `max_tokens` (logits need no long context)."""
+    return [ids[:max_tokens] for ids in hf_ids(model_dir, probe_texts(model_dir))]
+
+
+@dataclass
+class Delta:
+    """How far logits `a` are from reference logits `b`, over every position of every prompt."""
+
+    max_abs: float
+    mean_abs: float
+    rel: float  # mean |a - b| / std(b): scale-free, comparable across models
+    argmax_agree: float  # fraction of positions whose top token is the same
+    last_argmax_equal: bool  # the next token after each prompt is the same for all prompts
+
+    def __str__(self) -> str:
+        return (f"max|Δ| {self.max_abs:.2e}, mean|Δ| {self.mean_abs:.2e}, "
+                f"mean|Δ|/std {self.rel:.2e}, argmax agreement {self.argmax_agree:.1%}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def compare(a: list[np.ndarray], b: list[np.ndarray]) -> Delta:
+    """Compare two lists of (L, V) logits (same prompts, same order)."""
+    a_all, b_all = np.concatenate(a).astype(np.float64), np.concatenate(b).astype(np.float64)
+    diff = np.abs(a_all - b_all)
+    agree = a_all.argmax(-1) == b_all.argmax(-1)
+    last = all(x[-1].argmax() == y[-1].argmax() for x, y in zip(a, b, strict=True))
+    return Delta(max_abs=float(diff.max()), mean_abs=float(diff.mean()),
+                 rel=float(diff.mean() / max(b_all.std(), 1e-12)),
+                 argmax_agree=float(agree.mean()), last_argmax_equal=bool(last))
