@@ -61,10 +61,10 @@ def test_mlx_lm_and_transformers_give_the_same_logits(which, request):
     np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
 
 
-def test_quantized_variant_loads_in_mlx_lm(tiny_qwen2_4bit, tiny_small):
-    cfg = json.loads((tiny_qwen2_4bit / "config.json").read_text())
+def test_quantized_variant_loads_in_mlx_lm(tiny_small_4bit, tiny_small):
+    cfg = json.loads((tiny_small_4bit / "config.json").read_text())
     assert cfg["quantization"]["bits"] == 4 and cfg["quantization"]["group_size"] == 64
-    q = _mlx_logits(tiny_qwen2_4bit, [5, 6, 7, 8])
+    q = _mlx_logits(tiny_small_4bit, [5, 6, 7, 8])
     f = _mlx_logits(tiny_small, [5, 6, 7, 8])
     assert np.abs(q - f).max() < 0.5 and np.abs(q - f).max() > 0  # quantized, not identical
 

@@ -107,8 +107,8 @@ def test_mlx_lm_loads_the_adapter_with_the_same_logits(lora_run, tiny_qwen2):
 
 
 @pytest.mark.parametrize("kind", ["qlora", "dora"])
-def test_qlora_and_dora_train(tmp_path, kind, tiny_qwen2, tiny_qwen2_4bit):
-    model = tiny_qwen2_4bit if kind == "qlora" else tiny_qwen2
+def test_qlora_and_dora_train(tmp_path, kind, tiny_qwen2, tiny_small_4bit):
+    model = tiny_small_4bit if kind == "qlora" else tiny_qwen2
     extra = {"adapter.type": "dora"} if kind == "dora" else \
         {"data.max_seq_length": 64, "train.batch_size": 2, "train.learning_rate": 3e-3}
     out, proc = train(tmp_path, kind, model, **{"train.max_steps": 20, **extra})
@@ -287,7 +287,7 @@ def test_gradient_accumulation_matches_a_bigger_batch(tiny_qwen2):
     del mx
 
 
-def test_chunked_loss_equals_the_plain_loss_with_gradients(tiny_qwen2_4bit):
+def test_chunked_loss_equals_the_plain_loss_with_gradients(tiny_small_4bit):
     """train.loss_chunk changes memory, not numbers (quantized base: the path the 32B runs)."""
     import mlx.core as mx
     import mlx.nn as nn
@@ -297,9 +297,9 @@ def test_chunked_loss_equals_the_plain_loss_with_gradients(tiny_qwen2_4bit):
     from mlx_eden.backends.mlx.backend import MLXBackend
     from mlx_eden.recipe import load_recipe
 
-    recipe = load_recipe(DEMO, [f"model.path={tiny_qwen2_4bit}", "adapter.rank=4"])
+    recipe = load_recipe(DEMO, [f"model.path={tiny_small_4bit}", "adapter.rank=4"])
     b = MLXBackend()
-    b.setup(recipe, tiny_qwen2_4bit)
+    b.setup(recipe, tiny_small_4bit)
     for _, module in b.model.named_modules():  # non-zero B so every gradient path is live
         if hasattr(module, "lora_b"):
             module.lora_b = mx.random.normal(module.lora_b.shape) * 0.05
