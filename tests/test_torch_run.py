@@ -130,6 +130,7 @@ def test_resume_after_sigkill_is_exact(runs, tiny_qwen2, tmp_path):
     assert worst <= 1e-5
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # transformers/peft deprecations
 def test_adapter_loads_in_mlx_lm_and_peft_to_the_same_logits(runs, tiny_qwen2):
     import mlx.core as mx
     import torch
@@ -148,3 +149,23 @@ def test_adapter_loads_in_mlx_lm_and_peft_to_the_same_logits(runs, tiny_qwen2):
         theirs = peft_model(torch.tensor([ids])).logits.numpy()
     assert np.abs(theirs - plain).max() > 1e-2  # the adapter really changes the output
     np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
+
+
+def test_peft_copy_equals_export_peft_of_the_mlx_format(runs, tmp_path):
+    """Two independent writers of the PEFT format agree: peft's own save_pretrained (the torch
+    backend's adapter/peft) and `eden-mlx export peft` of the mlx-format adapter."""
+    from safetensors.numpy import load_file
+
+    from mlx_eden.export.peft import PEFT_CONFIG, PEFT_WEIGHTS, export_peft
+
+    adapter = runs / "torch" / "adapter"
+    config = export_peft(adapter, tmp_path / "peft")
+    ours = json.loads((adapter / PEFT_DIR / PEFT_CONFIG).read_text())
+    for key in ("r", "lora_alpha", "use_rslora", "use_dora", "layers_to_transform"):
+        assert ours[key] == config[key], key
+    assert sorted(ours["target_modules"]) == sorted(config["target_modules"])
+    a = load_file(str(adapter / PEFT_DIR / PEFT_WEIGHTS))
+    b = load_file(str(tmp_path / "peft" / PEFT_WEIGHTS))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
