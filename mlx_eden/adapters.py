@@ -17,6 +17,7 @@ from .errors import UserError
 
 ADAPTER_WEIGHTS = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
+PEFT_DIR = "peft"  # optional sub-folder: the same adapter in PEFT's format (torch backend)
 
 MODULE_PARENT = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn",
                  "o_proj": "self_attn", "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}

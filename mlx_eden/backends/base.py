@@ -69,9 +69,10 @@ def has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def choose_backend(requested: str) -> tuple[str, str]:
+def choose_backend(requested: str, qlora: bool = False) -> tuple[str, str]:
     """Resolve `train.backend` to ("mlx"|"torch", why). auto = mlx on Apple Silicon; elsewhere
-    torch when installed (MLX's CPU backend is far slower on x86), else mlx with a hint."""
+    torch when installed (MLX's CPU backend is far slower on x86), else mlx with a hint.
+    `qlora`: the recipe quantizes the base (model.quantize.bits), which only mlx can train."""
     apple = platform.system() == "Darwin" and platform.machine() == "arm64"
     if requested == "torch":
         if not has_module("torch") or not has_module("peft"):
@@ -82,6 +83,8 @@ def choose_backend(requested: str) -> tuple[str, str]:
         return "mlx", "requested by the recipe or --backend"
     if apple:
         return "mlx", "auto: Apple Silicon"
+    if qlora:
+        return "mlx", "auto: QLoRA (model.quantize.bits) trains on the mlx backend only"
     if has_module("torch") and has_module("peft") and has_module("mlx_eden.backends.torch.backend"):
         return "torch", "auto: not Apple Silicon and torch is installed (faster on x86 CPUs)"
     return "mlx", ("auto: torch is not installed; on x86 CPUs the torch backend is much faster "

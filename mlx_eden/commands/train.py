@@ -23,7 +23,8 @@ def train(recipe_file, overrides, output, resume, backend, no_dashboard):
     from ..backends.base import choose_backend, hide_torch_from_transformers
 
     recipe = load_recipe(recipe_file, overrides)
-    choice = choose_backend(backend or recipe.train.backend)
+    choice = choose_backend(backend or recipe.train.backend,
+                            qlora=bool(recipe.model.quantize.bits))
     if choice[0] == "mlx":
         hide_torch_from_transformers()
 

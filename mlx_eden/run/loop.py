@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..adapters import PEFT_DIR
 from ..backends.base import Backend
 from ..data.batching import BatchPlan
 from .events import EvalEvent, Listener, SaveEvent, StepEvent, StopEvent, WarningEvent
@@ -145,6 +146,8 @@ class TrainingLoop:
         adapter_tmp = self.rundir.tmp_dir("adapter")
         for name in ("adapters.safetensors", "adapter_config.json"):
             shutil.copy2(tmp / name, adapter_tmp / name)
+        if (tmp / PEFT_DIR).is_dir():  # the same adapter in PEFT's format (torch backend)
+            shutil.copytree(tmp / PEFT_DIR, adapter_tmp / PEFT_DIR)
         publish_dir(tmp, final)
         self.rundir.prune(self.recipe.train.keep_checkpoints)
         self.emit(SaveEvent(step=step, path=str(final), what="checkpoint"))

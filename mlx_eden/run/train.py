@@ -74,7 +74,8 @@ def run_training(recipe, *, output: str | None = None, resume: bool = False,
     """Train per `recipe`; return the final StopEvent (status completed, early_stopped, nan,
     interrupted). `backend` is a resolved (name, why) from choose_backend, else the recipe's."""
     started = time.time()
-    backend_name, why = backend or choose_backend(recipe.train.backend)
+    backend_name, why = backend or choose_backend(recipe.train.backend,
+                                                  qlora=bool(recipe.model.quantize.bits))
     model_dir = resolve_model(recipe.model.path, recipe.model.revision)
     tok = load_tokenizer(model_dir)
     splits = load_splits(recipe.data, tok, recipe.train.seed)
