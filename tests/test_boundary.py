@@ -10,7 +10,10 @@ NEUTRAL = ["mlx_eden.cli", "mlx_eden.recipe", "mlx_eden.errors", "mlx_eden.tiny"
            "mlx_eden.run.events", "mlx_eden.run.rundir", "mlx_eden.run.schedule",
            "mlx_eden.run.train", "mlx_eden.ui.plainlog", "mlx_eden.ui.datacheck",
            "mlx_eden.backends.base", "mlx_eden.commands.train", "mlx_eden.commands.recipe",
-           "mlx_eden.commands.data", "mlx_eden.commands.tiny"]
+           "mlx_eden.commands.data", "mlx_eden.commands.tiny",
+           "mlx_eden.ui.dashboard", "mlx_eden.ui.panels", "mlx_eden.ui.runstate",
+           "mlx_eden.ui.textchart", "mlx_eden.ui.svg", "mlx_eden.ui.rundata",
+           "mlx_eden.ui.report", "mlx_eden.commands.report"]
 
 BLOCKER = """
 import importlib.abc, sys

@@ -21,10 +21,11 @@ EXIT_CODES = {"completed": 0, "early_stopped": 0, "nan": 1, "interrupted": 130}
 def train(recipe_file, overrides, output, resume, backend, no_dashboard):
     """Fine-tune per RECIPE_FILE and write a run directory."""
     from ..run.train import run_training
-    from ..ui.plainlog import PlainLog
+    from ..ui.dashboard import console_listener
 
     recipe = load_recipe(recipe_file, overrides)
-    listeners = [PlainLog(recipe.train.log_every)]
-    stop = run_training(recipe, output=output, resume=resume, listeners=listeners,
-                        backend=backend)
+    # The live dashboard on a terminal, plain lines otherwise; stopped however the run ends.
+    with console_listener(recipe.train.log_every, no_dashboard) as listener:
+        stop = run_training(recipe, output=output, resume=resume, listeners=[listener],
+                            backend=backend)
     sys.exit(EXIT_CODES.get(stop.status, 1))
