@@ -5,11 +5,12 @@ The run happens in a pseudo-terminal this script reads (as a terminal emulator w
 draws real frames to a real tty. Within the one run, blocks of steps alternate between the
 dashboard (Live started, redraw thread running) and the plain log (Live stopped): both modes see
 the same compiled model, warm caches and machine noise. The figure is the ratio of wall time
-per trained token (dashboard / plain), pooled and as the median of adjacent block pairs; the
-plain blocks are the anchor. The redraw thread's own CPU time (inside Live.refresh) is
-measured too: its share of the dashboard blocks' wall time bounds the cost without the noise.
+per step (dashboard / plain), pooled and as the median over dashboard blocks of the ratio to
+the plain blocks either side; the plain blocks are the anchor. The redraw thread's own CPU
+time (inside Live.refresh) is measured too: its share of the dashboard blocks' wall time is the
+cost without the noise of a shared machine.
 
-    python benchmarks/dashboard_overhead.py [--steps 400] [--block 20]
+    python benchmarks/dashboard_overhead.py [--steps 480] [--block 24]
 
 Writes benchmarks/results/dashboard_overhead.json and prints a table.
 """
@@ -28,6 +29,7 @@ import struct
 import sys
 import tempfile
 import termios
+import threading
 import time
 from pathlib import Path
 
@@ -50,15 +52,19 @@ class Alternating:
         self.dashboard = Dashboard(Console())
         self.plain = PlainLog(log_every)
         self.block, self.previous, self.steps = block, None, []
-        self.redraw_cpu, self.redraw_wall, self.frames = 0.0, 0.0, 0
+        # CPU and wall time of redraws: by the redraw thread, and the first/last frames the
+        # main thread draws when a block switches the display on or off
+        self.redraws = {"thread": [0.0, 0.0, 0], "switch": [0.0, 0.0, 0]}
         refresh = self.dashboard.live.refresh
 
         def timed_refresh():
             cpu, wall = time.thread_time(), time.perf_counter()
             refresh()
-            self.redraw_cpu += time.thread_time() - cpu
-            self.redraw_wall += time.perf_counter() - wall
-            self.frames += 1
+            totals = self.redraws["thread" if threading.current_thread().name == "dashboard"
+                                  else "switch"]
+            totals[0] += time.thread_time() - cpu
+            totals[1] += time.perf_counter() - wall
+            totals[2] += 1
 
         self.dashboard.live.refresh = timed_refresh
 
@@ -108,9 +114,7 @@ def worker(out: Path, steps: int, block: int) -> None:
     stop = run_training(recipe, output=str(tmp / "run"), listeners=[listener], backend="mlx")
     dash_wall = sum(s["wall"] for s in listener.steps if s["mode"] == "dashboard")
     out.write_text(json.dumps({"status": stop.status, "steps": listener.steps,
-                               "redraw_cpu": listener.redraw_cpu,
-                               "redraw_wall": listener.redraw_wall,
-                               "frames": listener.frames, "dashboard_wall": dash_wall}))
+                               "redraws": listener.redraws, "dashboard_wall": dash_wall}))
 
 
 def run_in_pty(size: tuple[int, int], steps: int, block: int) -> dict:
@@ -144,37 +148,37 @@ def run_in_pty(size: tuple[int, int], steps: int, block: int) -> dict:
 
 
 def summarise(data: dict, block: int, warmup: int = 10) -> dict:
-    """Per-token wall time by mode; the first step after each switch and the warm-up steps
-    (compilation) are left out."""
+    """Wall time per step by mode (every step has the same padded shape, so per step is the
+    fair unit), leaving out the warm-up (compilation) and the first step after each switch.
+    Each dashboard block is compared with the mean of the plain blocks on either side, which
+    cancels a machine whose load drifts during the run."""
     steps = [s for s in data["steps"] if s["step"] > warmup and (s["step"] - 1) % block != 0]
-    by_block: dict[int, dict] = {}
+    blocks: dict[int, dict] = {}
     for s in steps:
-        b = by_block.setdefault((s["step"] - 1) // block, {"mode": s["mode"], "wall": 0.0,
-                                                           "tokens": 0})
-        b["wall"] += s["wall"]
-        b["tokens"] += s["tokens"]
-    blocks = [by_block[k] for k in sorted(by_block)]
-    pairs = [a["wall"] / a["tokens"] / (b["wall"] / b["tokens"])
-             for a, b in zip(blocks, blocks[1:], strict=False)
-             if a["mode"] == "dashboard" and b["mode"] == "plain"]
-    pooled = {}
-    for mode in ("dashboard", "plain"):
-        chosen = [s for s in steps if s["mode"] == mode]
-        pooled[mode] = {"steps": len(chosen),
-                        "mean_step_s": statistics.fmean(s["wall"] for s in chosen),
-                        "s_per_1k_tokens": 1e3 * sum(s["wall"] for s in chosen)
-                        / sum(s["tokens"] for s in chosen)}
+        b = blocks.setdefault((s["step"] - 1) // block, {"mode": s["mode"], "walls": []})
+        b["walls"].append(s["wall"])
+    means = {k: (b["mode"], statistics.fmean(b["walls"])) for k, b in blocks.items()}
+    ratios = [wall / ((means[k - 1][1] + means[k + 1][1]) / 2)
+              for k, (mode, wall) in means.items()
+              if mode == "dashboard" and means.get(k - 1, ("",))[0] == "plain"
+              and means.get(k + 1, ("",))[0] == "plain"]
+    modes = {mode: [s["wall"] for s in steps if s["mode"] == mode]
+             for mode in ("dashboard", "plain")}
+    thread_cpu, thread_wall, thread_frames = data["redraws"]["thread"]
+    switch_cpu, _, switch_frames = data["redraws"]["switch"]
     return {
-        "modes": pooled,
-        "ratio_pooled_per_token": pooled["dashboard"]["s_per_1k_tokens"]
-        / pooled["plain"]["s_per_1k_tokens"],
-        "ratio_median_of_block_pairs": statistics.median(pairs) if pairs else None,
-        "block_pairs": len(pairs),
-        "frames": data["frames"],
-        "cpu_ms_per_frame": 1e3 * data["redraw_cpu"] / max(data["frames"], 1),
-        "wall_ms_per_frame": 1e3 * data["redraw_wall"] / max(data["frames"], 1),
-        # CPU the redraw thread used, as a share of the dashboard blocks' wall time
-        "redraw_cpu_share": data["redraw_cpu"] / data["dashboard_wall"],
+        "steps": {mode: len(walls) for mode, walls in modes.items()},
+        "mean_step_s": {mode: statistics.fmean(walls) for mode, walls in modes.items()},
+        "ratio_pooled": statistics.fmean(modes["dashboard"]) / statistics.fmean(modes["plain"]),
+        "ratio_median_of_blocks_vs_neighbours": statistics.median(ratios) if ratios else None,
+        "block_ratio_quartiles": statistics.quantiles(ratios, n=4) if len(ratios) > 2 else None,
+        "block_ratios": ratios,
+        "redraw_thread": {"frames": thread_frames,
+                          "cpu_ms_per_frame": 1e3 * thread_cpu / max(thread_frames, 1),
+                          "wall_ms_per_frame": 1e3 * thread_wall / max(thread_frames, 1),
+                          "cpu_share_of_dashboard_wall": thread_cpu / data["dashboard_wall"]},
+        "switch_frames": {"frames": switch_frames,
+                          "cpu_ms_per_frame": 1e3 * switch_cpu / max(switch_frames, 1)},
         "bytes_drawn": data["bytes_drawn"],
     }
 
@@ -196,14 +200,15 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--block", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=480)
+    parser.add_argument("--block", type=int, default=24)
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker, args.steps, args.block)
     result = {"benchmark": "dashboard_overhead", "machine": machine(),
-              "config": {"steps": args.steps, "block": args.block, "max_fps": 4, "cpu_budget": 0.005,
+              "config": {"steps": args.steps, "block": args.block, "max_fps": 4,
+                         "cpu_budget": 0.005,
                          "model": "tiny-qwen2 (hidden 256, 2 layers), seq 128, batch 2",
                          "anchor": "plain-log blocks of the same run"},
               "runs": {}}
@@ -212,14 +217,14 @@ def main() -> None:
         result["runs"][f"{width}x{height}"] = summarise(data, args.block)
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'terminal':>9} {'plain s/step':>12} {'dash s/step':>11} {'ratio/token':>11} "
-          f"{'median pair':>11} {'redraw CPU':>10} {'CPU ms/frame':>12}")
+    print(f"{'terminal':>9} {'plain s/step':>12} {'dash s/step':>11} {'pooled':>7} "
+          f"{'median block':>12} {'redraw CPU':>10} {'CPU ms/frame':>12} {'frames':>6}")
     for size, r in result["runs"].items():
-        pair = r["ratio_median_of_block_pairs"]
-        print(f"{size:>9} {r['modes']['plain']['mean_step_s']:12.3f} "
-              f"{r['modes']['dashboard']['mean_step_s']:11.3f} "
-              f"{r['ratio_pooled_per_token']:11.4f} {pair if pair is None else f'{pair:.4f}':>11} "
-              f"{100 * r['redraw_cpu_share']:9.2f}% {r['cpu_ms_per_frame']:12.2f}")
+        median, thread = r["ratio_median_of_blocks_vs_neighbours"], r["redraw_thread"]
+        print(f"{size:>9} {r['mean_step_s']['plain']:12.3f} {r['mean_step_s']['dashboard']:11.3f} "
+              f"{r['ratio_pooled']:7.4f} {'—' if median is None else f'{median:.4f}':>12} "
+              f"{100 * thread['cpu_share_of_dashboard_wall']:9.2f}% "
+              f"{thread['cpu_ms_per_frame']:12.2f} {thread['frames']:6d}")
     print(f"wrote {RESULT.relative_to(ROOT)}")
 
 

@@ -62,8 +62,8 @@ def write_run(root: Path, *, steps=30, lr=1e-3, status="completed", budget=None,
     (root / "run.json").write_text(json.dumps(info))
     lines = [{"event": "start", "total_steps": steps, "start_step": 0}]
     for s in range(1, steps + 1):
-        lines.append({"event": "train", "step": s, "epoch": s / 10, "loss": 3 * math.exp(-lr * 100 * s) + 1,
-                      "lr": lr, "grad_norm": 0.5, "tokens": 500, "trained_tokens_per_sec": 1000,
+        lines.append({"event": "train", "step": s, "epoch": s / 10,
+                      "loss": 3 * math.exp(-lr * 100 * s) + 1, "lr": lr, "grad_norm": 0.5, "tokens": 500, "trained_tokens_per_sec": 1000,
                       "step_time": 0.5, "peak_memory_gb": 0.3 + s / 1000, "total_steps": steps,
                       "elapsed": 0.5 * s})
         if s % 10 == 0:

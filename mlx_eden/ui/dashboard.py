@@ -27,6 +27,7 @@ from .runstate import RunState
 
 MIN_ROWS = 23  # 80x24 minus the line the cursor sits on after the run
 CPU_BUDGET = 0.005  # of one core, for drawing
+MAX_CREDIT = 0.02  # seconds of CPU an idle dashboard may save up for a burst of redraws
 HEADER_ROWS, TOP_ROWS, EVENTS_ROWS = 4, 6, 6
 
 
@@ -115,6 +116,7 @@ class Dashboard:
         self._interval = 1.0 / max_fps
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
+        self._credit = 0.0  # CPU seconds drawing may still spend; kept across stop/start
 
     def update(self, event: Event) -> None:
         """Fold an event into what the next redraw shows (microseconds; never draws)."""
@@ -140,17 +142,20 @@ class Dashboard:
     def _redraw(self) -> None:
         """At most max_fps frames a second; none while nothing on screen would change (no event,
         the elapsed clock on the same second), so slow steps cost about one small redraw a
-        second; and after a frame that took c seconds of CPU, a pause of at least c/CPU_BUDGET,
-        so drawing never takes more than CPU_BUDGET of one core, on any terminal or machine."""
-        pause = self._interval
-        while not self._done.wait(pause):
-            pause = self._interval
+        second; and none while drawing has used more than CPU_BUDGET of one core (a credit that
+        refills with wall time, spent by each frame's measured CPU time), on any terminal size
+        or machine."""
+        last = time.monotonic()
+        while not self._done.wait(self._interval):
+            now = time.monotonic()
+            self._credit = min(self._credit + CPU_BUDGET * (now - last), MAX_CREDIT)
+            last = now
             with self._draw:
-                if self._done.is_set() or not self.view.stale():
+                if self._done.is_set() or self._credit < 0 or not self.view.stale():
                     continue
                 cpu = time.thread_time()
                 self.live.refresh()
-                pause = max(pause, (time.thread_time() - cpu) / CPU_BUDGET)
+                self._credit -= time.thread_time() - cpu
 
     def close(self) -> None:
         """Draw the last frame, stop the redraw thread, show the cursor again. Idempotent."""

@@ -15,7 +15,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from .panels import clock
+from .panels import clock, num
 from .rundata import RunRecord, load_runs
 from .runstate import Smoothed
 from .svg import PALETTE, HLine, Series, line_chart
@@ -63,10 +63,6 @@ def charts(runs: list[RunRecord]) -> list[str]:
     ]
 
 
-def _num(value, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
-
-
 def summary_rows(runs: list[RunRecord]) -> list[dict]:
     """The figures of the summary table, formatted once for both the terminal and the page."""
     rows = []
@@ -76,9 +72,9 @@ def summary_rows(runs: list[RunRecord]) -> list[dict]:
             f"{s['best_val_loss']:.4f} @{s['best_step']}"
         # short keys: the terminal table must fit 80 columns
         rows.append({"run": s["run"], "status": s["status"], "steps": s["steps"],
-                     "loss": _num(s["train_loss"], ".4f"), "best val": best,
-                     "tok/s": _num(s["tokens_per_sec"], ",.0f"),
-                     "peak GB": _num(s["peak_gb"], ".2f"), "time": clock(s["elapsed"])})
+                     "loss": num(s["train_loss"], ".4f"), "best val": best,
+                     "tok/s": num(s["tokens_per_sec"], ",.0f"),
+                     "peak GB": num(s["peak_gb"], ".2f"), "time": clock(s["elapsed"])})
     return rows
 
 

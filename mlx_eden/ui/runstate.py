@@ -59,9 +59,6 @@ class History:
             pairs = zip(self.points[0::2], self.points[1::2], strict=False)
             self.points = [((a[0] + b[0]) / 2, (a[1] + b[1]) / 2) for a, b in pairs]
 
-    def values(self) -> list[float]:
-        return [v for _, v in self.points]
-
     def __len__(self) -> int:
         return len(self.points)
 

@@ -43,9 +43,10 @@ def block_chart(columns: list[Column], height: int, lo: float, hi: float) -> lis
     """`height` rows (top first) of a column chart with eighth-of-a-cell vertical resolution."""
     if height <= 1:
         return [sparkline(columns, lo, hi)]
-    levels = [0 if v is None else level(v, lo, hi, height * 8) for v in columns]
-    rows = []
-    for row in range(height - 1, -1, -1):  # row 0 is the bottom
-        base = row * 8
-        rows.append("".join(BLOCKS[min(max(n - base, 0), 8)] for n in levels))
-    return rows
+    cells = []  # each column top to bottom: blank, one partial block, full blocks
+    for v in columns:
+        n = 0 if v is None else level(v, lo, hi, height * 8)
+        full, part = divmod(n, 8)
+        top = (BLOCKS[part] if part else "") if full < height else ""
+        cells.append(" " * (height - full - len(top)) + top + "█" * min(full, height))
+    return ["".join(row) for row in zip(*cells, strict=True)] if cells else [""] * height
