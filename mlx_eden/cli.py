@@ -21,6 +21,7 @@ COMMANDS = {
     "fuse": ("fuse", "fuse", "Merge an adapter into the base: a Hugging Face-layout folder."),
     "export": ("export", "export", "Export to GGUF, a llama.cpp LoRA, PEFT or an Ollama Modelfile."),
     "import": ("importers", "import_", "Import adapters from other formats (PEFT)."),
+    "report": ("report", "report", "Write an HTML report of one run or several, compared."),
 }
 
 

@@ -17,7 +17,10 @@ NEUTRAL = ["mlx_eden.cli", "mlx_eden.recipe", "mlx_eden.errors", "mlx_eden.tiny"
            "mlx_eden.export.gguf_lora", "mlx_eden.export.adapter_io", "mlx_eden.export.peft",
            "mlx_eden.export.readback", "mlx_eden.export.llamacpp", "mlx_eden.export.verify",
            "mlx_eden.export.ollama", "mlx_eden.commands.fuse", "mlx_eden.commands.export",
-           "mlx_eden.commands.importers"]
+           "mlx_eden.commands.importers",
+           "mlx_eden.ui.dashboard", "mlx_eden.ui.panels", "mlx_eden.ui.runstate",
+           "mlx_eden.ui.textchart", "mlx_eden.ui.svg", "mlx_eden.ui.rundata",
+           "mlx_eden.ui.report", "mlx_eden.commands.report"]
 
 BLOCKER = """
 import importlib.abc, sys

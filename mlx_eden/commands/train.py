@@ -29,9 +29,10 @@ def train(recipe_file, overrides, output, resume, backend, no_dashboard):
         hide_torch_from_transformers()
 
     from ..run.train import run_training
-    from ..ui.plainlog import PlainLog
+    from ..ui.dashboard import console_listener
 
-    listeners = [PlainLog(recipe.train.log_every)]
-    stop = run_training(recipe, output=output, resume=resume, listeners=listeners,
-                        backend=choice)
+    # The live dashboard on a terminal, plain lines otherwise; stopped however the run ends.
+    with console_listener(recipe.train.log_every, no_dashboard) as listener:
+        stop = run_training(recipe, output=output, resume=resume, listeners=[listener],
+                            backend=choice)
     sys.exit(EXIT_CODES.get(stop.status, 1))

@@ -12,7 +12,7 @@ from pathlib import Path
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
-from mlx.utils import tree_flatten, tree_map
+from mlx.utils import tree_flatten, tree_map, tree_map_with_path
 
 from ...adapters import (
     ADAPTER_CONFIG,
@@ -180,14 +180,18 @@ class MLXBackend:
     def load_state(self, directory: Path) -> None:
         self.load_adapter(directory)
         flat = mx.load(str(directory / OPTIMIZER_STATE))
-        # Assign leaf by leaf into the initialised state: compiled functions hold a reference
-        # to it, and flattening drops the empty sub-trees of frozen modules.
-        for key, value in flat.items():
-            node, parts = self.optimizer.state, key.split(".")
-            for p in parts[:-1]:
-                node = node[int(p)] if isinstance(node, list) else node[p]
-            leaf = int(parts[-1]) if isinstance(node, list) else parts[-1]
-            node[leaf] = value
+        # Fill the leaves of the state setup() initialised rather than rebuilding the tree from
+        # the file: flattening drops empty containers (e.g. the frozen embed_tokens' {}), and
+        # the optimizer's update walks the gradient tree, which still has them.
+        restored = tree_map_with_path(lambda path, leaf: flat.get(path, leaf),
+                                      self.optimizer.state)
+        unknown = sorted(set(flat) - {k for k, _ in tree_flatten(restored)})
+        if unknown:
+            raise UserError(f"optimizer state has {len(unknown)} tensors this model lacks, e.g. "
+                            f"{unknown[0]}", file=str(directory / OPTIMIZER_STATE))
+        # Update in place: compiled functions hold a reference to this dict.
+        self.optimizer.state.clear()
+        self.optimizer.state.update(restored)
         mx.eval(self.optimizer.state)
 
     def memory(self) -> dict:

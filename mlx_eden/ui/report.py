@@ -1,0 +1,129 @@
+"""`eden-mlx report`: one self-contained HTML file (inline CSS and SVG, no scripts, no network)
+and a short summary table in the terminal, for one run or several overlaid."""
+
+from __future__ import annotations
+
+import os
+import time
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+import yaml
+from markupsafe import Markup
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from .panels import clock, num
+from .rundata import RunRecord, load_runs
+from .runstate import Smoothed
+from .svg import PALETTE, HLine, Series, line_chart
+
+
+def smoothed(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The same bias-corrected moving average the dashboard shows."""
+    average = Smoothed()
+    return [(x, average.add(y)) for x, y in points]
+
+
+def _xy(records: list[dict], key: str) -> list[tuple[float, float]]:
+    return [(r["step"], r[key]) for r in records if r.get(key) is not None]
+
+
+def charts(runs: list[RunRecord]) -> list[str]:
+    """Loss, learning rate, tokens/sec and memory; one colour per run when comparing."""
+    many = len(runs) > 1
+    loss, lr, speed, memory, hlines = [], [], [], [], []
+    for i, run in enumerate(runs):
+        color = PALETTE[i % len(PALETTE)]
+        name = f"{run.label} " if many else ""
+        train = _xy(run.train, "loss")
+        loss += [Series(f"{name}train", train, color, faint=True),
+                 Series(f"{name}train (smoothed)", smoothed(train), color),
+                 Series(f"{name}val", _xy(run.evals, "val_loss"), color, dashed=True,
+                        markers=True)]
+        lr.append(Series(f"{name}lr".strip(), _xy(run.train, "lr"), color))
+        tps = [(t["step"], t["tokens"] / t["step_time"]) for t in run.train
+               if t.get("step_time")]
+        speed.append(Series(f"{name}smoothed".strip(), smoothed(tps), color))
+        mem = run.memory_points()
+        memory.append(Series(f"{name}peak".strip(), mem.get("peak", []), color))
+        if mem.get("active"):
+            memory.append(Series(f"{name}active".strip(), mem["active"], color, dashed=True))
+        if run.budget_gb is not None:
+            hlines.append(HLine(run.budget_gb, f"{name}budget".strip(), "#d62728"))
+        if run.predicted_peak_gb is not None:
+            hlines.append(HLine(run.predicted_peak_gb, f"{name}planner".strip(), "#7f7f7f"))
+    return [
+        line_chart("Loss", loss, y_label="loss"),
+        line_chart("Learning rate", lr, y_label="lr"),
+        line_chart("Trained tokens / second", speed, y_label="tokens/s", zero=True),
+        line_chart("Memory (GB)", memory, hlines=hlines, y_label="GB", zero=True),
+    ]
+
+
+def summary_rows(runs: list[RunRecord]) -> list[dict]:
+    """The figures of the summary table, formatted once for both the terminal and the page."""
+    rows = []
+    for run in runs:
+        s = run.summary()
+        best = "—" if s["best_val_loss"] is None else \
+            f"{s['best_val_loss']:.4f} @{s['best_step']}"
+        # short keys: the terminal table must fit 80 columns
+        rows.append({"run": s["run"], "status": s["status"], "steps": s["steps"],
+                     "loss": num(s["train_loss"], ".4f"), "best val": best,
+                     "tok/s": num(s["tokens_per_sec"], ",.0f"),
+                     "peak GB": num(s["peak_gb"], ".2f"), "time": clock(s["elapsed"])})
+    return rows
+
+
+def render_html(runs: list[RunRecord]) -> str:
+    template = resources.files("mlx_eden").joinpath("assets/report.html.j2").read_text()
+    # lenient: run.json of an older or killed run may lack a key; the page shows it empty
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
+    return env.from_string(template).render(
+        title=" vs ".join(r.label for r in runs), rows=summary_rows(runs),
+        charts=[Markup(svg) for svg in charts(runs)],  # our own escaped SVG
+        runs=[{"label": r.label, "info": r.info, "evals": r.evals,
+               "warnings": r.of("warning"), "stop": (r.of("stop") or [None])[-1],
+               "recipe": yaml.safe_dump(r.info.get("recipe", {}), sort_keys=False)}
+              for r in runs],
+        generated=time.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Temp file then rename: a reader never sees half a report."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def print_summary(runs: list[RunRecord], console: Console) -> None:
+    rows = summary_rows(runs)
+    table = Table(title="run summary", box=box.SIMPLE_HEAD, padding=(0, 1))
+    for key in rows[0]:
+        table.add_column(key, justify="left" if key in ("run", "status") else "right")
+    for row in rows:
+        table.add_row(*row.values())
+    console.print(table)
+
+
+def default_output(run_dirs: list[str]) -> Path:
+    return Path(run_dirs[0]) / "report.html" if len(run_dirs) == 1 else Path("report.html")
+
+
+def make_report(run_dirs: list[str], output: str | None = None,
+                console: Console | None = None) -> Path:
+    """Read the runs, write the HTML report, print the summary; return the report's path."""
+    runs = load_runs(run_dirs)
+    path = Path(output) if output else default_output(run_dirs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, render_html(runs))
+    console = console or Console()
+    print_summary(runs, console)
+    console.print(f"report: {path}")
+    return path
