@@ -17,6 +17,7 @@ COMMANDS = {
     "recipe": ("recipe", "recipe", "Show or check recipes."),
     "data": ("data", "data", "Inspect training data as a recipe would tokenize it."),
     "tiny": ("tiny", "tiny", "Build a tiny Qwen2/Qwen3 model locally (tests, demo)."),
+    "doctor": ("doctor", "doctor", "Show the device, BLAS and measured matmul rate."),
 }
 
 

@@ -10,7 +10,7 @@ NEUTRAL = ["mlx_eden.cli", "mlx_eden.recipe", "mlx_eden.errors", "mlx_eden.tiny"
            "mlx_eden.run.events", "mlx_eden.run.rundir", "mlx_eden.run.schedule",
            "mlx_eden.run.train", "mlx_eden.ui.plainlog", "mlx_eden.ui.datacheck",
            "mlx_eden.backends.base", "mlx_eden.commands.train", "mlx_eden.commands.recipe",
-           "mlx_eden.commands.data", "mlx_eden.commands.tiny"]
+           "mlx_eden.commands.data", "mlx_eden.commands.tiny", "mlx_eden.commands.doctor"]
 
 BLOCKER = """
 import importlib.abc, sys
