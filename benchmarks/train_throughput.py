@@ -46,7 +46,7 @@ MODELS = {
     "tiny-1.3M": dict(spec=dict(), samples=24, rounds=2, ranks=(8, 16), batch=4,
                       tools=("mlx_lm", "eden_packed", "eden_unpacked")),
     "qwen2-40M": dict(spec=dict(hidden=512, layers=8, heads=8, kv_heads=2, intermediate=1536,
-                                vocab=32768), samples=12, rounds=1, ranks=(8, 16), batch=4),
+                                vocab=32768), samples=8, rounds=1, ranks=(8, 16), batch=4),
     "qwen2-150M": dict(spec=dict(hidden=768, layers=14, heads=12, kv_heads=2,
                                  intermediate=2304, vocab=65536),
                        samples=6, rounds=1, ranks=(16,), batch=2),
@@ -349,18 +349,18 @@ def cell_summary(name, rank, batch, facts, flops_per_token, lengths, per_round) 
 
 
 def print_table(cells: list[dict]) -> None:
-    head = (f"{'model':<11} {'r':>2} {'tool':<14} {'tok/s':>8} {'ratio':>6} {'pad':>6} "
-            f"{'peak GB':>8} {'mem ratio':>9} {'MFU':>6}")
-    print(head + "\n" + "-" * len(head))
+    """A Markdown table (it goes into benchmarks/README.md as printed): medians over rounds."""
+    print("| model | r | tool | trained tok/s | vs mlx_lm | padding | peak GB | vs mlx_lm | MFU |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for c in cells:
         for tool in (t for t in TOOLS if t in c["rounds"][0]):
             med = {k: statistics.median(r[tool][k] for r in c["rounds"])
                    for k in ("tokens_per_sec", "padding_fraction", "peak_memory_gb", "mfu")}
             tr = c["ratios"].get(f"{tool}_tokens_per_sec", 1.0)
             mr = c["ratios"].get(f"{tool}_peak_memory", 1.0)
-            print(f"{c['model']:<11} {c['rank']:>2} {tool:<14} {med['tokens_per_sec']:>8.1f} "
-                  f"{tr:>6.2f} {med['padding_fraction']:>6.1%} {med['peak_memory_gb']:>8.2f} "
-                  f"{mr:>9.2f} {med['mfu']:>6.1%}")
+            print(f"| {c['model']} | {c['rank']} | {tool} | {med['tokens_per_sec']:.1f} | "
+                  f"{tr:.2f}x | {med['padding_fraction']:.1%} | {med['peak_memory_gb']:.2f} | "
+                  f"{mr:.2f}x | {med['mfu']:.1%} |")
 
 
 def main(argv: list[str]) -> None:
