@@ -3,13 +3,14 @@
 `mlx[cpu]` on Linux links a netlib reference BLAS (measured here: ~2-6 GFLOP/s for fp32 matmul on
 2 cores). libmlx resolves `cblas_sgemm` through the global symbol scope first, so loading MKL's
 single dynamic library with RTLD_GLOBAL *before* `mlx.core` is imported makes MLX call MKL
-(~180 GFLOP/s here) with no rebuild and no LD_PRELOAD. The `mkl` wheel (a Linux x86_64
+(80-180 GFLOP/s here, depending on the load) with no rebuild and no LD_PRELOAD. The `mkl` wheel (a Linux x86_64
 dependency) ships the library under `sys.prefix/lib`. Set EDEN_BLAS=reference to opt out.
 
 MKL's OpenMP threads spin for 200 ms after each call (KMP_BLOCKTIME) waiting for more work. MLX
 runs its element-wise ops (softmax, SiLU, the loss) on one thread between matmuls, so on a small
-CPU the spinning workers steal the very cores those ops need: a 40M-parameter LoRA step ran
-1.3-1.5x faster here with KMP_BLOCKTIME=0. We set it (unless the user did) before MKL starts.
+CPU the spinning workers steal the very cores those ops need: a 40M-parameter LoRA step
+(4 x 256 tokens) took ~16 s with the default and 10-12 s with KMP_BLOCKTIME=0 here (one A/B on
+a shared 2-core box). We set it (unless the user did) before MKL starts.
 """
 
 from __future__ import annotations
