@@ -22,6 +22,7 @@ COMMANDS = {
     "export": ("export", "export", "Export to GGUF, a llama.cpp LoRA, PEFT or an Ollama Modelfile."),
     "import": ("importers", "import_", "Import adapters from other formats (PEFT)."),
     "report": ("report", "report", "Write an HTML report of one run or several, compared."),
+    "doctor": ("doctor", "doctor", "Show the device, BLAS and measured matmul rate."),
 }
 
 

@@ -96,10 +96,11 @@ class DataSpec:
         "prompt (+EOS), or none (prompt+completion+EOS concatenated).")
     system_prompt: str | None = _f(None, "System message prepended to chat-rendered records "
                                       "that have none.")
-    max_seq_length: int = _f(2048, "Longest sample in tokens (packed rows have this length).")
+    max_seq_length: int = _f(2048, "Longest sample in tokens (no row, packed or not, is longer).")
     truncation: Literal["truncate", "drop"] = _f("truncate", "What to do with longer samples.")
     mask_prompt: bool = _f(True, "Train only on assistant/response tokens (every assistant turn).")
-    packing: bool = _f(False, "Pack several samples per row (each attends only to itself).")
+    packing: bool = _f(False, "Pack several samples per row (each attends only to itself); a "
+                       "batch is as wide as its longest sample, shorter ones fill the gaps.")
     balance: bool = _f(False, "Oversample the train split so every label (final answer) is "
                        "equally frequent: for classifiers with skewed classes.")
 

@@ -20,7 +20,7 @@ NEUTRAL = ["mlx_eden.cli", "mlx_eden.recipe", "mlx_eden.errors", "mlx_eden.tiny"
            "mlx_eden.commands.importers",
            "mlx_eden.ui.dashboard", "mlx_eden.ui.panels", "mlx_eden.ui.runstate",
            "mlx_eden.ui.textchart", "mlx_eden.ui.svg", "mlx_eden.ui.rundata",
-           "mlx_eden.ui.report", "mlx_eden.commands.report"]
+           "mlx_eden.ui.report", "mlx_eden.commands.report", "mlx_eden.commands.doctor"]
 
 BLOCKER = """
 import importlib.abc, sys

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from mlx_eden.data.batching import BatchPlan, collate, plan_rows
+from mlx_eden.data.batching import BatchPlan, collate, plan_packed
 from mlx_eden.data.formats import Record, read_jsonl
 from mlx_eden.data.render import Sample, render_records
 from mlx_eden.errors import UserError
@@ -175,10 +175,12 @@ def test_epoch_order_is_seeded_and_resumable():
 
 def test_packing_segments_positions_and_masks():
     samples = [_sample(n, trained_from=2) for n in (9, 5, 4, 7)]
-    rows = plan_rows(samples, row_len=16, packing=True)
+    batches, widths = plan_packed(samples, batch_size=4)
+    assert len(batches) == 1 and widths == [8]  # rows as wide as the longest sample (8 positions)
+    rows = batches[0]
     assert sorted(i for r in rows for i in r) == [0, 1, 2, 3]
-    assert all(sum(len(samples[i].ids) - 1 for i in r) <= 16 for r in rows)
-    b = collate(samples, rows, pad_id=0, packed=True)
+    assert all(sum(len(samples[i].ids) - 1 for i in r) <= 8 for r in rows)
+    b = collate(samples, rows, pad_id=0, packed=True, width=widths[0])
     for r, row in enumerate(rows):
         at = 0
         for seg, i in enumerate(row, 1):

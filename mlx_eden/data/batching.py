@@ -7,6 +7,7 @@ the order of batches, seeded by (seed, epoch), so a resumed run finds its place 
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from .render import Sample
 
 PAD_MULTIPLE = 8
+MAX_WIDTHS = 16
 
 
 @dataclass
@@ -49,34 +51,100 @@ def _round_up(n: int, k: int) -> int:
     return -(-n // k) * k
 
 
-def plan_rows(samples: list[Sample], row_len: int, packing: bool) -> list[list[int]]:
-    """Group sample indices into rows: one sample per row, or first-fit-decreasing packing.
+def _positions(sample: Sample) -> int:
+    """A sample of n tokens occupies n - 1 positions (inputs = ids[:-1], targets = ids[1:])."""
+    return len(sample.ids) - 1
 
-    A sample of n tokens occupies n - 1 positions (inputs = ids[:-1], targets = ids[1:]).
-    """
+
+def choose_widths(needs: list[int], weights: list[int], limit: int = MAX_WIDTHS) -> list[int]:
+    """At most `limit` batch widths, picked from `needs`, that minimise sum(weight x width)
+    when each need is served by the smallest chosen width >= it.
+
+    Why: `mx.compile` traces one graph per input shape, and with padding to multiples of 8 a
+    dataset with lengths up to 1024 has up to 128 widths (one trace + kernel build each, ~1-2 s
+    for a 40-150M model here). The widths are known when the plan is built, so an exact
+    dynamic programme over them costs nothing at run time and pads far less than fixed
+    power-of-two buckets would. The largest need is always kept."""
+    sizes = sorted(set(needs))
+    if len(sizes) <= limit:
+        return sizes
+    index = {w: j for j, w in enumerate(sizes)}
+    weight = np.zeros(len(sizes))
+    for w, n in zip(needs, weights, strict=True):
+        weight[index[w]] += n
+    u, cum = np.asarray(sizes, dtype=np.float64), np.cumsum(weight)
+    m = len(sizes)
+    cost = u * cum  # one group covering sizes[0..j]
+    choices = []
+    earlier = np.tril(np.ones((m, m), dtype=bool), k=-1)  # p < j
+    for _ in range(limit - 1):
+        # A new last group (p+1 .. j), served by u[j], after the best cover of sizes[0..p].
+        options = np.where(earlier, cost[None, :] + u[:, None] * (cum[:, None] - cum[None, :]),
+                           np.inf)
+        best = options.argmin(axis=1)
+        through = options[np.arange(m), best]
+        keep = cost <= through
+        choices.append(np.where(keep, -1, best))
+        cost = np.where(keep, cost, through)
+    widths, j = [sizes[-1]], m - 1
+    for back in reversed(choices):  # -1: the best cover of 0..j did not need this group
+        if back[j] >= 0:
+            j = int(back[j])
+            widths.append(sizes[j])
+    return sorted(widths)
+
+
+def _serve(width_set: list[int], need: int) -> int:
+    return width_set[bisect.bisect_left(width_set, need)]
+
+
+def plan_unpacked(samples: list[Sample], batch_size: int) -> tuple[list, list[int]]:
+    """One sample per row, rows sorted by true length (so a batch holds similar lengths);
+    returns (batches of rows, width of each batch)."""
     order = sorted(range(len(samples)), key=lambda i: (len(samples[i].ids), i))
-    if not packing:
-        return [[i] for i in order]
-    rows: list[list[int]] = []
-    free: list[int] = []
-    for i in reversed(order):  # longest first
-        need = len(samples[i].ids) - 1
-        for r, space in enumerate(free):
-            if space >= need:
-                rows[r].append(i)
-                free[r] -= need
-                break
-        else:
-            rows.append([i])
-            free.append(row_len - need)
-    # Rows of similar fill next to each other, so batches need little padding.
-    return sorted(rows, key=lambda row: (sum(len(samples[i].ids) - 1 for i in row), row[0]))
+    batches = [[[i] for i in order[k : k + batch_size]] for k in range(0, len(order), batch_size)]
+    needs = [_round_up(max(_positions(samples[r[0]]) for r in b), PAD_MULTIPLE) for b in batches]
+    width_set = choose_widths(needs, [len(b) for b in batches])
+    return batches, [_serve(width_set, n) for n in needs]
 
 
-def collate(samples: list[Sample], rows: list[list[int]], pad_id: int, packed: bool) -> Batch:
-    """Build one padded batch from rows of sample indices."""
-    fills = [sum(len(samples[i].ids) - 1 for i in row) for row in rows]
-    width = _round_up(max(fills), PAD_MULTIPLE)
+def plan_packed(samples: list[Sample], batch_size: int) -> tuple[list, list[int]]:
+    """Several samples per row, each batch as wide as its longest sample's width bucket.
+
+    Why not fill rows to max_seq_length: attention costs (row width)^2 per row whatever the
+    segment mask hides (MLX computes the full score matrix on the CPU, and the block-diagonal
+    mask rules out fused kernels), so a 40-token sample packed into a 1024-wide row pays
+    1024-wide attention. Here the longest remaining sample opens a batch whose width is its
+    bucket, and every row of it is filled best-fit with the longest samples that still fit:
+    rows end up full (little padding) and short samples ride in the gaps of similar rows."""
+    width_set = choose_widths([_round_up(_positions(s), PAD_MULTIPLE) for s in samples],
+                              [1] * len(samples))
+    pool = sorted((_positions(s), i) for i, s in enumerate(samples))  # ascending
+    batches, widths = [], []
+    while pool:
+        width = _serve(width_set, _round_up(pool[-1][0], PAD_MULTIPLE))
+        rows = []
+        while pool and len(rows) < batch_size:
+            row, space = [], width
+            while True:
+                j = bisect.bisect_right(pool, (space, len(samples))) - 1
+                if j < 0:
+                    break
+                need, i = pool.pop(j)
+                row.append(i)
+                space -= need
+            rows.append(row)
+        batches.append(rows)
+        widths.append(width)
+    return batches, widths
+
+
+def collate(samples: list[Sample], rows: list[list[int]], pad_id: int, packed: bool,
+            width: int | None = None) -> Batch:
+    """Build one padded batch from rows of sample indices (width: at least the longest row,
+    rounded up to PAD_MULTIPLE when not given)."""
+    fills = [sum(_positions(samples[i]) for i in row) for row in rows]
+    width = width or _round_up(max(fills), PAD_MULTIPLE)
     shape = (len(rows), width)
     inputs = np.full(shape, pad_id, dtype=np.int32)
     targets = np.full(shape, pad_id, dtype=np.int32)
@@ -105,8 +173,10 @@ class BatchPlan:
         if not samples:
             raise ValueError("no samples to batch")
         self.samples, self.pad_id, self.packing, self.seed = samples, pad_id, packing, seed
-        rows = plan_rows(samples, row_len, packing)
-        self.batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+        # row_len (max_seq_length) bounds every row already: samples were truncated or dropped
+        # to it when rendered, and a packed row is never wider than its longest sample's bucket.
+        plan = plan_packed if packing else plan_unpacked
+        self.batches, self.widths = plan(samples, batch_size)
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -115,7 +185,8 @@ class BatchPlan:
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.batches))
 
     def batch(self, index: int) -> Batch:
-        return collate(self.samples, self.batches[index], self.pad_id, self.packing)
+        return collate(self.samples, self.batches[index], self.pad_id, self.packing,
+                       self.widths[index])
 
     def at(self, micro_step: int) -> tuple[int, Batch]:
         """The batch of global micro-step k (0-based) and its epoch: resume needs only k."""
@@ -130,3 +201,10 @@ class BatchPlan:
     @property
     def trained_tokens(self) -> int:
         return sum(s.trained for s in self.samples)
+
+    @property
+    def padding_fraction(self) -> float:
+        """Share of all batch positions (one epoch) that hold padding."""
+        used = sum(_positions(s) for s in self.samples)
+        computed = sum(len(b) * w for b, w in zip(self.batches, self.widths, strict=True))
+        return 1.0 - used / computed

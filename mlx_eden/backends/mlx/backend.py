@@ -93,7 +93,7 @@ class MLXBackend:
 
         def evaluate(inputs, targets, weights, segments, packed):
             return M.loss_sum(model, inputs, targets, weights, segments, packed=packed,
-                              checkpoint=False, chunk=t.loss_chunk)
+                              checkpoint=False, chunk=t.loss_chunk, grad=False)
 
         compiled = {p: mx.compile(partial(micro, packed=p), inputs=state, outputs=state)
                     for p in (False, True)}
@@ -113,11 +113,12 @@ class MLXBackend:
         mx.random.seed(self.recipe.train.seed * 1_000_003 + step)
         tokens = sum(b.trained_tokens for b in batches)
         loss, grads = None, None
-        for b in batches:
+        for i, b in enumerate(batches):
             part, g = micro[b.packed](*self._arrays(b))
             loss = part if loss is None else loss + part
             grads = g if grads is None else tree_map(mx.add, grads, g)
-            mx.eval(loss, grads)  # bound memory to one micro-batch's graph
+            if i + 1 < len(batches):
+                mx.eval(loss, grads)  # bound memory to one micro-batch's graph
         self.optimizer.learning_rate = lr
         norm = update(grads, mx.array(1.0 / tokens, dtype=mx.float32))
         mx.eval(norm, self.model.trainable_parameters(), self.optimizer.state)

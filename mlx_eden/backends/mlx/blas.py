@@ -3,8 +3,14 @@
 `mlx[cpu]` on Linux links a netlib reference BLAS (measured here: ~2-6 GFLOP/s for fp32 matmul on
 2 cores). libmlx resolves `cblas_sgemm` through the global symbol scope first, so loading MKL's
 single dynamic library with RTLD_GLOBAL *before* `mlx.core` is imported makes MLX call MKL
-(~180 GFLOP/s here) with no rebuild and no LD_PRELOAD. The `mkl` wheel (a Linux x86_64
+(80-180 GFLOP/s here, depending on the load) with no rebuild and no LD_PRELOAD. The `mkl` wheel (a Linux x86_64
 dependency) ships the library under `sys.prefix/lib`. Set EDEN_BLAS=reference to opt out.
+
+MKL's OpenMP threads spin for 200 ms after each call (KMP_BLOCKTIME) waiting for more work. MLX
+runs its element-wise ops (softmax, SiLU, the loss) on one thread between matmuls, so on a small
+CPU the spinning workers steal the very cores those ops need: a 40M-parameter LoRA step
+(4 x 256 tokens) took ~16 s with the default and 10-12 s with KMP_BLOCKTIME=0 here (one A/B on
+a shared 2-core box). We set it (unless the user did) before MKL starts.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ def preload() -> str | None:
         return _loaded
     if "mlx.core" in sys.modules:
         return None  # too late: libmlx already bound its BLAS symbols
+    # Read by MKL's OpenMP runtime when it starts, i.e. at the first BLAS call, after this.
+    os.environ.setdefault("KMP_BLOCKTIME", "0")
     for path in _candidates():
         try:
             ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
@@ -40,6 +48,12 @@ def preload() -> str | None:
         except OSError:
             continue
     return _loaded
+
+
+def mkl_library() -> str | None:
+    """Path of MKL's runtime library in this environment (for LD_PRELOAD in other processes)."""
+    found = _candidates()
+    return found[0] if found else None
 
 
 def active_blas() -> str:
