@@ -17,6 +17,8 @@ COMMANDS = {
     "recipe": ("recipe", "recipe", "Show or check recipes."),
     "data": ("data", "data", "Inspect training data as a recipe would tokenize it."),
     "tiny": ("tiny", "tiny", "Build a tiny Qwen2/Qwen3 model locally (tests, demo)."),
+    "plan": ("plan", "plan", "Will a recipe fit in memory? Predicted peak per component."),
+    "profile": ("profile", "profile", "Measure a recipe's memory on a few steps; vs the plan."),
 }
 
 

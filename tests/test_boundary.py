@@ -10,7 +10,12 @@ NEUTRAL = ["mlx_eden.cli", "mlx_eden.recipe", "mlx_eden.errors", "mlx_eden.tiny"
            "mlx_eden.run.events", "mlx_eden.run.rundir", "mlx_eden.run.schedule",
            "mlx_eden.run.train", "mlx_eden.ui.plainlog", "mlx_eden.ui.datacheck",
            "mlx_eden.backends.base", "mlx_eden.commands.train", "mlx_eden.commands.recipe",
-           "mlx_eden.commands.data", "mlx_eden.commands.tiny"]
+           "mlx_eden.commands.data", "mlx_eden.commands.tiny",
+           "mlx_eden.memory.shapes", "mlx_eden.memory.devices", "mlx_eden.memory.activations",
+           "mlx_eden.memory.planner", "mlx_eden.memory.fit", "mlx_eden.memory.profiler",
+           "mlx_eden.memory.measure", "mlx_eden.memory.session", "mlx_eden.memory.report",
+           "mlx_eden.memory.compare", "mlx_eden.memory.preflight", "mlx_eden.commands.plan",
+           "mlx_eden.commands.profile"]
 
 BLOCKER = """
 import importlib.abc, sys

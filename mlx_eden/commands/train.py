@@ -6,8 +6,10 @@ import click
 
 from ..recipe import load_recipe
 from . import set_option
+from .plan import device_option
 
 EXIT_CODES = {"completed": 0, "early_stopped": 0, "nan": 1, "interrupted": 130}
+EXIT_DOES_NOT_FIT = 3  # same as `eden-mlx plan`; 2 stays "bad input"
 
 
 @click.command()
@@ -18,13 +20,26 @@ EXIT_CODES = {"completed": 0, "early_stopped": 0, "nan": 1, "interrupted": 130}
 @click.option("--backend", type=click.Choice(["auto", "mlx", "torch"]), default=None,
               help="Override train.backend.")
 @click.option("--no-dashboard", is_flag=True, help="Plain log lines instead of the live view.")
-def train(recipe_file, overrides, output, resume, backend, no_dashboard):
+@device_option
+@click.option("--fit", is_flag=True, help="If the memory plan does not fit, apply the cheapest "
+              "recipe changes that make it fit (see `eden-mlx plan --fit`).")
+@click.option("--force", is_flag=True, help="Train even if the memory plan does not fit.")
+def train(recipe_file, overrides, output, resume, backend, no_dashboard, device, budget_gb,
+          fit, force):
     """Fine-tune per RECIPE_FILE and write a run directory."""
+    from ..memory.preflight import DoesNotFit, preflight
     from ..run.train import run_training
     from ..ui.plainlog import PlainLog
 
     recipe = load_recipe(recipe_file, overrides)
+    try:
+        recipe, memory = preflight(recipe, device=device, budget_gb=budget_gb, fit=fit,
+                                   force=force, recipe_file=recipe_file,
+                                   say=lambda m: click.echo(m, err=True))
+    except DoesNotFit as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_DOES_NOT_FIT)
     listeners = [PlainLog(recipe.train.log_every)]
     stop = run_training(recipe, output=output, resume=resume, listeners=listeners,
-                        backend=backend)
+                        backend=backend, extra_info=memory)
     sys.exit(EXIT_CODES.get(stop.status, 1))

@@ -17,6 +17,8 @@ from mlx.utils import tree_flatten
 
 from ...adapters import adapted_layers, lora_a_init, module_keys
 from ...errors import UserError
+from .checkpoint import KeyedDropout, layer_forward
+from .chunked_loss import chunked_ce_sum, head_parts
 
 DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
 
@@ -29,14 +31,18 @@ def load_base(path: Path, spec) -> tuple[nn.Module, dict]:
     from mlx_lm.utils import load_model, quantize_model
 
     try:
-        model, config = load_model(Path(path))
+        model, config = load_model(Path(path), lazy=True)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(f"cannot load the model: {e}", file=str(path)) from None
     dtype = DTYPES[spec.dtype]
     model.set_dtype(dtype)
     if "quantization" not in config and spec.quantize.bits:
         model, config = quantize_model(model, config, spec.quantize.group_size, spec.quantize.bits)
-    mx.eval(model.parameters())
+    # One tensor at a time: evaluating all at once reads every stored tensor before converting
+    # any (MLX schedules breadth-first), so a 32B bf16 checkpoint quantized at load would need
+    # its full 65 GB; this way the peak is the result plus one stored tensor.
+    for _, array in tree_flatten(model.parameters()):
+        mx.eval(array)
     return model, config
 
 
@@ -60,6 +66,8 @@ def add_adapters(model: nn.Module, recipe) -> list[str]:
                           use_dora=a.type == "dora")
     names = []
     for name, module in model.named_modules():
+        if hasattr(module, "lora_a") and a.dropout > 0:
+            module.dropout = KeyedDropout(a.dropout)  # replayable by gradient checkpointing
         if hasattr(module, "lora_a"):
             in_dims = module.lora_a.shape[0]
             module.lora_a = mx.array(lora_a_init(name, in_dims, a.rank, recipe.train.seed))
@@ -86,27 +94,20 @@ def hidden_states(model, inputs: mx.array, mask, checkpoint: bool) -> mx.array:
     m = inner(model)
     h = m.embed_tokens(inputs)
     for layer in m.layers:
-        if checkpoint:
-            h = _checkpointed(layer, h, mask)
-        else:
-            h = layer(h, mask)
+        h = layer_forward(layer, h, mask, checkpoint)
     return m.norm(h)
 
 
-def _checkpointed(layer, h, mask):
-    """Recompute this layer in the backward pass (per instance; no class patching)."""
-
-    def run(params, x):
-        layer.update(params)
-        return layer(x, mask)
-
-    return mx.checkpoint(run)(layer.trainable_parameters(), h)
+def head_module(model) -> nn.Module:
+    """The output projection: lm_head, or the tied input embedding."""
+    if getattr(model.args, "tie_word_embeddings", False) or not hasattr(model, "lm_head"):
+        return inner(model).embed_tokens
+    return model.lm_head
 
 
 def head(model, h: mx.array) -> mx.array:
-    if getattr(model.args, "tie_word_embeddings", False) or not hasattr(model, "lm_head"):
-        return inner(model).embed_tokens.as_linear(h)
-    return model.lm_head(h)
+    mod = head_module(model)
+    return mod(h) if mod is getattr(model, "lm_head", None) else mod.as_linear(h)
 
 
 def _ce_sum(model, h, targets, weights):
@@ -121,15 +122,11 @@ def loss_sum(model, inputs, targets, weights, segments, *, packed: bool, checkpo
     h = hidden_states(model, inputs, mask, checkpoint)  # (B, L, D)
     if not chunk:
         return _ce_sum(model, h, targets, weights)
-    # Chunked: each slice of tokens computes its logits, loss and (in backward) gradient on its
-    # own, recomputed under mx.checkpoint, so only (chunk, V) logits exist at a time.
+    # Chunked: only (chunk, V) logits exist at a time, in the forward and in the backward pass.
     B, L, D = h.shape
-    h, targets, weights = h.reshape(B * L, D), targets.reshape(-1), weights.reshape(-1)
-    fn = mx.checkpoint(lambda hc, tc, wc: _ce_sum(model, hc, tc, wc))
-    total = mx.array(0.0, dtype=mx.float32)
-    for s in range(0, B * L, chunk):
-        total = total + fn(h[s : s + chunk], targets[s : s + chunk], weights[s : s + chunk])
-    return total
+    arrays, fn = head_parts(head_module(model))
+    return chunked_ce_sum(fn, arrays, h.reshape(B * L, D), targets.reshape(-1),
+                          weights.reshape(-1), chunk)
 
 
 def adapter_weights(model) -> dict[str, mx.array]:
