@@ -23,6 +23,8 @@ COMMANDS = {
     "import": ("importers", "import_", "Import adapters from other formats (PEFT)."),
     "report": ("report", "report", "Write an HTML report of one run or several, compared."),
     "doctor": ("doctor", "doctor", "Show the device, BLAS and measured matmul rate."),
+    "plan": ("plan", "plan", "Will a recipe fit in memory? Predicted peak per component."),
+    "profile": ("profile", "profile", "Measure a recipe's memory on a few steps; vs the plan."),
 }
 
 

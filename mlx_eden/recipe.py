@@ -127,7 +127,9 @@ class TrainSpec:
     min_lr_ratio: float = _f(0.0, "Final learning rate as a fraction of the peak.")
     weight_decay: float = _f(0.0, "Decoupled weight decay (adamw) or L2 (sgd).")
     max_grad_norm: float | None = _f(1.0, "Clip the global gradient norm; null = no clipping.")
-    optimizer: Literal["adamw", "adam", "adafactor", "sgd"] = _f("adamw", "Optimizer.")
+    optimizer: Literal["adamw", "adamw8bit", "adam", "adafactor", "sgd"] = _f(
+        "adamw", "Optimizer. adamw8bit keeps AdamW's moments in 8 bits (2.1 bytes of state per "
+        "trainable value instead of 8); adafactor keeps factored second moments only.")
     grad_checkpoint: bool = _f(False, "Recompute each decoder layer in the backward pass.")
     loss_chunk: int = _f(0, "Compute the loss over this many tokens at a time so the full "
                          "batch x sequence x vocabulary logits never exist; 0 = off.")

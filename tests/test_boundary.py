@@ -20,7 +20,12 @@ NEUTRAL = ["mlx_eden.cli", "mlx_eden.recipe", "mlx_eden.errors", "mlx_eden.tiny"
            "mlx_eden.commands.importers",
            "mlx_eden.ui.dashboard", "mlx_eden.ui.panels", "mlx_eden.ui.runstate",
            "mlx_eden.ui.textchart", "mlx_eden.ui.svg", "mlx_eden.ui.rundata",
-           "mlx_eden.ui.report", "mlx_eden.commands.report", "mlx_eden.commands.doctor"]
+           "mlx_eden.ui.report", "mlx_eden.commands.report", "mlx_eden.commands.doctor",
+           "mlx_eden.memory.shapes", "mlx_eden.memory.devices", "mlx_eden.memory.activations",
+           "mlx_eden.memory.planner", "mlx_eden.memory.fit", "mlx_eden.memory.profiler",
+           "mlx_eden.memory.measure", "mlx_eden.memory.session", "mlx_eden.memory.report",
+           "mlx_eden.memory.compare", "mlx_eden.memory.preflight", "mlx_eden.commands.plan",
+           "mlx_eden.commands.profile"]
 
 BLOCKER = """
 import importlib.abc, sys

@@ -97,7 +97,8 @@ def test_dashboard_draws_in_a_terminal_and_ctrl_c_restores_it(interrupted_run):
     last = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
             if '"train"' in line][-1]
     assert f"loss {last['loss']:.4f}" in text and "grad norm" in text and "val ▕" in text
-    assert "peak    " in text and " GB" in text and "no budget known" in text
+    # the memory plan `train` makes before loading gives the panel its budget and prediction
+    assert "peak    " in text and "% of plan" in text and "budget " in text
     assert "stopped by Ctrl-C" in text and f"checkpoint step {stopped_at}" in text
     # the run is resumable: the loop wrote a complete checkpoint and said so
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"

@@ -112,7 +112,7 @@ def test_chunked_loss_equals_plain_loss(arch, tiny_qwen2, tiny_qwen3):
                            grad=False)
     assert abs(float(evaluated) - plain) <= 1e-5 * abs(plain)
     # A trainable head cannot use the fused gradient: the checkpointed chunks take over.
-    M._head_module(backend.model).unfreeze()
+    M.head_module(backend.model).unfreeze()
     value, with_head = run(40)
     assert abs(value - plain) <= 1e-5 * abs(plain)
     assert len(with_head) > len(grads)

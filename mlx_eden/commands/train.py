@@ -6,8 +6,10 @@ import click
 
 from ..recipe import load_recipe
 from . import set_option
+from .plan import device_option
 
 EXIT_CODES = {"completed": 0, "early_stopped": 0, "nan": 1, "interrupted": 130}
+EXIT_DOES_NOT_FIT = 3  # same as `eden-mlx plan`; 2 stays "bad input"
 
 
 @click.command()
@@ -18,15 +20,31 @@ EXIT_CODES = {"completed": 0, "early_stopped": 0, "nan": 1, "interrupted": 130}
 @click.option("--backend", type=click.Choice(["auto", "mlx", "torch"]), default=None,
               help="Override train.backend.")
 @click.option("--no-dashboard", is_flag=True, help="Plain log lines instead of the live view.")
-def train(recipe_file, overrides, output, resume, backend, no_dashboard):
+@device_option
+@click.option("--fit", is_flag=True, help="If the memory plan does not fit, apply the cheapest "
+              "recipe changes that make it fit (see `eden-mlx plan --fit`).")
+@click.option("--force", is_flag=True, help="Train even if the memory plan does not fit.")
+def train(recipe_file, overrides, output, resume, backend, no_dashboard, device, budget_gb,
+          fit, force):
     """Fine-tune per RECIPE_FILE and write a run directory."""
     from ..backends.base import choose_backend, hide_torch_from_transformers
 
     recipe = load_recipe(recipe_file, overrides)
     choice = choose_backend(backend or recipe.train.backend,
                             qlora=bool(recipe.model.quantize.bits))
+    memory = {}
     if choice[0] == "mlx":
         hide_torch_from_transformers()
+        # The planner models MLX's allocator; the torch backend's memory is PyTorch's business.
+        from ..memory.preflight import DoesNotFit, preflight
+
+        try:
+            recipe, memory = preflight(recipe, device=device, budget_gb=budget_gb, fit=fit,
+                                       force=force, recipe_file=recipe_file,
+                                       say=lambda m: click.echo(m, err=True))
+        except DoesNotFit as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_DOES_NOT_FIT)
 
     from ..run.train import run_training
     from ..ui.dashboard import console_listener
@@ -34,5 +52,5 @@ def train(recipe_file, overrides, output, resume, backend, no_dashboard):
     # The live dashboard on a terminal, plain lines otherwise; stopped however the run ends.
     with console_listener(recipe.train.log_every, no_dashboard) as listener:
         stop = run_training(recipe, output=output, resume=resume, listeners=[listener],
-                            backend=choice)
+                            backend=choice, extra_info=memory)
     sys.exit(EXIT_CODES.get(stop.status, 1))

@@ -13,6 +13,7 @@ from ..data.render import load_tokenizer
 from ..data.splits import load_splits
 from ..errors import UserError
 from ..hub import resolve_model
+from ..memory.profiler import MemoryProfiler
 from .events import Event, Listener, StartEvent, StopEvent, WarningEvent
 from .loop import TrainerState, TrainingLoop
 from .rundir import RunDir, run_info
@@ -86,6 +87,9 @@ def run_training(recipe, *, output: str | None = None, resume: bool = False,
 
     impl = load_backend(backend_name)
     info = impl.setup(recipe, model_dir)
+    budget = (extra_info or {}).get("budget_bytes")
+    if budget and hasattr(impl, "set_memory_budget"):  # the memory plan's budget (memory/)
+        impl.set_memory_budget(budget)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     train_plan, valid_plan = make_plans(recipe, splits, pad_id)
 
@@ -101,6 +105,11 @@ def run_training(recipe, *, output: str | None = None, resume: bool = False,
     def emit(event: Event) -> None:
         for sink in sinks:
             sink(event)
+
+    profiler = None
+    if hasattr(impl, "phase_memory"):  # memory.jsonl + MemoryEvents, per phase of each step
+        profiler = MemoryProfiler(impl, rundir.memory, emit).attach(record_weights=False)
+        sinks.append(profiler)  # last: a MemoryEvent it emits follows the event that caused it
 
     extra = dict(extra_info or {})
     status = "running"
@@ -138,6 +147,8 @@ def run_training(recipe, *, output: str | None = None, resume: bool = False,
         status = "error"
         raise
     finally:
+        if profiler is not None:
+            profiler.close()
         log.close()
         rundir.write_run_json(run_info(recipe, splits.files, backend_name, why, info, status,
                                        started, time.time(),

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
-import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_map, tree_map_with_path
 
 from ...adapters import (
@@ -25,7 +24,9 @@ from ...data.batching import Batch
 from ...errors import UserError
 from ..base import ModelInfo, StepResult
 from . import model as M
+from .memory import apply_budget
 from .optimizers import make_optimizer
+from .update import evaluate_gradients, streamed_update
 
 OPTIMIZER_STATE = "optimizer.safetensors"
 
@@ -72,24 +73,13 @@ class MLXBackend:
     def _build(self):
         """Compile the micro-step (loss + grads) and the update; state is captured by
         reference, so it must be fully initialised (and restored, on resume) before this."""
-        t, model, opt = self.recipe.train, self.model, self.optimizer
-        state = [model.state, opt.state, mx.random.state]
+        t, model = self.recipe.train, self.model
+        state = [model.state, self.optimizer.state, mx.random.state]
 
         def micro(inputs, targets, weights, segments, packed):
             fn = partial(M.loss_sum, model, packed=packed, checkpoint=t.grad_checkpoint,
                          chunk=t.loss_chunk)
             return nn.value_and_grad(model, fn)(inputs, targets, weights, segments)
-
-        @partial(mx.compile, inputs=state, outputs=state)
-        def update(grads, scale):
-            grads = tree_map(lambda g: g * scale, grads)
-            if t.max_grad_norm:
-                grads, norm = optim.clip_grad_norm(grads, t.max_grad_norm)
-            else:
-                norm = mx.sqrt(sum((g.astype(mx.float32) ** 2).sum()
-                                   for _, g in tree_flatten(grads)))
-            opt.update(model, grads)
-            return norm
 
         def evaluate(inputs, targets, weights, segments, packed):
             return M.loss_sum(model, inputs, targets, weights, segments, packed=packed,
@@ -99,7 +89,7 @@ class MLXBackend:
                     for p in (False, True)}
         compiled_eval = {p: mx.compile(partial(evaluate, packed=p), inputs=state)
                          for p in (False, True)}
-        self._compiled = (compiled, update, compiled_eval)
+        self._compiled = (compiled, None, compiled_eval)
 
     @staticmethod
     def _arrays(b: Batch):
@@ -108,20 +98,23 @@ class MLXBackend:
     def train_step(self, batches: list[Batch], lr: float, step: int) -> StepResult:
         if self._compiled is None:
             self._build()
-        micro, update, _ = self._compiled
+        micro = self._compiled[0]
         # Dropout masks depend only on (seed, step): a resumed run draws the same ones.
         mx.random.seed(self.recipe.train.seed * 1_000_003 + step)
         tokens = sum(b.trained_tokens for b in batches)
         loss, grads = None, None
-        for i, b in enumerate(batches):
+        for b in batches:
             part, g = micro[b.packed](*self._arrays(b))
+            self._phase("forward", part)
             loss = part if loss is None else loss + part
             grads = g if grads is None else tree_map(mx.add, grads, g)
-            if i + 1 < len(batches):
-                mx.eval(loss, grads)  # bound memory to one micro-batch's graph
+            del part, g  # the accumulation adds in place instead of holding a third copy
+            evaluate_gradients(loss, grads)  # bound memory to one micro-batch's graph
+            self._phase("backward")
         self.optimizer.learning_rate = lr
-        norm = update(grads, mx.array(1.0 / tokens, dtype=mx.float32))
-        mx.eval(norm, self.model.trainable_parameters(), self.optimizer.state)
+        norm = streamed_update(self.model, self.optimizer, grads, 1.0 / tokens,
+                               self.recipe.train.max_grad_norm)
+        self._phase("update")
         return StepResult(loss=loss.item() / tokens, tokens=tokens, grad_norm=norm.item())
 
     def eval_loss(self, batch: Batch) -> tuple[float, int]:
@@ -130,6 +123,7 @@ class MLXBackend:
         self.model.eval()
         try:
             s = self._compiled[2][batch.packed](*self._arrays(batch))
+            self._phase("eval", s)
             return s.item(), batch.trained_tokens
         finally:
             self.model.train()
@@ -196,8 +190,32 @@ class MLXBackend:
         mx.eval(self.optimizer.state)
 
     def memory(self) -> dict:
-        return {"active": mx.get_active_memory(), "peak": mx.get_peak_memory(),
+        return {"active": mx.get_active_memory(), "peak": max(self._run_peak, mx.get_peak_memory()),
                 "cache": mx.get_cache_memory(), "rss": _rss_bytes()}
+
+    # ------------------------------------------------------------------ memory profiling
+
+    phase_hook = None  # the profiler's callable(phase name); see mlx_eden/memory/profiler.py
+    _run_peak = 0
+
+    def _phase(self, name: str, *evaluate) -> None:
+        """Tell the profiler a phase ended (evaluating `evaluate` first, so the forward pass
+        is measured apart from the backward: the loss alone needs only the forward)."""
+        if self.phase_hook is not None:
+            mx.eval(*evaluate)
+            self.phase_hook(name)
+
+    def phase_memory(self) -> dict:
+        """Memory now and the peak since the last call; keeps the run's peak for memory()."""
+        figures = self.memory()
+        figures["peak"] = mx.get_peak_memory()
+        self._run_peak = max(self._run_peak, figures["peak"])
+        mx.reset_peak_memory()
+        return figures
+
+    def set_memory_budget(self, budget_bytes: int) -> dict:
+        """MLX's memory limit (and on Metal the wired limit) from the planner's budget."""
+        return apply_budget(budget_bytes)
 
 
 def create() -> MLXBackend:

@@ -19,6 +19,8 @@ from mlx.utils import tree_flatten
 
 from ...adapters import adapted_layers, lora_a_init, module_keys
 from ...errors import UserError
+from .checkpoint import KeyedDropout, layer_forward
+from .chunked_loss import checkpointed_ce_sum, chunked_ce_sum, cross_entropy, head_parts
 
 DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
 
@@ -31,7 +33,7 @@ def load_base(path: Path, spec) -> tuple[nn.Module, dict]:
     from mlx_lm.utils import load_model, quantize_model
 
     try:
-        model, config = load_model(Path(path))
+        model, config = load_model(Path(path), lazy=True)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(f"cannot load the model: {e}", file=str(path)) from None
     dtype = DTYPES[spec.dtype]
@@ -40,7 +42,11 @@ def load_base(path: Path, spec) -> tuple[nn.Module, dict]:
         with contextlib.redirect_stdout(io.StringIO()):  # mlx-lm prints a bits-per-weight line
             model, config = quantize_model(model, config, spec.quantize.group_size,
                                            spec.quantize.bits)
-    mx.eval(model.parameters())
+    # One tensor at a time: evaluating all at once reads every stored tensor before converting
+    # any (MLX schedules breadth-first), so a 32B bf16 checkpoint quantized at load would need
+    # its full 65 GB; this way the peak is the result plus one stored tensor.
+    for _, array in tree_flatten(model.parameters()):
+        mx.eval(array)
     return model, config
 
 
@@ -64,6 +70,8 @@ def add_adapters(model: nn.Module, recipe) -> list[str]:
                           use_dora=a.type == "dora")
     names = []
     for name, module in model.named_modules():
+        if hasattr(module, "lora_a") and a.dropout > 0:
+            module.dropout = KeyedDropout(a.dropout)  # replayable by gradient checkpointing
         if hasattr(module, "lora_a"):
             in_dims = module.lora_a.shape[0]
             module.lora_a = mx.array(lora_a_init(name, in_dims, a.rank, recipe.train.seed))
@@ -90,52 +98,20 @@ def hidden_states(model, inputs: mx.array, mask, checkpoint: bool) -> mx.array:
     m = inner(model)
     h = m.embed_tokens(inputs)
     for layer in m.layers:
-        if checkpoint:
-            h = _checkpointed(layer, h, mask)
-        else:
-            h = layer(h, mask)
+        h = layer_forward(layer, h, mask, checkpoint)
     return m.norm(h)
 
 
-def _checkpointed(layer, h, mask):
-    """Recompute this layer in the backward pass (per instance; no class patching)."""
-
-    def run(params, x):
-        layer.update(params)
-        return layer(x, mask)
-
-    return mx.checkpoint(run)(layer.trainable_parameters(), h)
-
-
-def _head_module(model):
-    tied = getattr(model.args, "tie_word_embeddings", False) or not hasattr(model, "lm_head")
-    return inner(model).embed_tokens if tied else model.lm_head
+def head_module(model) -> nn.Module:
+    """The output projection: lm_head, or the tied input embedding."""
+    if getattr(model.args, "tie_word_embeddings", False) or not hasattr(model, "lm_head"):
+        return inner(model).embed_tokens
+    return model.lm_head
 
 
 def head(model, h: mx.array) -> mx.array:
-    module = _head_module(model)
-    return module.as_linear(h) if module is inner(model).embed_tokens else module(h)
-
-
-LOG2E = 1.4426950408889634
-
-
-def cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
-    """Per-token cross-entropy, (..., V) logits → (...), equal to mlx's to float rounding.
-
-    Why not `nn.losses.cross_entropy`: its logsumexp runs MLX's exp, which on x86 CPUs is a
-    scalar polynomial calling libm's fmaf per element; over batch x length x vocabulary values
-    (twice: forward and the softmax of the backward) it cost more than the head's matmul here.
-    2**y via `mx.power` is 2-3x faster per element there, and its vjp reuses its output, so the
-    backward needs no second pass of exponentials (3-4x faster value+grad on the CPU; on Metal
-    both are fast). The max is a constant shift (it cancels in exact arithmetic), so no
-    gradient flows through it."""
-    top = mx.stop_gradient(logits.max(axis=-1, keepdims=True))
-    total = mx.power(2.0, (logits - top) * LOG2E).sum(axis=-1)
-    lse = mx.log(total) + top.squeeze(-1)
-    # Integer targets get no gradient (mx.checkpoint in the chunked loss would ask for one).
-    picked = mx.take_along_axis(logits, mx.stop_gradient(targets)[..., None], axis=-1)
-    return lse - picked.squeeze(-1)
+    mod = head_module(model)
+    return mod(h) if mod is getattr(model, "lm_head", None) else mod.as_linear(h)
 
 
 def _ce_sum(model, h, targets, weights):
@@ -154,54 +130,11 @@ def loss_sum(model, inputs, targets, weights, segments, *, packed: bool, checkpo
         return _ce_sum(model, h, targets, weights)
     B, L, D = h.shape
     h, targets, weights = h.reshape(B * L, D), targets.reshape(-1), weights.reshape(-1)
-    if not grad:
-        return sum(_ce_sum(model, h[s : s + chunk], targets[s : s + chunk],
-                           weights[s : s + chunk]) for s in range(0, B * L, chunk))
-    if tree_flatten(_head_module(model).trainable_parameters()):
-        return _checkpointed_chunks(model, h, targets, weights, chunk)
-    return _fused_chunks(model, chunk)(h, targets, weights)[0]
-
-
-def _fused_chunks(model, chunk: int):
-    """Loss and its gradient wrt the hidden states, computed together chunk by chunk in the
-    forward pass, so only (chunk, V) logits ever exist and nothing is recomputed.
-
-    Why not mx.checkpoint per chunk: recomputing the logits in the backward pass costs one more
-    (tokens x D x V) matmul and exp pass; with a 32-150k vocabulary that is 10-40% of a LoRA step
-    on the CPU. The head is frozen (adapters sit in the decoder layers), so d(loss)/d(hidden)
-    is all the backward pass needs from here; a trainable head takes `_checkpointed_chunks`."""
-
-    @mx.custom_function
-    def fused(h, targets, weights):
-        total, grads = mx.array(0.0, dtype=mx.float32), []
-        for s in range(0, h.shape[0], chunk):
-            tc, wc = targets[s : s + chunk], weights[s : s + chunk]
-            (part,), (dh,) = mx.vjp(lambda hc, tc=tc, wc=wc: _ce_sum(model, hc, tc, wc), [h[s : s + chunk]],
-                                    [mx.array(1.0, dtype=mx.float32)])
-            total = total + part
-            grads.append(dh)
-        return total, mx.concatenate(grads, axis=0)
-
-    @fused.vjp
-    def fused_vjp(primals, cotangents, outputs):
-        h, targets, weights = primals
-        return ((cotangents[0] * outputs[1]).astype(h.dtype), mx.zeros_like(targets),
-                mx.zeros_like(weights))
-
-    return fused
-
-
-def _checkpointed_chunks(model, h, targets, weights, chunk: int):
-    """Each slice of tokens computes its logits, loss and (in backward) gradient on its own,
-    recomputed under mx.checkpoint, so only (chunk, V) logits exist at a time."""
-    total = mx.array(0.0, dtype=mx.float32)
-    for s in range(0, h.shape[0], chunk):
-        # Only the hidden states are differentiated; targets (integer ids) and weights are
-        # bound as constants of this chunk's function (mx.checkpoint cannot take int inputs).
-        t, w = targets[s : s + chunk], weights[s : s + chunk]
-        fn = mx.checkpoint(lambda hc, t=t, w=w: _ce_sum(model, hc, t, w))
-        total = total + fn(h[s : s + chunk])
-    return total
+    module = head_module(model)
+    arrays, fn = head_parts(module)
+    if grad and tree_flatten(module.trainable_parameters()):
+        return checkpointed_ce_sum(fn, arrays, h, targets, weights, chunk)
+    return chunked_ce_sum(fn, arrays, h, targets, weights, chunk, grad=grad)
 
 
 def adapter_weights(model) -> dict[str, mx.array]:

@@ -1,0 +1,130 @@
+"""The cross-entropy, and the same loss over the vocabulary a slice of tokens at a time, so the
+(tokens, V) float32 logits never exist for the whole batch (B x L x V x 4 bytes is ~1.2 GB per
+2048 tokens at Qwen's 152k vocabulary, and the backward pass needs about three such buffers).
+
+Two things measured on MLX 0.32 shape `chunked_ce_sum`:
+- Slices must run one after another. Independent slices are independent branches of one graph,
+  and MLX orders a graph breadth-first (MLX_BFS_MAX_WIDTH=20), so a plain loop (even of
+  `mx.checkpoint(piece)`) runs every slice's head matmul before any slice's softmax: all the
+  slices' logits are alive at once and nothing is saved. Each slice's input here depends
+  (`mx.depends`) on the previous slice's result.
+- Nothing should be computed twice. The head is frozen (adapters sit in the decoder layers), so
+  the backward pass needs only d(loss)/d(hidden); each slice computes its loss and that gradient
+  together in the forward pass and drops its logits. Recomputing the logits in the backward
+  instead would cost one more (tokens x D x V) matmul and exponential pass: 10-40% of a LoRA
+  step on the CPU with a 32-150k vocabulary. What is kept is the (tokens, D) gradient, the size
+  of the hidden states.
+
+Everything the custom function reads is an explicit argument (hidden states, targets, weights
+and the head's arrays): under `mx.compile` a captured array is a placeholder that cannot be
+evaluated. A trainable head (not something the recipes do) takes `checkpointed_ce_sum`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import mlx.core as mx
+import mlx.nn as nn
+
+HeadFn = Callable[[mx.array, Sequence[mx.array]], mx.array]
+LOG2E = 1.4426950408889634
+
+
+def cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
+    """Per-token cross-entropy, (..., V) logits → (...), equal to mlx's to float rounding.
+
+    Why not `nn.losses.cross_entropy`: its logsumexp runs MLX's exp, which on x86 CPUs is a
+    scalar polynomial calling libm's fmaf per element; over batch x length x vocabulary values
+    (twice: forward and the softmax of the backward) it cost more than the head's matmul here.
+    2**y via `mx.power` is 2-3x faster per element there, and its vjp reuses its output, so the
+    backward needs no second pass of exponentials (3-4x faster value+grad on the CPU; on Metal
+    both are fast). The max is a constant shift (it cancels in exact arithmetic), so no
+    gradient flows through it."""
+    top = mx.stop_gradient(logits.max(axis=-1, keepdims=True))
+    total = mx.power(2.0, (logits - top) * LOG2E).sum(axis=-1)
+    lse = mx.log(total) + top.squeeze(-1)
+    # Integer targets get no gradient (mx.checkpoint in the chunked loss would ask for one).
+    picked = mx.take_along_axis(logits, mx.stop_gradient(targets)[..., None], axis=-1)
+    return lse - picked.squeeze(-1)
+
+
+def head_parts(module: nn.Module) -> tuple[list[mx.array], HeadFn]:
+    """The output projection as plain arrays and a function of them: `fn(x, arrays)` equals
+    `module(x)` for an lm_head, or `module.as_linear(x)` for a tied embedding."""
+    if isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
+        kw = {"transpose": True, "group_size": module.group_size, "bits": module.bits,
+              "mode": module.mode}
+        arrays = [module["weight"], module["scales"]]
+        has_biases = module.get("biases") is not None
+        if has_biases:
+            arrays.append(module["biases"])
+
+        def quantized(x, a):
+            return mx.quantized_matmul(x, a[0], scales=a[1], biases=a[2] if has_biases else None,
+                                       **kw)
+
+        return arrays, quantized
+    return [module["weight"]], lambda x, a: x @ a[0].T
+
+
+def _piece(head: HeadFn, x, t, w, arrays) -> mx.array:
+    logits = head(x, arrays).astype(mx.float32)  # (rows, V)
+    return (cross_entropy(logits, t) * w).sum()
+
+
+def _after(a: mx.array, prev) -> mx.array:
+    return a if prev is None else mx.depends(a, prev)
+
+
+def chunked_ce_sum(head: HeadFn, head_arrays: Sequence[mx.array], h: mx.array,
+                   targets: mx.array, weights: mx.array, chunk: int, grad: bool = True
+                   ) -> mx.array:
+    """sum(cross_entropy(head(h), targets) * weights) for h (N, D) and targets/weights (N,),
+    `chunk` rows at a time. Differentiable w.r.t. h only (the head is frozen); grad=False
+    (evaluation) skips the gradient work."""
+    bounds = [(s, min(s + chunk, h.shape[0])) for s in range(0, h.shape[0], chunk)]
+    if not grad:
+        total = prev = None
+        for s, e in bounds:
+            part = _piece(head, _after(h[s:e], prev), targets[s:e], weights[s:e], head_arrays)
+            total = part if total is None else total + part
+            prev = part
+        return total
+
+    @mx.custom_function
+    def fused(x, t, w, *arrays):
+        total, grads, prev = None, [], None
+        for s, e in bounds:
+            ts, ws = t[s:e], w[s:e]
+            (part,), (g,) = mx.vjp(lambda xs, ts=ts, ws=ws: _piece(head, xs, ts, ws, arrays),
+                                   [_after(x[s:e], prev)], [mx.array(1.0, mx.float32)])
+            total = part if total is None else total + part
+            grads.append(g)  # (rows, D)
+            prev = [part, g]  # both: a pending loss value would keep its slice's logits alive
+        return total, mx.concatenate(grads, axis=0)
+
+    @fused.vjp
+    def fused_vjp(primals, cotangents, outputs):
+        x, t, w, *arrays = primals
+        # Gradients of targets, weights and the frozen head are never used, so never computed.
+        rest = [mx.zeros_like(a) for a in (t, w, *arrays)]
+        return ((cotangents[0] * outputs[1]).astype(x.dtype), *rest)
+
+    return fused(h, targets, weights, *head_arrays)[0]
+
+
+def checkpointed_ce_sum(head: HeadFn, head_arrays: Sequence[mx.array], h: mx.array,
+                        targets: mx.array, weights: mx.array, chunk: int) -> mx.array:
+    """The same sum for a trainable head: each slice recomputes its logits in the backward
+    pass (mx.checkpoint), so the head's gradient flows; slices run one after another."""
+    total = prev = None
+    for s in range(0, h.shape[0], chunk):
+        # Only the hidden states and the head are differentiated; targets (integer ids) and
+        # weights are bound as constants (mx.checkpoint cannot take integer inputs).
+        t, w = targets[s : s + chunk], weights[s : s + chunk]
+        fn = mx.checkpoint(lambda x, *a, t=t, w=w: _piece(head, x, t, w, a))
+        part = fn(_after(h[s : s + chunk], prev), *head_arrays)
+        total = part if total is None else total + part
+        prev = part
+    return total

@@ -1,0 +1,51 @@
+"""`eden-mlx plan`: will this recipe fit, before anything is loaded? Exit 0 fits, 3 does not."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from . import set_option
+
+EXIT_DOES_NOT_FIT = 3
+
+
+def device_option(f):
+    f = click.option("--budget-gb", type=float, default=None,
+                     help="Memory budget in GiB (Apple's GB), instead of the device's.")(f)
+    return click.option("--device", default=None, metavar="NAME",
+                        help="this (default), mac-16gb ... mac-192gb (m3-max-36gb), "
+                             "epyc-256gb, cpu-64gb.")(f)
+
+
+@click.command()
+@click.argument("recipe_file", type=click.Path())
+@set_option
+@device_option
+@click.option("--fit", "fit", is_flag=True,
+              help="If it does not fit, find the cheapest recipe changes that make it fit.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def plan(recipe_file, overrides, device, budget_gb, fit, as_json):
+    """Predict the peak memory of training RECIPE_FILE, component by component, against the
+    device's budget. Reads only config.json (or a shipped config for known Qwen models)."""
+    from ..memory.report import render_fit, render_plan
+    from ..memory.session import plan_recipe
+    from ..recipe import load_recipe
+
+    recipe = load_recipe(recipe_file, overrides)
+    result, fitted = plan_recipe(recipe, device, budget_gb, fit)
+    final = fitted.plan if fitted else result
+    if as_json:
+        out = final.to_json()
+        if fitted:
+            out["fit"] = {"original_peak_bytes": result.predicted_peak_bytes,
+                          "changes": [c.__dict__ for c in fitted.changes],
+                          "set": fitted.set_args()}
+        click.echo(json.dumps(out, indent=2, default=str))
+    else:
+        render_plan(result)
+        if fitted:
+            render_fit(fitted, recipe_file)
+    sys.exit(0 if final.fits else EXIT_DOES_NOT_FIT)

@@ -1,0 +1,1 @@
+"""Memory planning (before loading anything) and profiling (while training)."""

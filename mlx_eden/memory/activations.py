@@ -1,0 +1,141 @@
+"""Bytes of activations MLX keeps for the backward pass, per decoder layer and for the loss, and
+the largest short-lived buffers of the backward pass.
+
+Counted tensor by tensor from mlx-lm's Qwen2/Qwen3 layer with LoRA (mlx_lm.tuner.lora) and our
+loss, then checked against MLX's own accounting on this machine (strict mode, see
+measure.py) with one configuration changed at a time (dimension, rank, targets, dtype, layers):
+the saved bytes agree within 0.1%. Notation: T = batch x sequence tokens, dt = bytes of the
+compute dtype, F32 = 4. What MLX keeps, and why:
+
+- LoRA's input x: `(x @ A) @ B` with A float32 promotes x to float32, and the gradient of A needs
+  that float32 copy (4 bytes per value whatever the dtype); q/k/v share one copy (mx.compile
+  merges identical casts). Also x @ A itself (T x r, float32) for the gradient of B.
+- attention under a gradient: MLX runs SDPA unfused (mlx PR #2054, "no sdpa in grad"), so the
+  softmax probabilities (B x heads x L x L, dt) are kept, with the scaled queries, keys, values,
+  the boolean mask (L x L, or B x L x L packed) and RoPE's float32 cos/sin tables.
+- the MLP: mlx-lm's compiled swiglu keeps its two inputs and two of its internals (4 x T x I).
+- residual stream: each layer's input and the mid-layer residual (for the RMSNorm gradients).
+- the lowest adapted layer keeps only what its own adapters need: nothing below it needs a
+  gradient (a layer under the first adapted projection computes no backward at all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .shapes import ModelShape
+
+F32 = 4
+ATTENTION = frozenset({"q_proj", "k_proj", "v_proj", "o_proj"})
+QKV = frozenset({"q_proj", "k_proj", "v_proj"})
+
+
+@dataclass(frozen=True)
+class Work:
+    """The part of a run that decides activation memory."""
+
+    batch: int
+    seq: int
+    dt: int                 # bytes of the compute dtype (2 bf16/fp16, 4 fp32)
+    rank: int
+    targets: frozenset      # adapted projections
+    packed: bool = False
+    dora: bool = False
+    quantized: bool = False
+
+    @property
+    def tokens(self) -> int:
+        return self.batch * self.seq
+
+
+MLP = frozenset({"gate_proj", "up_proj", "down_proj"})
+
+
+def layer_parts(s: ModelShape, w: Work, bottom: bool = False) -> tuple[int, int]:
+    """(attention part, MLP part): bytes one adapted decoder layer keeps from its forward pass
+    for its backward pass. `bottom`: the lowest adapted layer, whose input needs no gradient.
+    The MLP part is freed by the layer's MLP backward, before its attention backward runs."""
+    T, t, dt = w.tokens, w.targets, w.dt
+    q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
+    # A LoRA input is kept as float32 (the cast for x @ A); under bfloat16 MLX keeps the
+    # bfloat16 RMSNorm outputs as well (measured: +4 bytes x T x hidden per layer).
+    lora_in = F32
+    attn = len(t & ATTENTION) * T * w.rank * F32                 # x @ A per adapter
+    mlp = len(t & MLP) * T * w.rank * F32
+    if dt != F32:
+        attn += T * s.hidden * F32
+    needs_attention = not bottom or bool(t & QKV)
+    if not bottom:
+        attn += T * s.hidden * dt                                # layer input (RMSNorm grad)
+    if t & QKV:
+        attn += T * s.hidden * lora_in                           # LoRA input of q/k/v
+    if needs_attention:
+        attn += T * (q + 2 * kv) * dt                            # scaled q, k, v
+        attn += w.batch * s.heads * w.seq * w.seq * dt           # softmax probabilities
+        attn += (w.batch if w.packed else 1) * w.seq * w.seq     # boolean mask
+        attn += 2 * w.seq * s.head_dim * F32                     # RoPE cos/sin
+        if s.qk_norm:                                            # q/k RMSNorm inputs
+            attn += T * (q + kv) * dt * (1 if dt == F32 else 2)
+    if "o_proj" in t:
+        attn += T * q * lora_in                                  # LoRA input of o_proj
+    if not bottom or t & ATTENTION:
+        attn += T * s.hidden * dt                                # mid-layer residual
+    if t & {"gate_proj", "up_proj"}:
+        mlp += T * s.hidden * lora_in                            # LoRA input of gate/up
+    if not bottom or t - {"down_proj"}:
+        mlp += 4 * T * s.intermediate * dt                       # swiglu inputs + internals
+    if "down_proj" in t:
+        mlp += T * s.intermediate * lora_in                      # LoRA input of down_proj
+    if w.dora:
+        attn, mlp = attn + _dora(s, w, t & ATTENTION), mlp + _dora(s, w, t & MLP)
+    return attn, mlp
+
+
+def _dora(s: ModelShape, w: Work, targets) -> int:
+    """mlx-lm's DoRA (tuner/dora.py) rescales each output by m / ||W + BA||: the unscaled output
+    is kept for m's gradient, and a quantized base is dequantized per call and kept (the input's
+    gradient needs W)."""
+    total = 0
+    for p in targets:
+        i, o = s.projection(p)
+        total += w.tokens * o * w.dt + (o * i * w.dt if w.quantized else 0)
+    return total
+
+
+def layer_saved(s: ModelShape, w: Work, bottom: bool = False) -> int:
+    return sum(layer_parts(s, w, bottom))
+
+
+def loss_saved(s: ModelShape, w: Work, chunk: int) -> int:
+    """Bytes the loss keeps for the backward pass: the float32 logits (B x L x V); or, chunked,
+    the normed hidden states it recomputes from (the custom gradient's input) and one chunk's
+    logits (the last chunk's stay referenced by the graph)."""
+    if not chunk:
+        return w.tokens * s.vocab * F32
+    return min(chunk, w.tokens) * s.vocab * F32 + w.tokens * s.hidden * w.dt
+
+
+def loss_backward_transient(s: ModelShape, w: Work, chunk: int) -> int:
+    """Extra bytes while the loss's gradient is computed: one buffer the size of the float32
+    logits next to the kept ones (softmax minus one-hot, in place); chunked, a chunk's
+    recomputed logits and its two gradient buffers."""
+    if not chunk:
+        return w.tokens * s.vocab * F32
+    return 3 * min(chunk, w.tokens) * s.vocab * F32
+
+
+def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False) -> int:
+    """Extra bytes while a layer's MLP backward runs: float32 gradient buffers of T x I (two, or
+    four when the layer was just recomputed and its forward's buffers are still about), and the
+    residual stream's gradient."""
+    T = w.tokens
+    n = 4 if checkpoint else 2
+    size = F32 if w.targets & MLP else w.dt
+    return n * T * s.intermediate * size + T * s.hidden * F32
+
+
+def attention_backward_transient(s: ModelShape, w: Work) -> int:
+    """Extra bytes while a layer's attention backward runs: the gradients of the probabilities
+    and of the scores (B x heads x L x L each, float32) and three T x hidden float32 buffers
+    (the output's gradient, the query's, and their sum)."""
+    return 2 * w.batch * s.heads * w.seq * w.seq * F32 + 3 * w.tokens * s.hidden * F32

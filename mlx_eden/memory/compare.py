@@ -1,0 +1,63 @@
+"""Predicted vs measured memory, in the parts a profile run can measure on its own.
+
+A run measures phases, not components, so each row pairs a measured quantity with the
+predicted components it consists of:
+
+    resident    active after the steps: base weights + adapters + optimizer state
+    forward     kept at the end of the forward pass: saved activations + the loss's logits
+    backward    the backward phase's peak over resident: activations + loss / layer buffers
+    update      the update phase's peak over resident: gradients + one update group
+    peak        the whole run's peak (weights loading, every step, one evaluation)
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from .activations import loss_saved
+from .measure import Measurement
+from .planner import Plan
+from .report import gib, verdict
+
+
+def _predicted(plan: Plan) -> dict[str, int]:
+    e, s = plan.estimate, plan.settings
+    resident = e.sizes["base weights"] + e.sizes["adapters"] + e.sizes["optimizer state"]
+    backward = max(v for k, v in e.phases.items() if k.startswith("backward"))
+    return {"resident": resident,
+            "forward": e.sizes["saved activations"] + loss_saved(plan.shape, s.work(),
+                                                                 s.loss_chunk),
+            "backward": backward - resident + e.components["headroom"],
+            "update": e.phases["update"] - resident,
+            "peak": plan.predicted_peak_bytes}
+
+
+def _measured(m: Measurement) -> dict[str, int]:
+    last = max(s.step for s in m.samples)
+    phase = {s.phase: s for s in m.samples if s.step == last}
+    before = m.resident
+    return {"resident": m.resident,
+            "forward": phase["forward"].active - before if "forward" in phase else 0,
+            "backward": m.phases.get("backward", 0) - before,
+            "update": m.phases.get("update", 0) - before,
+            "peak": m.peak}
+
+
+def compare(plan: Plan, measured: Measurement) -> list[dict]:
+    p, m = _predicted(plan), _measured(measured)
+    return [{"part": k, "predicted": p[k], "measured": m[k],
+             "error": (p[k] - m[k]) / m[k] if m[k] else None} for k in p]
+
+
+def render_comparison(plan: Plan, measured: Measurement, rows: list[dict],
+                      console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(show_header=True, header_style="bold")
+    for col in ("part", "predicted", "measured", "error"):
+        table.add_column(col, justify="left" if col == "part" else "right")
+    for r in rows:
+        err = "-" if r["error"] is None else f"{r['error'] * 100:+.1f}%"
+        table.add_row(r["part"], gib(r["predicted"]), gib(r["measured"]), err)
+    console.print(table)
+    console.print(f"{measured.step_seconds:.2f} s per step; plan: {verdict(plan)}")

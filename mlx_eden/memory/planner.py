@@ -1,0 +1,248 @@
+"""Will a recipe fit? Bytes per component from the exact shapes, the peak, and the verdict.
+
+The peak is what the run needs at its fullest moment: everything resident (base weights,
+adapters, optimizer state, accumulated gradients) plus the largest of what each phase adds:
+
+    forward         saved activations + the loss's logits being computed
+    backward start  saved activations + the loss gradient's buffers
+    backward        each layer's activations (recomputed one layer at a time with
+                    checkpointing) + that layer's gradient buffers
+    backward end    the gradients + the lowest layer's activations
+    update          the gradients + one group of the streamed optimizer update
+
+This is the memory MLX needs when it runs no further ahead of the computation than the budget
+lets it (the trainer sets MLX's memory limit to the budget: see backends/mlx/memory.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .activations import (
+    F32,
+    Work,
+    attention_backward_transient,
+    layer_parts,
+    layer_saved,
+    loss_backward_transient,
+    loss_saved,
+    mlp_backward_transient,
+)
+from .devices import Device
+from .shapes import PROJECTIONS, ModelShape
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+UPDATE_GROUP = 64 << 20  # = backends/mlx/update.py GROUP_BYTES
+COMPONENTS = ("base weights", "adapters", "optimizer state", "gradients", "saved activations",
+              "logits and loss", "layer transient", "update transient", "headroom")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The recipe values that decide memory."""
+
+    batch: int
+    seq: int
+    grad_accumulation: int
+    dtype: str
+    quant_bits: int | None
+    quant_group: int
+    rank: int
+    targets: tuple[str, ...]
+    adapted_layers: int
+    dora: bool
+    optimizer: str
+    checkpoint: bool
+    loss_chunk: int
+    packed: bool
+
+    @classmethod
+    def from_recipe(cls, recipe, shape: ModelShape) -> Settings:
+        a, t, q = recipe.adapter, recipe.train, recipe.model.quantize
+        layers = shape.layers if a.layers == -1 else min(a.layers, shape.layers)
+        bits = shape.quant_bits or q.bits
+        return cls(batch=t.batch_size, seq=recipe.data.max_seq_length,
+                   grad_accumulation=t.grad_accumulation, dtype=recipe.model.dtype,
+                   quant_bits=bits, quant_group=shape.quant_group or q.group_size,
+                   rank=a.rank, targets=tuple(a.target_names), adapted_layers=layers,
+                   dora=a.type == "dora", optimizer=t.optimizer, checkpoint=t.grad_checkpoint,
+                   loss_chunk=t.loss_chunk, packed=recipe.data.packing)
+
+    @property
+    def dt(self) -> int:
+        return DTYPE_BYTES[self.dtype]
+
+    def work(self) -> Work:
+        return Work(self.batch, self.seq, self.dt, self.rank, frozenset(self.targets),
+                    self.packed, self.dora, bool(self.quant_bits))
+
+
+# --------------------------------------------------------------------------- static sizes
+
+
+def weight_bytes(shape: ModelShape, dt: int, bits: int | None, group: int) -> int:
+    """The base model as MLX holds it. mlx-lm quantizes every Linear and Embedding whose input
+    dimension is a multiple of the group size (so the embedding and lm_head too): packed
+    `bits`-bit values plus a scale and a bias per group, in the compute dtype."""
+    total = 0
+    for _, shp in shape.tensors():
+        if bits and len(shp) == 2 and shp[1] % group == 0:
+            out, inp = shp
+            total += out * inp * bits // 8 + 2 * out * (inp // group) * dt
+        else:
+            total += math.prod(shp) * dt
+    return total
+
+
+def adapter_shapes(shape: ModelShape, s: Settings) -> list[tuple[int, ...]]:
+    """Every trainable tensor: lora_a (in, r), lora_b (r, out), DoRA's magnitude (out,)."""
+    out = []
+    for p in PROJECTIONS:
+        if p in s.targets:
+            i, o = shape.projection(p)
+            out += [(i, s.rank), (s.rank, o)] + ([(o,)] if s.dora else [])
+    return out * s.adapted_layers
+
+
+def optimizer_bytes(name: str, shapes: list[tuple[int, ...]]) -> int:
+    """State bytes: AdamW two float32 moments; adamw8bit two 8-bit codes + a float32 scale per
+    64 values each; Adafactor (no first moment) float32 row and column second moments; MLX's
+    SGD a float32 velocity even at momentum 0 (its init_single always creates one)."""
+    total = 0
+    for shp in shapes:
+        n = math.prod(shp)
+        if name in ("adamw", "adam"):
+            total += 2 * n * F32
+        elif name == "adamw8bit":
+            blocks = -(-n // 64)
+            total += 2 * blocks * (64 + F32)
+        elif name == "adafactor":
+            total += (shp[0] + shp[1]) * F32 if len(shp) == 2 else n * F32
+        elif name == "sgd":
+            total += n * F32
+    return total
+
+
+UPDATE_COPIES = {"adamw": 1.0, "adam": 1.0, "adamw8bit": 3.0, "adafactor": 1.25, "sgd": 0.75}
+
+
+# --------------------------------------------------------------------------- the estimate
+
+
+@dataclass
+class Estimate:
+    params_total: int
+    trainable_params: int
+    sizes: dict[str, int]          # each component's own size
+    components: dict[str, int]     # what is alive at the peak (sums to peak)
+    phase: str                     # where the peak happens
+    phases: dict[str, int]         # peak of each phase
+    notes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def peak(self) -> int:
+        return sum(self.components.values())
+
+
+def estimate(shape: ModelShape, s: Settings) -> Estimate:
+    w = s.work()
+    shapes = adapter_shapes(shape, s)
+    trainable = sum(math.prod(x) for x in shapes)
+    p_bytes = trainable * F32
+    weights = weight_bytes(shape, s.dt, s.quant_bits, s.quant_group)
+    optimizer = optimizer_bytes(s.optimizer, shapes)
+    n = s.adapted_layers
+    top_attn, top_mlp = layer_parts(shape, w, bottom=n == 1)
+    one_layer = top_attn + top_mlp
+    stack = (n - 1) * layer_saved(shape, w) + layer_saved(shape, w, bottom=True) \
+        + w.tokens * shape.hidden * w.dt  # + the final RMSNorm's input
+    ckpt_inputs = (n + 1) * w.tokens * shape.hidden * w.dt
+    saved = ckpt_inputs if s.checkpoint else stack
+    logits = loss_saved(shape, w, s.loss_chunk)
+    loss_t = loss_backward_transient(shape, w, s.loss_chunk)
+    # The top layer's backward: its MLP first (with all activations), then its attention
+    # (the MLP's activations freed). Checkpointed, the layer's activations are recomputed.
+    base = top_mlp + top_attn if s.checkpoint else 0
+    layer_t = max(base + mlp_backward_transient(shape, w, s.checkpoint),
+                  base - top_mlp + attention_backward_transient(shape, w))
+    accumulate = s.grad_accumulation > 1
+    update_t = int(UPDATE_COPIES.get(s.optimizer, 1.0) * min(UPDATE_GROUP, p_bytes))
+    resident = {"base weights": weights, "adapters": p_bytes, "optimizer state": optimizer,
+                "gradients": p_bytes if accumulate else 0}
+    phases = {
+        "backward start": {"saved activations": saved, "logits and loss": logits + loss_t},
+        "backward, top layer": {"saved activations": saved, "layer transient": layer_t},
+        "update": {"gradients": 0 if accumulate else p_bytes, "update transient": update_t},
+    }
+    if not accumulate:
+        # Going down the layers, activations are freed as gradients appear: the other end of
+        # the backward pass holds all gradients and the lowest layer's activations.
+        phases["backward, bottom layer"] = {
+            "gradients": p_bytes, "layer transient": layer_t + (0 if s.checkpoint else one_layer)}
+    # With accumulation each layer's gradients are added into the accumulated ones as soon as
+    # they exist (backends/mlx/update.py evaluate_gradients), so there is never a second copy.
+    phase = max(phases, key=lambda k: sum(phases[k].values()))
+    components = {c: resident.get(c, 0) + phases[phase].get(c, 0) for c in COMPONENTS}
+    components["headroom"] = headroom(shape, w, s)
+    sizes = {**resident, "gradients": p_bytes, "saved activations": saved,
+             "logits and loss": logits + loss_t, "layer transient": layer_t,
+             "update transient": update_t, "headroom": components["headroom"]}
+    notes = {"saved activations without checkpointing": stack,
+             "saved activations with checkpointing": ckpt_inputs + one_layer,
+             "logits and loss unchunked": loss_saved(shape, w, 0) + loss_backward_transient(
+                 shape, w, 0),
+             "logits and loss, 512-token chunks": loss_saved(shape, w, 512)
+             + loss_backward_transient(shape, w, 512)}
+    return Estimate(shape.params_total, trainable, sizes, components, phase,
+                    {k: sum(resident.values()) + sum(v.values()) for k, v in phases.items()},
+                    notes)
+
+
+def headroom(shape: ModelShape, w: Work, s: Settings) -> int:
+    """Allocator headroom: MLX checks the memory limit after each op, so one op's output can
+    land on top of a full budget; the largest op output is a logits buffer or an MLP buffer."""
+    rows = min(s.loss_chunk, w.tokens) if s.loss_chunk else w.tokens
+    return max(rows * shape.vocab * F32, w.tokens * shape.intermediate * F32)
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class Plan:
+    model: str
+    source: str
+    shape: ModelShape
+    settings: Settings
+    device: Device
+    estimate: Estimate
+
+    @property
+    def predicted_peak_bytes(self) -> int:
+        return self.estimate.peak
+
+    @property
+    def budget_bytes(self) -> int:
+        return self.device.budget_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.predicted_peak_bytes <= self.budget_bytes
+
+    def to_json(self) -> dict:
+        e = self.estimate
+        return {"model": self.model, "config_source": self.source,
+                "device": self.device.name, "device_kind": self.device.kind,
+                "budget_source": self.device.source,
+                "params_total": e.params_total, "trainable_params": e.trainable_params,
+                "components": e.components, "component_sizes": e.sizes,
+                "peak_phase": e.phase, "phase_peaks": e.phases, "alternatives": e.notes,
+                "predicted_peak_bytes": self.predicted_peak_bytes,
+                "budget_bytes": self.budget_bytes, "fits": self.fits,
+                "settings": self.settings.__dict__ | {"targets": list(self.settings.targets)}}
+
+
+def make_plan(recipe, shape: ModelShape, device: Device, source: str = "") -> Plan:
+    settings = Settings.from_recipe(recipe, shape)
+    return Plan(recipe.model.path, source, shape, settings, device, estimate(shape, settings))

@@ -1,0 +1,50 @@
+"""What `eden-mlx train` does before loading anything: plan the run's memory, apply --fit, and
+refuse a run that will not fit (exit 3) unless --force."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError
+from .fit import with_overrides
+from .report import gib
+from .session import plan_recipe
+
+GB = 1e9
+
+
+class DoesNotFit(Exception):
+    """The planned peak is above the budget; str() is the one line the CLI prints."""
+
+
+def preflight(recipe, *, device: str | None = None, budget_gb: float | None = None,
+              fit: bool = False, force: bool = False, recipe_file: str = "RECIPE",
+              say=print) -> tuple[object, dict]:
+    """(the recipe to train, extra run info: predicted_peak_gb, budget_gb, budget_bytes)."""
+    try:
+        plan, fitted = plan_recipe(recipe, device, budget_gb, fit)
+    except UserError as e:
+        # An unknown Hub id has no config here before its download, which names any problem
+        # itself: a second line about the plan would only bury that one.
+        if Path(recipe.model.path or "").expanduser().is_dir():
+            say(f"memory plan skipped: {e}")
+        return recipe, {}
+    if fitted is not None and fitted.changes:
+        recipe = with_overrides(recipe, fitted.overrides)
+        plan = fitted.plan
+        say("fit: " + ", ".join(f"{c.key}={c.new}" for c in fitted.changes))
+    extra = {"predicted_peak_gb": round(plan.predicted_peak_bytes / GB, 3),
+             "budget_gb": round(plan.budget_bytes / GB, 3), "budget_bytes": plan.budget_bytes,
+             "memory_device": plan.device.name}
+    if not plan.fits and not force:
+        e = plan.estimate
+        top = sorted(((v, k) for k, v in e.components.items() if k != "base weights"),
+                     reverse=True)[:2]
+        parts = ", ".join(f"{k} {gib(v)}" for v, k in top)
+        raise DoesNotFit(
+            f"does not fit: predicted peak {gib(plan.predicted_peak_bytes)} > budget "
+            f"{gib(plan.budget_bytes)} on {plan.device.name} (base weights "
+            f"{gib(e.components['base weights'])}, {parts}); `eden-mlx plan {recipe_file} "
+            f"--fit` shows the changes that fit, `eden-mlx train {recipe_file} --fit` applies "
+            f"them, --force tries anyway")
+    return recipe, extra

@@ -1,0 +1,85 @@
+"""Plans and fits as tables and one-line verdicts (Rich when printing to a console)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from .fit import FitResult
+from .planner import Plan
+
+GIB = 1 << 30
+
+
+def gib(n: float) -> str:
+    """Bytes as GiB (Apple's GB), or MiB below one GiB."""
+    return f"{n / GIB:.2f} GiB" if abs(n) >= GIB else f"{n / (1 << 20):.1f} MiB"
+
+
+def _describe(plan: Plan) -> dict[str, str]:
+    s, shape = plan.settings, plan.shape
+    quant = f"{s.quant_bits}-bit, group {s.quant_group}, scales+biases {s.dtype}" \
+        if s.quant_bits else s.dtype
+    ckpt = "checkpointed: layer inputs + 1 layer" if s.checkpoint else "all layers kept"
+    chunk = f"{s.loss_chunk}-token chunks" if s.loss_chunk else \
+        f"B x L x V = {s.batch} x {s.seq} x {shape.vocab} float32"
+    return {"base weights": f"{shape.params_total / 1e9:.2f}B params, {quant}, "
+                            f"embeddings{'' if shape.tied else ' and lm_head'} included",
+            "adapters": f"{plan.estimate.trainable_params:,} float32 (r={s.rank}, "
+                        f"{len(s.targets)} projections x {s.adapted_layers} layers)",
+            "optimizer state": s.optimizer,
+            "gradients": "float32" + (", accumulated + current" if s.grad_accumulation > 1
+                                      else ""),
+            "saved activations": ckpt,
+            "logits and loss": chunk,
+            "layer transient": "one layer's backward buffers",
+            "update transient": "one 64 MB group of the streamed update",
+            "headroom": "one op's output past the limit"}
+
+
+def verdict(plan: Plan) -> str:
+    word = "fits" if plan.fits else "does NOT fit"
+    return (f"{word}: predicted peak {gib(plan.predicted_peak_bytes)} vs budget "
+            f"{gib(plan.budget_bytes)} on {plan.device.name} ({plan.device.source})")
+
+
+def render_plan(plan: Plan, console: Console | None = None) -> None:
+    console = console or Console()
+    e = plan.estimate
+    console.print(f"[bold]{plan.model}[/bold]  ({plan.source})")
+    console.print(f"{e.params_total:,} parameters, {e.trainable_params:,} trainable; peak in "
+                  f"the {e.phase} phase")
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("component")
+    table.add_column("size", justify="right")
+    table.add_column("at peak", justify="right")
+    table.add_column("what")
+    notes = _describe(plan)
+    for name, at_peak in e.components.items():
+        table.add_row(name, gib(e.sizes.get(name, at_peak)), gib(at_peak) if at_peak else "-",
+                      notes.get(name, ""))
+    table.add_row("[bold]total[/bold]", "", f"[bold]{gib(plan.predicted_peak_bytes)}[/bold]",
+                  "")
+    console.print(table)
+    for name, value in e.notes.items():
+        console.print(f"  {name}: {gib(value)}")
+    style = "green" if plan.fits else "red"
+    console.print(f"[{style}]{verdict(plan)}[/{style}]")
+    hint = plan.device.raise_hint()
+    if not plan.fits and hint:
+        console.print(f"  {hint}")
+
+
+def render_fit(fit: FitResult, recipe_file: str, console: Console | None = None) -> None:
+    console = console or Console()
+    if not fit.changes:
+        console.print("[red]no recipe change found that fits[/red]")
+        return
+    console.print("[bold]--fit:[/bold] recipe changes" + (" that make it fit:" if fit.fits
+                                                          else " (still does not fit):"))
+    for c in fit.changes:
+        console.print(f"  {c.key}: {c.old} -> {c.new}    ({c.why})")
+    style = "green" if fit.fits else "red"
+    console.print(f"[{style}]{verdict(fit.plan)}[/{style}]")
+    console.print(f"  run it: eden-mlx train {recipe_file} --fit   "
+                  f"(or: eden-mlx train {recipe_file} {fit.set_args()})")

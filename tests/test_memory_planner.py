@@ -1,0 +1,148 @@
+"""The memory planner: exact shapes, hand-computed byte counts, device budgets, the 32B verdict,
+the --fit search, and the CLI contract (plan exit codes, train refusing an oversized run)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from mlx_eden.errors import UserError
+from mlx_eden.memory.devices import GIB, get_device, with_budget
+from mlx_eden.memory.fit import search, with_overrides
+from mlx_eden.memory.planner import Settings, estimate, make_plan, optimizer_bytes, weight_bytes
+from mlx_eden.memory.shapes import load_config, packaged_config, shape_from_config
+from mlx_eden.recipe import load_recipe
+
+from .conftest import ROOT, run_cli
+
+RECIPE_32B = ROOT / "recipes" / "qwen2.5-32b-eden-m3max.yaml"
+
+
+def _shape(name: str):
+    return shape_from_config(packaged_config(name)[0])
+
+
+def test_qwen25_7b_parameter_count_is_exact():
+    s = _shape("Qwen/Qwen2.5-7B-Instruct")
+    # By hand: untied embedding + lm_head, 28 layers with q/k/v biases and two RMSNorms.
+    d, i, kv, v = 3584, 18944, 4 * 128, 152064
+    layer = (d * d + d) + 2 * (d * kv + kv) + d * d + 3 * d * i + 2 * d
+    assert (s.hidden, s.intermediate, s.layers, s.heads, s.kv_heads, s.vocab, s.tied) == \
+        (3584, 18944, 28, 28, 4, 152064, False)
+    assert s.params_total == 2 * v * d + 28 * layer + d == 7_615_616_512
+
+
+@pytest.mark.parametrize("name, billions", [
+    ("qwen2.5-0.5b", 0.49), ("qwen2.5-1.5b", 1.54), ("qwen2.5-3b", 3.09), ("qwen2.5-14b", 14.77),
+    ("qwen2.5-32b", 32.76), ("qwen2.5-72b", 72.71), ("qwen3-0.6b", 0.60), ("qwen3-1.7b", 1.72),
+    ("qwen3-4b", 4.02), ("qwen3-8b", 8.19), ("qwen3-14b", 14.77), ("qwen3-32b", 32.76)])
+def test_shipped_configs_match_the_published_sizes(name, billions):
+    assert round(_shape(name).params_total / 1e9, 2) == billions
+
+
+def test_names_resolve_to_shipped_configs():
+    assert _shape("Qwen/Qwen2.5-Coder-32B-Instruct") == _shape("qwen2.5-32b")
+    cfg, source = packaged_config("mlx-community/Qwen2.5-32B-Instruct-4bit")
+    assert cfg["quantization"] == {"bits": 4, "group_size": 64} and "from the name" in source
+    s = _shape("Qwen/Qwen3-14B")
+    assert (s.head_dim, s.qk_norm, s.qkv_bias) == (128, True, False)
+    with pytest.raises(UserError, match="without downloading"):
+        load_config("someone/llama-7b")
+
+
+def test_4bit_weights_by_hand():
+    """mlx-lm quantizes every matrix, embedding and lm_head included: 4 bits per value plus a
+    bfloat16 scale and bias per 64 values = 9/16 byte per value; vectors stay bfloat16."""
+    s = _shape("qwen2.5-7b")
+    vectors = 28 * ((3584 + 512 + 512) + 2 * 3584) + 3584
+    matrices = s.params_total - vectors
+    assert weight_bytes(s, 2, 4, 64) == matrices * 9 // 16 + 2 * vectors
+    assert weight_bytes(s, 2, None, 64) == 2 * s.params_total
+
+
+def test_local_folder_config_and_adapter_counts(tiny_qwen3):
+    cfg, source = load_config(str(tiny_qwen3))
+    s = shape_from_config(cfg)
+    assert source.endswith("config.json") and s.params_total > 0
+    r = load_recipe(None, [f"model.path={tiny_qwen3}", "adapter.rank=8",
+                           "adapter.targets=[q_proj, down_proj]"])
+    e = estimate(s, Settings.from_recipe(r, s))
+    q_in, q_out = s.projection("q_proj")
+    d_in, d_out = s.projection("down_proj")
+    assert e.trainable_params == s.layers * 8 * (q_in + q_out + d_in + d_out)
+    shapes = [(q_in, 8), (8, q_out)]
+    assert optimizer_bytes("adamw", shapes) == 2 * 4 * 8 * (q_in + q_out)
+    n = 8 * (q_in + q_out)
+    blocks = math.ceil(q_in * 8 / 64) + math.ceil(q_out * 8 / 64)
+    assert optimizer_bytes("adamw8bit", shapes) == 2 * blocks * 68 and n * 8 > 3.5 * blocks * 136
+
+
+def test_device_budgets():
+    assert get_device("m3-max-36gb").budget_bytes == 27 * GIB
+    assert get_device("mac-32gb").budget_bytes == int(32 * GIB * 2 / 3)
+    assert get_device("mac-16gb").budget_bytes == int(16 * GIB * 2 / 3)
+    assert get_device("epyc-256gb").budget_bytes == int(256 * GIB * 0.9)
+    assert with_budget(get_device("mac-36gb"), 30).budget_bytes == 30 * GIB
+    assert get_device("this").budget_bytes > 0
+    with pytest.raises(UserError, match="unknown device"):
+        get_device("gpu-9000")
+
+
+def test_32b_recipe_fits_an_m3_max_36gb():
+    r = load_recipe(RECIPE_32B)
+    cfg, source = load_config(r.model.path)
+    plan = make_plan(r, shape_from_config(cfg), get_device("m3-max-36gb"), source)
+    assert plan.fits, plan.to_json()
+    assert plan.estimate.trainable_params == 64 * 64 * (2 * (5120 + 5120) + 2 * (5120 + 1024)
+                                                        + 3 * (5120 + 27648))
+    # the same run with the plain settings does not fit: the levers are what makes it fit
+    naive = with_overrides(r, {"train.batch_size": 4, "train.grad_accumulation": 8,
+                               "train.grad_checkpoint": False, "train.loss_chunk": 0,
+                               "train.optimizer": "adamw"})
+    assert not make_plan(naive, plan.shape, plan.device).fits
+
+
+def test_fit_finds_the_cheapest_changes_for_32b():
+    r = load_recipe(RECIPE_32B, ["train.batch_size=4", "train.grad_accumulation=8",
+                                 "train.grad_checkpoint=false", "train.loss_chunk=0",
+                                 "train.optimizer=adamw"])
+    shape = shape_from_config(load_config(r.model.path)[0])
+    fit = search(r, shape, get_device("m3-max-36gb"))
+    assert fit.fits
+    keys = [c.key for c in fit.changes]
+    assert keys[:3] == ["train.batch_size", "train.grad_accumulation", "train.grad_checkpoint"]
+    changed = {c.key: c.new for c in fit.changes}
+    assert changed["train.batch_size"] * changed["train.grad_accumulation"] == 32
+    assert "adapter.rank" not in changed and "data.max_seq_length" not in changed
+
+
+def test_plan_cli_json_and_exit_codes(tmp_path):
+    ok = run_cli("plan", RECIPE_32B, "--device", "m3-max-36gb", "--json")
+    assert ok.returncode == 0, ok.stderr
+    out = json.loads(ok.stdout)
+    for key in ("params_total", "trainable_params", "components", "predicted_peak_bytes",
+                "budget_bytes", "fits"):
+        assert key in out
+    assert out["fits"] and sum(out["components"].values()) == out["predicted_peak_bytes"]
+    assert out["components"]["base weights"] > 15 * GIB
+    tight = run_cli("plan", RECIPE_32B, "--device", "mac-32gb")
+    assert tight.returncode == 3 and "does NOT fit" in tight.stdout
+    fitted = run_cli("plan", RECIPE_32B, "--device", "m3-max-36gb", "--set",
+                     "train.grad_checkpoint=false", "--fit", "--json")
+    assert fitted.returncode == 0
+    assert {"key": "train.grad_checkpoint", "old": False, "new": True} .items() <= \
+        {k: v for k, v in json.loads(fitted.stdout)["fit"]["changes"][0].items()}.items()
+
+
+def test_train_refuses_a_run_that_does_not_fit(tiny_qwen2, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("train", ROOT / "recipes" / "tiny-demo.yaml", "--set",
+                   f"model.path={tiny_qwen2}", "--backend", "mlx", "--budget-gb", "0.001",
+                   "--output", out)
+    assert proc.returncode == 3
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: does not fit: predicted peak")
+    assert "--fit" in lines[0] and "--force" in lines[0] and "Traceback" not in proc.stderr
+    assert not out.exists()
