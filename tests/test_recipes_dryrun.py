@@ -1,5 +1,6 @@
 """Every shipped recipe runs end to end for a few steps on a tiny model, with the model and data
-swapped by --set, so no recipe rots. Stage 2 continues from stage 1's dry-run adapter."""
+swapped by --set, so no recipe rots. A later stage or round continues from the dry-run adapter
+of the one before it."""
 
 from __future__ import annotations
 
@@ -40,8 +41,16 @@ def dry_run_sets(path: Path, model: Path, out: Path) -> list[str]:
     if recipe.data.test:
         sets["data.test"] = samples / "test.jsonl"
     if recipe.adapter.init_from:
-        sets["adapter.init_from"] = out.parent / "qwen3-14b-stage1-style" / "best"
+        sets["adapter.init_from"] = out.parent / previous(recipe)
     return [f"{k}={v}" for k, v in sets.items()]
+
+
+def previous(recipe) -> str:
+    """The run an `init_from: runs/<name>/<folder>` continues, as '<name>/<folder>'; <name>
+    is the shipped recipe of that name (the previous stage or round)."""
+    name, folder = Path(recipe.adapter.init_from).parts[-2:]
+    assert (ROOT / "recipes" / f"{name}.yaml").is_file(), recipe.adapter.init_from
+    return f"{name}/{folder}"
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +64,15 @@ def test_recipe_dry_run(path, dry_runs):
     recipe = load_recipe(path)
     if recipe.train.backend == "torch" and not has_module("mlx_eden.backends.torch.backend"):
         pytest.skip("the torch backend is not installed")
-    if recipe.adapter.init_from and not (root / "qwen3-14b-stage1-style" / "best").exists():
-        stage1 = ROOT / "recipes" / "qwen3-14b-stage1-style.yaml"
-        test_recipe_dry_run(stage1, dry_runs)
+    if recipe.adapter.init_from and not (root / previous(recipe)).exists():
+        # Continue the previous stage or round's own dry run (run it first if needed).
+        test_recipe_dry_run(ROOT / "recipes" / f"{Path(previous(recipe)).parent}.yaml", dry_runs)
     out = root / path.stem
-    sets = dry_run_sets(path, model, out)
-    args = ["train", path, "--no-dashboard"] + [x for s in sets for x in ("--set", s)]
-    proc = run_cli(*args)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    if not (out / "run.json").exists():  # else it already ran, as the next one's prerequisite
+        sets = dry_run_sets(path, model, out)
+        args = ["train", path, "--no-dashboard"] + [x for s in sets for x in ("--set", s)]
+        proc = run_cli(*args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [e["step"] for e in steps if e["event"] == "train"] == [1, 2]
     assert (out / "adapter" / "adapters.safetensors").is_file()
