@@ -9,7 +9,12 @@ bounds that run-ahead by the budget). mlx-lm's own trainer (mlx_lm.tuner.trainer
 model, LoRA, batch, sequence, checkpointing and Adam) is measured the same way, so our levers are
 stated as ratios to it.
 
-    .venv/bin/python benchmarks/memory_profile.py          # ~15 min; writes results/memory_profile.json
+    .venv/bin/python benchmarks/memory_profile.py          # ~40 min; writes results/memory_profile.json
+    .venv/bin/python benchmarks/memory_profile.py --reuse  # planner changed: re-predict only
+
+Each measurement is also stored in benchmarks/work/memory_profile/measured.json, keyed by the
+configuration's settings; --reuse takes the stored ones (measurements depend on the backend
+code, not on the planner) and measures only what is missing.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 WORK = ROOT / "benchmarks" / "work" / "memory_profile"
 RESULT = ROOT / "benchmarks" / "results" / "memory_profile.json"
+CACHE = WORK / "measured.json"
 STEPS = 3
 
 MODELS = {  # TinySpec fields
@@ -135,12 +141,19 @@ def measure_mlx_lm(c: dict) -> dict:
             "step_seconds": (time.perf_counter() - started) / STEPS}
 
 
-def run_child(kind: str, c: dict) -> dict:
+def run_child(kind: str, c: dict, reuse: bool = False) -> dict:
+    """One measurement in a fresh process (or the stored one, with reuse)."""
+    key = f"{kind} {c['model']} q{c['quant']} {' '.join(c['set'])}"
+    cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    if reuse and key in cache:
+        return cache[key]
     proc = subprocess.run([sys.executable, __file__, "--child", kind, json.dumps(c)],
                           capture_output=True, text=True, cwd=ROOT)
     if proc.returncode:
         raise RuntimeError(f"{kind} {c['name']} failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    cache[key] = json.loads(proc.stdout.strip().splitlines()[-1])
+    CACHE.write_text(json.dumps(cache, indent=1))
+    return cache[key]
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -154,26 +167,27 @@ def predict(c: dict) -> dict:
     cfg_json, _ = load_config(str(model_dir(c["model"], c["quant"])))
     shape = shape_from_config(cfg_json)
     e = estimate(shape, Settings.from_recipe(load_recipe(None, c["set"]), shape))
-    return {"peak": e.peak, "phase": e.phase, "params_total": e.params_total,
+    return {"peak": e.needed, "with_headroom": e.peak, "phase": e.phase, "params_total": e.params_total,
             "trainable_params": e.trainable_params}
 
 
-def sweep() -> dict:
+def sweep(reuse: bool = False) -> dict:
     rows = []
     for c in CONFIGS:
         t0 = time.perf_counter()
         pred = predict(c)
-        ours = run_child("ours", c)
-        theirs = run_child("mlx_lm", c)
+        ours = run_child("ours", c, reuse)
+        theirs = run_child("mlx_lm", c, reuse)
         err = (pred["peak"] - ours["peak"]) / ours["peak"]
         rows.append({"name": c["name"], "model": c["model"], "settings": c["set"],
                      "quantized_bits": c["quant"], "predicted_peak_bytes": pred["peak"],
+                     "predicted_with_headroom_bytes": pred["with_headroom"],
                      "measured_peak_bytes": ours["peak"], "error": round(err, 4),
                      "predicted_phase": pred["phase"], "measured_phases": ours["phases"],
                      "mlx_lm_peak_bytes": theirs["peak"],
                      "ours_over_mlx_lm": round(ours["peak"] / theirs["peak"], 3),
-                     "step_seconds": round(ours["step_seconds"], 2),
-                     "mlx_lm_step_seconds": round(theirs["step_seconds"], 2)})
+                     "step_seconds": _round(ours.get("step_seconds")),
+                     "mlx_lm_step_seconds": _round(theirs.get("step_seconds"))})
         print(f"{c['name']:36s} predicted {pred['peak'] / 2**20:8.1f} MiB  measured "
               f"{ours['peak'] / 2**20:8.1f} MiB  error {err * 100:+5.1f}%  mlx-lm "
               f"{theirs['peak'] / 2**20:8.1f} MiB  ours/mlx-lm {rows[-1]['ours_over_mlx_lm']:.2f}"
@@ -188,6 +202,21 @@ def sweep() -> dict:
                                                                     "median": 0.02}}
 
 
+def markdown(result: dict) -> str:
+    """The results as the table in benchmarks/README.md."""
+    lines = ["| configuration | predicted MiB | measured MiB | error | mlx-lm MiB | ours / mlx-lm |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in result["configs"]:
+        lines.append(f"| {r['name']} | {r['predicted_peak_bytes'] / 2**20:.1f} | "
+                     f"{r['measured_peak_bytes'] / 2**20:.1f} | {r['error'] * 100:+.1f}% | "
+                     f"{r['mlx_lm_peak_bytes'] / 2**20:.1f} | {r['ours_over_mlx_lm']:.2f} |")
+    return "\n".join(lines)
+
+
+def _round(x):
+    return None if x is None else round(x, 2)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         kind, c = sys.argv[2], json.loads(sys.argv[3])
@@ -195,12 +224,14 @@ def main() -> None:
         return
     WORK.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    result = sweep()
+    result = sweep(reuse="--reuse" in sys.argv)
+    result["reused_measurements"] = "--reuse" in sys.argv
     result["seconds"] = round(time.perf_counter() - started)
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     tmp = RESULT.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(RESULT)
+    print(markdown(result))
     print(f"worst |error| {result['worst_abs_error'] * 100:.1f}%, median "
           f"{result['median_abs_error'] * 100:.1f}% over {len(result['configs'])} configs "
           f"({result['seconds']}s) -> {RESULT.relative_to(ROOT)}")

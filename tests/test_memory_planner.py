@@ -146,3 +146,42 @@ def test_train_refuses_a_run_that_does_not_fit(tiny_qwen2, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: does not fit: predicted peak")
     assert "--fit" in lines[0] and "--force" in lines[0] and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_training_writes_memory_jsonl_the_report_reads(tiny_qwen2, tmp_path):
+    from mlx_eden.ui.rundata import load_run
+
+    out = tmp_path / "run"
+    run_cli("train", ROOT / "recipes" / "tiny-demo.yaml", "--set", f"model.path={tiny_qwen2}",
+            "--set", "train.max_steps=3", "--set", "data.max_seq_length=128", "--backend", "mlx",
+            "--output", out, check=True)
+    lines = [json.loads(x) for x in (out / "memory.jsonl").read_text().splitlines()]
+    for step in (1, 2, 3):
+        phases = {x["phase"]: x for x in lines if x["step"] == step}
+        assert {"forward", "backward", "update"} <= set(phases)
+        for x in phases.values():
+            assert 0 < x["active_gb"] <= x["peak_gb"] and x["rss_gb"] > 0
+            assert x["peak_bytes"] == pytest.approx(x["peak_gb"] * 1e9)
+        # Forward and backward hold activations on top of what the update leaves resident.
+        assert phases["backward"]["peak_bytes"] > phases["update"]["active_bytes"]
+    assert lines[0]["phase"] == "weights"
+    peaks = load_run(out).memory_points()["peak"]
+    assert len(peaks) == len(lines) and max(p for _, p in peaks) == max(x["peak_gb"]
+                                                                      for x in lines)
+
+
+def test_profile_prints_predicted_vs_measured_per_component(tiny_qwen2):
+    args = ("profile", ROOT / "recipes" / "tiny-demo.yaml", "--set", f"model.path={tiny_qwen2}",
+            "--set", "data.max_seq_length=64", "--set", "train.batch_size=2", "--steps", "2")
+    out = json.loads(run_cli(*args, "--json", check=True).stdout)
+    rows = {r["part"]: r for r in out["rows"]}
+    assert set(rows) == {"resident", "forward", "backward", "update", "peak"}
+    assert all(r["predicted"] > 0 and r["measured"] > 0 for r in rows.values())
+    assert rows["peak"]["measured"] == out["measured"]["peak"]
+    predicted = out["predicted"]
+    assert rows["peak"]["predicted"] == (predicted["predicted_peak_bytes"]
+                                         - predicted["components"]["headroom"])
+    text = run_cli(*args, check=True).stdout
+    for part in rows:
+        assert part in text
+    assert "predicted" in text and "measured" in text and "s per step" in text

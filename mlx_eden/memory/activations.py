@@ -107,29 +107,57 @@ def layer_saved(s: ModelShape, w: Work, bottom: bool = False) -> int:
 
 
 def loss_saved(s: ModelShape, w: Work, chunk: int) -> int:
-    """Bytes the loss keeps for the backward pass: the float32 logits (B x L x V); or, chunked,
-    the normed hidden states it recomputes from (the custom gradient's input) and one chunk's
-    logits (the last chunk's stay referenced by the graph)."""
+    """Bytes the loss keeps from the forward pass for the backward pass. Plain: the float32
+    exponentials of the logits (B x L x V; the cross-entropy's gradient reuses them, see
+    chunked_loss.cross_entropy). Chunked: each chunk's loss and its gradient w.r.t. the hidden
+    states are computed together in the forward pass (backends/mlx/chunked_loss.py), so only that
+    (tokens x D) gradient, in the compute dtype, is kept."""
     if not chunk:
         return w.tokens * s.vocab * F32
-    return min(chunk, w.tokens) * s.vocab * F32 + w.tokens * s.hidden * w.dt
+    return w.tokens * s.hidden * w.dt
+
+
+def _logit_bytes(w: Work) -> int:
+    """Bytes per (token, vocabulary entry) of the logits before the loss: the head's output in
+    the compute dtype and its float32 copy (one buffer when the compute dtype is float32)."""
+    return F32 + (w.dt if w.dt != F32 else 0)
+
+
+def loss_forward_transient(s: ModelShape, w: Work, chunk: int) -> int:
+    """Extra bytes, on top of what the loss keeps, at its fullest moment in the forward pass.
+    Plain: the logits (compute dtype and float32) next to the exponentials. Chunked: one chunk's
+    logits, exponentials and two float32 gradient buffers (the softmax part and the scattered
+    one-hot), plus the normed hidden states the chunks read. Measured on MLX 0.32 in strict mode
+    (T=512-1024, D=256-512, V=1-4k, chunks of 64-256 rows): within ~0.5 x T x D x dt."""
+    if not chunk:
+        return w.tokens * s.vocab * _logit_bytes(w)
+    rows = min(chunk, w.tokens)
+    return rows * s.vocab * (_logit_bytes(w) + 2 * F32) + w.tokens * s.hidden * w.dt
 
 
 def loss_backward_transient(s: ModelShape, w: Work, chunk: int) -> int:
-    """Extra bytes while the loss's gradient is computed: one buffer the size of the float32
-    logits next to the kept ones (softmax minus one-hot, in place); chunked, a chunk's
-    recomputed logits and its two gradient buffers."""
+    """Extra bytes while the loss's gradient is applied in the backward pass. Plain: the float32
+    gradient of the logits (and its cast to the compute dtype, or a float32 T x D product).
+    Chunked: the kept gradient scaled by the loss's cotangent (T x D)."""
     if not chunk:
-        return w.tokens * s.vocab * F32
-    return 3 * min(chunk, w.tokens) * s.vocab * F32
+        extra = w.tokens * s.vocab * w.dt if w.dt != F32 else w.tokens * s.hidden * F32
+        return w.tokens * s.vocab * F32 + extra
+    return w.tokens * s.hidden * w.dt
+
+
+def loss_peak(s: ModelShape, w: Work, chunk: int) -> int:
+    """The loss's bytes at its fullest moment (forward or backward), what it keeps included."""
+    return loss_saved(s, w, chunk) + max(loss_forward_transient(s, w, chunk),
+                                         loss_backward_transient(s, w, chunk))
 
 
 def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False) -> int:
     """Extra bytes while a layer's MLP backward runs: float32 gradient buffers of T x I (two, or
-    four when the layer was just recomputed and its forward's buffers are still about), and the
-    residual stream's gradient."""
+    three when the layer was just recomputed: one of its forward's T x I buffers is still about;
+    measured on the small benchmark model, 4 over-predicted its peak by 5%), and the residual
+    stream's gradient."""
     T = w.tokens
-    n = 4 if checkpoint else 2
+    n = 3 if checkpoint else 2
     size = F32 if w.targets & MLP else w.dt
     return n * T * s.intermediate * size + T * s.hidden * F32
 

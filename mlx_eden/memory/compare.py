@@ -7,7 +7,8 @@ predicted components it consists of:
     forward     kept at the end of the forward pass: saved activations + the loss's logits
     backward    the backward phase's peak over resident: activations + loss / layer buffers
     update      the update phase's peak over resident: gradients + one update group
-    peak        the whole run's peak (weights loading, every step, one evaluation)
+    peak        the whole run's peak (weights loading, every step, one evaluation); predicted
+                without the headroom, which only the budget check adds
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ def _predicted(plan: Plan) -> dict[str, int]:
     return {"resident": resident,
             "forward": e.sizes["saved activations"] + loss_saved(plan.shape, s.work(),
                                                                  s.loss_chunk),
-            "backward": backward - resident + e.components["headroom"],
+            "backward": backward - resident,
             "update": e.phases["update"] - resident,
-            "peak": plan.predicted_peak_bytes}
+            "peak": e.needed}
 
 
 def _measured(m: Measurement) -> dict[str, int]:

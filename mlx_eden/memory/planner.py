@@ -3,8 +3,8 @@
 The peak is what the run needs at its fullest moment: everything resident (base weights,
 adapters, optimizer state, accumulated gradients) plus the largest of what each phase adds:
 
-    forward         saved activations + the loss's logits being computed
-    backward start  saved activations + the loss gradient's buffers
+    loss            saved activations + the loss's logits (and, chunked, their gradient:
+                    the chunked loss computes it in the forward pass)
     backward        each layer's activations (recomputed one layer at a time with
                     checkpointing) + that layer's gradient buffers
     backward end    the gradients + the lowest layer's activations
@@ -25,8 +25,7 @@ from .activations import (
     attention_backward_transient,
     layer_parts,
     layer_saved,
-    loss_backward_transient,
-    loss_saved,
+    loss_peak,
     mlp_backward_transient,
 )
 from .devices import Device
@@ -144,6 +143,14 @@ class Estimate:
     def peak(self) -> int:
         return sum(self.components.values())
 
+    @property
+    def needed(self) -> int:
+        """The peak without the headroom: what the run allocates at its fullest moment when MLX
+        never runs ahead (strict mode, what benchmarks/memory_profile.py measures). The headroom
+        covers the run-ahead that the budget as MLX's memory limit allows, so the verdict
+        compares `peak` with the budget."""
+        return self.peak - self.components["headroom"]
+
 
 def estimate(shape: ModelShape, s: Settings) -> Estimate:
     w = s.work()
@@ -159,8 +166,7 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         + w.tokens * shape.hidden * w.dt  # + the final RMSNorm's input
     ckpt_inputs = (n + 1) * w.tokens * shape.hidden * w.dt
     saved = ckpt_inputs if s.checkpoint else stack
-    logits = loss_saved(shape, w, s.loss_chunk)
-    loss_t = loss_backward_transient(shape, w, s.loss_chunk)
+    loss = loss_peak(shape, w, s.loss_chunk)
     # The top layer's backward: its MLP first (with all activations), then its attention
     # (the MLP's activations freed). Checkpointed, the layer's activations are recomputed.
     base = top_mlp + top_attn if s.checkpoint else 0
@@ -171,7 +177,8 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
     resident = {"base weights": weights, "adapters": p_bytes, "optimizer state": optimizer,
                 "gradients": p_bytes if accumulate else 0}
     phases = {
-        "backward start": {"saved activations": saved, "logits and loss": logits + loss_t},
+        # The loss: its logits; chunked, each chunk's gradient too (computed in the forward).
+        "loss": {"saved activations": saved, "logits and loss": loss},
         "backward, top layer": {"saved activations": saved, "layer transient": layer_t},
         "update": {"gradients": 0 if accumulate else p_bytes, "update transient": update_t},
     }
@@ -186,14 +193,12 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
     components = {c: resident.get(c, 0) + phases[phase].get(c, 0) for c in COMPONENTS}
     components["headroom"] = headroom(shape, w, s)
     sizes = {**resident, "gradients": p_bytes, "saved activations": saved,
-             "logits and loss": logits + loss_t, "layer transient": layer_t,
+             "logits and loss": loss, "layer transient": layer_t,
              "update transient": update_t, "headroom": components["headroom"]}
     notes = {"saved activations without checkpointing": stack,
              "saved activations with checkpointing": ckpt_inputs + one_layer,
-             "logits and loss unchunked": loss_saved(shape, w, 0) + loss_backward_transient(
-                 shape, w, 0),
-             "logits and loss, 512-token chunks": loss_saved(shape, w, 512)
-             + loss_backward_transient(shape, w, 512)}
+             "logits and loss unchunked": loss_peak(shape, w, 0),
+             "logits and loss, 512-token chunks": loss_peak(shape, w, 512)}
     return Estimate(shape.params_total, trainable, sizes, components, phase,
                     {k: sum(resident.values()) + sum(v.values()) for k, v in phases.items()},
                     notes)

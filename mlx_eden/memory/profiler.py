@@ -33,6 +33,14 @@ class PhaseSample:
     time: float
 
 
+def jsonl_record(s: PhaseSample) -> dict:
+    """One memory.jsonl line: GB like the MemoryEvents (what the dashboard and the report read),
+    with the exact byte counts alongside."""
+    return {"step": s.step, "phase": s.phase, "active_gb": s.active / GB, "peak_gb": s.peak / GB,
+            "cache_gb": s.cache / GB, "rss_gb": s.rss / GB, "time": s.time,
+            "active_bytes": s.active, "peak_bytes": s.peak}
+
+
 class MemoryProfiler:
     """Listener + backend phase hook. `samples` keeps every record for summaries."""
 
@@ -86,7 +94,7 @@ class MemoryProfiler:
     def _record(self, sample: PhaseSample) -> None:
         self.samples.append(sample)
         if self.file is not None:
-            self.file.write(json.dumps(asdict(sample)) + "\n")
+            self.file.write(json.dumps(jsonl_record(sample)) + "\n")
 
     def _announce(self, s: PhaseSample) -> None:
         if self.emit is not None:
