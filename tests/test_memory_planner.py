@@ -86,6 +86,9 @@ def test_device_budgets():
     assert get_device("epyc-256gb").budget_bytes == int(256 * GIB * 0.9)
     assert with_budget(get_device("mac-36gb"), 30).budget_bytes == 30 * GIB
     assert get_device("this").budget_bytes > 0
+    # Raising the wired limit is suggested only where it gives the GPU more than the default.
+    assert "iogpu.wired_limit_mb=28672" in get_device("m3-max-36gb").raise_hint()
+    assert get_device("mac-16gb").raise_hint() is None
     with pytest.raises(UserError, match="unknown device"):
         get_device("gpu-9000")
 

@@ -58,6 +58,8 @@ class Device:
         if self.kind != "apple":
             return None
         mb = int(self.ram_bytes / (1 << 20)) - 8 * 1024  # leave macOS 8 GiB
+        if mb << 20 <= self.budget_bytes:  # small Macs: the default already leaves less
+            return None
         return (f"on macOS, `sudo sysctl iogpu.wired_limit_mb={mb}` lets the GPU use "
                 f"{mb / 1024:.0f} GiB (until reboot); then plan with --budget-gb {mb / 1024:.0f}")
 
