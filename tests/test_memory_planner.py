@@ -188,3 +188,6 @@ def test_profile_prints_predicted_vs_measured_per_component(tiny_qwen2):
     for part in rows:
         assert part in text
     assert "predicted" in text and "measured" in text and "s per step" in text
+    # Zero steps measure nothing (it printed negative "measurements"): refused up front.
+    zero = run_cli(*args[:-1], "0")
+    assert zero.returncode == 2 and "--steps" in zero.stderr and "Traceback" not in zero.stderr

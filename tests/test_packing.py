@@ -11,6 +11,7 @@ from mlx.utils import tree_flatten
 
 from mlx_eden.backends.mlx import model as M
 from mlx_eden.backends.mlx.backend import MLXBackend
+from mlx_eden.backends.mlx.chunked_loss import cross_entropy
 from mlx_eden.data.batching import BatchPlan
 from mlx_eden.data.render import Sample, load_tokenizer
 from mlx_eden.data.splits import load_splits
@@ -75,13 +76,13 @@ def test_packed_loss_and_gradients_equal_unpacked(arch, chunk, tiny_qwen2, tiny_
 
 
 def test_fast_cross_entropy_equals_mlx(tiny_qwen2):
-    """The base-2 cross-entropy (see model.cross_entropy) against mlx's own, values and grads."""
+    """The base-2 cross-entropy (chunked_loss.cross_entropy) against mlx's own, values and grads."""
     rng = np.random.default_rng(1)
     logits = mx.array(rng.normal(0, 4, (3, 37, 512)).astype(np.float32))
     targets = mx.array(rng.integers(0, 512, (3, 37)).astype(np.int32))
-    ours = mx.value_and_grad(lambda x: M.cross_entropy(x, targets).sum())(logits)
+    ours = mx.value_and_grad(lambda x: cross_entropy(x, targets).sum())(logits)
     theirs = mx.value_and_grad(lambda x: nn.losses.cross_entropy(x, targets).sum())(logits)
-    np.testing.assert_allclose(M.cross_entropy(logits, targets),
+    np.testing.assert_allclose(cross_entropy(logits, targets),
                                nn.losses.cross_entropy(logits, targets), rtol=1e-5, atol=1e-5)
     assert abs(float(ours[0]) - float(theirs[0])) <= 1e-5 * abs(float(theirs[0]))
     np.testing.assert_allclose(np.array(ours[1]), np.array(theirs[1]), atol=1e-6)

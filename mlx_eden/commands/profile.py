@@ -15,7 +15,8 @@ from .plan import device_option
 @click.argument("recipe_file", type=click.Path())
 @set_option
 @device_option
-@click.option("--steps", type=int, default=3, show_default=True, help="Optimizer steps.")
+@click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Optimizer steps.")
 @click.option("--strict/--no-strict", default=True, show_default=True,
               help="Measure the memory the run needs (MLX waits after every op; slower) "
                    "instead of how far MLX's scheduler runs ahead within the budget.")

@@ -33,6 +33,9 @@ def train(recipe_file, overrides, output, resume, backend, no_dashboard, device,
     choice = choose_backend(backend or recipe.train.backend,
                             qlora=bool(recipe.model.quantize.bits))
     memory = {}
+    if choice[0] != "mlx" and (fit or device or budget_gb):
+        click.echo("note: the memory plan models MLX; --fit, --device and --budget-gb do "
+                   "nothing on the torch backend", err=True)
     if choice[0] == "mlx":
         hide_torch_from_transformers()
         # The planner models MLX's allocator; the torch backend's memory is PyTorch's business.

@@ -54,7 +54,7 @@ class MLXBackend:
             self.load_adapter(Path(recipe.adapter.init_from))
         self.optimizer = make_optimizer(t)
         self.optimizer.init(self.model.trainable_parameters())
-        self._compiled = None
+        self._micro = self._eval = None  # compiled on first use (_build)
         total, trainable = M.count_params(self.model)
         q = self.config.get("quantization")
         return ModelInfo(path=str(model_dir), model_type=self.config.get("model_type", "?"),
@@ -71,10 +71,12 @@ class MLXBackend:
     # ------------------------------------------------------------------ compiled functions
 
     def _build(self):
-        """Compile the micro-step (loss + grads) and the update; state is captured by
-        reference, so it must be fully initialised (and restored, on resume) before this."""
+        """Compile the micro-step (loss + grads) and the evaluation loss, one per layout
+        (packed or not). Model and RNG state are captured by reference, so they must be fully
+        initialised (and restored, on resume) before this. The optimizer update is not compiled:
+        update.py applies it a group of parameters at a time to bound its memory."""
         t, model = self.recipe.train, self.model
-        state = [model.state, self.optimizer.state, mx.random.state]
+        state = [model.state, mx.random.state]
 
         def micro(inputs, targets, weights, segments, packed):
             fn = partial(M.loss_sum, model, packed=packed, checkpoint=t.grad_checkpoint,
@@ -85,26 +87,24 @@ class MLXBackend:
             return M.loss_sum(model, inputs, targets, weights, segments, packed=packed,
                               checkpoint=False, chunk=t.loss_chunk, grad=False)
 
-        compiled = {p: mx.compile(partial(micro, packed=p), inputs=state, outputs=state)
-                    for p in (False, True)}
-        compiled_eval = {p: mx.compile(partial(evaluate, packed=p), inputs=state)
-                         for p in (False, True)}
-        self._compiled = (compiled, None, compiled_eval)
+        self._micro = {p: mx.compile(partial(micro, packed=p), inputs=state, outputs=state)
+                       for p in (False, True)}
+        self._eval = {p: mx.compile(partial(evaluate, packed=p), inputs=state)
+                      for p in (False, True)}
 
     @staticmethod
     def _arrays(b: Batch):
         return (mx.array(b.inputs), mx.array(b.targets), mx.array(b.mask), mx.array(b.segments))
 
     def train_step(self, batches: list[Batch], lr: float, step: int) -> StepResult:
-        if self._compiled is None:
+        if self._micro is None:
             self._build()
-        micro = self._compiled[0]
         # Dropout masks depend only on (seed, step): a resumed run draws the same ones.
         mx.random.seed(self.recipe.train.seed * 1_000_003 + step)
         tokens = sum(b.trained_tokens for b in batches)
         loss, grads = None, None
         for b in batches:
-            part, g = micro[b.packed](*self._arrays(b))
+            part, g = self._micro[b.packed](*self._arrays(b))
             self._phase("forward", part)
             loss = part if loss is None else loss + part
             grads = g if grads is None else tree_map(mx.add, grads, g)
@@ -118,11 +118,11 @@ class MLXBackend:
         return StepResult(loss=loss.item() / tokens, tokens=tokens, grad_norm=norm.item())
 
     def eval_loss(self, batch: Batch) -> tuple[float, int]:
-        if self._compiled is None:
+        if self._eval is None:
             self._build()
         self.model.eval()
         try:
-            s = self._compiled[2][batch.packed](*self._arrays(batch))
+            s = self._eval[batch.packed](*self._arrays(batch))
             self._phase("eval", s)
             return s.item(), batch.trained_tokens
         finally:

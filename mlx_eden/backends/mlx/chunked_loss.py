@@ -68,8 +68,9 @@ def head_parts(module: nn.Module) -> tuple[list[mx.array], HeadFn]:
     return [module["weight"]], lambda x, a: x @ a[0].T
 
 
-def _piece(head: HeadFn, x, t, w, arrays) -> mx.array:
-    logits = head(x, arrays).astype(mx.float32)  # (rows, V)
+def ce_sum(head: HeadFn, x, t, w, arrays) -> mx.array:
+    """sum(cross_entropy(head(x), t) * w) in one piece: the unchunked loss."""
+    logits = head(x, arrays).astype(mx.float32)  # (..., V)
     return (cross_entropy(logits, t) * w).sum()
 
 
@@ -87,7 +88,7 @@ def chunked_ce_sum(head: HeadFn, head_arrays: Sequence[mx.array], h: mx.array,
     if not grad:
         total = prev = None
         for s, e in bounds:
-            part = _piece(head, _after(h[s:e], prev), targets[s:e], weights[s:e], head_arrays)
+            part = ce_sum(head, _after(h[s:e], prev), targets[s:e], weights[s:e], head_arrays)
             total = part if total is None else total + part
             prev = part
         return total
@@ -97,7 +98,7 @@ def chunked_ce_sum(head: HeadFn, head_arrays: Sequence[mx.array], h: mx.array,
         total, grads, prev = None, [], None
         for s, e in bounds:
             ts, ws = t[s:e], w[s:e]
-            (part,), (g,) = mx.vjp(lambda xs, ts=ts, ws=ws: _piece(head, xs, ts, ws, arrays),
+            (part,), (g,) = mx.vjp(lambda xs, ts=ts, ws=ws: ce_sum(head, xs, ts, ws, arrays),
                                    [_after(x[s:e], prev)], [mx.array(1.0, mx.float32)])
             total = part if total is None else total + part
             grads.append(g)  # (rows, D)
@@ -123,7 +124,7 @@ def checkpointed_ce_sum(head: HeadFn, head_arrays: Sequence[mx.array], h: mx.arr
         # Only the hidden states and the head are differentiated; targets (integer ids) and
         # weights are bound as constants (mx.checkpoint cannot take integer inputs).
         t, w = targets[s : s + chunk], weights[s : s + chunk]
-        fn = mx.checkpoint(lambda x, *a, t=t, w=w: _piece(head, x, t, w, a))
+        fn = mx.checkpoint(lambda x, *a, t=t, w=w: ce_sum(head, x, t, w, a))
         part = fn(_after(h[s : s + chunk], prev), *head_arrays)
         total = part if total is None else total + part
         prev = part

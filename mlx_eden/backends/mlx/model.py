@@ -20,7 +20,7 @@ from mlx.utils import tree_flatten
 from ...adapters import adapted_layers, lora_a_init, module_keys
 from ...errors import UserError
 from .checkpoint import KeyedDropout, layer_forward
-from .chunked_loss import checkpointed_ce_sum, chunked_ce_sum, cross_entropy, head_parts
+from .chunked_loss import ce_sum, checkpointed_ce_sum, chunked_ce_sum, head_parts
 
 DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
 
@@ -110,13 +110,8 @@ def head_module(model) -> nn.Module:
 
 
 def head(model, h: mx.array) -> mx.array:
-    mod = head_module(model)
-    return mod(h) if mod is getattr(model, "lm_head", None) else mod.as_linear(h)
-
-
-def _ce_sum(model, h, targets, weights):
-    logits = head(model, h).astype(mx.float32)  # (..., V)
-    return (cross_entropy(logits, targets) * weights).sum()
+    arrays, fn = head_parts(head_module(model))
+    return fn(h, arrays)
 
 
 def loss_sum(model, inputs, targets, weights, segments, *, packed: bool, checkpoint: bool,
@@ -126,12 +121,12 @@ def loss_sum(model, inputs, targets, weights, segments, *, packed: bool, checkpo
     grad=False (evaluation) skips the work that only the backward pass needs."""
     mask = attention_mask(segments) if packed else "causal"
     h = hidden_states(model, inputs, mask, checkpoint)  # (B, L, D)
-    if not chunk:
-        return _ce_sum(model, h, targets, weights)
-    B, L, D = h.shape
-    h, targets, weights = h.reshape(B * L, D), targets.reshape(-1), weights.reshape(-1)
     module = head_module(model)
     arrays, fn = head_parts(module)
+    if not chunk:
+        return ce_sum(fn, h, targets, weights, arrays)
+    B, L, D = h.shape
+    h, targets, weights = h.reshape(B * L, D), targets.reshape(-1), weights.reshape(-1)
     if grad and tree_flatten(module.trainable_parameters()):
         return checkpointed_ce_sum(fn, arrays, h, targets, weights, chunk)
     return chunked_ce_sum(fn, arrays, h, targets, weights, chunk, grad=grad)
