@@ -7,13 +7,13 @@ Weights are stored the mlx-lm way: `model.layers.N.self_attn.q_proj.lora_a` with
 
 from __future__ import annotations
 
-import json
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .errors import UserError
+from .safeio import read_json_object
 
 ADAPTER_WEIGHTS = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -54,7 +54,7 @@ def read_adapter_config(directory: str | Path) -> dict:
     if not path.is_file():
         raise UserError("not an adapter folder (no adapter_config.json)", file=str(directory),
                         hint="point at a run's adapter/ or best/ folder")
-    return json.loads(path.read_text())
+    return read_json_object(path, "adapter_config.json")
 
 
 def check_compatible(saved: dict, wanted: dict, where: str) -> None:

@@ -1,11 +1,15 @@
 """The `eden-mlx` command. Subcommands live in `commands/` and are imported only when run, so
-`eden-mlx --help` is instant; a `UserError` from any of them becomes one line and exit code 2."""
+`eden-mlx --help` is instant. A `UserError` from any of them becomes one line and exit code 2; any
+other failure (a full disk, a read-only folder, a library error) one line and exit code 1, with
+the traceback only when EDEN_DEBUG=1."""
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
+import traceback
 
 import click
 
@@ -58,7 +62,7 @@ def main(argv=None) -> None:
     except UserError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as e:
@@ -66,6 +70,33 @@ def main(argv=None) -> None:
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except Exception as e:  # a fault, not bad input: one line unless debugging
+        if os.environ.get("EDEN_DEBUG") == "1":
+            traceback.print_exc()
+        click.echo(f"error: {fault_line(e)}", err=True)
+        sys.exit(1)
+
+
+FS_HINTS = {
+    errno.ENOSPC: "the disk is full: free space, then rerun (a training run: --resume)",
+    errno.EDQUOT: "the disk quota is exceeded: free space, then rerun",
+    errno.EROFS: "the file system is read-only: pass an --output on a writable disk",
+    errno.EACCES: "permission denied: pass an --output you can write to",
+    errno.EPERM: "permission denied: pass an --output you can write to",
+    errno.EISDIR: "a folder is where a file is expected: pass a file path",
+    errno.ENOTDIR: "a file is where a folder is expected: pass a folder path",
+    errno.EEXIST: "it already exists: pass a new path",
+}
+
+
+def fault_line(e: Exception) -> str:
+    """One line for an unexpected failure: where, what, what to do."""
+    if isinstance(e, OSError) and e.errno in FS_HINTS:
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}{FS_HINTS[e.errno]}"
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return (f"{type(e).__name__}: {text[:300]} (set EDEN_DEBUG=1 for the traceback and report "
+            "it if the input looks right)")
 
 
 if __name__ == "__main__":

@@ -47,3 +47,8 @@ class UserErrors(UserError):
 
     def __str__(self) -> str:
         return "\n".join(str(e) for e in self.errors)
+
+
+class DamagedFile(UserError):
+    """A file the project wrote (or a model folder holds) is unreadable: truncated, corrupt, not
+    the expected JSON. Resume uses it to fall back to an older checkpoint."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -213,6 +214,23 @@ def _key_lines(text: str, file: str | None) -> dict[str, tuple[str | None, int]]
     return lines
 
 
+def _check_duplicates(node, file: str) -> None:
+    """YAML lets a key appear twice and keeps the last; a recipe must not (the first block
+    would be dropped without a word)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict = {}
+        for k, v in node.value:
+            if k.value in seen:
+                raise UserError(f"duplicated key (first at line {seen[k.value]})", file=file,
+                                line=k.start_mark.line + 1, key=str(k.value),
+                                hint="merge the two blocks into one")
+            seen[k.value] = k.start_mark.line + 1
+            _check_duplicates(v, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for v in node.value:
+            _check_duplicates(v, file)
+
+
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
@@ -227,8 +245,13 @@ def _read_tree(path: Path, chain: tuple[Path, ...] = ()) -> tuple[dict, dict]:
     if not path.is_file():
         raise UserError("recipe file not found", file=file,
                         hint="pass the path of a YAML recipe, e.g. recipes/tiny-demo.yaml")
-    text = path.read_text()
     try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"not UTF-8 text (byte {e.start})", file=file,
+                        hint="save the recipe as UTF-8") from None
+    try:
+        _check_duplicates(yaml.compose(text), file)
         tree = yaml.safe_load(text) if text.strip() else {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -265,7 +288,9 @@ def _describe(tp) -> str:
     if origin is Literal:
         text = "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     elif origin is list:
-        text = f"a list of {typing.get_args(tp)[0].__name__}"
+        text = f"a list of {getattr(typing.get_args(tp)[0], '__name__', 'values')}"
+    elif origin is dict:
+        text = "a mapping"
     else:
         text = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
             tp, getattr(tp, "__name__", str(tp)))
@@ -291,12 +316,16 @@ def _coerce(value, tp, key: str, src: _Source, errors: list[UserError]):
             return value
     elif origin is list:
         item = typing.get_args(base)[0]
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if isinstance(value, (str, int, float, dict)) and not isinstance(value, bool):
             value = [value]  # a single file or number where a list is expected
         if not isinstance(value, list):
             ok = False
+        elif dataclasses.is_dataclass(item):
+            value = [_build(item, v, key, src, errors) for v in value]
         else:
             value = [_coerce(v, item, key, src, errors) for v in value]
+    elif origin is dict:
+        ok = isinstance(value, dict)
     elif base is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
@@ -305,6 +334,9 @@ def _coerce(value, tp, key: str, src: _Source, errors: list[UserError]):
             except ValueError:
                 ok = False
         value = float(value) if ok else value
+        if ok and not math.isfinite(value):  # .nan/.inf pass every comparison test wrongly
+            errors.append(src.error(key, f"must be a finite number, got {value!r}"))
+            return value
     elif base is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
         if isinstance(value, float) and value.is_integer():
@@ -338,8 +370,11 @@ def _build(cls, data: dict, prefix: str, src: _Source, errors: list[UserError]):
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value if value is not None else {}, path, src, errors)
-        else:
-            kwargs[key] = _coerce(value, tp, path, src, errors)
+            continue
+        before = len(errors)
+        coerced = _coerce(value, tp, path, src, errors)
+        if len(errors) == before:  # a bad value keeps the default, so the cross-field checks
+            kwargs[key] = coerced  # below never compare a string or null with a number
     return cls(**kwargs)
 
 
@@ -428,6 +463,14 @@ def _validate(r: Recipe, src: _Source) -> list[UserError]:
     check(0 <= t.min_lr_ratio <= 1, "train.min_lr_ratio", "must be in [0, 1]")
     check(t.max_grad_norm is None or t.max_grad_norm > 0, "train.max_grad_norm",
           "must be positive or null")
+    check(t.seed >= 0, "train.seed", "must be >= 0")
+    check(t.eval_batches == -1 or t.eval_batches > 0, "train.eval_batches",
+          "must be -1 (all) or positive")
+    check(t.early_stopping.min_delta >= 0, "train.early_stopping.min_delta", "must be >= 0")
+    check(r.eval.max_new_tokens >= 1, "eval.max_new_tokens", "must be at least 1")
+    check(t.num_threads is None or t.num_threads >= 1, "train.num_threads",
+          "must be at least 1 or null")
+    check(a.alpha > 0, "adapter.alpha", "must be positive")
     check(t.log_every > 0, "train.log_every", "must be positive")
     check(t.eval_every >= 0, "train.eval_every", "must be >= 0")
     check(t.save_every >= 0, "train.save_every", "must be >= 0")

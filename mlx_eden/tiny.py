@@ -9,7 +9,6 @@ ChatML chat template), so mlx-lm, transformers and our GGUF exporter read it lik
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .safeio import MARKER, publish_dir
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -223,10 +223,9 @@ def write_tiny(out_dir: str | Path, spec: TinySpec = TinySpec()) -> Path:
             "eos_token_id": [cfg["eos_token_id"], cfg["bos_token_id"]],
             "pad_token_id": cfg["bos_token_id"], "do_sample": False}, indent=2))
         save_file(_weights(spec), str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        if out.exists():
-            shutil.rmtree(out)
+        (tmp / MARKER).write_text("tiny\n")  # `eden-mlx tiny` may replace its own folder
         out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
+        publish_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -15,7 +15,7 @@ def data():
 @click.option("--recipe", "recipe_file", required=True, type=click.Path(),
               help="Recipe whose model, template and limits to apply.")
 @set_option
-@click.option("--example", type=int, default=0, show_default=True,
+@click.option("--example", type=click.IntRange(min=0), default=0, show_default=True,
               help="Which record to show rendered (0-based).")
 def check(files, recipe_file, overrides, example):
     """Counts, token-length percentiles, truncation, and a rendered example with the trained

@@ -9,8 +9,10 @@ import click
               show_default=True)
 @click.option("--adapter", default="best", show_default=True,
               help="best, adapter (the last), or an adapter folder.")
-@click.option("--limit", type=int, default=None, help="Evaluate the first N records only.")
-@click.option("--max-new-tokens", type=int, default=None, help="Default: eval.max_new_tokens.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Evaluate the first N records only.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=None,
+              help="Default: eval.max_new_tokens.")
 def eval_(run_dir, split, adapter, limit, max_new_tokens):
     """Greedy generation on a split of RUN_DIR's data: per-class precision/recall/F1 when the
     recipe lists eval.labels, exact match otherwise. Writes RUN_DIR/eval-<split>.json."""

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from . import overwrite_option
+
 QUANTS = ["f32", "f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k"]
 verify_option = click.option("--verify", is_flag=True,
                              help="Load the result in its real consumer and compare with MLX.")
@@ -17,6 +19,15 @@ def report_verdict(verdict) -> None:
         click.echo(line)
     if not verdict.passed:
         sys.exit(1)
+
+
+def check_gguf_target(output, overwrite: bool, command: str, *inputs) -> None:
+    """A GGUF we wrote carries our writer key in its header; anything else needs --overwrite."""
+    from ..export.gguf import WRITER
+    from ..safeio import check_target, has_signature
+
+    check_target(output, command=command, is_dir=False, overwrite=overwrite, inputs=inputs,
+                 own=has_signature(WRITER.encode()))
 
 
 @click.group()
@@ -33,13 +44,15 @@ def export():
               help="Accept llama.cpp's fallback type for tensors whose rows do not fit the "
                    "quant's block size (listed in the output).")
 @verify_option
-def gguf(model_dir, output, quant, allow_fallback, verify):
+@overwrite_option
+def gguf(model_dir, output, quant, allow_fallback, verify, overwrite):
     """Write MODEL_DIR (a float Qwen2/Qwen3 folder, e.g. from `eden-mlx fuse`, or a hub id)
     as GGUF."""
     from ..export.to_gguf import export_gguf
     from ..hub import resolve_model
 
     model_dir = resolve_model(model_dir)
+    check_gguf_target(output, overwrite, "export gguf", model_dir)
     report = export_gguf(model_dir, output, quant, allow_fallback=allow_fallback)
     for w in report.warnings:
         click.echo(f"warning: {w}", err=True)
@@ -58,12 +71,17 @@ def gguf(model_dir, output, quant, allow_fallback, verify):
 @click.option("--base-gguf", type=click.Path(), default=None,
               help="With --verify: the base GGUF to apply it to (default: a temporary f32 one).")
 @verify_option
-def gguf_lora(adapter_dir, model, output, base_gguf, verify):
+@overwrite_option
+def gguf_lora(adapter_dir, model, output, base_gguf, verify, overwrite):
     """Write ADAPTER_DIR as a llama.cpp LoRA adapter (llama-cli --lora FILE)."""
     from ..export.gguf_lora import export_gguf_lora
     from ..hub import resolve_model
 
+    from ..safeio import published
+
     model_dir = resolve_model(model)
+    check_gguf_target(output, overwrite, "export gguf-lora", model_dir, adapter_dir)
+    adapter_dir = published(adapter_dir)
     info = export_gguf_lora(adapter_dir, model_dir, output)
     click.echo(f"wrote {output} ({info['modules']} modules, r={info['rank']}, "
                f"alpha={info['alpha']:g})")
@@ -86,10 +104,14 @@ def gguf_lora(adapter_dir, model, output, base_gguf, verify):
               help="Base model (hub id or folder) recorded as base_model_name_or_path and used "
                    "by --verify [default: the adapter's own record].")
 @verify_option
-def peft(adapter_dir, output, model, verify):
+@overwrite_option
+def peft(adapter_dir, output, model, verify, overwrite):
     """Write ADAPTER_DIR in PEFT format (peft.PeftModel, vLLM --lora-modules)."""
     from ..export.peft import export_peft
+    from ..safeio import check_target, published
 
+    check_target(output, command="export peft", overwrite=overwrite, inputs=(adapter_dir,))
+    adapter_dir = published(adapter_dir)
     config = export_peft(adapter_dir, output, model)
     if config["use_dora"]:
         click.echo("warning: DoRA: peft.PeftModel loads it; vLLM serves LoRA only (fuse instead)",
@@ -110,10 +132,14 @@ def peft(adapter_dir, output, model, verify):
 @click.option("--system", default=None,
               help="System message [default: the chat template's own default].")
 @verify_option
-def ollama(gguf_file, output, system, verify):
+@overwrite_option
+def ollama(gguf_file, output, system, verify, overwrite):
     """Write an Ollama Modelfile for GGUF_FILE (ChatML template, stop tokens)."""
-    from ..export.ollama import export_ollama
+    from ..export.ollama import SIGNATURE, export_ollama
+    from ..safeio import check_target, has_signature
 
+    check_target(output, command="export ollama", is_dir=False, overwrite=overwrite,
+                 own=has_signature(SIGNATURE.encode()), inputs=(gguf_file,))
     export_ollama(gguf_file, output, system)
     click.echo(f"wrote {output} (ollama create NAME -f {output})")
     if verify:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import click
 
+from . import POSITIVE, overwrite_option
 
 @click.command()
 @click.option("--model", "model", required=True, help="Base model folder or hub id.")
@@ -13,18 +14,24 @@ import click
 @click.option("--requantize", type=click.Choice(["4", "8"]), default=None,
               help="Quantize the fused weights again (MLX affine; MLX-only output). Reports the "
                    "measured logit change.")
-@click.option("--group-size", type=int, default=64, show_default=True,
+@click.option("--group-size", type=click.Choice(["32", "64", "128"]), default="64",
+              show_default=True,
               help="Group size for --requantize.")
-@click.option("--max-shard-gb", type=float, default=5.0, show_default=True,
+@click.option("--max-shard-gb", type=POSITIVE, default=5.0, show_default=True,
               help="Largest safetensors shard.")
-def fuse(model, adapter, output, dtype, requantize, group_size, max_shard_gb):
+@overwrite_option
+def fuse(model, adapter, output, dtype, requantize, group_size, max_shard_gb, overwrite):
     """Merge an adapter into de-quantized base weights and write a Hugging Face-layout folder
     (loads in mlx-lm and transformers; input for `eden-mlx export gguf`)."""
     from ..export.fuse import fuse as run_fuse
+    from ..safeio import check_target, published
+
+    check_target(output, command="fuse", overwrite=overwrite, inputs=(model, adapter))
+    adapter = published(adapter) if adapter else None  # a publish cut by a kill: the old copy
 
     report = run_fuse(model, adapter, output, dtype=dtype,
                       requantize=int(requantize) if requantize else None,
-                      group_size=group_size, max_shard_gb=max_shard_gb)
+                      group_size=int(group_size), max_shard_gb=max_shard_gb)
     for w in report.warnings:
         click.echo(f"warning: {w}", err=True)
     what = f"{report.adapter} adapter fused" if report.adapter else "no adapter"

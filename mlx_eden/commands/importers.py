@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from . import overwrite_option
 from .export import report_verdict, verify_option
 
 
@@ -21,12 +22,15 @@ def import_():
               help="Base model folder or hub id (places the layers; used by --verify) "
                    "[default: the PEFT config's base_model_name_or_path].")
 @verify_option
-def peft(peft_dir, output, model, verify):
+@overwrite_option
+def peft(peft_dir, output, model, verify, overwrite):
     """Convert a PEFT LoRA/DoRA adapter into an mlx-lm adapter folder (mlx_lm --adapter-path,
     eden-mlx fuse, adapter.init_from)."""
     from ..export.peft import import_peft
     from ..hub import resolve_model
+    from ..safeio import check_target
 
+    check_target(output, command="import peft", overwrite=overwrite, inputs=(peft_dir,))
     base = resolve_model(model) if model else None
     config = import_peft(peft_dir, output, base)
     click.echo(f"wrote {output} ({config['fine_tune_type']} r={config['lora_parameters']['rank']}"

@@ -7,13 +7,13 @@ import sys
 
 import click
 
-from . import set_option
+from . import POSITIVE, set_option
 
 EXIT_DOES_NOT_FIT = 3
 
 
 def device_option(f):
-    f = click.option("--budget-gb", type=float, default=None,
+    f = click.option("--budget-gb", type=POSITIVE, default=None,
                      help="Memory budget in GiB (Apple's GB), instead of the device's.")(f)
     return click.option("--device", default=None, metavar="NAME",
                         help="this (default), mac-16gb ... mac-192gb (m3-max-36gb), "

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import click
 
+from . import overwrite_option
 
 @click.command()
 @click.argument("out_dir", type=click.Path())
@@ -16,10 +17,14 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quantize", type=click.Choice(["4", "8"]), default=None,
               help="Also quantize (MLX affine, group 64) for QLoRA tests.")
+@overwrite_option
 def tiny(out_dir, arch, hidden, layers, heads, kv_heads, intermediate, vocab, tied, seed,
-         quantize):
+         quantize, overwrite):
     """Build a tiny Qwen2/Qwen3 model in OUT_DIR (Hugging Face layout; no network)."""
+    from ..safeio import check_target
     from ..tiny import TinySpec, write_tiny
+
+    check_target(out_dir, command="tiny", overwrite=overwrite)
 
     spec = TinySpec(arch=arch, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads,
                     intermediate=intermediate, vocab=vocab, tied=tied, seed=seed)

@@ -87,15 +87,21 @@ def read_jsonl(path: str | Path, fmt: str = "auto") -> list[Record]:
     if not p.is_file():
         raise UserError("data file not found", file=file, hint="check data.train/valid/test")
     records: list[Record] = []
-    with open(p, encoding="utf-8") as f:
+    with open(p, "rb") as f:  # bytes, so a bad byte is reported with its line
         for line_no, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
             try:
-                obj = json.loads(raw)
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise UserError(f"not UTF-8 text (byte {e.start} of the line)", file=file,
+                                line=line_no, hint="save the file as UTF-8") from None
             except json.JSONDecodeError as e:
                 raise UserError(f"not valid JSON ({e.msg} at column {e.colno})", file=file,
                                 line=line_no, hint="each line must be one JSON object") from None
+            except RecursionError:
+                raise UserError("JSON nested too deeply", file=file, line=line_no,
+                                hint="each line must be one flat record") from None
             if not isinstance(obj, dict):
                 raise UserError("line is not a JSON object", file=file, line=line_no,
                                 hint="each line must be one JSON object")

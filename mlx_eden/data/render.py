@@ -16,6 +16,9 @@ import numpy as np
 from ..errors import UserError
 from .formats import Record
 
+# One of these makes a folder loadable by AutoTokenizer (fast, BPE files, sentencepiece).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
+
 ALPACA_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further "
     "context. Write a response that appropriately completes the request.\n\n"
@@ -29,6 +32,10 @@ def load_tokenizer(model_path: str | Path):
     """The model's Hugging Face tokenizer (tokenizer.json + chat template); no torch needed."""
     from transformers import AutoTokenizer
 
+    local = Path(model_path)
+    if local.is_dir() and not any((local / n).is_file() for n in TOKENIZER_FILES):
+        raise UserError("the model folder has no tokenizer files", file=str(local),
+                        hint="copy tokenizer.json and tokenizer_config.json from the base model")
     try:
         return AutoTokenizer.from_pretrained(str(model_path))
     except (OSError, ValueError) as e:

@@ -15,12 +15,13 @@ from ..data.splits import read_splits
 from ..errors import UserError
 from ..hub import resolve_model
 from ..recipe import recipe_from_dict
-from ..run.rundir import RunDir, write_json_atomic
+from ..run.rundir import RunDir
+from ..safeio import published, write_json_atomic
 from .metrics import classification_report, exact_match
 
 
 def adapter_dir(run: RunDir, which: str) -> Path:
-    path = {"best": run.best, "adapter": run.adapter}.get(which, Path(which))
+    path = published({"best": run.best, "adapter": run.adapter}.get(which, Path(which)))
     if not (path / "adapters.safetensors").is_file():
         raise UserError("no adapter there", file=str(path),
                         hint="use --adapter best (needs evaluation during training) or adapter")

@@ -69,6 +69,30 @@ def load_adapter(directory: str | Path) -> Adapter:
     return Adapter(config, modules)
 
 
+def projection_dims(config: dict) -> dict[str, tuple[int, int]]:
+    """(in, out) features of each Qwen projection, from a model's config.json."""
+    hidden, inter = config["hidden_size"], config["intermediate_size"]
+    heads = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or hidden // heads
+    kv = config.get("num_key_value_heads", heads) * head_dim
+    return {"q_proj": (hidden, heads * head_dim), "k_proj": (hidden, kv), "v_proj": (hidden, kv),
+            "o_proj": (heads * head_dim, hidden), "gate_proj": (hidden, inter),
+            "up_proj": (hidden, inter), "down_proj": (inter, hidden)}
+
+
+def check_shapes(adapter: Adapter, config: dict, where: str) -> None:
+    """Refuse an adapter whose matrices do not fit the base (another model size): llama.cpp would
+    load it and crash or compute garbage."""
+    dims = projection_dims(config)
+    for name, t in sorted(adapter.modules.items()):
+        want = dims.get(name.rsplit(".", 1)[1])
+        got = (t["lora_a"].shape[0], t["lora_b"].shape[-1])
+        if want is not None and got != want:
+            raise UserError(f"{name} maps {got[0]} -> {got[1]} features, the base model "
+                            f"{want[0]} -> {want[1]}", file=where,
+                            hint="pass the base model the adapter was trained on")
+
+
 def save_adapter(directory: Path, adapter: Adapter) -> None:
     """Write adapters.safetensors + adapter_config.json (mlx-lm loads them as they are)."""
     from safetensors.numpy import save_file

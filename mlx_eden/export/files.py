@@ -1,19 +1,17 @@
-"""Model folders on disk: config, tokenizer files, safetensors tensors, atomic outputs."""
+"""Model folders on disk: config, tokenizer files, safetensors tensors (atomic outputs are in
+mlx_eden/atomic.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
-from ..run.rundir import publish_dir
+from ..safeio import read_json_object
 
 # Everything a tokenizer (HF, mlx-lm, vLLM) reads from a model folder, chat template included.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
@@ -25,7 +23,8 @@ def read_config(model_dir: str | Path) -> dict:
     path = Path(model_dir) / "config.json"
     if not path.is_file():
         raise UserError("not a model folder (no config.json)", file=str(model_dir))
-    return json.loads(path.read_text())
+    return read_json_object(path, "the model's config.json")
+
 
 
 def copy_tokenizer(src: Path, dst: Path) -> list[str]:
@@ -104,32 +103,3 @@ def source_dtype(model_dir: str | Path) -> str:
 
 def parameter_count(model_dir: str | Path) -> int:
     return sum(int(np.prod(shape)) for _, shape in _headers(model_dir))
-
-
-@contextlib.contextmanager
-def atomic_dir(final: str | Path) -> Iterator[Path]:
-    """A temporary directory next to `final`, renamed into place only if the block succeeds, so
-    an interrupted export never leaves a folder that looks complete."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
-    try:
-        yield tmp
-        publish_dir(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def atomic_file(final: str | Path) -> Iterator[Path]:
-    """A temporary file name next to `final`, renamed into place only if the block succeeds."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -15,7 +15,8 @@ from pathlib import Path
 from ..adapters import read_adapter_config
 from ..errors import UserError
 from ..hub import resolve_model
-from .files import atomic_dir, chat_template, copy_tokenizer, read_config
+from ..safeio import atomic_dir
+from .files import chat_template, copy_tokenizer, read_config
 
 DTYPE_NAMES = {"bf16": "bfloat16", "f16": "float16", "f32": "float32",
                "bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
@@ -82,7 +83,7 @@ def fuse(model: str, adapter: str | Path | None, output: str | Path, *, dtype: s
         report.warnings.append(_requantize_warning(report.requantized))
     if chat_template(model_dir) is None:
         report.warnings.append("the base has no chat template; the fused folder has none either")
-    with atomic_dir(output) as tmp:
+    with atomic_dir(output, command="fuse") as tmp:
         report.files = F.save_weights(fused, tmp, int(max_shard_gb * (1 << 30)))
         (tmp / "config.json").write_text(json.dumps(output_config(config, dtype, quantization),
                                                     indent=2))

@@ -21,6 +21,10 @@ from .files import read_config, read_tensors
 
 FLOAT_TYPES = ("f32", "f16", "bf16")
 
+# A header key naming the writer, so `--output` may replace our own GGUF without --overwrite.
+WRITER_KEY, WRITER = "general.source.writer", "mlx-eden"
+
+
 
 def require_gguf():
     try:
@@ -202,6 +206,7 @@ def write_float_gguf(model_dir: str | Path, path: Path, out_type: str) -> list[T
     n_vocab = next(p.shape[0] for p in plan if p.name == "token_embd.weight")
     w = gguf.GGUFWriter(str(path), gguf.MODEL_ARCH_NAMES[arch])
     w.add_type(gguf.GGUFType.MODEL)
+    w.add_string(WRITER_KEY, WRITER)  # early in the header: `check_target` looks for it
     w.add_name(model_dir.name)
     write_hparams(w, config, str(model_dir / "config.json"))
     w.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,

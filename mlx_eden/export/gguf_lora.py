@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .adapter_io import load_adapter
-from .files import atomic_file, read_config
-from .gguf import arch_of, names_map, require_gguf
+from .adapter_io import check_shapes, load_adapter
+from ..safeio import atomic_file
+from .files import read_config
+from .gguf import WRITER, WRITER_KEY, arch_of, names_map, require_gguf
 
 
 def export_gguf_lora(adapter_dir: str | Path, model_dir: str | Path,
@@ -29,10 +30,12 @@ def export_gguf_lora(adapter_dir: str | Path, model_dir: str | Path,
     config = read_config(model_dir)
     arch = arch_of(config, str(model_dir))
     names = names_map(arch, config["num_hidden_layers"])
+    check_shapes(adapter, config, str(adapter_dir))
     alpha = adapter.scale * adapter.rank
     with atomic_file(output) as tmp:
         w = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[arch])
         w.add_type(gguf.GGUFType.ADAPTER)
+        w.add_string(WRITER_KEY, WRITER)
         w.add_name(Path(adapter_dir).name)
         w.add_string(gguf.Keys.Adapter.TYPE, "lora")
         w.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)

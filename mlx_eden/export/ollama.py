@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from ..errors import UserError
-from .files import atomic_file
+from ..safeio import atomic_file
 
 # ChatML in Ollama's template language, the shape of Ollama's own qwen2 template (no tools):
 # the system message comes from .System; the reply is opened after the last non-assistant turn.
@@ -50,6 +50,8 @@ def gguf_chat_facts(gguf_path: Path) -> tuple[str, list[str]]:
         stops.append("<|endoftext|>")
     return template, stops
 
+SIGNATURE = "# written by eden-mlx export ollama"
+
 
 def modelfile_text(gguf_path: Path, modelfile: Path, system: str | None = None) -> str:
     template, stops = gguf_chat_facts(gguf_path)
@@ -64,6 +66,7 @@ def modelfile_text(gguf_path: Path, modelfile: Path, system: str | None = None) 
     if system:
         lines.append(f'SYSTEM """{system}"""')
     lines += [f'PARAMETER stop "{s}"' for s in stops]
+    lines.append(SIGNATURE)  # last: Ollama reads FROM first; `check_target` looks for this
     return "\n".join(lines) + "\n"
 
 

@@ -23,7 +23,8 @@ import numpy as np
 from ..adapters import MODULE_PARENT, module_keys
 from ..errors import UserError
 from .adapter_io import Adapter, load_adapter, save_adapter
-from .files import atomic_dir, read_config
+from ..safeio import atomic_dir
+from .files import read_config
 
 PEFT_CONFIG, PEFT_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 PREFIX = "base_model.model."
@@ -67,7 +68,7 @@ def export_peft(adapter_dir: str | Path, output: str | Path, base_model: str | N
     weights = {f"{PREFIX}{module}.{LEAF[k]}": np.ascontiguousarray(v.T if v.ndim == 2 else v,
                                                                   dtype=np.float32)
                for module, t in adapter.modules.items() for k, v in t.items()}
-    with atomic_dir(output) as tmp:
+    with atomic_dir(output, command="export peft") as tmp:
         save_file(weights, str(tmp / PEFT_WEIGHTS), metadata={"format": "pt"})
         (tmp / PEFT_CONFIG).write_text(json.dumps(config, indent=2))
     return config
@@ -165,6 +166,6 @@ def import_peft(peft_dir: str | Path, output: str | Path, model: str | Path | No
         "eden": {"alpha": alpha, "rslora": rslora, "targets": targets,
                  "layers": -1 if len(layers) == total else len(layers), "model_layers": total},
     }
-    with atomic_dir(output) as tmp:
+    with atomic_dir(output, command="import peft") as tmp:
         save_adapter(tmp, Adapter(config, modules))
     return config

@@ -7,7 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import UserError
-from .files import atomic_file, read_config, source_dtype
+from ..safeio import atomic_file
+from .files import read_config, source_dtype
 from .gguf import FLOAT_TYPES, GGUFReport, arch_of, tensor_plan, write_float_gguf
 from .quantize import QUANTS, check_fallbacks, llama_quantize, tensor_types
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..run.events import Event, MemoryEvent, StartEvent, StepEvent
+from ..safeio import open_append
 
 STEP_PHASES = ("forward", "backward", "update")
 GB = 1e9
@@ -46,7 +47,7 @@ class MemoryProfiler:
 
     def __init__(self, backend, path: Path | None = None, emit=None):
         self.backend, self.emit = backend, emit
-        self.file = open(path, "a", buffering=1) if path is not None else None
+        self.file = open_append(path) if path is not None else None
         self.samples: list[PhaseSample] = []
         self.step = 0
         self._step_samples: list[PhaseSample] = []

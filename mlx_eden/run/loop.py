@@ -4,7 +4,6 @@ checkpoints, NaN guard. It emits events and knows nothing about how they are sho
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import shutil
 import signal
@@ -16,7 +15,8 @@ from ..adapters import PEFT_DIR
 from ..backends.base import Backend
 from ..data.batching import BatchPlan
 from .events import EvalEvent, Listener, SaveEvent, StepEvent, StopEvent, WarningEvent
-from .rundir import RunDir, publish_dir, write_json_atomic
+from ..safeio import publish_dir, read_json_object, write_json_atomic
+from .rundir import RunDir
 from .schedule import learning_rate, warmup_steps
 
 
@@ -35,7 +35,7 @@ class TrainerState:
 
     @classmethod
     def read(cls, checkpoint: Path) -> TrainerState:
-        data = json.loads((checkpoint / "trainer_state.json").read_text())
+        data = read_json_object(checkpoint / "trainer_state.json", "trainer_state.json")
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
@@ -46,18 +46,21 @@ def total_steps(train_cfg, n_batches: int) -> int:
 
 
 class _StopFlag:
-    """First Ctrl-C asks the loop to stop after the current step (with a checkpoint); a second
-    one interrupts at once."""
+    """First Ctrl-C (or a SIGTERM, e.g. from a job scheduler or `kill`) asks the loop to stop
+    after the current step with a checkpoint; a second one interrupts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self._previous: dict = {}
 
     def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread
-            self._previous = None
+        for sig in self.SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
         return self
 
     def _handle(self, signum, frame):
@@ -66,8 +69,8 @@ class _StopFlag:
         self.requested = True
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 class TrainingLoop:
@@ -205,7 +208,8 @@ class TrainingLoop:
                 if stop.requested:
                     self.checkpoint(state)
                     return self._stop(state, "interrupted",
-                                      f"stopped by Ctrl-C after step {step}; resume with --resume")
+                                      f"stopped by Ctrl-C or SIGTERM after step {step}; resume "
+                                      "with --resume")
                 if t.save_every and step % t.save_every == 0 and not last:
                     self.checkpoint(state, verified=state.last_eval_step == step)
         if self.valid is not None and state.last_eval_step != state.step:

@@ -7,15 +7,19 @@
     checkpoints/step-N/   adapter + optimizer state + trainer_state.json
 
 Everything is written to a temporary name and renamed into place, so a kill at any instant leaves
-either the previous complete file or directory, or the new complete one.
+either the previous complete file or directory, or the new complete one (mlx_eden/safeio.py). One
+process at a time: `lock()` takes an flock on `.lock` (released by the kernel when the holder
+dies, so a dead PID never blocks a run).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -24,8 +28,13 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import UserError
+from ..safeio import publish_dir, read_json_object, repair_published, write_json_atomic
+
+__all__ = ["RunDir", "publish_dir", "write_json_atomic", "run_info", "sha256"]
 
 CHECKPOINT_PREFIX = "step-"
+CHECKPOINT_NAME = re.compile(r"^step-(\d+)$")  # not step-N.bak, step-N.tmp, ...
+LOCK = ".lock"
 
 
 def sha256(path: str | Path) -> str:
@@ -34,43 +43,6 @@ def sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def publish_dir(tmp: Path, final: Path) -> None:
-    """Move a fully written directory into place, replacing any previous one."""
-    for p in tmp.rglob("*"):
-        if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-    if final.exists():
-        old = final.with_name(f".{final.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    _fsync_dir(final.parent)
 
 
 def versions() -> dict:
@@ -93,7 +65,7 @@ def git_commit() -> str | None:
 
 
 class RunDir:
-    """Paths and atomic writers for one run."""
+    """Paths, the lock and the atomic writers of one run."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -103,13 +75,63 @@ class RunDir:
         self.run_json = self.root / "run.json"
         self.metrics = self.root / "metrics.jsonl"
         self.memory = self.root / "memory.jsonl"
+        self._lock_fd: int | None = None
+
+    def started(self) -> bool:
+        """Whether anything but an empty start (the lock, an empty checkpoints/, temporary
+        folders of a start-up that was interrupted) is in the folder."""
+        if not self.root.is_dir():
+            return False
+        for p in self.root.iterdir():
+            if p.name == LOCK or p.name.startswith(".tmp-"):
+                continue
+            if p == self.checkpoints and p.is_dir() and not any(p.iterdir()):
+                continue
+            return True
+        return False
+
+    def lock(self) -> None:
+        """Take the run's lock for the life of this process, or say which process holds it."""
+        if self._lock_fd is not None:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / LOCK
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(f"the run directory is in use by process {holder}",
+                            file=str(self.root), hint="wait for it to finish, or pass "
+                            "--output NEW_DIR") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     def prepare(self, resume: bool) -> None:
-        if self.root.exists() and not resume and any(self.root.iterdir()):
+        """Lock the folder, refuse a fresh run over a started one, repair a cut publish."""
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError("the run directory is a file", file=str(self.root),
+                            hint="pass --output NEW_DIR")
+        existed = self.root.exists()
+        self.lock()
+        if not resume and self.started():
+            if not existed:  # raced: another fresh run created it after we looked
+                self.unlock()
             raise UserError("run directory already exists", file=str(self.root),
                             hint="add --resume to continue it, or pass --output NEW_DIR")
-        self.root.mkdir(parents=True, exist_ok=True)
         self.checkpoints.mkdir(exist_ok=True)
+        for name in os.listdir(self.root):  # temporary folders of a killed process
+            if name.startswith(".tmp-"):
+                shutil.rmtree(self.root / name, ignore_errors=True)
+        for final in (self.adapter, self.best):
+            repair_published(final)
 
     def tmp_dir(self, name: str) -> Path:
         tmp = self.root / f".tmp-{name}-{os.getpid()}"
@@ -121,13 +143,14 @@ class RunDir:
         return self.checkpoints / f"{CHECKPOINT_PREFIX}{step:07d}"
 
     def complete_checkpoints(self) -> list[Path]:
-        """Checkpoints that finished writing (a rename makes them visible), oldest first."""
-        if not self.checkpoints.exists():
+        """Checkpoints that finished writing (a rename makes them visible), oldest first;
+        stray names (step-N.bak, copies) are not checkpoints."""
+        if not self.checkpoints.is_dir():
             return []
-        found = [p for p in self.checkpoints.iterdir()
-                 if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)
+        found = [(int(m.group(1)), p) for p in self.checkpoints.iterdir()
+                 if (m := CHECKPOINT_NAME.match(p.name)) and p.is_dir()
                  and (p / "trainer_state.json").is_file()]
-        return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+        return [p for _, p in sorted(found)]
 
     def latest_checkpoint(self) -> Path | None:
         found = self.complete_checkpoints()
@@ -144,23 +167,30 @@ class RunDir:
         if not self.run_json.is_file():
             raise UserError("not a run directory (no run.json)", file=str(self.root),
                             hint="pass the --output directory of an eden-mlx train run")
-        return json.loads(self.run_json.read_text())
+        info = read_json_object(self.run_json, "run.json")
+        if not isinstance(info.get("recipe"), dict):
+            raise UserError("run.json has no recipe", file=str(self.run_json),
+                            hint="restore it, or start a new run with --output NEW_DIR")
+        return info
 
-    def truncate_metrics(self, after_step: int) -> None:
-        """On resume, drop events of steps the killed run did after its last checkpoint."""
-        if not self.metrics.exists():
-            return
-        kept = []
-        for line in self.metrics.read_text().splitlines():
-            try:
-                ev = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by the kill
-            if ev.get("step", 0) <= after_step:
-                kept.append(line)
-        tmp = self.metrics.with_name(".metrics.jsonl.tmp")
-        tmp.write_text("".join(k + "\n" for k in kept))
-        os.replace(tmp, self.metrics)
+    def truncate_logs(self, after_step: int) -> None:
+        """On resume, drop the events and memory rows of steps a killed run did after its last
+        checkpoint (all of them when it had none), so no step appears twice."""
+        for path in (self.metrics, self.memory):
+            if path.is_symlink() or not path.is_file():
+                continue
+            kept = []
+            for line in path.read_text(errors="replace").splitlines():
+                try:
+                    ev = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by the kill
+                step = ev.get("step", 0) if isinstance(ev, dict) else None
+                if after_step and isinstance(step, int) and step <= after_step:
+                    kept.append(line)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text("".join(k + "\n" for k in kept))
+            os.replace(tmp, path)
 
 
 def run_info(recipe, data_files: list[str], backend: str, backend_reason: str, model_info,

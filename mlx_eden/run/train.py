@@ -1,26 +1,32 @@
-"""`eden-mlx train`: resolve the model, prepare the data, pick the backend, run the loop, and keep
-run.json and metrics.jsonl up to date."""
+"""`eden-mlx train` in two parts. `prepare_run`: model, tokenizer, splits, plans, the locked run
+directory and what a resume restores. `execute_run`: the loop, with run.json and metrics.jsonl
+kept up to date however it ends (a full disk included)."""
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..backends.base import choose_backend, load_backend
 from ..data.batching import BatchPlan
 from ..data.render import load_tokenizer
 from ..data.splits import load_splits
-from ..errors import UserError
+from ..errors import DamagedFile, UserError
 from ..hub import resolve_model
 from ..memory.profiler import MemoryProfiler
 from .events import Event, Listener, StartEvent, StopEvent, WarningEvent
 from .loop import TrainerState, TrainingLoop
-from .rundir import RunDir, run_info
+from ..safeio import open_append
+from .rundir import RunDir, run_info, sha256
 
 # Sections whose change makes a checkpoint unusable (tensor shapes, base weights).
+# The optimizer too: its state on disk has another layout (torch would train on the wrong state).
 STRUCTURAL = ("model.path", "model.quantize", "adapter.type", "adapter.rank", "adapter.targets",
-              "adapter.layers")
+              "adapter.layers", "train.optimizer")
 
 
 def recipe_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -36,10 +42,11 @@ def recipe_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def check_resumable(rundir: RunDir, recipe) -> list[str]:
+def check_resumable(rundir: RunDir, recipe, old_info: dict | None = None) -> list[str]:
     """Refuse to resume a run with a recipe whose adapter or base differs; return the other,
     harmless changes (the resumed run is then no longer an exact continuation)."""
-    changed = recipe_changes(rundir.read_run_json()["recipe"], recipe.to_dict())
+    old_info = old_info if old_info is not None else rundir.read_run_json()
+    changed = recipe_changes(old_info["recipe"], recipe.to_dict())
     fatal = [k for k in changed if k.startswith(STRUCTURAL)]
     if fatal:
         raise UserError(f"the recipe differs from the run being resumed in {', '.join(fatal)}",
@@ -52,7 +59,7 @@ class MetricsLog:
     """Listener: one JSON object per event in metrics.jsonl, flushed as it happens."""
 
     def __init__(self, path: Path):
-        self.file = open(path, "a", buffering=1)
+        self.file = open_append(path)
 
     def __call__(self, event: Event) -> None:
         self.file.write(json.dumps(event.to_dict(), default=float) + "\n")
@@ -69,88 +76,208 @@ def make_plans(recipe, splits, pad_id: int):
     return train, valid
 
 
-def run_training(recipe, *, output: str | None = None, resume: bool = False,
-                 listeners: list[Listener] = (), backend: tuple[str, str] | None = None,
-                 extra_info: dict | None = None) -> StopEvent:
-    """Train per `recipe`; return the final StopEvent (status completed, early_stopped, nan,
-    interrupted). `backend` is a resolved (name, why) from choose_backend, else the recipe's."""
+@dataclass
+class PreparedRun:
+    """Everything `execute_run` needs: built by `prepare_run`, nothing trained yet."""
+
+    recipe: object
+    rundir: RunDir
+    backend_name: str
+    why: str
+    impl: object
+    info: object
+    splits: object
+    train_plan: BatchPlan
+    valid_plan: BatchPlan | None
+    state: TrainerState
+    checkpoint: Path | None
+    started: float
+    extra: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def restore_checkpoint(rundir: RunDir, impl, warnings: list[str]):
+    """Load the newest intact checkpoint into `impl`: a damaged one (truncated safetensors, bad
+    JSON) is skipped with a warning. Returns (checkpoint, state), or (None, fresh state)."""
+    found = rundir.complete_checkpoints()
+    for checkpoint in reversed(found):
+        try:
+            state = TrainerState.read(checkpoint)
+            impl.load_state(checkpoint)
+            return checkpoint, state
+        except DamagedFile as e:
+            problem = str(e)
+        except UserError:
+            raise  # a recipe/structure mismatch: every checkpoint has it
+        except Exception as e:  # the libraries' own errors for a cut or corrupt file
+            problem = f"{type(e).__name__}: {str(e)[:120]}"
+        warnings.append(f"checkpoint {checkpoint.name} is damaged ({problem}); "
+                        "using the one before it")
+    if found:
+        raise UserError("every checkpoint is damaged", file=str(rundir.checkpoints),
+                        hint="start a new run with --output NEW_DIR")
+    return None, TrainerState()
+
+
+def data_history(old_info: dict | None, files: list[str], warnings: list[str]) -> list[dict]:
+    """On resume, compare the data with run.json's SHA-256s; a change is said, and the earlier
+    hashes are kept in run.json's data_history."""
+    history = list((old_info or {}).get("data_history") or [])
+    old = (old_info or {}).get("data") or {}
+    new = {f: sha256(f) for f in files}
+    changed = sorted(f for f in set(old) | set(new) if old.get(f) != new.get(f))
+    if old and changed:
+        warnings.append("the training data changed since this run started ("
+                        + ", ".join(changed) + "): the resumed run trains on the new data; "
+                        "run.json keeps the earlier SHA-256s under data_history")
+        history.append({"data": old, "until": old_info.get("ended") or old_info.get("started")})
+    return history
+
+
+def prepare_run(recipe, *, output: str | None = None, resume: bool = False,
+                backend: tuple[str, str] | None = None,
+                extra_info: dict | None = None) -> PreparedRun:
+    """Load model, tokenizer and data, lock the run directory and restore a checkpoint."""
     started = time.time()
     backend_name, why = backend or choose_backend(recipe.train.backend,
                                                   qlora=bool(recipe.model.quantize.bits))
     model_dir = resolve_model(recipe.model.path, recipe.model.revision)
     tok = load_tokenizer(model_dir)
     splits = load_splits(recipe.data, tok, recipe.train.seed)
+    check_valid_split(recipe, splits)
     rundir = RunDir(output or recipe.output_dir)
-    checkpoint = rundir.latest_checkpoint() if resume else None
-    changed = check_resumable(rundir, recipe) if checkpoint is not None else []
     rundir.prepare(resume)
+    try:  # the lock is released if anything below fails (an in-process caller may retry)
+        return _prepare_locked(recipe, rundir, resume, backend_name, why, model_dir, tok,
+                               splits, started, extra_info)
+    except BaseException:
+        rundir.unlock()
+        raise
+
+
+def _prepare_locked(recipe, rundir, resume, backend_name, why, model_dir, tok, splits, started,
+                    extra_info) -> PreparedRun:
+    old_info = rundir.read_run_json() if resume and rundir.run_json.exists() else None
+    warnings: list[str] = []
+    changed = check_resumable(rundir, recipe, old_info) if old_info else []
+    extra = dict(extra_info or {})
+    extra["data_history"] = data_history(old_info, splits.files, warnings) if resume else []
 
     impl = load_backend(backend_name)
     info = impl.setup(recipe, model_dir)
-    budget = (extra_info or {}).get("budget_bytes")
+    budget = extra.get("budget_bytes")
     if budget and hasattr(impl, "set_memory_budget"):  # the memory plan's budget (memory/)
         impl.set_memory_budget(budget)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     train_plan, valid_plan = make_plans(recipe, splits, pad_id)
+    checkpoint, state = (restore_checkpoint(rundir, impl, warnings) if resume
+                         else (None, TrainerState()))
+    if resume:
+        rundir.truncate_logs(state.step)
+    if changed:
+        warnings.append("resumed with recipe changes: " + ", ".join(changed))
+    if resume and checkpoint is None:
+        warnings.append("--resume: no checkpoint found, starting fresh")
+    tr = splits.stats["train"]
+    if tr.truncated or tr.dropped:
+        warnings.append(f"{tr.truncated} training samples truncated and {tr.dropped} dropped at "
+                        f"data.max_seq_length={recipe.data.max_seq_length}")
+    return PreparedRun(recipe, rundir, backend_name, why, impl, info, splits, train_plan,
+                       valid_plan, state, checkpoint, started, extra, warnings)
 
-    state = TrainerState()
-    if checkpoint is not None:
-        impl.load_state(checkpoint)
-        state = TrainerState.read(checkpoint)
-        rundir.truncate_metrics(state.step)
 
-    log = MetricsLog(rundir.metrics)
-    sinks = [log, *listeners]
+def check_valid_split(recipe, splits) -> None:
+    """A validation split asked for whose every sample was dropped would turn evaluation off
+    without a word."""
+    stats = splits.stats.get("valid")
+    if not splits.valid and stats is not None and stats.dropped:
+        raise UserError(f"every validation sample ({stats.dropped}) was dropped at "
+                        f"data.max_seq_length={recipe.data.max_seq_length}",
+                        key="data.max_seq_length", hint="raise it, or set data.truncation: "
+                        "truncate")
 
-    def emit(event: Event) -> None:
-        for sink in sinks:
-            sink(event)
 
+def _info(p: PreparedRun, status: str, ended: float | None = None, **more) -> dict:
+    return run_info(p.recipe, p.splits.files, p.backend_name, p.why, p.info, status, p.started,
+                    ended, resumed_from=str(p.checkpoint) if p.checkpoint else None,
+                    **p.extra, **more)
+
+
+def _write_final(p: PreparedRun, status: str, error: str | None) -> None:
+    """The last run.json write; on a full disk, free the run's temporary folders and retry."""
+    more = {"error": error} if error else {}
+    for attempt in (1, 2):
+        try:
+            p.rundir.write_run_json(_info(p, status, time.time(), **more))
+            return
+        except OSError as e:
+            if attempt == 2 or e.errno != errno.ENOSPC:
+                raise
+            for tmp in p.rundir.root.glob(".tmp-*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def execute_run(p: PreparedRun, listeners: list[Listener] = ()) -> StopEvent:
+    """Run the loop of a prepared run; run.json always ends with the run's status."""
+    log = None
     profiler = None
-    if hasattr(impl, "phase_memory"):  # memory.jsonl + MemoryEvents, per phase of each step
-        profiler = MemoryProfiler(impl, rundir.memory, emit).attach(record_weights=False)
-        sinks.append(profiler)  # last: a MemoryEvent it emits follows the event that caused it
-
-    extra = dict(extra_info or {})
-    status = "running"
-    rundir.write_run_json(run_info(recipe, splits.files, backend_name, why, info, status,
-                                   started, resumed_from=str(checkpoint) if checkpoint else None,
-                                   **extra))
+    status, error = "error", None
     try:
-        loop = TrainingLoop(recipe, impl, train_plan, valid_plan, rundir, emit)
-        tr = splits.stats["train"]
-        emit(StartEvent(
-            recipe_name=recipe.name, model=recipe.model.path,
-            adapter=f"{recipe.adapter.type} r={recipe.adapter.rank}", backend=backend_name,
-            backend_reason=why, device=info.device, run_dir=str(rundir.root),
-            total_steps=loop.total, start_step=state.step,
-            trainable_params=info.trainable_params, params_total=info.params_total,
-            train_samples=len(splits.train), valid_samples=len(splits.valid),
-            truncated=tr.truncated, dropped=tr.dropped,
-            predicted_peak_gb=extra.get("predicted_peak_gb"), budget_gb=extra.get("budget_gb")))
-        if changed:
-            emit(WarningEvent(step=state.step, message="resumed with recipe changes: "
-                              + ", ".join(changed)))
-        if resume and checkpoint is None:
-            emit(WarningEvent(step=0, message="--resume: no checkpoint found, starting fresh"))
-        if tr.truncated or tr.dropped:
-            emit(WarningEvent(step=0, message=f"{tr.truncated} training samples truncated and "
-                              f"{tr.dropped} dropped at data.max_seq_length="
-                              f"{recipe.data.max_seq_length}"))
-        stop = loop.run(state)
+        log = MetricsLog(p.rundir.metrics)
+        sinks = [log, *listeners]
+
+        def emit(event: Event) -> None:
+            for sink in sinks:
+                sink(event)
+
+        if hasattr(p.impl, "phase_memory"):  # memory.jsonl + MemoryEvents, per phase of a step
+            profiler = MemoryProfiler(p.impl, p.rundir.memory, emit).attach(record_weights=False)
+            sinks.append(profiler)  # last: a MemoryEvent it emits follows the event behind it
+        p.rundir.write_run_json(_info(p, "running"))
+        loop = TrainingLoop(p.recipe, p.impl, p.train_plan, p.valid_plan, p.rundir, emit)
+        emit(start_event(p, loop.total))
+        for message in p.warnings:
+            emit(WarningEvent(step=p.state.step, message=message))
+        stop = loop.run(p.state)
         status = stop.status
         return stop
     except KeyboardInterrupt:
         status = "interrupted"
         raise
-    except BaseException:
-        status = "error"
+    except BaseException as e:
+        error = f"{type(e).__name__}: {e}"[:300]
         raise
     finally:
-        if profiler is not None:
-            profiler.close()
-        log.close()
-        rundir.write_run_json(run_info(recipe, splits.files, backend_name, why, info, status,
-                                       started, time.time(),
-                                       resumed_from=str(checkpoint) if checkpoint else None,
-                                       **extra))
+        for closer in (profiler, log):
+            if closer is not None:
+                try:
+                    closer.close()
+                except OSError:
+                    pass  # a full disk; run.json below still says how the run ended
+        try:
+            _write_final(p, status, error)
+        finally:
+            p.rundir.unlock()
+
+
+def start_event(p: PreparedRun, total: int) -> StartEvent:
+    r, tr = p.recipe, p.splits.stats["train"]
+    return StartEvent(
+        recipe_name=r.name, model=r.model.path,
+        adapter=f"{r.adapter.type} r={r.adapter.rank}", backend=p.backend_name,
+        backend_reason=p.why, device=p.info.device, run_dir=str(p.rundir.root),
+        total_steps=total, start_step=p.state.step,
+        trainable_params=p.info.trainable_params, params_total=p.info.params_total,
+        train_samples=len(p.splits.train), valid_samples=len(p.splits.valid),
+        truncated=tr.truncated, dropped=tr.dropped,
+        predicted_peak_gb=p.extra.get("predicted_peak_gb"), budget_gb=p.extra.get("budget_gb"))
+
+
+def run_training(recipe, *, output: str | None = None, resume: bool = False,
+                 listeners: list[Listener] = (), backend: tuple[str, str] | None = None,
+                 extra_info: dict | None = None) -> StopEvent:
+    """Train per `recipe`; return the final StopEvent (status completed, early_stopped, nan,
+    interrupted). `backend` is a resolved (name, why) from choose_backend, else the recipe's."""
+    prepared = prepare_run(recipe, output=output, resume=resume, backend=backend,
+                           extra_info=extra_info)
+    return execute_run(prepared, listeners)

@@ -3,7 +3,6 @@ and a short summary table in the terminal, for one run or several overlaid."""
 
 from __future__ import annotations
 
-import os
 import time
 from importlib import resources
 from pathlib import Path
@@ -15,6 +14,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from ..safeio import atomic_file
 from .panels import clock, num
 from .rundata import RunRecord, load_runs
 from .runstate import Smoothed
@@ -92,16 +92,6 @@ def render_html(runs: list[RunRecord]) -> str:
         generated=time.strftime("%Y-%m-%d %H:%M:%S"))
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Temp file then rename: a reader never sees half a report."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def print_summary(runs: list[RunRecord], console: Console) -> None:
     rows = summary_rows(runs)
     table = Table(title="run summary", box=box.SIMPLE_HEAD, padding=(0, 1))
@@ -122,7 +112,8 @@ def make_report(run_dirs: list[str], output: str | None = None,
     runs = load_runs(run_dirs)
     path = Path(output) if output else default_output(run_dirs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, render_html(runs))
+    with atomic_file(path) as tmp:  # a reader never sees half a report
+        tmp.write_text(render_html(runs), encoding="utf-8")
     console = console or Console()
     print_summary(runs, console)
     console.print(f"report: {path}")

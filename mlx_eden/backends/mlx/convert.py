@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ...safeio import MARKER, publish_dir
 from ...tiny import TinySpec, write_tiny
 
 
@@ -15,13 +16,13 @@ def quantize_folder(src: str | Path, dst: str | Path, bits: int, group_size: int
     """Write an MLX affine-quantized copy of the float model folder `src` at `dst`."""
     from mlx_lm.convert import convert
 
-    dst = Path(dst)
+    src, dst = Path(src), Path(dst)
     tmp = Path(tempfile.mkdtemp(prefix=".quant-", dir=dst.parent)) / "model"
     with contextlib.redirect_stdout(io.StringIO()):  # mlx-lm prints progress lines
         convert(str(src), str(tmp), quantize=True, q_group_size=group_size, q_bits=bits)
-    if dst.exists():
-        shutil.rmtree(dst)
-    tmp.rename(dst)
+    if (src / MARKER).is_file():  # a tiny model stays `eden-mlx tiny`'s own output
+        shutil.copy2(src / MARKER, tmp / MARKER)
+    publish_dir(tmp, dst)
     shutil.rmtree(tmp.parent, ignore_errors=True)
     return dst
 
