@@ -107,6 +107,12 @@ def check_target(target: str | Path, *, command: str, overwrite: bool, inputs=()
                  is_dir: bool = True, own: Callable[[Path], bool] | None = None) -> None:
     """Refuse to write `target` when that would destroy data the command did not create."""
     target = Path(target)
+    if is_dir and target.exists() and not target.is_dir():
+        raise UserError("the output is a file, a folder is expected", file=str(target),
+                        hint="pass a folder path to --output")
+    if not is_dir and target.is_dir():
+        raise UserError("the output is a folder, a file is expected", file=str(target),
+                        hint="pass a file path, e.g. --output model.gguf")
     for inp in inputs:
         if inp is not None and Path(inp).exists() and (
                 _inside(target, Path(inp)) or _inside(Path(inp), target)):
@@ -114,12 +120,6 @@ def check_target(target: str | Path, *, command: str, overwrite: bool, inputs=()
                             hint="pass a different --output")
     if not target.exists():
         return
-    if is_dir and not target.is_dir():
-        raise UserError("the output is a file, a folder is expected", file=str(target),
-                        hint="pass a folder path to --output")
-    if not is_dir and target.is_dir():
-        raise UserError("the output is a folder, a file is expected", file=str(target),
-                        hint="pass a file path, e.g. --output model.gguf")
     if overwrite:
         return
     if is_dir:
@@ -197,3 +197,14 @@ def read_json_object(path: Path, what: str) -> dict:
         raise DamagedFile(f"{what} must be a JSON object, got {type(data).__name__}",
                         file=str(path), hint="restore or re-download the file")
     return data
+
+
+def disk_full(path: Path) -> bool:
+    """Whether the disk holding `path` is (nearly) full. MLX's and safetensors' writers report
+    ENOSPC as a RuntimeError ("Unable to write N bytes") without the errno; a failed write on a
+    full disk leaves less than a block or two free (measured: 0 bytes on a 600 KB tmpfs)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (64 << 10)

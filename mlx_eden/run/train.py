@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from ..hub import resolve_model
 from ..memory.profiler import MemoryProfiler
 from .events import Event, Listener, StartEvent, StopEvent, WarningEvent
 from .loop import TrainerState, TrainingLoop
-from ..safeio import open_append
+from ..safeio import disk_full, open_append
 from .rundir import RunDir, run_info, sha256
 
 # Sections whose change makes a checkpoint unusable (tensor shapes, base weights).
@@ -245,6 +246,10 @@ def execute_run(p: PreparedRun, listeners: list[Listener] = ()) -> StopEvent:
         status = "interrupted"
         raise
     except BaseException as e:
+        if not isinstance(e, OSError) and disk_full(p.rundir.root):
+            e = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(p.rundir.root))
+            error = f"{type(e).__name__}: {e}"
+            raise e from None  # the one-line "disk is full" of the CLI (cli.fault_line)
         error = f"{type(e).__name__}: {e}"[:300]
         raise
     finally:
