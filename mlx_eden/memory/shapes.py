@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..safeio import read_json_object
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "qwen_configs"
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -81,6 +82,14 @@ class ModelShape:
 
 def shape_from_config(cfg: dict) -> ModelShape:
     """A ModelShape from a config.json dict (Qwen2 / Qwen3 families)."""
+    try:
+        return _shape(cfg)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+        raise UserError(f"config.json lacks or garbles {e}", key="model.path",
+                        hint="restore the model's config.json") from None
+
+
+def _shape(cfg: dict) -> ModelShape:
     mtype = cfg.get("model_type", "")
     if mtype not in ("qwen2", "qwen3"):
         raise UserError(f"the memory planner knows Qwen2 and Qwen3 models, not {mtype!r}",
@@ -148,11 +157,11 @@ def load_config(path: str, revision: str | None = None) -> tuple[dict, str]:
         cfg_file = local / "config.json"
         if not cfg_file.is_file():
             raise UserError("model folder has no config.json", file=str(local))
-        return json.loads(cfg_file.read_text()), str(cfg_file)
+        return read_json_object(cfg_file, "config.json"), str(cfg_file)
     if path.count("/") == 1 and not path.startswith((".", "/")):
         cached = _cached_config(path, revision)
         if cached is not None:
-            return json.loads(cached.read_text()), f"{cached} (Hugging Face cache)"
+            return read_json_object(cached, "config.json"), f"{cached} (Hugging Face cache)"
     known = packaged_config(path)
     if known is not None:
         return known
