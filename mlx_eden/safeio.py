@@ -113,9 +113,9 @@ def check_target(target: str | Path, *, command: str, overwrite: bool, inputs=()
     if not is_dir and target.is_dir():
         raise UserError("the output is a folder, a file is expected", file=str(target),
                         hint="pass a file path, e.g. --output model.gguf")
-    for inp in inputs:
+    for inp in inputs:  # replacing the target must not remove or change any input
         if inp is not None and Path(inp).exists() and (
-                _inside(target, Path(inp)) or _inside(Path(inp), target)):
+                (target.exists() and _inside(target, Path(inp))) or _inside(Path(inp), target)):
             raise UserError(f"the output would overwrite the input {inp}", file=str(target),
                             hint="pass a different --output")
     if not target.exists():

@@ -4,7 +4,7 @@ import (and work) with both blocked."""
 import subprocess
 import sys
 
-NEUTRAL = ["mlx_eden.cli", "mlx_eden.recipe", "mlx_eden.errors", "mlx_eden.tiny",
+NEUTRAL = ["mlx_eden.cli", "mlx_eden.recipe", "mlx_eden.errors", "mlx_eden.safeio", "mlx_eden.tiny",
            "mlx_eden.adapters", "mlx_eden.hub", "mlx_eden.data.formats", "mlx_eden.data.render",
            "mlx_eden.data.batching", "mlx_eden.data.splits", "mlx_eden.run.loop",
            "mlx_eden.run.events", "mlx_eden.run.rundir", "mlx_eden.run.schedule",

@@ -76,7 +76,6 @@ def gguf_lora(adapter_dir, model, output, base_gguf, verify, overwrite):
     """Write ADAPTER_DIR as a llama.cpp LoRA adapter (llama-cli --lora FILE)."""
     from ..export.gguf_lora import export_gguf_lora
     from ..hub import resolve_model
-
     from ..safeio import published
 
     model_dir = resolve_model(model)

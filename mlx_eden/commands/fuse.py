@@ -4,6 +4,7 @@ import click
 
 from . import POSITIVE, overwrite_option
 
+
 @click.command()
 @click.option("--model", "model", required=True, help="Base model folder or hub id.")
 @click.option("--adapter", "adapter", type=click.Path(), default=None,

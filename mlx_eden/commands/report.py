@@ -4,6 +4,7 @@ import click
 
 from . import overwrite_option
 
+
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--output", "-o", type=click.Path(),

@@ -4,6 +4,7 @@ import click
 
 from . import overwrite_option
 
+
 @click.command()
 @click.argument("out_dir", type=click.Path())
 @click.option("--arch", type=click.Choice(["qwen2", "qwen3"]), default="qwen2", show_default=True)

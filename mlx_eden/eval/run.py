@@ -33,8 +33,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", adapter: str = "best"
     """Generate for every record of `split` and score it; the report is also written to
     RUN_DIR/eval-<split>.json."""
     run = RunDir(run_dir)
-    info = run.read_run_json()
-    recipe = recipe_from_dict(info["recipe"], file=str(run.run_json))
+    recipe = recipe_from_dict(run.read_recipe_dict(), file=str(run.run_json))
     records = read_splits(recipe.data, recipe.train.seed)[split]
     if not records:
         raise UserError(f"the run has no {split} split", key=f"data.{split}",

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .adapter_io import check_shapes, load_adapter
 from ..safeio import atomic_file
+from .adapter_io import check_shapes, load_adapter
 from .files import read_config
 from .gguf import WRITER, WRITER_KEY, arch_of, names_map, require_gguf
 

@@ -22,8 +22,8 @@ import numpy as np
 
 from ..adapters import MODULE_PARENT, module_keys
 from ..errors import UserError
-from .adapter_io import Adapter, load_adapter, save_adapter
 from ..safeio import atomic_dir
+from .adapter_io import Adapter, load_adapter, save_adapter
 from .files import read_config
 
 PEFT_CONFIG, PEFT_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"

@@ -14,8 +14,8 @@ from pathlib import Path
 from ..adapters import PEFT_DIR
 from ..backends.base import Backend
 from ..data.batching import BatchPlan
-from .events import EvalEvent, Listener, SaveEvent, StepEvent, StopEvent, WarningEvent
 from ..safeio import publish_dir, read_json_object, write_json_atomic
+from .events import EvalEvent, Listener, SaveEvent, StepEvent, StopEvent, WarningEvent
 from .rundir import RunDir
 from .schedule import learning_rate, warmup_steps
 

@@ -167,11 +167,15 @@ class RunDir:
         if not self.run_json.is_file():
             raise UserError("not a run directory (no run.json)", file=str(self.root),
                             hint="pass the --output directory of an eden-mlx train run")
-        info = read_json_object(self.run_json, "run.json")
-        if not isinstance(info.get("recipe"), dict):
+        return read_json_object(self.run_json, "run.json")
+
+    def read_recipe_dict(self) -> dict:
+        """The resolved recipe run.json recorded (a UserError when it has none)."""
+        recipe = self.read_run_json().get("recipe")
+        if not isinstance(recipe, dict):
             raise UserError("run.json has no recipe", file=str(self.run_json),
                             hint="restore it, or start a new run with --output NEW_DIR")
-        return info
+        return recipe
 
     def truncate_logs(self, after_step: int) -> None:
         """On resume, drop the events and memory rows of steps a killed run did after its last

@@ -19,9 +19,9 @@ from ..data.splits import load_splits
 from ..errors import DamagedFile, UserError
 from ..hub import resolve_model
 from ..memory.profiler import MemoryProfiler
+from ..safeio import disk_full, open_append
 from .events import Event, Listener, StartEvent, StopEvent, WarningEvent
 from .loop import TrainerState, TrainingLoop
-from ..safeio import disk_full, open_append
 from .rundir import RunDir, run_info, sha256
 
 # Sections whose change makes a checkpoint unusable (tensor shapes, base weights).
@@ -46,8 +46,10 @@ def recipe_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
 def check_resumable(rundir: RunDir, recipe, old_info: dict | None = None) -> list[str]:
     """Refuse to resume a run with a recipe whose adapter or base differs; return the other,
     harmless changes (the resumed run is then no longer an exact continuation)."""
-    old_info = old_info if old_info is not None else rundir.read_run_json()
-    changed = recipe_changes(old_info["recipe"], recipe.to_dict())
+    old = old_info.get("recipe") if old_info is not None else None
+    if not isinstance(old, dict):
+        old = rundir.read_recipe_dict()
+    changed = recipe_changes(old, recipe.to_dict())
     fatal = [k for k in changed if k.startswith(STRUCTURAL)]
     if fatal:
         raise UserError(f"the recipe differs from the run being resumed in {', '.join(fatal)}",
@@ -124,7 +126,8 @@ def data_history(old_info: dict | None, files: list[str], warnings: list[str]) -
     """On resume, compare the data with run.json's SHA-256s; a change is said, and the earlier
     hashes are kept in run.json's data_history."""
     history = list((old_info or {}).get("data_history") or [])
-    old = (old_info or {}).get("data") or {}
+    old = (old_info or {}).get("data")
+    old = old if isinstance(old, dict) else {}
     new = {f: sha256(f) for f in files}
     changed = sorted(f for f in set(old) | set(new) if old.get(f) != new.get(f))
     if old and changed:

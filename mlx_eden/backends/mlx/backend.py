@@ -164,6 +164,12 @@ class MLXBackend:
         if missing:
             raise UserError(f"adapter lacks {len(missing)} tensors, e.g. {missing[0]}",
                             file=str(directory / ADAPTER_WEIGHTS))
+        wrong = [k for k in expected if weights[k].shape != expected[k].shape]
+        if wrong:
+            k = wrong[0]
+            raise UserError(f"{k} has shape {tuple(weights[k].shape)}, this model needs "
+                            f"{tuple(expected[k].shape)}", file=str(directory / ADAPTER_WEIGHTS),
+                            hint="the adapter was trained on another model size")
         self.model.load_weights([(k, weights[k].astype(expected[k].dtype)) for k in expected],
                                 strict=False)
         mx.eval(self.model.trainable_parameters())
