@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 
+from mlx_eden.run.rundir import RunDir
 from mlx_eden.safeio import published
 
 from .conftest import EDEN, ROOT, SAMPLES, run_cli
@@ -73,7 +74,11 @@ def test_kill_between_the_renames_of_best_leaves_a_readable_copy(tmp_path, tiny_
     fused = run_cli("fuse", "--model", tiny_qwen2, "--adapter", out / "best", "--output",
                     tmp_path / "fused")
     assert fused.returncode == 0, fused.stderr
-    # Resume repairs it.
+    # Resume repairs it first thing (before any new publish could hide the repair).
+    rundir = RunDir(out)
+    rundir.prepare(resume=True)
+    rundir.unlock()
+    assert (out / "best" / "adapters.safetensors").is_file() and not (out / ".best.old").exists()
     proc = train(out, tiny_qwen2, "--resume", **kw)
     assert proc.returncode == 0, proc.stderr
     assert (out / "best" / "adapters.safetensors").is_file() and not (out / ".best.old").exists()
