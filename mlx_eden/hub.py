@@ -53,13 +53,19 @@ def check_model_folder(folder: Path) -> Path:
     config = read_json_object(folder / "config.json", "config.json")
     if not isinstance(config.get("model_type", ""), str):
         raise DamagedFile("config.json: model_type must be a string", file=str(folder))
+    hidden = config.get("hidden_size")
     for f in sorted(folder.glob("*.safetensors")):
-        check_safetensors(f)
+        shape = check_safetensors(f).get("model.embed_tokens.weight", {}).get("shape")
+        if shape and isinstance(hidden, int) and shape[-1] != hidden:
+            raise DamagedFile(f"config.json says hidden_size {hidden}, the weights have "
+                              f"{shape[-1]}", file=str(folder / "config.json"),
+                              hint="the config belongs to another model: restore it")
     return folder
 
 
-def check_safetensors(path: Path) -> None:
-    """The header parses and every tensor's bytes are in the file (a cut copy fails this).
+def check_safetensors(path: Path) -> dict:
+    """The header (returned) parses and every tensor's bytes are in the file (a cut copy fails
+    this).
     Read by hand: the format is an 8-byte length, a JSON header, then the data; safetensors'
     own reader would memory-map the whole file only to raise a message naming no file."""
     size = path.stat().st_size
@@ -80,3 +86,4 @@ def check_safetensors(path: Path) -> None:
     if problem:
         raise DamagedFile(f"damaged safetensors file: {problem}", file=str(path),
                           hint="restore or re-download the model")
+    return header

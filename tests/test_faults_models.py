@@ -33,6 +33,9 @@ DAMAGE = {
                        "config.json", "config.json is not valid JSON"),
     "list-config": (lambda d: (d / "config.json").write_text("[1, 2]"), "config.json",
                     "config.json must be a JSON object, got list"),
+    "wrong-hidden": (lambda d: (d / "config.json").write_text(
+        (d / "config.json").read_text().replace('"hidden_size": 256', '"hidden_size": 384')),
+        "config.json", "config.json says hidden_size 384, the weights have 256"),
     "no-tokenizer": (lambda d: [(d / n).unlink() for n in ("tokenizer.json", "vocab.json",
                                                             "merges.txt")], "",
                      "the model folder has no tokenizer files"),
