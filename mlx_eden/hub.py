@@ -55,8 +55,10 @@ def check_model_folder(folder: Path) -> Path:
         raise DamagedFile("config.json: model_type must be a string", file=str(folder))
     hidden = config.get("hidden_size")
     for f in sorted(folder.glob("*.safetensors")):
-        shape = check_safetensors(f).get("model.embed_tokens.weight", {}).get("shape")
-        if shape and isinstance(hidden, int) and shape[-1] != hidden:
+        embed = check_safetensors(f).get("model.embed_tokens.weight") or {}
+        shape = embed.get("shape")  # quantized (U32) embeddings are packed: not comparable
+        if embed.get("dtype") in ("F32", "F16", "BF16") and isinstance(hidden, int) \
+                and shape and shape[-1] != hidden:
             raise DamagedFile(f"config.json says hidden_size {hidden}, the weights have "
                               f"{shape[-1]}", file=str(folder / "config.json"),
                               hint="the config belongs to another model: restore it")
