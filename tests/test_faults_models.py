@@ -55,6 +55,14 @@ def test_damaged_model_folder_is_named_in_one_line(tmp_path, tiny_qwen2, name, b
     assert not (tmp_path / "run").exists()  # nothing created for a run that cannot start
 
 
+def test_init_from_an_adapter_of_another_model_size(tmp_path, tiny_small, lora_qwen2):
+    proc = run_cli("train", DEMO, *sets(tiny_small, **{
+        "train.max_steps": 1, "adapter.rank": 8, "adapter.alpha": 16,
+        "adapter.init_from": lora_qwen2}), "--output", tmp_path / "run", "--no-dashboard")
+    last = assert_one_line_error(proc)
+    assert "this model needs" in last and "another model size" in last, last
+
+
 @pytest.mark.parametrize("content,message", [
     (b'{"text": "caf\xe9"}\n', "not UTF-8 text"),
     (b"[" * 100_000 + b"]" * 100_000 + b"\n", "JSON nested too deeply"),

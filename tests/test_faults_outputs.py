@@ -124,6 +124,9 @@ def test_read_only_output_is_one_line_exit_1(mount, tiny_qwen2, lora_qwen2):
     assert "file system is read-only" in assert_one_line_error(proc, code=1)
     proc = run_cli("export", "peft", lora_qwen2, "--output", ro / "peft")
     assert "file system is read-only" in assert_one_line_error(proc, code=1)
+    debug = run_cli("export", "peft", lora_qwen2, "--output", ro / "peft",
+                    env={"EDEN_DEBUG": "1"})
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "OSError" in debug.stderr
 
 
 def test_full_disk_during_training_ends_the_run_cleanly(mount, tiny_qwen2):

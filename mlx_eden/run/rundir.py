@@ -28,7 +28,8 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import UserError
-from ..safeio import publish_dir, read_json_object, repair_published, write_json_atomic
+from ..safeio import (atomic_file, publish_dir, read_json_object, repair_published,
+                      write_json_atomic)
 
 __all__ = ["RunDir", "publish_dir", "write_json_atomic", "run_info", "sha256"]
 
@@ -192,9 +193,8 @@ class RunDir:
                 step = ev.get("step", 0) if isinstance(ev, dict) else None
                 if after_step and isinstance(step, int) and step <= after_step:
                     kept.append(line)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text("".join(k + "\n" for k in kept))
-            os.replace(tmp, path)
+            with atomic_file(path) as tmp:
+                tmp.write_text("".join(k + "\n" for k in kept))
 
 
 def run_info(recipe, data_files: list[str], backend: str, backend_reason: str, model_info,
