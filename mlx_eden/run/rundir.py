@@ -28,8 +28,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import UserError
-from ..safeio import (atomic_file, publish_dir, read_json_object, repair_published,
-                      write_json_atomic)
+from ..safeio import atomic_file, publish_dir, read_json_object, repair_published, write_json_atomic
 
 __all__ = ["RunDir", "publish_dir", "write_json_atomic", "run_info", "sha256"]
 
