@@ -90,3 +90,16 @@ def test_out_of_range_options_are_refused(tmp_path, tiny_qwen2):
     for args, option in cases:
         last = assert_one_line_error(run_cli(*args))
         assert option in last, (args, last)
+
+
+def test_a_validation_split_dropped_whole_is_an_error_not_silence(tmp_path, tiny_qwen2):
+    short = tmp_path / "train.jsonl"
+    short.write_text('{"text": "a b c"}\n' * 8)
+    valid = tmp_path / "valid.jsonl"
+    valid.write_text('{"text": "' + "word " * 400 + '"}\n')
+    proc = run_cli("train", DEMO, *sets(tiny_qwen2, **{
+        "data.train": short, "data.valid": valid, "data.test": "[]", "data.max_seq_length": 64,
+        "data.truncation": "drop", "train.max_steps": 1}), "--output", tmp_path / "run",
+        "--no-dashboard")
+    last = assert_one_line_error(proc)
+    assert "every validation sample (1) was dropped" in last and "data.max_seq_length" in last
