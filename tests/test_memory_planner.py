@@ -157,14 +157,18 @@ def test_training_writes_memory_jsonl_the_report_reads(tiny_qwen2, tmp_path):
     out = tmp_path / "run"
     run_cli("train", ROOT / "recipes" / "tiny-demo.yaml", "--set", f"model.path={tiny_qwen2}",
             "--set", "train.max_steps=3", "--set", "data.max_seq_length=128", "--backend", "mlx",
-            "--output", out, check=True)
+            "--budget-gb", "30", "--output", out, check=True)
+    # --budget-gb is GiB, and so is every figure after it: 30 reads 30.0, not 32.2 (1e9 GB).
+    start = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["event"] == "start" and start["budget_gb"] == 30.0
+    assert json.loads((out / "run.json").read_text())["budget_gb"] == 30.0
     lines = [json.loads(x) for x in (out / "memory.jsonl").read_text().splitlines()]
     for step in (1, 2, 3):
         phases = {x["phase"]: x for x in lines if x["step"] == step}
         assert {"forward", "backward", "update"} <= set(phases)
         for x in phases.values():
             assert 0 < x["active_gb"] <= x["peak_gb"] and x["rss_gb"] > 0
-            assert x["peak_bytes"] == pytest.approx(x["peak_gb"] * 1e9)
+            assert x["peak_bytes"] == pytest.approx(x["peak_gb"] * 2**30)  # GiB, one unit
         # Forward and backward hold activations on top of what the update leaves resident.
         assert phases["backward"]["peak_bytes"] > phases["update"]["active_bytes"]
     assert lines[0]["phase"] == "weights"

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import click
 
+from ..registry import EXPORT_QUANT_BITS
+
 
 @click.command()
 @click.option("--model", "model", required=True, help="Base model folder or hub id.")
@@ -10,7 +12,7 @@ import click
 @click.option("--output", "-o", required=True, type=click.Path(), help="Folder to write.")
 @click.option("--dtype", type=click.Choice(["bf16", "f16", "f32"]), default=None,
               help="Weight dtype of the output [default: the base's; bf16 for a quantized base].")
-@click.option("--requantize", type=click.Choice(["4", "8"]), default=None,
+@click.option("--requantize", type=click.Choice([str(b) for b in EXPORT_QUANT_BITS]), default=None,
               help="Quantize the fused weights again (MLX affine; MLX-only output). Reports the "
                    "measured logit change.")
 @click.option("--group-size", type=int, default=64, show_default=True,

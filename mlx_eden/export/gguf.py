@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..tiny import QWEN2_SPLIT
+from ..qwen import SPLIT_PATTERN
 from .files import read_config, read_tensors
 
 FLOAT_TYPES = ("f32", "f16", "bf16")
@@ -132,7 +132,7 @@ def _check_pre_tokenizer(tj: dict, where: str) -> None:
     pre = tj.get("pre_tokenizer") or {}
     splits = [p for p in pre.get("pretokenizers", [pre]) if p.get("type") == "Split"]
     pattern = splits[0].get("pattern", {}).get("Regex") if splits else None
-    if pattern != QWEN2_SPLIT:
+    if pattern != SPLIT_PATTERN:
         raise UserError("the tokenizer's pre-tokenizer is not Qwen2's, so llama.cpp's 'qwen2' "
                         "pre-tokenizer would split text differently", file=where)
 

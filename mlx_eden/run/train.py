@@ -13,10 +13,13 @@ from ..data.render import load_tokenizer
 from ..data.splits import load_splits
 from ..errors import UserError
 from ..hub import resolve_model
-from ..memory.profiler import MemoryProfiler
+from ..recipe import Recipe
+from ..registry import check_supported
 from .events import Event, Listener, StartEvent, StopEvent, WarningEvent
 from .loop import TrainerState, TrainingLoop
+from .profiler import MemoryProfiler
 from .rundir import RunDir, run_info
+from .runplan import RunPlan
 
 # Sections whose change makes a checkpoint unusable (tensor shapes, base weights).
 STRUCTURAL = ("model.path", "model.quantize", "adapter.type", "adapter.rank", "adapter.targets",
@@ -36,7 +39,7 @@ def recipe_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def check_resumable(rundir: RunDir, recipe) -> list[str]:
+def check_resumable(rundir: RunDir, recipe: Recipe) -> list[str]:
     """Refuse to resume a run with a recipe whose adapter or base differs; return the other,
     harmless changes (the resumed run is then no longer an exact continuation)."""
     changed = recipe_changes(rundir.read_run_json()["recipe"], recipe.to_dict())
@@ -61,7 +64,7 @@ class MetricsLog:
         self.file.close()
 
 
-def make_plans(recipe, splits, pad_id: int):
+def make_plans(recipe: Recipe, splits, pad_id: int):
     d, t = recipe.data, recipe.train
     train = BatchPlan(splits.train, t.batch_size, d.max_seq_length, pad_id, d.packing, t.seed)
     valid = (BatchPlan(splits.valid, t.batch_size, d.max_seq_length, pad_id, d.packing, t.seed)
@@ -69,14 +72,15 @@ def make_plans(recipe, splits, pad_id: int):
     return train, valid
 
 
-def run_training(recipe, *, output: str | None = None, resume: bool = False,
+def run_training(recipe: Recipe, *, output: str | None = None, resume: bool = False,
                  listeners: list[Listener] = (), backend: tuple[str, str] | None = None,
-                 extra_info: dict | None = None) -> StopEvent:
+                 memory_plan: RunPlan | None = None) -> StopEvent:
     """Train per `recipe`; return the final StopEvent (status completed, early_stopped, nan,
-    interrupted). `backend` is a resolved (name, why) from choose_backend, else the recipe's."""
+    interrupted). `backend` is a resolved (name, why) from choose_backend, else the recipe's;
+    `memory_plan` is what the memory plan hands to the run (budget, predicted peak)."""
     started = time.time()
-    backend_name, why = backend or choose_backend(recipe.train.backend,
-                                                  qlora=bool(recipe.model.quantize.bits))
+    backend_name, why = backend or choose_backend(recipe.train.backend, recipe)
+    check_supported(recipe, backend_name)  # before anything is loaded or created
     model_dir = resolve_model(recipe.model.path, recipe.model.revision)
     tok = load_tokenizer(model_dir)
     splits = load_splits(recipe.data, tok, recipe.train.seed)
@@ -87,9 +91,9 @@ def run_training(recipe, *, output: str | None = None, resume: bool = False,
 
     impl = load_backend(backend_name)
     info = impl.setup(recipe, model_dir)
-    budget = (extra_info or {}).get("budget_bytes")
-    if budget and hasattr(impl, "set_memory_budget"):  # the memory plan's budget (memory/)
-        impl.set_memory_budget(budget)
+    probe = impl.memory_probe()  # None: the backend has no per-phase memory instruments
+    if probe is not None and memory_plan is not None:
+        probe.set_budget(memory_plan.budget_bytes)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     train_plan, valid_plan = make_plans(recipe, splits, pad_id)
 
@@ -107,11 +111,11 @@ def run_training(recipe, *, output: str | None = None, resume: bool = False,
             sink(event)
 
     profiler = None
-    if hasattr(impl, "phase_memory"):  # memory.jsonl + MemoryEvents, per phase of each step
-        profiler = MemoryProfiler(impl, rundir.memory, emit).attach(record_weights=False)
+    if probe is not None:  # memory.jsonl + MemoryEvents, per phase of each step
+        profiler = MemoryProfiler(probe, rundir.memory, emit).attach(record_weights=False)
         sinks.append(profiler)  # last: a MemoryEvent it emits follows the event that caused it
 
-    extra = dict(extra_info or {})
+    extra = memory_plan.run_json() if memory_plan is not None else {}
     status = "running"
     rundir.write_run_json(run_info(recipe, splits.files, backend_name, why, info, status,
                                    started, resumed_from=str(checkpoint) if checkpoint else None,
@@ -127,7 +131,8 @@ def run_training(recipe, *, output: str | None = None, resume: bool = False,
             trainable_params=info.trainable_params, params_total=info.params_total,
             train_samples=len(splits.train), valid_samples=len(splits.valid),
             truncated=tr.truncated, dropped=tr.dropped,
-            predicted_peak_gb=extra.get("predicted_peak_gb"), budget_gb=extra.get("budget_gb")))
+            predicted_peak_gb=memory_plan.predicted_peak_gb if memory_plan else None,
+            budget_gb=memory_plan.budget_gb if memory_plan else None))
         if changed:
             emit(WarningEvent(step=state.step, message="resumed with recipe changes: "
                               + ", ".join(changed)))
