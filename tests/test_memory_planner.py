@@ -195,3 +195,16 @@ def test_profile_prints_predicted_vs_measured_per_component(tiny_qwen2):
     # Zero steps measure nothing (it printed negative "measurements"): refused up front.
     zero = run_cli(*args[:-1], "0")
     assert zero.returncode == 2 and "--steps" in zero.stderr and "Traceback" not in zero.stderr
+
+
+@pytest.mark.parametrize("rslora", [False, True])
+def test_fit_lower_rank_keeps_the_update_scale(rslora):
+    """The knob says "same update scale": alpha follows the rank (by sqrt under rsLoRA)."""
+    from mlx_eden.memory.fit import _rank, with_overrides
+
+    r = load_recipe(None, ["adapter.rank=32", "adapter.alpha=64",
+                           f"adapter.rslora={str(rslora).lower()}"])
+    options = _rank(r)
+    assert [o["adapter.rank"] for o in options] == [16, 8, 4]
+    for o in options:
+        assert with_overrides(r, o).adapter.scale == pytest.approx(r.adapter.scale)

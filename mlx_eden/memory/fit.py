@@ -75,8 +75,10 @@ def _layers(r: Recipe, shape: ModelShape) -> list[dict]:
 
 
 def _rank(r: Recipe) -> list[dict]:
+    """Rank / d with alpha scaled so the update scale (AdapterSpec.scale) stays the same:
+    alpha / d for alpha/r, alpha / sqrt(d) for rsLoRA's alpha/sqrt(r)."""
     a = r.adapter
-    return [{"adapter.rank": a.rank // d, "adapter.alpha": a.alpha / d}
+    return [{"adapter.rank": a.rank // d, "adapter.alpha": a.alpha / (d ** 0.5 if a.rslora else d)}
             for d in (2, 4, 8) if a.rank // d >= 4]
 
 

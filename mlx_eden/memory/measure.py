@@ -32,9 +32,7 @@ def synthetic_batch(rows: int, length: int, vocab: int, packed: bool, seed: int)
     segments = np.ones((rows, length), np.int32)
     if packed:
         segments[:, length // 2:] = 2
-    positions = np.tile(np.arange(length, dtype=np.int32), (rows, 1))
-    return Batch(ids[:, :-1], ids[:, 1:], np.ones((rows, length), np.float32), segments,
-                 positions, packed)
+    return Batch(ids[:, :-1], ids[:, 1:], np.ones((rows, length), np.float32), segments, packed)
 
 
 @dataclass

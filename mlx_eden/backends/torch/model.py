@@ -138,7 +138,7 @@ def attention_mask(segments: torch.Tensor) -> torch.Tensor:
     Positions run 0..L-1 along the row, as in the MLX backend: RoPE scores depend only on the
     distance between query and key, and the mask keeps every attended pair inside one sample, so
     the result equals the sample run on its own up to float rounding. Using the same positions as
-    MLX keeps the parity test like-for-like (Batch.positions is therefore not used)."""
+    MLX keeps the parity test like-for-like."""
     L = segments.shape[1]
     idx = torch.arange(L)
     causal = idx[:, None] >= idx[None, :]
