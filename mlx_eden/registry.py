@@ -78,7 +78,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {s.name: s for s in (
 )}
 
 
-def optimizer(name: str) -> OptimizerSpec:
+def optimizer_spec(name: str) -> OptimizerSpec:
     """The spec of `name`; an unknown name is a bug in the recipe's Literal, not user input."""
     try:
         return OPTIMIZERS[name]
@@ -110,7 +110,7 @@ def dropout_seed(seed: int, step: int) -> int:
 def unsupported(recipe: Recipe, backend: str) -> list[tuple[str, str]]:
     """(recipe key, reason) for every choice of `recipe` that `backend` cannot train."""
     gaps = []
-    spec = optimizer(recipe.train.optimizer)
+    spec = optimizer_spec(recipe.train.optimizer)
     if backend not in spec.backends:
         gaps.append(("train.optimizer", spec.refusal))
     if backend == "torch" and recipe.model.quantize.bits:

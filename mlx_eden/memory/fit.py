@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..recipe import Recipe, recipe_from_dict
-from ..registry import optimizer
+from ..registry import optimizer_spec
 from .devices import Device
 from .planner import Plan, make_plan
 from .shapes import ModelShape
@@ -56,7 +56,7 @@ def _chunked_loss(r: Recipe) -> list[dict]:
 
 
 def _optimizer(r: Recipe) -> list[dict]:
-    return [{"train.optimizer": o} for o in optimizer(r.train.optimizer).lighter]
+    return [{"train.optimizer": o} for o in optimizer_spec(r.train.optimizer).lighter]
 
 
 def _sequence(r: Recipe) -> list[dict]:

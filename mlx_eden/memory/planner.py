@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from ..qwen import PROJECTIONS
 from ..recipe import Recipe
-from ..registry import UPDATE_GROUP_BYTES, optimizer
+from ..registry import UPDATE_GROUP_BYTES, optimizer_spec
 from .activations import (
     F32,
     Work,
@@ -109,7 +109,7 @@ def adapter_shapes(shape: ModelShape, s: Settings) -> list[tuple[int, ...]]:
 def optimizer_bytes(name: str, shapes: list[tuple[int, ...]]) -> int:
     """State bytes of optimizer `name` over every trainable tensor (registry.OPTIMIZERS says
     per tensor; an unknown name is an error there, not 0 bytes)."""
-    per_tensor = optimizer(name).state_bytes
+    per_tensor = optimizer_spec(name).state_bytes
     return sum(per_tensor(shp) for shp in shapes)
 
 
@@ -160,7 +160,7 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
     layer_t = max(base + mlp_backward_transient(shape, w, s.checkpoint),
                   base - top_mlp + attention_backward_transient(shape, w))
     accumulate = s.grad_accumulation > 1
-    update_t = int(optimizer(s.optimizer).update_copies * min(UPDATE_GROUP_BYTES, p_bytes))
+    update_t = int(optimizer_spec(s.optimizer).update_copies * min(UPDATE_GROUP_BYTES, p_bytes))
     resident = {"base weights": weights, "adapters": p_bytes, "optimizer state": optimizer,
                 "gradients": p_bytes if accumulate else 0}
     phases = {
