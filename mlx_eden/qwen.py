@@ -18,6 +18,10 @@ PROJECTION_PARENT = {**{p: "self_attn" for p in ATTENTION_PROJECTIONS},
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
+# Qwen's embedding has spare rows no token uses (Qwen2.5: 151,936 rows, 151,665 tokens); a tiny
+# model whose corpus runs out of merges has them too. GGUF names them as convert_hf_to_gguf does.
+SPARE_ROW_NAME = "[PAD{}]"
+
 # Qwen2's pre-tokenizer split (digits one by one). Using the exact pattern lets llama.cpp's
 # built-in "qwen2" pre-tokenizer reproduce our token ids in the GGUF export.
 SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+"

@@ -89,10 +89,8 @@ def train_tokenizer(vocab: int, corpus: Path = CORPUS):
     tok.add_special_tokens(SPECIAL_TOKENS)
     from tokenizers import processors
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    if tok.get_vocab_size() != vocab:
-        # The corpus could not supply enough merges: the rest of the ids are unused rows,
-        # which is fine for the model (Qwen pads its vocabulary the same way).
-        pass
+    # When the corpus cannot supply enough merges, the ids above the tokenizer's are spare rows
+    # of the embedding, which is fine for the model (Qwen pads its vocabulary the same way).
     return tok
 
 
