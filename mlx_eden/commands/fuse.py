@@ -18,7 +18,7 @@ from ..registry import EXPORT_QUANT_BITS
 @click.option("--group-size", type=int, default=64, show_default=True,
               help="Group size for --requantize.")
 @click.option("--max-shard-gb", type=float, default=5.0, show_default=True,
-              help="Largest safetensors shard.")
+              help="Largest safetensors shard, in GiB.")
 def fuse(model, adapter, output, dtype, requantize, group_size, max_shard_gb):
     """Merge an adapter into de-quantized base weights and write a Hugging Face-layout folder
     (loads in mlx-lm and transformers; input for `eden-mlx export gguf`)."""
