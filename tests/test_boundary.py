@@ -211,4 +211,7 @@ def test_both_backends_implement_the_protocol_with_its_argument_names():
         for method, args in declared.items():
             if method in have and args:
                 assert have[method] == args, (cls, method, have[method], args)
-    assert "generate" in _class_methods(PACKAGE / "backends" / "mlx" / "backend.py", "MLXBackend")
+    mlx = _class_methods(PACKAGE / "backends" / "mlx" / "backend.py", "MLXBackend")
+    assert "generate" in mlx
+    for method, args in _class_methods(BASE, "MemoryProbe").items():  # MLX is its own probe
+        assert mlx.get(method) == args, (method, mlx.get(method), args)
