@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .qwen import PROJECTION_PARENT
+from .recipe import Recipe
 from .safeio import read_json_object
 
 ADAPTER_WEIGHTS = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 PEFT_DIR = "peft"  # optional sub-folder: the same adapter in PEFT's format (torch backend)
 
-MODULE_PARENT = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn",
-                 "o_proj": "self_attn", "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
+MODULE_PARENT = PROJECTION_PARENT  # projection -> its parent module (mlx-lm / transformers)
 
 
 def module_keys(targets) -> list[str]:
@@ -34,7 +35,7 @@ def adapted_layers(n_layers: int, layers: int) -> range:
     return range(n_layers - count, n_layers)
 
 
-def adapter_config(recipe, n_layers: int, base_model: str) -> dict:
+def adapter_config(recipe: Recipe, n_layers: int, base_model: str) -> dict:
     """adapter_config.json in mlx-lm's schema (so `mlx_lm.generate --adapter-path` loads it),
     with our own facts kept under "eden" (alpha and rsLoRA, which mlx-lm folds into scale)."""
     a = recipe.adapter

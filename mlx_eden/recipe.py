@@ -20,11 +20,8 @@ from typing import Any, Literal, Union
 import yaml
 
 from .errors import UserError, UserErrors
-
-QWEN_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-ATTENTION_PROJECTIONS = QWEN_PROJECTIONS[:4]
-TARGET_PRESETS = {"all": QWEN_PROJECTIONS, "attention": ATTENTION_PROJECTIONS,
-                  "mlp": QWEN_PROJECTIONS[4:]}
+from .qwen import PROJECTIONS, TARGET_PRESETS
+from .registry import QUANT_BITS, QUANT_GROUPS
 
 
 def _f(default: Any, help: str, **kw):
@@ -62,8 +59,8 @@ class AdapterSpec:
                       "with rslora).")
     rslora: bool = _f(False, "Rank-stabilised scaling alpha/sqrt(rank).")
     dropout: float = _f(0.0, "Dropout on the adapter input.")
-    targets: list[str] = _f(list(QWEN_PROJECTIONS), "Projections to adapt: names from "
-                            f"{', '.join(QWEN_PROJECTIONS)}, or a preset: all, attention, mlp.")
+    targets: list[str] = _f(list(PROJECTIONS), "Projections to adapt: names from "
+                            f"{', '.join(PROJECTIONS)}, or a preset: all, attention, mlp.")
     layers: int = _f(-1, "Adapt the last N decoder layers; -1 = all.")
     init_from: str | None = _f(None, "Start from this adapter folder (a previous round or "
                                   "stage) instead of fresh weights.")
@@ -439,13 +436,15 @@ def _validate(r: Recipe, src: _Source) -> list[UserError]:
     check(a.rank > 0, "adapter.rank", "must be positive")
     check(0 <= a.dropout < 1, "adapter.dropout", "must be in [0, 1)")
     check(a.layers == -1 or a.layers > 0, "adapter.layers", "must be -1 (all) or positive")
-    bad = [x for x in a.targets if x not in QWEN_PROJECTIONS and x not in TARGET_PRESETS]
+    bad = [x for x in a.targets if x not in PROJECTIONS and x not in TARGET_PRESETS]
     check(not bad, "adapter.targets", f"unknown target {', '.join(map(repr, bad))}",
-          f"use names from {', '.join(QWEN_PROJECTIONS)} or a preset all/attention/mlp")
+          f"use names from {', '.join(PROJECTIONS)} or a preset all/attention/mlp")
     check(bool(a.targets), "adapter.targets", "must name at least one projection")
     q = r.model.quantize
-    check(q.bits in (None, 2, 3, 4, 5, 6, 8), "model.quantize.bits", "must be 2, 3, 4, 5, 6, 8 or null")
-    check(q.group_size in (32, 64, 128), "model.quantize.group_size", "must be 32, 64 or 128")
+    check(q.bits is None or q.bits in QUANT_BITS, "model.quantize.bits",
+          f"must be {', '.join(map(str, QUANT_BITS))} or null")
+    check(q.group_size in QUANT_GROUPS, "model.quantize.group_size",
+          f"must be {', '.join(map(str, QUANT_GROUPS))}")
     check(d.max_seq_length >= 8, "data.max_seq_length", "must be at least 8")
     if d.split:
         check(len(d.split) == 3 and all(x >= 0 for x in d.split) and abs(sum(d.split) - 1) < 1e-6,

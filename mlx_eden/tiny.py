@@ -17,14 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .qwen import SPECIAL_TOKENS, SPLIT_PATTERN
 from .safeio import MARKER, publish_dir
-
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-
-# Qwen2's pre-tokenizer split (digits one by one). Using the exact pattern lets llama.cpp's
-# built-in "qwen2" pre-tokenizer reproduce our token ids in the GGUF export.
-QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+"
-               r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 # The Qwen2-Instruct ChatML template (no tool calling), with its default system message.
 CHAT_TEMPLATE = (
@@ -80,7 +74,7 @@ def train_tokenizer(vocab: int, corpus: Path = CORPUS):
     tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False, trim_offsets=False),
     ])
     tok.decoder = decoders.ByteLevel(add_prefix_space=False, use_regex=False, trim_offsets=False)
@@ -95,10 +89,8 @@ def train_tokenizer(vocab: int, corpus: Path = CORPUS):
     tok.add_special_tokens(SPECIAL_TOKENS)
     from tokenizers import processors
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    if tok.get_vocab_size() != vocab:
-        # The corpus could not supply enough merges: the rest of the ids are unused rows,
-        # which is fine for the model (Qwen pads its vocabulary the same way).
-        pass
+    # When the corpus cannot supply enough merges, the ids above the tokenizer's are spare rows
+    # of the embedding, which is fine for the model (Qwen pads its vocabulary the same way).
     return tok
 
 
@@ -230,3 +222,15 @@ def write_tiny(out_dir: str | Path, spec: TinySpec = TinySpec()) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def write_quantized(out_dir: str | Path, spec: TinySpec, bits: int, group_size: int) -> Path:
+    """A tiny model, quantized by mlx-lm's converter: the float folder is built in a temp dir
+    and converted. Needs mlx (imported only here, so tiny.py stays framework-free)."""
+    from .backends.mlx.convert import quantize_folder
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        src = write_tiny(Path(tmp) / "float", spec)
+        return quantize_folder(src, out, bits, group_size)

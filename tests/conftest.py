@@ -62,7 +62,7 @@ def tiny_small(models_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_small_4bit(models_dir) -> Path:
-    from mlx_eden.backends.mlx.convert import write_quantized
+    from mlx_eden.tiny import write_quantized
 
     return write_quantized(models_dir / "tiny-small-4bit", SMALL, bits=4, group_size=64)
 
@@ -70,7 +70,7 @@ def tiny_small_4bit(models_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qwen2_4bit(models_dir) -> Path:
     """The default tiny model, quantized (same shapes as tiny_qwen2: its adapters fit)."""
-    from mlx_eden.backends.mlx.convert import write_quantized
+    from mlx_eden.tiny import write_quantized
 
     return write_quantized(models_dir / "tiny-qwen2-4bit", TinySpec(), bits=4, group_size=64)
 

@@ -120,8 +120,8 @@ def test_frame_fits_80x24_and_shows_every_panel():
     assert f"loss {step_event(60).loss:.4f}" in text and "lr 1.00e-03" in text
     assert "grad norm 0.800" in text and "█" in text and "val ▕" in text
     # memory: active from MemoryEvent, peak beside the planner's prediction, budget share
-    assert "active  0.15 GB" in text and "0.20 GB (80% of plan)" in text
-    assert "planner 0.25 GB" in text and "40%" in text
+    assert "active  0.15 GiB" in text and "0.20 GiB (80% of plan)" in text
+    assert "planner 0.25 GiB" in text and "40%" in text
     # events: last eval (no improvement, patience left), last checkpoint, the warning
     assert "eval  step 60: val" in text and "no improvement" in text
     assert "patience 2 left" in text
@@ -134,7 +134,7 @@ def test_unknown_memory_figures_show_a_dash():
     """Today the planner and profiler may be absent: peak comes from StepEvent, the rest is —."""
     dashboard, _ = drive(stream(steps=5))
     text = "\n".join(frame(dashboard))
-    assert "active  —" in text and "peak    0.20 GB" in text
+    assert "active  —" in text and "peak    0.20 GiB" in text
     assert "planner — predicted peak" in text and "budget  —  (no budget known)" in text
     assert "eval  —" in text
 
@@ -146,7 +146,7 @@ def test_memory_near_the_budget_turns_red_and_warns():
     colour = Console(file=io.StringIO(), width=80, height=24, force_terminal=True,
                      color_system="standard", record=True)
     colour.print(dashboard.view)
-    assert "\x1b[1;31m0.20 GB" in colour.export_text(styles=True)  # bold red peak
+    assert "\x1b[1;31m0.20 GiB" in colour.export_text(styles=True)  # bold red peak
 
     calm, _ = drive(stream(steps=3, budget=2.0, memory=True))
     assert "memory pressure" not in "\n".join(frame(calm))

@@ -173,7 +173,7 @@ def test_epoch_order_is_seeded_and_resumable():
     assert np.array_equal(b.inputs, plan.batch(int(plan.epoch_order(1)[2])).inputs)
 
 
-def test_packing_segments_positions_and_masks():
+def test_packing_segments_and_masks():
     samples = [_sample(n, trained_from=2) for n in (9, 5, 4, 7)]
     batches, widths = plan_packed(samples, batch_size=4)
     assert len(batches) == 1 and widths == [8]  # rows as wide as the longest sample (8 positions)
@@ -186,7 +186,6 @@ def test_packing_segments_positions_and_masks():
         for seg, i in enumerate(row, 1):
             n = len(samples[i].ids) - 1
             assert b.segments[r, at : at + n].tolist() == [seg] * n
-            assert b.positions[r, at : at + n].tolist() == list(range(n))
             assert b.mask[r, at : at + n].tolist() == samples[i].mask[1:].astype(float).tolist()
             at += n
     assert b.trained_tokens == sum(s.trained for s in samples)

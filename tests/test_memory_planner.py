@@ -157,14 +157,18 @@ def test_training_writes_memory_jsonl_the_report_reads(tiny_qwen2, tmp_path):
     out = tmp_path / "run"
     run_cli("train", ROOT / "recipes" / "tiny-demo.yaml", "--set", f"model.path={tiny_qwen2}",
             "--set", "train.max_steps=3", "--set", "data.max_seq_length=128", "--backend", "mlx",
-            "--output", out, check=True)
+            "--budget-gb", "30", "--output", out, check=True)
+    # --budget-gb is GiB, and so is every figure after it: 30 reads 30.0, not 32.2 (1e9 GB).
+    start = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["event"] == "start" and start["budget_gb"] == 30.0
+    assert json.loads((out / "run.json").read_text())["budget_gb"] == 30.0
     lines = [json.loads(x) for x in (out / "memory.jsonl").read_text().splitlines()]
     for step in (1, 2, 3):
         phases = {x["phase"]: x for x in lines if x["step"] == step}
         assert {"forward", "backward", "update"} <= set(phases)
         for x in phases.values():
             assert 0 < x["active_gb"] <= x["peak_gb"] and x["rss_gb"] > 0
-            assert x["peak_bytes"] == pytest.approx(x["peak_gb"] * 1e9)
+            assert x["peak_bytes"] == pytest.approx(x["peak_gb"] * 2**30)  # GiB, one unit
         # Forward and backward hold activations on top of what the update leaves resident.
         assert phases["backward"]["peak_bytes"] > phases["update"]["active_bytes"]
     assert lines[0]["phase"] == "weights"
@@ -191,3 +195,16 @@ def test_profile_prints_predicted_vs_measured_per_component(tiny_qwen2):
     # Zero steps measure nothing (it printed negative "measurements"): refused up front.
     zero = run_cli(*args[:-1], "0")
     assert zero.returncode == 2 and "--steps" in zero.stderr and "Traceback" not in zero.stderr
+
+
+@pytest.mark.parametrize("rslora", [False, True])
+def test_fit_lower_rank_keeps_the_update_scale(rslora):
+    """The knob says "same update scale": alpha follows the rank (by sqrt under rsLoRA)."""
+    from mlx_eden.memory.fit import _rank, with_overrides
+
+    r = load_recipe(None, ["adapter.rank=32", "adapter.alpha=64",
+                           f"adapter.rslora={str(rslora).lower()}"])
+    options = _rank(r)
+    assert [o["adapter.rank"] for o in options] == [16, 8, 4]
+    for o in options:
+        assert with_overrides(r, o).adapter.scale == pytest.approx(r.adapter.scale)

@@ -94,10 +94,10 @@ def test_one_run_report_and_summary(tmp_path):
     page = out.read_text()
     check_self_contained(page)
     charts = charts_of(page)
-    assert list(charts) == ["Loss", "Learning rate", "Trained tokens / second", "Memory (GB)"]
+    assert list(charts) == ["Loss", "Learning rate", "Trained tokens / second", "Memory (GiB)"]
     assert ">train (smoothed)<" in charts["Loss"] and ">val<" in charts["Loss"]
     assert charts["Loss"].count("<circle") == 3  # one marker per evaluation
-    memory = charts["Memory (GB)"]
+    memory = charts["Memory (GiB)"]
     assert ">budget 2<" in memory and ">planner 1.5<" in memory and ">active<" in memory
     assert "ab" * 32 in page and "learning_rate: 0.001" in page and "0.32.4" in page
     assert "2 training samples truncated" in page and "patience left" in page

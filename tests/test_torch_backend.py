@@ -209,7 +209,8 @@ def test_auto_picks_torch_off_apple_silicon_and_says_why(monkeypatch):
         pytest.skip("auto picks mlx on Apple Silicon")
     name, why = base.choose_backend("auto")
     assert name == "torch" and "auto" in why
-    name, why = base.choose_backend("auto", qlora=True)  # QLoRA recipes stay on mlx
+    qlora = load_recipe(None, ["model.quantize.bits=4"])
+    name, why = base.choose_backend("auto", qlora)  # QLoRA recipes stay on mlx
     assert name == "mlx" and "QLoRA" in why
     monkeypatch.setattr(base, "has_module", lambda m: m not in ("torch", "peft"))
     assert base.choose_backend("auto")[0] == "mlx"

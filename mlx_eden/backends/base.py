@@ -1,7 +1,17 @@
-"""The seam between the backend-neutral loop and a framework (MLX or PyTorch).
+"""The seam between the backend-neutral rooms and a framework (MLX or PyTorch).
 
 The loop owns iteration, schedules, evaluation, early stopping, checkpoints and events; a backend
 owns the model, autograd, compilation, dtypes and the optimizer. Batches cross as plain numpy.
+
+`Backend` declares everything any caller uses (tests/test_boundary.py checks that every method
+called on a backend outside backends/ is declared here): training (`setup`, `train_step`,
+`eval_loss`), persistence (`save_adapter` writes the backend's whole adapter folder, e.g. torch
+adds `peft/`, so the loop never knows the layout), evaluation (`load_adapter`, `generate`,
+`sequence_logprobs` for choice scoring and DPO/KTO), and the optional memory capability
+(`memory_probe()` returns None where a backend has none: no `hasattr` probes, no attribute
+assigned from outside). What a backend cannot train is refused by `registry.check_supported`
+with the reason, before anything loads. `World` is the process-group placeholder for data
+parallel: one process today.
 """
 
 from __future__ import annotations
@@ -9,12 +19,17 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from ..data.batching import Batch
 from ..errors import UserError
+from ..recipe import Recipe
+from ..registry import check_supported, unsupported
 
 
 @dataclass
@@ -39,11 +54,41 @@ class ModelInfo:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class World:
+    """The process group a backend trains in. Data parallel will set size > 1 and have rank 0
+    own the run directory; until then every run is one process."""
+
+    rank: int = 0
+    size: int = 1
+
+
+PhaseHook = Callable[[str], None]
+
+
+class MemoryProbe(Protocol):
+    """A backend's memory instruments (the MLX backend has them; torch on CPU has only RSS).
+
+    The profiler (run/profiler.py) passes its hook in; the backend calls it with a phase name
+    ("forward", "backward", "update", "eval") when that phase's work is evaluated."""
+
+    def set_phase_hook(self, hook: PhaseHook | None) -> None:
+        """Call `hook(phase)` at the end of every phase from now on; None stops it."""
+
+    def phase_memory(self) -> dict:
+        """Memory now (bytes: active, cache, rss) and the peak since the previous call."""
+
+    def set_budget(self, budget_bytes: int) -> dict:
+        """Make the framework's allocator honour the planner's budget; returns what it set."""
+
+
 class Backend(Protocol):
     name: str
+    world: World
 
-    def setup(self, recipe, model_dir: Path) -> ModelInfo:
-        """Load the base, quantize it if the recipe says so, add adapters, build the optimizer."""
+    def setup(self, recipe: Recipe, model_dir: Path) -> ModelInfo:
+        """Load the base, quantize it if the recipe says so, add adapters, build the optimizer.
+        Refuses (UserError) a recipe choice this backend lacks, before loading anything."""
 
     def train_step(self, batches: list[Batch], lr: float, step: int) -> StepResult:
         """One optimizer step over `batches` (gradient accumulation), loss normalised by the
@@ -52,8 +97,22 @@ class Backend(Protocol):
     def eval_loss(self, batch: Batch) -> tuple[float, int]:
         """(summed loss, trained tokens) of one batch, no gradients, no dropout."""
 
+    def sequence_logprobs(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: (sum of log p(target) over the loss-mask positions, count of those
+        positions), float64 / int64 arrays of shape (B,); no dropout, no gradients. For
+        `choice` scoring and preference objectives (DPO/KTO)."""
+
+    def generate(self, prompts: list[list[int]], max_new_tokens: int,
+                 stop: set[int]) -> list[list[int]]:
+        """Greedy (deterministic) continuation of each prompt: the generated ids, ending before
+        the first id in `stop` (which is excluded)."""
+
     def save_adapter(self, directory: Path) -> None:
-        """adapters.safetensors + adapter_config.json in mlx-lm's format."""
+        """The backend's whole adapter folder: adapters.safetensors + adapter_config.json in
+        mlx-lm's format, plus anything else it publishes (torch: peft/)."""
+
+    def load_adapter(self, directory: Path) -> None:
+        """Load adapter weights in mlx-lm's format (written by either backend)."""
 
     def save_state(self, directory: Path) -> None:
         """Optimizer state (everything the next step needs besides the adapter)."""
@@ -64,27 +123,34 @@ class Backend(Protocol):
     def memory(self) -> dict:
         """Current memory figures in bytes: active, peak, cache (where known) and rss."""
 
+    def memory_probe(self) -> MemoryProbe | None:
+        """The per-phase memory instruments, or None when the backend has none."""
+
 
 def has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def choose_backend(requested: str, qlora: bool = False) -> tuple[str, str]:
+def choose_backend(requested: str, recipe: Recipe | None = None) -> tuple[str, str]:
     """Resolve `train.backend` to ("mlx"|"torch", why). auto = mlx on Apple Silicon; elsewhere
-    torch when installed (MLX's CPU backend is far slower on x86), else mlx with a hint.
-    `qlora`: the recipe quantizes the base (model.quantize.bits), which only mlx can train."""
+    torch when installed (MLX's CPU backend is far slower on x86) and able to train `recipe`
+    (registry.unsupported: e.g. QLoRA and adamw8bit are mlx only), else mlx with the reason."""
     apple = platform.system() == "Darwin" and platform.machine() == "arm64"
     if requested == "torch":
         if not has_module("torch") or not has_module("peft"):
             raise UserError("the torch backend needs the torch extra",
                             hint="pip install 'mlx-eden[torch]'")
+        if recipe is not None:
+            check_supported(recipe, "torch")
         return "torch", "requested by the recipe or --backend"
     if requested == "mlx":
         return "mlx", "requested by the recipe or --backend"
     if apple:
         return "mlx", "auto: Apple Silicon"
-    if qlora:
-        return "mlx", "auto: QLoRA (model.quantize.bits) trains on the mlx backend only"
+    gaps = unsupported(recipe, "torch") if recipe is not None else []
+    if gaps:
+        key, why = gaps[0]
+        return "mlx", f"auto: {key}: {why}"
     if has_module("torch") and has_module("peft") and has_module("mlx_eden.backends.torch.backend"):
         return "torch", "auto: not Apple Silicon and torch is installed (faster on x86 CPUs)"
     return "mlx", ("auto: torch is not installed; on x86 CPUs the torch backend is much faster "
@@ -105,5 +171,6 @@ def hide_torch_from_transformers() -> None:
 
 
 def load_backend(name: str) -> Backend:
+    """A fresh backend of `name` ("mlx" or "torch"), importing its framework only now."""
     module = importlib.import_module(f"mlx_eden.backends.{name}.backend")
     return module.create()

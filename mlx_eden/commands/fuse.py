@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import click
 
+from ..registry import EXPORT_QUANT_BITS
 from . import POSITIVE, overwrite_option
 
 
@@ -12,14 +13,14 @@ from . import POSITIVE, overwrite_option
 @click.option("--output", "-o", required=True, type=click.Path(), help="Folder to write.")
 @click.option("--dtype", type=click.Choice(["bf16", "f16", "f32"]), default=None,
               help="Weight dtype of the output [default: the base's; bf16 for a quantized base].")
-@click.option("--requantize", type=click.Choice(["4", "8"]), default=None,
+@click.option("--requantize", type=click.Choice([str(b) for b in EXPORT_QUANT_BITS]), default=None,
               help="Quantize the fused weights again (MLX affine; MLX-only output). Reports the "
                    "measured logit change.")
 @click.option("--group-size", type=click.Choice(["32", "64", "128"]), default="64",
               show_default=True,
               help="Group size for --requantize.")
 @click.option("--max-shard-gb", type=POSITIVE, default=5.0, show_default=True,
-              help="Largest safetensors shard.")
+              help="Largest safetensors shard, in GiB.")
 @overwrite_option
 def fuse(model, adapter, output, dtype, requantize, group_size, max_shard_gb, overwrite):
     """Merge an adapter into de-quantized base weights and write a Hugging Face-layout folder

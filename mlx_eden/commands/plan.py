@@ -7,9 +7,8 @@ import sys
 
 import click
 
+from ..registry import EXIT_DOES_NOT_FIT
 from . import POSITIVE, set_option
-
-EXIT_DOES_NOT_FIT = 3
 
 
 def device_option(f):
@@ -30,9 +29,9 @@ def device_option(f):
 def plan(recipe_file, overrides, device, budget_gb, fit, as_json):
     """Predict the peak memory of training RECIPE_FILE, component by component, against the
     device's budget. Reads only config.json (or a shipped config for known Qwen models)."""
-    from ..memory.report import render_fit, render_plan
     from ..memory.session import plan_recipe
     from ..recipe import load_recipe
+    from ..ui.memoryplan import render_fit, render_plan
 
     recipe = load_recipe(recipe_file, overrides)
     result, fitted = plan_recipe(recipe, device, budget_gb, fit)

@@ -25,10 +25,11 @@ def profile(recipe_file, overrides, device, budget_gb, steps, strict, as_json):
     """Train RECIPE_FILE for --steps steps on synthetic full-length batches (no data needed)
     and print predicted vs measured memory per component."""
     from ..hub import resolve_model
-    from ..memory.compare import compare, render_comparison
+    from ..memory.compare import compare
     from ..memory.measure import run_profile
     from ..memory.session import plan_recipe
     from ..recipe import load_recipe
+    from ..ui.memoryplan import render_comparison
 
     recipe = load_recipe(recipe_file, overrides)
     plan, _ = plan_recipe(recipe, device, budget_gb)

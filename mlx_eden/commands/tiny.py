@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import click
 
+from ..registry import EXPORT_QUANT_BITS
 from . import overwrite_option
 
 
@@ -16,22 +17,20 @@ from . import overwrite_option
 @click.option("--vocab", type=int, default=512, show_default=True)
 @click.option("--tied/--untied", default=True, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quantize", type=click.Choice(["4", "8"]), default=None,
+@click.option("--quantize", type=click.Choice([str(b) for b in EXPORT_QUANT_BITS]), default=None,
               help="Also quantize (MLX affine, group 64) for QLoRA tests.")
 @overwrite_option
 def tiny(out_dir, arch, hidden, layers, heads, kv_heads, intermediate, vocab, tied, seed,
          quantize, overwrite):
     """Build a tiny Qwen2/Qwen3 model in OUT_DIR (Hugging Face layout; no network)."""
     from ..safeio import check_target
-    from ..tiny import TinySpec, write_tiny
+    from ..tiny import TinySpec, write_quantized, write_tiny
 
     check_target(out_dir, command="tiny", overwrite=overwrite)
 
     spec = TinySpec(arch=arch, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads,
                     intermediate=intermediate, vocab=vocab, tied=tied, seed=seed)
     if quantize:
-        from ..backends.mlx.convert import write_quantized
-
         write_quantized(out_dir, spec, bits=int(quantize), group_size=64)
     else:
         write_tiny(out_dir, spec)

@@ -5,11 +5,11 @@ import sys
 import click
 
 from ..recipe import load_recipe
+from ..registry import EXIT_DOES_NOT_FIT
 from . import set_option
 from .plan import device_option
 
 EXIT_CODES = {"completed": 0, "early_stopped": 0, "nan": 1, "interrupted": 130}
-EXIT_DOES_NOT_FIT = 3  # same as `eden-mlx plan`; 2 stays "bad input"
 
 
 @click.command()
@@ -30,9 +30,8 @@ def train(recipe_file, overrides, output, resume, backend, no_dashboard, device,
     from ..backends.base import choose_backend, hide_torch_from_transformers
 
     recipe = load_recipe(recipe_file, overrides)
-    choice = choose_backend(backend or recipe.train.backend,
-                            qlora=bool(recipe.model.quantize.bits))
-    memory = {}
+    choice = choose_backend(backend or recipe.train.backend, recipe)
+    memory = None
     if choice[0] != "mlx" and (fit or device or budget_gb):
         click.echo("note: the memory plan models MLX; --fit, --device and --budget-gb do "
                    "nothing on the torch backend", err=True)
@@ -55,5 +54,5 @@ def train(recipe_file, overrides, output, resume, backend, no_dashboard, device,
     # The live dashboard on a terminal, plain lines otherwise; stopped however the run ends.
     with console_listener(recipe.train.log_every, no_dashboard) as listener:
         stop = run_training(recipe, output=output, resume=resume, listeners=[listener],
-                            backend=choice, extra_info=memory)
+                            backend=choice, memory_plan=memory)
     sys.exit(EXIT_CODES.get(stop.status, 1))

@@ -24,14 +24,15 @@ class Batch:
 
     inputs/targets: token ids (targets = inputs shifted left by one within each sample);
     mask: 1.0 where the target is trained; segments: sample number within the row (1, 2, ...)
-    and 0 on padding; positions: position of the token within its own sample.
+    and 0 on padding. There are no per-sample positions: both backends run RoPE positions
+    0..L-1 along a packed row, which gives the same scores as restarting them (RoPE depends only
+    on the distance between query and key, and the mask keeps every pair inside one sample).
     """
 
     inputs: np.ndarray
     targets: np.ndarray
     mask: np.ndarray
     segments: np.ndarray
-    positions: np.ndarray
     packed: bool
 
     @property
@@ -150,7 +151,6 @@ def collate(samples: list[Sample], rows: list[list[int]], pad_id: int, packed: b
     targets = np.full(shape, pad_id, dtype=np.int32)
     mask = np.zeros(shape, dtype=np.float32)
     segments = np.zeros(shape, dtype=np.int32)
-    positions = np.zeros(shape, dtype=np.int32)
     for b, row in enumerate(rows):
         at = 0
         for seg, i in enumerate(row, 1):
@@ -160,9 +160,8 @@ def collate(samples: list[Sample], rows: list[list[int]], pad_id: int, packed: b
             targets[b, at : at + n] = s.ids[1:]
             mask[b, at : at + n] = s.mask[1:]
             segments[b, at : at + n] = seg
-            positions[b, at : at + n] = np.arange(n)
             at += n
-    return Batch(inputs, targets, mask, segments, positions, packed)
+    return Batch(inputs, targets, mask, segments, packed)
 
 
 class BatchPlan:

@@ -16,6 +16,7 @@ from ..adapters import read_adapter_config
 from ..errors import UserError
 from ..hub import resolve_model
 from ..safeio import atomic_dir
+from ..units import GIB
 from .files import chat_template, copy_tokenizer, read_config
 
 DTYPE_NAMES = {"bf16": "bfloat16", "f16": "float16", "f32": "float32",
@@ -84,7 +85,7 @@ def fuse(model: str, adapter: str | Path | None, output: str | Path, *, dtype: s
     if chat_template(model_dir) is None:
         report.warnings.append("the base has no chat template; the fused folder has none either")
     with atomic_dir(output, command="fuse") as tmp:
-        report.files = F.save_weights(fused, tmp, int(max_shard_gb * (1 << 30)))
+        report.files = F.save_weights(fused, tmp, int(max_shard_gb * GIB))
         (tmp / "config.json").write_text(json.dumps(output_config(config, dtype, quantization),
                                                     indent=2))
         report.files += copy_tokenizer(model_dir, tmp)

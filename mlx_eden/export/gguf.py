@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..tiny import QWEN2_SPLIT
+from ..qwen import SPARE_ROW_NAME, SPLIT_PATTERN
 from .files import read_config, read_tensors
 
 FLOAT_TYPES = ("f32", "f16", "bf16")
@@ -111,7 +111,7 @@ def vocab_tokens(model_dir: Path, n_vocab: int) -> tuple[list[str], list[int]]:
         raise UserError("GGUF export needs tokenizer.json", file=str(model_dir))
     tj = json.loads(path.read_text(encoding="utf-8"))
     _check_pre_tokenizer(tj, str(path))
-    tokens = [f"[PAD{i}]" for i in range(n_vocab)]
+    tokens = [SPARE_ROW_NAME.format(i) for i in range(n_vocab)]
     types = [int(gguf.TokenType.UNUSED)] * n_vocab
     entries = [(i, t, int(gguf.TokenType.NORMAL)) for t, i in tj["model"]["vocab"].items()]
     for a in tj.get("added_tokens", []):
@@ -136,7 +136,7 @@ def _check_pre_tokenizer(tj: dict, where: str) -> None:
     pre = tj.get("pre_tokenizer") or {}
     splits = [p for p in pre.get("pretokenizers", [pre]) if p.get("type") == "Split"]
     pattern = splits[0].get("pattern", {}).get("Regex") if splits else None
-    if pattern != QWEN2_SPLIT:
+    if pattern != SPLIT_PATTERN:
         raise UserError("the tokenizer's pre-tokenizer is not Qwen2's, so llama.cpp's 'qwen2' "
                         "pre-tokenizer would split text differently", file=where)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
+from ..units import GIB
 from .probe import Delta, compare, hf_ids, probe_texts
 
 # quant → (largest mean|Δ|/std, smallest argmax agreement, reference it is compared against)
@@ -56,9 +57,9 @@ def check_memory(model_dir: Path, artifact_bytes: int) -> None:
     need = params * 4 * 2 + artifact_bytes  # reference weights + the consumer's float copy
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if need > 0.8 * total:
-        raise UserError(f"--verify needs about {need / 2**30:.0f} GB (float32 references of "
+        raise UserError(f"--verify needs about {need / GIB:.0f} GiB (float32 references of "
                         f"{params / 1e9:.1f}B parameters and the artifact); this machine has "
-                        f"{total / 2**30:.0f} GB", hint="the file is written; verify it on a "
+                        f"{total / GIB:.0f} GiB", hint="the file is written; verify it on a "
                         "larger machine or a smaller model of the same recipe")
 
 

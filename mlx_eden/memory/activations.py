@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..qwen import ATTENTION_PROJECTIONS, MLP_PROJECTIONS
 from .shapes import ModelShape
 
 F32 = 4
-ATTENTION = frozenset({"q_proj", "k_proj", "v_proj", "o_proj"})
-QKV = frozenset({"q_proj", "k_proj", "v_proj"})
+ATTENTION = frozenset(ATTENTION_PROJECTIONS)
+QKV = frozenset(ATTENTION_PROJECTIONS[:3])
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Work:
         return self.batch * self.seq
 
 
-MLP = frozenset({"gate_proj", "up_proj", "down_proj"})
+MLP = frozenset(MLP_PROJECTIONS)
 
 
 def layer_parts(s: ModelShape, w: Work, bottom: bool = False) -> tuple[int, int]:

@@ -9,17 +9,15 @@ predicted components it consists of:
     update      the update phase's peak over resident: gradients + one update group
     peak        the whole run's peak (weights loading, every step, one evaluation); predicted
                 without the headroom, which only the budget check adds
+
+Arithmetic only: ui/memoryplan.py renders the rows.
 """
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.table import Table
-
 from .activations import loss_saved
 from .measure import Measurement
 from .planner import Plan
-from .report import gib, verdict
 
 
 def _predicted(plan: Plan) -> dict[str, int]:
@@ -49,16 +47,3 @@ def compare(plan: Plan, measured: Measurement) -> list[dict]:
     p, m = _predicted(plan), _measured(measured)
     return [{"part": k, "predicted": p[k], "measured": m[k],
              "error": (p[k] - m[k]) / m[k] if m[k] else None} for k in p]
-
-
-def render_comparison(plan: Plan, measured: Measurement, rows: list[dict],
-                      console: Console | None = None) -> None:
-    console = console or Console()
-    table = Table(show_header=True, header_style="bold")
-    for col in ("part", "predicted", "measured", "error"):
-        table.add_column(col, justify="left" if col == "part" else "right")
-    for r in rows:
-        err = "-" if r["error"] is None else f"{r['error'] * 100:+.1f}%"
-        table.add_row(r["part"], gib(r["predicted"]), gib(r["measured"]), err)
-    console.print(table)
-    console.print(f"{measured.step_seconds:.2f} s per step; plan: {verdict(plan)}")

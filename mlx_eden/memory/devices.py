@@ -34,8 +34,8 @@ import re
 from dataclasses import dataclass
 
 from ..errors import UserError
+from ..units import GIB
 
-GIB = 1 << 30
 OS_RESERVE_FRACTION = 0.10  # plain-RAM machines keep 10% for the OS and page cache
 APPLE_SIZES = (16, 18, 24, 32, 36, 48, 64, 96, 128, 192)
 SERVER_SIZES = (32, 64, 128, 256, 512, 768, 1024)

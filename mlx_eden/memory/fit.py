@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..recipe import recipe_from_dict
+from ..recipe import Recipe, recipe_from_dict
+from ..registry import optimizer_spec
 from .devices import Device
 from .planner import Plan, make_plan
 from .shapes import ModelShape
@@ -24,7 +25,7 @@ class Change:
     why: str
 
 
-def with_overrides(recipe, overrides: dict):
+def with_overrides(recipe: Recipe, overrides: dict) -> Recipe:
     """A copy of `recipe` with dotted-key overrides applied (validated like --set)."""
     tree = recipe.to_dict()
     for key, value in overrides.items():
@@ -36,31 +37,29 @@ def with_overrides(recipe, overrides: dict):
     return recipe_from_dict(tree)
 
 
-def _micro_batches(r) -> list[dict]:
+def _micro_batches(r: Recipe) -> list[dict]:
     t = r.train
     effective = t.batch_size * t.grad_accumulation
     return [{"train.batch_size": b, "train.grad_accumulation": effective // b}
             for b in range(t.batch_size - 1, 0, -1) if effective % b == 0]
 
 
-def _checkpointing(r) -> list[dict]:
+def _checkpointing(r: Recipe) -> list[dict]:
     return [] if r.train.grad_checkpoint else [{"train.grad_checkpoint": True}]
 
 
-def _chunked_loss(r) -> list[dict]:
+def _chunked_loss(r: Recipe) -> list[dict]:
     if r.train.loss_chunk:
         return []
     tokens = r.train.batch_size * r.data.max_seq_length
     return [{"train.loss_chunk": c} for c in (1024, 512, 256, 128) if c < tokens]
 
 
-def _optimizer(r) -> list[dict]:
-    lighter = {"adamw": ["adamw8bit", "adafactor"], "adam": ["adamw8bit", "adafactor"],
-               "adamw8bit": ["adafactor"]}.get(r.train.optimizer, [])
-    return [{"train.optimizer": o} for o in lighter]
+def _optimizer(r: Recipe) -> list[dict]:
+    return [{"train.optimizer": o} for o in optimizer_spec(r.train.optimizer).lighter]
 
 
-def _sequence(r) -> list[dict]:
+def _sequence(r: Recipe) -> list[dict]:
     n = r.data.max_seq_length
     out = []
     for f in (0.75, 0.5, 0.25):
@@ -70,14 +69,16 @@ def _sequence(r) -> list[dict]:
     return out
 
 
-def _layers(r, shape: ModelShape) -> list[dict]:
+def _layers(r: Recipe, shape: ModelShape) -> list[dict]:
     n = shape.layers if r.adapter.layers == -1 else r.adapter.layers
     return [{"adapter.layers": k} for k in (n * 3 // 4, n // 2, n // 4) if 1 <= k < n]
 
 
-def _rank(r) -> list[dict]:
+def _rank(r: Recipe) -> list[dict]:
+    """Rank / d with alpha scaled so the update scale (AdapterSpec.scale) stays the same:
+    alpha / d for alpha/r, alpha / sqrt(d) for rsLoRA's alpha/sqrt(r)."""
     a = r.adapter
-    return [{"adapter.rank": a.rank // d, "adapter.alpha": a.alpha / d}
+    return [{"adapter.rank": a.rank // d, "adapter.alpha": a.alpha / (d ** 0.5 if a.rslora else d)}
             for d in (2, 4, 8) if a.rank // d >= 4]
 
 
@@ -111,7 +112,7 @@ def _yaml(v) -> str:
         if isinstance(v, float) else str(v)
 
 
-def search(recipe, shape: ModelShape, device: Device, source: str = "") -> FitResult:
+def search(recipe: Recipe, shape: ModelShape, device: Device, source: str = "") -> FitResult:
     """The recipe changes (cumulative, mildest first) after which the plan fits, or the
     strongest combination when nothing fits."""
     overrides: dict = {}

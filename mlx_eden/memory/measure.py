@@ -21,7 +21,8 @@ import numpy as np
 
 from ..backends.base import load_backend
 from ..data.batching import Batch
-from .profiler import MemoryProfiler
+from ..recipe import Recipe
+from ..run.profiler import MemoryProfiler
 
 
 def synthetic_batch(rows: int, length: int, vocab: int, packed: bool, seed: int) -> Batch:
@@ -31,9 +32,7 @@ def synthetic_batch(rows: int, length: int, vocab: int, packed: bool, seed: int)
     segments = np.ones((rows, length), np.int32)
     if packed:
         segments[:, length // 2:] = 2
-    positions = np.tile(np.arange(length, dtype=np.int32), (rows, 1))
-    return Batch(ids[:, :-1], ids[:, 1:], np.ones((rows, length), np.float32), segments,
-                 positions, packed)
+    return Batch(ids[:, :-1], ids[:, 1:], np.ones((rows, length), np.float32), segments, packed)
 
 
 @dataclass
@@ -53,20 +52,21 @@ class Measurement:
         return {k: v for k, v in self.__dict__.items() if k != "samples"}
 
 
-def run_profile(recipe, model_dir: Path, steps: int = 3, *, strict: bool = True,
+def run_profile(recipe: Recipe, model_dir: Path, steps: int = 3, *, strict: bool = True,
                 budget_bytes: int | None = None, evaluate: bool = True,
                 jsonl: Path | None = None) -> Measurement:
     """Set up the backend for `recipe`, run `steps` optimizer steps (and one evaluation batch)
     on synthetic batches, and return the measured memory."""
     backend = load_backend("mlx")
     info = backend.setup(recipe, model_dir)
+    probe = backend.memory_probe()
     if strict:
-        backend.set_memory_budget(1)
+        probe.set_budget(1)
     elif budget_bytes:
-        backend.set_memory_budget(budget_bytes)
+        probe.set_budget(budget_bytes)
     vocab = int(json.loads((Path(model_dir) / "config.json").read_text())["vocab_size"])
     t, d = recipe.train, recipe.data
-    profiler = MemoryProfiler(backend, jsonl).attach()
+    profiler = MemoryProfiler(probe, jsonl).attach()
     weights = profiler.samples[0].active
     started = time.perf_counter()
     try:

@@ -19,6 +19,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..qwen import PROJECTIONS
+from ..recipe import Recipe
+from ..registry import UPDATE_GROUP_BYTES, optimizer_spec
 from .activations import (
     F32,
     Work,
@@ -29,10 +32,9 @@ from .activations import (
     mlp_backward_transient,
 )
 from .devices import Device
-from .shapes import PROJECTIONS, ModelShape
+from .shapes import ModelShape
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-UPDATE_GROUP = 64 << 20  # = backends/mlx/update.py GROUP_BYTES
 COMPONENTS = ("base weights", "adapters", "optimizer state", "gradients", "saved activations",
               "logits and loss", "layer transient", "update transient", "headroom")
 
@@ -57,7 +59,7 @@ class Settings:
     packed: bool
 
     @classmethod
-    def from_recipe(cls, recipe, shape: ModelShape) -> Settings:
+    def from_recipe(cls, recipe: Recipe, shape: ModelShape) -> Settings:
         a, t, q = recipe.adapter, recipe.train, recipe.model.quantize
         layers = shape.layers if a.layers == -1 else min(a.layers, shape.layers)
         bits = shape.quant_bits or q.bits
@@ -105,25 +107,10 @@ def adapter_shapes(shape: ModelShape, s: Settings) -> list[tuple[int, ...]]:
 
 
 def optimizer_bytes(name: str, shapes: list[tuple[int, ...]]) -> int:
-    """State bytes: AdamW two float32 moments; adamw8bit two 8-bit codes + a float32 scale per
-    64 values each; Adafactor (no first moment) float32 row and column second moments; MLX's
-    SGD a float32 velocity even at momentum 0 (its init_single always creates one)."""
-    total = 0
-    for shp in shapes:
-        n = math.prod(shp)
-        if name in ("adamw", "adam"):
-            total += 2 * n * F32
-        elif name == "adamw8bit":
-            blocks = -(-n // 64)
-            total += 2 * blocks * (64 + F32)
-        elif name == "adafactor":
-            total += (shp[0] + shp[1]) * F32 if len(shp) == 2 else n * F32
-        elif name == "sgd":
-            total += n * F32
-    return total
-
-
-UPDATE_COPIES = {"adamw": 1.0, "adam": 1.0, "adamw8bit": 3.0, "adafactor": 1.25, "sgd": 0.75}
+    """State bytes of optimizer `name` over every trainable tensor (registry.OPTIMIZERS says
+    per tensor; an unknown name is an error there, not 0 bytes)."""
+    per_tensor = optimizer_spec(name).state_bytes
+    return sum(per_tensor(shp) for shp in shapes)
 
 
 # --------------------------------------------------------------------------- the estimate
@@ -173,7 +160,7 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
     layer_t = max(base + mlp_backward_transient(shape, w, s.checkpoint),
                   base - top_mlp + attention_backward_transient(shape, w))
     accumulate = s.grad_accumulation > 1
-    update_t = int(UPDATE_COPIES.get(s.optimizer, 1.0) * min(UPDATE_GROUP, p_bytes))
+    update_t = int(optimizer_spec(s.optimizer).update_copies * min(UPDATE_GROUP_BYTES, p_bytes))
     resident = {"base weights": weights, "adapters": p_bytes, "optimizer state": optimizer,
                 "gradients": p_bytes if accumulate else 0}
     phases = {
@@ -248,6 +235,6 @@ class Plan:
                 "settings": self.settings.__dict__ | {"targets": list(self.settings.targets)}}
 
 
-def make_plan(recipe, shape: ModelShape, device: Device, source: str = "") -> Plan:
+def make_plan(recipe: Recipe, shape: ModelShape, device: Device, source: str = "") -> Plan:
     settings = Settings.from_recipe(recipe, shape)
     return Plan(recipe.model.path, source, shape, settings, device, estimate(shape, settings))

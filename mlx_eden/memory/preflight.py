@@ -6,21 +6,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
+from ..recipe import Recipe
+from ..run.runplan import RunPlan
+from ..units import gib
 from .fit import with_overrides
-from .report import gib
 from .session import plan_recipe
-
-GB = 1e9
 
 
 class DoesNotFit(Exception):
     """The planned peak is above the budget; str() is the one line the CLI prints."""
 
 
-def preflight(recipe, *, device: str | None = None, budget_gb: float | None = None,
+def preflight(recipe: Recipe, *, device: str | None = None, budget_gb: float | None = None,
               fit: bool = False, force: bool = False, recipe_file: str = "RECIPE",
-              say=print) -> tuple[object, dict]:
-    """(the recipe to train, extra run info: predicted_peak_gb, budget_gb, budget_bytes)."""
+              say=print) -> tuple[Recipe, RunPlan | None]:
+    """(the recipe to train, what the plan hands to the run; None when there is no plan).
+    `budget_gb` is GiB, like every memory figure."""
     try:
         plan, fitted = plan_recipe(recipe, device, budget_gb, fit)
     except UserError as e:
@@ -28,14 +29,11 @@ def preflight(recipe, *, device: str | None = None, budget_gb: float | None = No
         # itself: a second line about the plan would only bury that one.
         if Path(recipe.model.path or "").expanduser().is_dir():
             say(f"memory plan skipped: {e}")
-        return recipe, {}
+        return recipe, None
     if fitted is not None and fitted.changes:
         recipe = with_overrides(recipe, fitted.overrides)
         plan = fitted.plan
         say("fit: " + ", ".join(f"{c.key}={c.new}" for c in fitted.changes))
-    extra = {"predicted_peak_gb": round(plan.predicted_peak_bytes / GB, 3),
-             "budget_gb": round(plan.budget_bytes / GB, 3), "budget_bytes": plan.budget_bytes,
-             "memory_device": plan.device.name}
     if not plan.fits and not force:
         e = plan.estimate
         top = sorted(((v, k) for k, v in e.components.items() if k != "base weights"),
@@ -47,4 +45,4 @@ def preflight(recipe, *, device: str | None = None, budget_gb: float | None = No
             f"{gib(e.components['base weights'])}, {parts}); `eden-mlx plan {recipe_file} "
             f"--fit` shows the changes that fit, `eden-mlx train {recipe_file} --fit` applies "
             f"them, --force tries anyway")
-    return recipe, extra
+    return recipe, RunPlan(plan.predicted_peak_bytes, plan.budget_bytes, plan.device.name)

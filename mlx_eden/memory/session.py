@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 
+from ..recipe import Recipe
 from .devices import Device, get_device, with_budget
 from .fit import FitResult, search
 from .planner import Plan, make_plan
@@ -28,7 +29,7 @@ def resolve_device(name: str | None, budget_gb: float | None) -> Device:
     return with_budget(get_device(name, live), budget_gb)
 
 
-def plan_recipe(recipe, device_name: str | None = None, budget_gb: float | None = None,
+def plan_recipe(recipe: Recipe, device_name: str | None = None, budget_gb: float | None = None,
                 fit: bool = False) -> tuple[Plan, FitResult | None]:
     """The plan of `recipe` and, with `fit` and when it does not fit, the fit search."""
     cfg, source = load_config(recipe.model.path, recipe.model.revision)

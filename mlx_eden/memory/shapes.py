@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..qwen import PROJECTIONS
 from ..safeio import read_json_object
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "qwen_configs"
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
-"""What the training loop tells the world. Listeners (JSONL log, plain console, dashboard, early
-stopping) subscribe; the loop never imports any of them."""
+"""What the training loop tells the world. Listeners (the JSONL log, the plain console, the
+dashboard, the memory profiler) subscribe; the loop never imports any of them. Early stopping is
+not a listener: it decides whether the loop goes on, so it is in the loop (run/loop.py).
+Memory figures (`*_gb`) are GiB, the project's one unit (mlx_eden/units.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """The backend-neutral training loop: steps, accumulation, schedule, evaluation, early stopping,
-checkpoints, NaN guard. It emits events and knows nothing about how they are shown."""
+checkpoints, NaN guard. It emits events and knows nothing about how they are shown.
+
+It talks to the backend only through backends/base.py's Backend protocol; the files of an
+adapter folder are the backend's business (`save_adapter` writes the whole folder, torch adds
+peft/), so the loop stages a checkpoint and adapter/ side by side and publishes them by rename."""
 
 from __future__ import annotations
 
@@ -11,10 +15,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..adapters import PEFT_DIR
 from ..backends.base import Backend
 from ..data.batching import BatchPlan
+from ..recipe import Recipe
 from ..safeio import publish_dir, read_json_object, write_json_atomic
+from ..units import to_gib
 from .events import EvalEvent, Listener, SaveEvent, StepEvent, StopEvent, WarningEvent
 from .rundir import RunDir
 from .schedule import learning_rate, warmup_steps
@@ -74,13 +79,13 @@ class _StopFlag:
 
 
 class TrainingLoop:
-    def __init__(self, recipe, backend: Backend, train: BatchPlan, valid: BatchPlan | None,
+    def __init__(self, recipe: Recipe, backend: Backend, train: BatchPlan, valid: BatchPlan | None,
                  rundir: RunDir, emit: Listener):
         self.recipe, self.backend, self.train, self.valid = recipe, backend, train, valid
         self.rundir, self.emit = rundir, emit
         t = recipe.train
         self.total = total_steps(t, len(train))
-        self._pending: tuple[Path, Path, int] | None = None
+        self._pending: tuple[Path, Path, Path, int] | None = None
         self.warmup = warmup_steps(self.total, t.warmup_steps, t.warmup_ratio)
 
     def lr(self, step: int) -> float:
@@ -137,20 +142,19 @@ class TrainingLoop:
         self.backend.save_adapter(tmp)
         self.backend.save_state(tmp)
         write_json_atomic(tmp / "trainer_state.json", dataclasses.asdict(state))
-        self._pending = (tmp, final, state.step)
+        # adapter/ is the backend's own adapter folder of these same weights (torch adds peft/):
+        # written now, published with the checkpoint, so the loop never copies a layout.
+        adapter_tmp = self.rundir.tmp_dir("adapter")
+        self.backend.save_adapter(adapter_tmp)
+        self._pending = (tmp, adapter_tmp, final, state.step)
         if verified:
             self._publish_pending()
 
     def _publish_pending(self) -> None:
         if self._pending is None:
             return
-        tmp, final, step = self._pending
+        tmp, adapter_tmp, final, step = self._pending
         self._pending = None
-        adapter_tmp = self.rundir.tmp_dir("adapter")
-        for name in ("adapters.safetensors", "adapter_config.json"):
-            shutil.copy2(tmp / name, adapter_tmp / name)
-        if (tmp / PEFT_DIR).is_dir():  # the same adapter in PEFT's format (torch backend)
-            shutil.copytree(tmp / PEFT_DIR, adapter_tmp / PEFT_DIR)
         publish_dir(tmp, final)
         self.rundir.prune(self.recipe.train.keep_checkpoints)
         self.emit(SaveEvent(step=step, path=str(final), what="checkpoint"))
@@ -159,7 +163,8 @@ class TrainingLoop:
 
     def _drop_pending(self) -> None:
         if self._pending is not None:
-            shutil.rmtree(self._pending[0], ignore_errors=True)
+            for staged in self._pending[:2]:
+                shutil.rmtree(staged, ignore_errors=True)
             self._pending = None
 
     # ------------------------------------------------------------------ the loop
@@ -192,7 +197,7 @@ class TrainingLoop:
                     step=step, epoch=state.micro_step / len(self.train), loss=result.loss, lr=lr,
                     grad_norm=result.grad_norm, tokens=result.tokens,
                     trained_tokens_per_sec=result.tokens / dt if dt > 0 else 0.0, step_time=dt,
-                    peak_memory_gb=mem.get("peak", 0) / 1e9, total_steps=self.total,
+                    peak_memory_gb=to_gib(mem.get("peak", 0)), total_steps=self.total,
                     elapsed=state.elapsed))
                 last = step == self.total
                 if t.eval_every and step % t.eval_every == 0 and not last:

@@ -18,11 +18,14 @@ from ..data.render import load_tokenizer
 from ..data.splits import load_splits
 from ..errors import DamagedFile, UserError
 from ..hub import resolve_model
-from ..memory.profiler import MemoryProfiler
+from ..recipe import Recipe
+from ..registry import check_supported
 from ..safeio import disk_full, open_append
 from .events import Event, Listener, StartEvent, StopEvent, WarningEvent
 from .loop import TrainerState, TrainingLoop
+from .profiler import MemoryProfiler
 from .rundir import RunDir, run_info, sha256
+from .runplan import RunPlan
 
 # Sections whose change makes a checkpoint unusable (tensor shapes, base weights).
 # The optimizer too: its state on disk has another layout (torch would train on the wrong state).
@@ -43,7 +46,7 @@ def recipe_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def check_resumable(rundir: RunDir, recipe, old_info: dict | None = None) -> list[str]:
+def check_resumable(rundir: RunDir, recipe: Recipe, old_info: dict | None = None) -> list[str]:
     """Refuse to resume a run with a recipe whose adapter or base differs; return the other,
     harmless changes (the resumed run is then no longer an exact continuation)."""
     old = old_info.get("recipe") if old_info is not None else None
@@ -71,7 +74,7 @@ class MetricsLog:
         self.file.close()
 
 
-def make_plans(recipe, splits, pad_id: int):
+def make_plans(recipe: Recipe, splits, pad_id: int):
     d, t = recipe.data, recipe.train
     train = BatchPlan(splits.train, t.batch_size, d.max_seq_length, pad_id, d.packing, t.seed)
     valid = (BatchPlan(splits.valid, t.batch_size, d.max_seq_length, pad_id, d.packing, t.seed)
@@ -83,7 +86,7 @@ def make_plans(recipe, splits, pad_id: int):
 class PreparedRun:
     """Everything `execute_run` needs: built by `prepare_run`, nothing trained yet."""
 
-    recipe: object
+    recipe: Recipe
     rundir: RunDir
     backend_name: str
     why: str
@@ -138,13 +141,13 @@ def data_history(old_info: dict | None, files: list[str], warnings: list[str]) -
     return history
 
 
-def prepare_run(recipe, *, output: str | None = None, resume: bool = False,
+def prepare_run(recipe: Recipe, *, output: str | None = None, resume: bool = False,
                 backend: tuple[str, str] | None = None,
-                extra_info: dict | None = None) -> PreparedRun:
+                memory_plan: RunPlan | None = None) -> PreparedRun:
     """Load model, tokenizer and data, lock the run directory and restore a checkpoint."""
     started = time.time()
-    backend_name, why = backend or choose_backend(recipe.train.backend,
-                                                  qlora=bool(recipe.model.quantize.bits))
+    backend_name, why = backend or choose_backend(recipe.train.backend, recipe)
+    check_supported(recipe, backend_name)  # before anything is loaded or created
     model_dir = resolve_model(recipe.model.path, recipe.model.revision)
     tok = load_tokenizer(model_dir)
     splits = load_splits(recipe.data, tok, recipe.train.seed)
@@ -153,25 +156,25 @@ def prepare_run(recipe, *, output: str | None = None, resume: bool = False,
     rundir.prepare(resume)
     try:  # the lock is released if anything below fails (an in-process caller may retry)
         return _prepare_locked(recipe, rundir, resume, backend_name, why, model_dir, tok,
-                               splits, started, extra_info)
+                               splits, started, memory_plan)
     except BaseException:
         rundir.unlock()
         raise
 
 
 def _prepare_locked(recipe, rundir, resume, backend_name, why, model_dir, tok, splits, started,
-                    extra_info) -> PreparedRun:
+                    memory_plan) -> PreparedRun:
     old_info = rundir.read_run_json() if resume and rundir.run_json.exists() else None
     warnings: list[str] = []
     changed = check_resumable(rundir, recipe, old_info) if old_info else []
-    extra = dict(extra_info or {})
+    extra = memory_plan.run_json() if memory_plan is not None else {}
     extra["data_history"] = data_history(old_info, splits.files, warnings) if resume else []
 
     impl = load_backend(backend_name)
     info = impl.setup(recipe, model_dir)
-    budget = extra.get("budget_bytes")
-    if budget and hasattr(impl, "set_memory_budget"):  # the memory plan's budget (memory/)
-        impl.set_memory_budget(budget)
+    probe = impl.memory_probe()  # None: the backend has no per-phase memory instruments
+    if probe is not None and memory_plan is not None:
+        probe.set_budget(memory_plan.budget_bytes)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     train_plan, valid_plan = make_plans(recipe, splits, pad_id)
     checkpoint, state = (restore_checkpoint(rundir, impl, warnings) if resume
@@ -234,8 +237,9 @@ def execute_run(p: PreparedRun, listeners: list[Listener] = ()) -> StopEvent:
             for sink in sinks:
                 sink(event)
 
-        if hasattr(p.impl, "phase_memory"):  # memory.jsonl + MemoryEvents, per phase of a step
-            profiler = MemoryProfiler(p.impl, p.rundir.memory, emit).attach(record_weights=False)
+        probe = p.impl.memory_probe()
+        if probe is not None:  # memory.jsonl + MemoryEvents, per phase of a step
+            profiler = MemoryProfiler(probe, p.rundir.memory, emit).attach(record_weights=False)
             sinks.append(profiler)  # last: a MemoryEvent it emits follows the event behind it
         p.rundir.write_run_json(_info(p, "running"))
         loop = TrainingLoop(p.recipe, p.impl, p.train_plan, p.valid_plan, p.rundir, emit)
@@ -281,11 +285,12 @@ def start_event(p: PreparedRun, total: int) -> StartEvent:
         predicted_peak_gb=p.extra.get("predicted_peak_gb"), budget_gb=p.extra.get("budget_gb"))
 
 
-def run_training(recipe, *, output: str | None = None, resume: bool = False,
+def run_training(recipe: Recipe, *, output: str | None = None, resume: bool = False,
                  listeners: list[Listener] = (), backend: tuple[str, str] | None = None,
-                 extra_info: dict | None = None) -> StopEvent:
+                 memory_plan: RunPlan | None = None) -> StopEvent:
     """Train per `recipe`; return the final StopEvent (status completed, early_stopped, nan,
-    interrupted). `backend` is a resolved (name, why) from choose_backend, else the recipe's."""
+    interrupted). `backend` is a resolved (name, why) from choose_backend, else the recipe's;
+    `memory_plan` is what the memory plan hands to the run (budget, predicted peak)."""
     prepared = prepare_run(recipe, output=output, resume=resume, backend=backend,
-                           extra_info=extra_info)
+                           memory_plan=memory_plan)
     return execute_run(prepared, listeners)

@@ -1,1 +1,2 @@
-"""Presentation: listeners that show the loop's events, and reports. No backend imports."""
+"""Presentation: listeners that show the loop's events, reports, and the memory plan's tables
+(memoryplan.py renders what memory/ computes). No backend imports."""

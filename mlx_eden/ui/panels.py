@@ -103,14 +103,14 @@ def memory(s: RunState) -> Panel:
     predicted = s.predicted_gb()
     versus = f" ({100 * peak / predicted:.0f}% of plan)" if predicted and peak is not None else ""
     if budget:
-        budget_line = BarLine("budget", num(budget, ".1f", " GB"), fraction or 0.0,
+        budget_line = BarLine("budget", num(budget, ".1f", " GiB"), fraction or 0.0,
                               Text(f"{100 * (fraction or 0):.0f}%", style), style)
     else:
         budget_line = row("budget", DASH, ("  (no budget known)", "dim"))
     body = Group(
-        row("active", num(s.active_gb(), ".2f", " GB")),
-        row("peak", (num(peak, ".2f", " GB"), f"bold {style}"), versus),
-        row("planner", num(predicted, ".2f", " GB"), (" predicted peak", "dim")),
+        row("active", num(s.active_gb(), ".2f", " GiB")),
+        row("peak", (num(peak, ".2f", " GiB"), f"bold {style}"), versus),
+        row("planner", num(predicted, ".2f", " GiB"), (" predicted peak", "dim")),
         budget_line,
     )
     return Panel(body, title="memory", title_align="left",

@@ -1,7 +1,7 @@
 """Plain, parseable log lines for non-terminals (CI, nohup, pipes) and --no-dashboard.
 
 One `key=value` line per report interval and per eval/save/stop event, e.g.
-    step=20/100 epoch=0.42 loss=2.3141 lr=1.00e-04 grad_norm=0.812 tok/s=1532 peak_mem=0.41GB
+    step=20/100 epoch=0.42 loss=2.3141 lr=1.00e-04 grad_norm=0.812 tok/s=1532 peak_mem=0.41GiB
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class PlainLog:
                 tps = self._tokens / self._time if self._time > 0 else 0.0
                 self._print(f"step={e.step}/{e.total_steps} epoch={e.epoch:.2f} loss={loss:.4f} "
                             f"lr={e.lr:.2e} grad_norm={e.grad_norm:.3f} tok/s={tps:.0f} "
-                            f"peak_mem={e.peak_memory_gb:.2f}GB")
+                            f"peak_mem={e.peak_memory_gb:.2f}GiB")
                 self._losses, self._tokens, self._time = [], 0, 0.0
         elif isinstance(e, EvalEvent):
             left = "" if e.patience_left is None else f" patience_left={e.patience_left}"

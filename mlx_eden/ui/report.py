@@ -59,7 +59,7 @@ def charts(runs: list[RunRecord]) -> list[str]:
         line_chart("Loss", loss, y_label="loss"),
         line_chart("Learning rate", lr, y_label="lr"),
         line_chart("Trained tokens / second", speed, y_label="tokens/s", zero=True),
-        line_chart("Memory (GB)", memory, hlines=hlines, y_label="GB", zero=True),
+        line_chart("Memory (GiB)", memory, hlines=hlines, y_label="GiB", zero=True),
     ]
 
 
@@ -74,7 +74,7 @@ def summary_rows(runs: list[RunRecord]) -> list[dict]:
         rows.append({"run": s["run"], "status": s["status"], "steps": s["steps"],
                      "loss": num(s["train_loss"], ".4f"), "best val": best,
                      "tok/s": num(s["tokens_per_sec"], ",.0f"),
-                     "peak GB": num(s["peak_gb"], ".2f"), "time": clock(s["elapsed"])})
+                     "peak GiB": num(s["peak_gb"], ".2f"), "time": clock(s["elapsed"])})
     return rows
 
 

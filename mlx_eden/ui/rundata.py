@@ -65,7 +65,7 @@ class RunRecord:
         return self._planned("predicted_peak_gb")
 
     def memory_points(self) -> dict[str, list[tuple[float, float]]]:
-        """GB by step: from the profiler (memory.jsonl or memory events) when it ran, else the
+        """GiB by step: from the profiler (memory.jsonl or memory events) when it ran, else the
         peak each train event records."""
         samples = self.memory or self.of("memory")
         if samples:

@@ -22,7 +22,9 @@ from ...adapters import (
 )
 from ...data.batching import Batch
 from ...errors import UserError
-from ..base import ModelInfo, StepResult
+from ...recipe import Recipe
+from ...registry import check_supported, dropout_seed
+from ..base import MemoryProbe, ModelInfo, PhaseHook, StepResult, World
 from . import model as M
 from .memory import apply_budget
 from .optimizers import make_optimizer
@@ -41,9 +43,13 @@ def _rss_bytes() -> int:
 
 
 class MLXBackend:
-    name = "mlx"
+    """The Backend protocol on MLX; it is its own MemoryProbe (phases, peak reset, budget)."""
 
-    def setup(self, recipe, model_dir: Path) -> ModelInfo:
+    name = "mlx"
+    world = World()
+
+    def setup(self, recipe: Recipe, model_dir: Path) -> ModelInfo:
+        check_supported(recipe, self.name)
         self.recipe = recipe
         t = recipe.train
         mx.random.seed(t.seed)
@@ -52,7 +58,7 @@ class MLXBackend:
         self.adapter_cfg = adapter_config(recipe, len(M.inner(self.model).layers), str(model_dir))
         if recipe.adapter.init_from:
             self.load_adapter(Path(recipe.adapter.init_from))
-        self.optimizer = make_optimizer(t)
+        self.optimizer = make_optimizer(recipe)
         self.optimizer.init(self.model.trainable_parameters())
         self._micro = self._eval = None  # compiled on first use (_build)
         total, trainable = M.count_params(self.model)
@@ -99,8 +105,7 @@ class MLXBackend:
     def train_step(self, batches: list[Batch], lr: float, step: int) -> StepResult:
         if self._micro is None:
             self._build()
-        # Dropout masks depend only on (seed, step): a resumed run draws the same ones.
-        mx.random.seed(self.recipe.train.seed * 1_000_003 + step)
+        mx.random.seed(dropout_seed(self.recipe.train.seed, step))
         tokens = sum(b.trained_tokens for b in batches)
         loss, grads = None, None
         for b in batches:
@@ -199,17 +204,23 @@ class MLXBackend:
         return {"active": mx.get_active_memory(), "peak": max(self._run_peak, mx.get_peak_memory()),
                 "cache": mx.get_cache_memory(), "rss": _rss_bytes()}
 
-    # ------------------------------------------------------------------ memory profiling
+    # ------------------------------------------------------------------ memory probe
 
-    phase_hook = None  # the profiler's callable(phase name); see mlx_eden/memory/profiler.py
+    _hook: PhaseHook | None = None  # the profiler's, see mlx_eden/run/profiler.py
     _run_peak = 0
+
+    def memory_probe(self) -> MemoryProbe:
+        return self
+
+    def set_phase_hook(self, hook: PhaseHook | None) -> None:
+        self._hook = hook
 
     def _phase(self, name: str, *evaluate) -> None:
         """Tell the profiler a phase ended (evaluating `evaluate` first, so the forward pass
         is measured apart from the backward: the loss alone needs only the forward)."""
-        if self.phase_hook is not None:
+        if self._hook is not None:
             mx.eval(*evaluate)
-            self.phase_hook(name)
+            self._hook(name)
 
     def phase_memory(self) -> dict:
         """Memory now and the peak since the last call; keeps the run's peak for memory()."""
@@ -219,7 +230,7 @@ class MLXBackend:
         mx.reset_peak_memory()
         return figures
 
-    def set_memory_budget(self, budget_bytes: int) -> dict:
+    def set_budget(self, budget_bytes: int) -> dict:
         """MLX's memory limit (and on Metal the wired limit) from the planner's budget."""
         return apply_budget(budget_bytes)
 

@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 
 from ...safeio import MARKER, publish_dir
-from ...tiny import TinySpec, write_tiny
 
 
 def quantize_folder(src: str | Path, dst: str | Path, bits: int, group_size: int = 64) -> Path:
@@ -25,12 +24,3 @@ def quantize_folder(src: str | Path, dst: str | Path, bits: int, group_size: int
     publish_dir(tmp, dst)
     shutil.rmtree(tmp.parent, ignore_errors=True)
     return dst
-
-
-def write_quantized(out_dir: str | Path, spec: TinySpec, bits: int, group_size: int) -> Path:
-    """A tiny model, quantized: the float folder is built in a temp dir and converted."""
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        src = write_tiny(Path(tmp) / "float", spec)
-        return quantize_folder(src, out, bits, group_size)

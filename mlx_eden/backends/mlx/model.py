@@ -19,6 +19,7 @@ from mlx.utils import tree_flatten
 
 from ...adapters import adapted_layers, lora_a_init, module_keys
 from ...errors import UserError
+from ...recipe import Recipe
 from .checkpoint import KeyedDropout, layer_forward
 from .chunked_loss import ce_sum, checkpointed_ce_sum, chunked_ce_sum, head_parts
 
@@ -55,7 +56,7 @@ def inner(model):
     return model.model
 
 
-def add_adapters(model: nn.Module, recipe) -> list[str]:
+def add_adapters(model: nn.Module, recipe: Recipe) -> list[str]:
     """Freeze the base and add LoRA/DoRA layers (mlx-lm's) with our seeded init.
 
     Returns the names of the adapted modules."""

@@ -14,26 +14,31 @@ import math
 import mlx.core as mx
 import mlx.optimizers as optim
 
-BLOCK = 64  # values per scale: small blocks keep a block's large values from drowning small ones
+from ...recipe import Recipe
+from ...registry import ADAM8_BLOCK
+
+BLOCK = ADAM8_BLOCK  # values per scale: small blocks keep a block's large values from
+# drowning small ones
 
 
-def make_optimizer(t) -> optim.Optimizer:
-    """Build the optimizer of TrainSpec `t`; the learning rate is set by the loop each step."""
-    lr = t.learning_rate
-    if t.optimizer == "adamw":
-        return optim.AdamW(learning_rate=lr, betas=[0.9, 0.999], eps=1e-8,
-                           weight_decay=t.weight_decay, bias_correction=True)
-    if t.optimizer == "adamw8bit":
-        return AdamW8bit(learning_rate=lr, weight_decay=t.weight_decay)
-    if t.optimizer == "adam":
-        return optim.Adam(learning_rate=lr, betas=[0.9, 0.999], eps=1e-8, bias_correction=True)
-    if t.optimizer == "adafactor":
-        # Fixed learning rate from our schedule, not Adafactor's relative step size.
-        return optim.Adafactor(learning_rate=lr, relative_step=False, scale_parameter=False,
-                               warmup_init=False)
-    if t.optimizer == "sgd":
-        return optim.SGD(learning_rate=lr, weight_decay=t.weight_decay)
-    raise ValueError(f"unknown optimizer {t.optimizer}")
+# One builder per registry.OPTIMIZERS name this backend trains (tests/test_registry.py checks
+# the two agree); each takes the TrainSpec, the learning rate is set by the loop each step.
+BUILDERS = {
+    "adamw": lambda t: optim.AdamW(learning_rate=t.learning_rate, betas=[0.9, 0.999], eps=1e-8,
+                                   weight_decay=t.weight_decay, bias_correction=True),
+    "adamw8bit": lambda t: AdamW8bit(learning_rate=t.learning_rate, weight_decay=t.weight_decay),
+    "adam": lambda t: optim.Adam(learning_rate=t.learning_rate, betas=[0.9, 0.999], eps=1e-8,
+                                 bias_correction=True),
+    # A fixed learning rate from our schedule, not Adafactor's relative step size.
+    "adafactor": lambda t: optim.Adafactor(learning_rate=t.learning_rate, relative_step=False,
+                                           scale_parameter=False, warmup_init=False),
+    "sgd": lambda t: optim.SGD(learning_rate=t.learning_rate, weight_decay=t.weight_decay),
+}
+
+
+def make_optimizer(recipe: Recipe) -> optim.Optimizer:
+    """Build the recipe's optimizer (setup() has refused the ones this backend lacks)."""
+    return BUILDERS[recipe.train.optimizer](recipe.train)
 
 
 def _blocks(x: mx.array) -> mx.array:

@@ -15,7 +15,9 @@ import mlx.core as mx
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_unflatten
 
-GROUP_BYTES = 64 << 20  # parameters updated per evaluation
+from ...registry import UPDATE_GROUP_BYTES
+
+GROUP_BYTES = UPDATE_GROUP_BYTES  # parameters updated per evaluation (the planner counts one)
 
 
 def _state_at(state, name: str) -> dict:

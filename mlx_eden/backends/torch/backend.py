@@ -25,7 +25,9 @@ from ...adapters import (
     read_adapter_config,
 )
 from ...data.batching import Batch
-from ..base import ModelInfo, StepResult
+from ...recipe import Recipe
+from ...registry import check_supported, dropout_seed
+from ..base import MemoryProbe, ModelInfo, StepResult, World
 from . import adapter_io as io
 from . import model as M
 from .optimizers import make_optimizer, set_learning_rate, state_from_mlx, state_to_mlx
@@ -46,9 +48,14 @@ def _rss_bytes() -> tuple[int, int]:
 
 
 class TorchBackend:
-    name = "torch"
+    """The Backend protocol on PyTorch (CPU). No MemoryProbe: on CPU only the process RSS is
+    known, and memory() reports it."""
 
-    def setup(self, recipe, model_dir: Path) -> ModelInfo:
+    name = "torch"
+    world = World()
+
+    def setup(self, recipe: Recipe, model_dir: Path) -> ModelInfo:
+        check_supported(recipe, self.name)
         self.recipe = recipe
         t = recipe.train
         self.threads = M.cpu_threads(t.num_threads)
@@ -66,7 +73,7 @@ class TorchBackend:
         self.adapter_cfg = adapter_config(recipe, n_layers, str(model_dir))
         if recipe.adapter.init_from:
             self.load_adapter(Path(recipe.adapter.init_from))
-        self.optimizer = make_optimizer(t, [p for p, _ in self.params.values()])
+        self.optimizer = make_optimizer(recipe, [p for p, _ in self.params.values()])
         self.steps_done = 0
         total, trainable = M.count_params(self.model)
         extra = {"adapted_modules": len(adapted), "threads": self.threads,
@@ -94,8 +101,7 @@ class TorchBackend:
 
     def train_step(self, batches: list[Batch], lr: float, step: int) -> StepResult:
         t = self.recipe.train
-        # Dropout masks depend only on (seed, step): a resumed run draws the same ones.
-        torch.manual_seed(t.seed * 1_000_003 + step)
+        torch.manual_seed(dropout_seed(t.seed, step))
         tokens = sum(b.trained_tokens for b in batches)
         params = [p for p, _ in self.params.values()]
         self.optimizer.zero_grad(set_to_none=True)
@@ -155,6 +161,9 @@ class TorchBackend:
     def memory(self) -> dict:
         rss, peak = _rss_bytes()
         return {"active": rss, "peak": peak, "cache": 0, "rss": rss}
+
+    def memory_probe(self) -> MemoryProbe | None:
+        return None
 
 
 def create() -> TorchBackend:

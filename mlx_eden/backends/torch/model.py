@@ -19,6 +19,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ...adapters import adapted_layers, lora_a_init
 from ...errors import UserError
+from ...recipe import Recipe
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _HALF_SUPPORTED = {"bfloat16": "_is_mkldnn_bf16_supported", "float16": "_is_mkldnn_fp16_supported"}
@@ -72,9 +73,6 @@ def load_base(path: Path, spec, dtype: torch.dtype):
         raise UserError("the torch backend trains a float base, and this model folder is "
                         "quantized", file=str(path), key="model.path",
                         hint="point model.path at the float model, or use --backend mlx")
-    if spec.quantize.bits:
-        raise UserError("model.quantize.bits (QLoRA) is supported by the mlx backend only",
-                        key="model.quantize.bits", hint="set it to null for --backend torch")
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
@@ -91,7 +89,7 @@ def load_base(path: Path, spec, dtype: torch.dtype):
     return model, config
 
 
-def add_adapters(model, recipe):
+def add_adapters(model, recipe: Recipe):
     """Wrap `model` with peft LoRA/DoRA on the recipe's projections and layers, then set our
     seeded init (identical to the MLX backend's). Returns (peft model, adapted module names)."""
     from peft import LoraConfig, get_peft_model
@@ -140,7 +138,7 @@ def attention_mask(segments: torch.Tensor) -> torch.Tensor:
     Positions run 0..L-1 along the row, as in the MLX backend: RoPE scores depend only on the
     distance between query and key, and the mask keeps every attended pair inside one sample, so
     the result equals the sample run on its own up to float rounding. Using the same positions as
-    MLX keeps the parity test like-for-like (Batch.positions is therefore not used)."""
+    MLX keeps the parity test like-for-like."""
     L = segments.shape[1]
     idx = torch.arange(L)
     causal = idx[:, None] >= idx[None, :]

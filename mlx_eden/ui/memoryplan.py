@@ -1,19 +1,17 @@
-"""Plans and fits as tables and one-line verdicts (Rich when printing to a console)."""
+"""Memory plans, fits and predicted-vs-measured comparisons as Rich tables and one-line
+verdicts. The rendering half of memory/: memory/ computes and measures, this module shows
+(`eden-mlx plan`, `eden-mlx profile`). Sizes in GiB (mlx_eden/units.py)."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
 
-from .fit import FitResult
-from .planner import Plan
-
-GIB = 1 << 30
-
-
-def gib(n: float) -> str:
-    """Bytes as GiB (Apple's GB), or MiB below one GiB."""
-    return f"{n / GIB:.2f} GiB" if abs(n) >= GIB else f"{n / (1 << 20):.1f} MiB"
+from ..memory.fit import FitResult
+from ..memory.measure import Measurement
+from ..memory.planner import Plan
+from ..registry import UPDATE_GROUP_BYTES
+from ..units import gib
 
 
 def _describe(plan: Plan) -> dict[str, str]:
@@ -33,7 +31,7 @@ def _describe(plan: Plan) -> dict[str, str]:
             "saved activations": ckpt,
             "logits and loss": chunk,
             "layer transient": "one layer's backward buffers",
-            "update transient": "one 64 MB group of the streamed update",
+            "update transient": f"one {UPDATE_GROUP_BYTES >> 20} MiB group of the streamed update",
             "headroom": "one op's output past the limit"}
 
 
@@ -83,3 +81,17 @@ def render_fit(fit: FitResult, recipe_file: str, console: Console | None = None)
     console.print(f"[{style}]{verdict(fit.plan)}[/{style}]")
     console.print(f"  run it: eden-mlx train {recipe_file} --fit   "
                   f"(or: eden-mlx train {recipe_file} {fit.set_args()})")
+
+
+def render_comparison(plan: Plan, measured: Measurement, rows: list[dict],
+                      console: Console | None = None) -> None:
+    """The rows of memory.compare.compare() as a table, then the step time and the verdict."""
+    console = console or Console()
+    table = Table(show_header=True, header_style="bold")
+    for col in ("part", "predicted", "measured", "error"):
+        table.add_column(col, justify="left" if col == "part" else "right")
+    for r in rows:
+        err = "-" if r["error"] is None else f"{r['error'] * 100:+.1f}%"
+        table.add_row(r["part"], gib(r["predicted"]), gib(r["measured"]), err)
+    console.print(table)
+    console.print(f"{measured.step_seconds:.2f} s per step; plan: {verdict(plan)}")

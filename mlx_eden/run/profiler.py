@@ -1,10 +1,14 @@
 """The unified-memory profiler: memory figures at the end of every phase of training.
 
-The backend calls `phase_hook(name)` when a phase ends ("forward", "backward", "update",
-"eval"); the profiler reads the backend's memory (active, peak since the previous phase, cache,
-process RSS), appends a line to memory.jsonl and, once per step, emits a MemoryEvent with the
-step's peak and the phase it happened in. "weights" is sampled once, right after the model and
-adapters are loaded. Backend-neutral: it only calls backend.phase_memory().
+The backend's MemoryProbe (backends/base.py) calls the hook the profiler hands it when a phase
+ends ("forward", "backward", "update", "eval"); the profiler reads the probe's memory (active,
+peak since the previous phase, cache, process RSS), appends a line to memory.jsonl and, once per
+step, emits a MemoryEvent with the step's peak and the phase it happened in. "weights" is sampled
+once, right after the model and adapters are loaded.
+
+It lives in run/ because it is a listener of the loop's events (it used to sit in memory/, which
+made memory -> run.events -> ... -> run/train -> memory an import cycle); memory/ only computes
+and measures. Figures are GiB (mlx_eden/units.py) like everything else.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..run.events import Event, MemoryEvent, StartEvent, StepEvent
+from ..backends.base import MemoryProbe
 from ..safeio import open_append
+from ..units import GIB as GB
+from .events import Event, MemoryEvent, StartEvent, StepEvent
 
 STEP_PHASES = ("forward", "backward", "update")
-GB = 1e9
 
 
 @dataclass
@@ -35,18 +40,18 @@ class PhaseSample:
 
 
 def jsonl_record(s: PhaseSample) -> dict:
-    """One memory.jsonl line: GB like the MemoryEvents (what the dashboard and the report read),
-    with the exact byte counts alongside."""
+    """One memory.jsonl line: GiB like the MemoryEvents (what the dashboard and the report
+    read), with the exact byte counts alongside."""
     return {"step": s.step, "phase": s.phase, "active_gb": s.active / GB, "peak_gb": s.peak / GB,
             "cache_gb": s.cache / GB, "rss_gb": s.rss / GB, "time": s.time,
             "active_bytes": s.active, "peak_bytes": s.peak}
 
 
 class MemoryProfiler:
-    """Listener + backend phase hook. `samples` keeps every record for summaries."""
+    """Listener + the probe's phase hook. `samples` keeps every record for summaries."""
 
-    def __init__(self, backend, path: Path | None = None, emit=None):
-        self.backend, self.emit = backend, emit
+    def __init__(self, probe: MemoryProbe, path: Path | None = None, emit=None):
+        self.probe, self.emit = probe, emit
         self.file = open_append(path) if path is not None else None
         self.samples: list[PhaseSample] = []
         self.step = 0
@@ -57,7 +62,7 @@ class MemoryProfiler:
     def attach(self, record_weights: bool = True) -> MemoryProfiler:
         """Hook into the backend; record the loaded weights now, or (as a listener of the
         training loop) when the run's StartEvent arrives."""
-        self.backend.phase_hook = self.phase
+        self.probe.set_phase_hook(self.phase)
         if record_weights:
             self.phase("weights")
         return self
@@ -72,7 +77,7 @@ class MemoryProfiler:
             self.step = event.step
 
     def phase(self, name: str) -> None:
-        m = self.backend.phase_memory()
+        m = self.probe.phase_memory()
         step = self.step + 1 if name in STEP_PHASES else self.step
         sample = PhaseSample(step, name, int(m.get("active", 0)), int(m.get("peak", 0)),
                              int(m.get("cache", 0)), int(m.get("rss", 0)),
@@ -110,8 +115,7 @@ class MemoryProfiler:
 
     def close(self) -> None:
         self._flush_eval()
-        if self.backend.phase_hook == self.phase:
-            self.backend.phase_hook = None
+        self.probe.set_phase_hook(None)
         if self.file is not None:
             self.file.close()
             self.file = None
