@@ -22,16 +22,31 @@ def summary_table(file: str, fmt: str, stats, max_len: int) -> Table:
 
 
 def highlighted(tok, sample) -> Text:
-    """The sample's text with trained tokens in green and the rest dimmed."""
+    """The sample's text with trained tokens in green and the rest dimmed. Runs of tokens with the
+    same mask are decoded together: a byte-level token may hold part of a character (Korean,
+    emoji), which decoded alone prints as U+FFFD."""
     text = Text()
-    for tid, trained in zip(sample.ids.tolist(), sample.mask.tolist(), strict=True):
-        piece = tok.decode([tid])
-        text.append(piece, style="bold green" if trained else "dim")
+    edges = [0, *(np.flatnonzero(np.diff(sample.mask.astype(np.int8))) + 1), len(sample.ids)]
+    for a, b in zip(edges, edges[1:]):
+        if b > a:
+            text.append(tok.decode(sample.ids[a:b].tolist()),
+                        style="bold green" if sample.mask[a] else "dim")
     return text
+
+
+def nfc_note(stats) -> str | None:
+    """A warning line when some records are not NFC-normalized (e.g. Korean copied on macOS)."""
+    if not stats.not_nfc:
+        return None
+    return (f"{len(stats.not_nfc)} record(s) not in NFC form (first: {stats.not_nfc[0]}): "
+            "transformers normalizes them, llama.cpp/Ollama does not, so a GGUF sees other "
+            "(more) tokens; normalize the text to NFC (unicodedata.normalize('NFC', s))")
 
 
 def print_report(console: Console, file, fmt, stats, max_len, tok, example) -> None:
     console.print(summary_table(file, fmt, stats, max_len))
+    if note := nfc_note(stats):
+        console.print(f"[yellow]warning:[/] {note}", highlight=False)
     if example is not None:
         console.print(f"\nexample ({example.where}); [bold green]green[/] = trained tokens:")
         console.print(highlighted(tok, example))
