@@ -28,8 +28,9 @@ TEXTS = [
 
 
 # Decomposed (NFD) Korean, as text copied on macOS often is. Qwen's tokenizer normalizes to NFC
-# first; llama.cpp has no normalizer and tokenizes the jamo one by one (45 ids against 16 for this
-# sentence with Qwen3's vocabulary), so NFD input reaches a GGUF model as different text. Probed
+# first; llama.cpp has no normalizer and tokenizes the jamo one by one (44 ids against 17 for this
+# sentence with Qwen2.5's and Qwen3's vocabulary, measured), so NFD input reaches a GGUF model as
+# different text. Probed
 # separately from TEXTS: a difference here is a property of llama.cpp, reported, not a failure.
 NFD_TEXT = unicodedata.normalize("NFD", "이야기해 줄래요? 오늘 날씨가 좋네요.")
 
