@@ -139,3 +139,20 @@ def test_tool_records_read_and_bad_ones_refused(tmp_path):
 def test_chat_template_args_must_be_a_mapping():
     with pytest.raises(UserError, match="data.chat_template_args: must be a mapping"):
         spec("data.chat_template_args=true")
+
+
+def test_cli_data_check_keeps_korean_and_reports_nfd(tmp_path, tiny_qwen2):
+    import json
+    import unicodedata
+
+    from .conftest import ROOT, run_cli
+
+    f = tmp_path / "ko.jsonl"
+    nfd = [dict(m, content=unicodedata.normalize("NFD", m["content"])) for m in KOREAN]
+    f.write_text(json.dumps({"messages": KOREAN}, ensure_ascii=False) + "\n" +
+                 json.dumps({"messages": nfd}, ensure_ascii=False) + "\n", encoding="utf-8")
+    proc = run_cli("data", "check", f, "--recipe", ROOT / "recipes" / "tiny-demo.yaml",
+                   "--set", f"model.path={tiny_qwen2}", check=True, env={"COLUMNS": "200"})
+    assert KOREAN[0]["content"] in proc.stdout and KOREAN[1]["content"] in proc.stdout
+    assert "\ufffd" not in proc.stdout
+    assert f"1 record(s) not in NFC form (first: {f}:2)" in proc.stdout
