@@ -155,8 +155,9 @@ def _show(v) -> str:
 
 
 def _same_kind(a, b):
-    kind = (lambda x: "bool" if isinstance(x, bool) else "int" if isinstance(x, int)
-            else type(x).__name__)
+    def kind(x):
+        return ("bool" if isinstance(x, bool) else "int" if isinstance(x, int)
+                else type(x).__name__)
     if kind(a) != kind(b):
         raise GoTemplateError(f"incompatible types for comparison: {a!r} and {b!r}")
 

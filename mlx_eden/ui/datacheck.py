@@ -27,7 +27,7 @@ def highlighted(tok, sample) -> Text:
     emoji), which decoded alone prints as U+FFFD."""
     text = Text()
     edges = [0, *(np.flatnonzero(np.diff(sample.mask.astype(np.int8))) + 1), len(sample.ids)]
-    for a, b in zip(edges, edges[1:]):
+    for a, b in zip(edges, edges[1:], strict=False):
         if b > a:
             text.append(tok.decode(sample.ids[a:b].tolist()),
                         style="bold green" if sample.mask[a] else "dim")
