@@ -156,3 +156,18 @@ def test_cli_data_check_keeps_korean_and_reports_nfd(tmp_path, tiny_qwen2):
     assert KOREAN[0]["content"] in proc.stdout and KOREAN[1]["content"] in proc.stdout
     assert "\ufffd" not in proc.stdout
     assert f"1 record(s) not in NFC form (first: {f}:2)" in proc.stdout
+
+
+def test_data_check_warns_when_reasoning_meets_non_thinking(qwen3_tok):
+    from mlx_eden.data.render import template_args
+    from mlx_eden.ui.datacheck import thinking_note
+
+    records = [Record("chat", {"messages": REASONED}, "x.jsonl", 1),
+               Record("chat", {"messages": KOREAN}, "x.jsonl", 2)]
+    for sets, counted in (((), 1), (("data.reasoning=strip",), 0)):
+        data = spec(*sets)
+        _, stats = render_records(records, qwen3_tok, data)
+        assert stats.reasoning == counted
+        args = template_args(qwen3_tok.chat_template, data.chat_template_args)
+        assert (thinking_note(stats, args) is not None) == bool(counted)
+    assert thinking_note(stats, {"enable_thinking": True}) is None

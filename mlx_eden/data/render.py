@@ -75,6 +75,7 @@ class RenderStats:
     lengths: list[int] = field(default_factory=list)
     trained_tokens: int = 0
     not_nfc: list[str] = field(default_factory=list)  # where text is not NFC (see data check)
+    reasoning: int = 0  # records whose reasoning is kept and trained
 
 
 def template_args(chat_template, args: dict | None) -> dict:
@@ -91,6 +92,13 @@ def template_args(chat_template, args: dict | None) -> dict:
 def strip_reasoning(text: str) -> str:
     """`text` without a leading <think>...</think> block (and the blank lines after it)."""
     return THINK.sub("", text, count=1)
+
+
+def has_reasoning(record: Record) -> bool:
+    """Whether a chat record has an assistant turn with a <think> block or reasoning_content."""
+    return record.format == "chat" and any(
+        m["role"] == "assistant" and (THINK.match(m["content"]) or m.get("reasoning_content"))
+        for m in record.fields["messages"])
 
 
 def chat_messages(record: Record, spec) -> tuple[list[dict], list | None]:
@@ -223,6 +231,7 @@ def render_records(records: list[Record], tok, spec) -> tuple[list[Sample], Rend
         text, spans = record_text(r, tok, spec)
         if not unicodedata.is_normalized("NFC", text):
             stats.not_nfc.append(r.where)
+        stats.reasoning += spec.reasoning == "keep" and has_reasoning(r)
         s = tokenize_text(tok, text, spans)
         s.where = r.where
         stats.lengths.append(len(s.ids))

@@ -8,7 +8,10 @@ templates). What Ollama does before the template runs, and the template relies o
 - `.Messages` keeps system messages; tool results are role "tool"; an assistant's reasoning is
   in `.Thinking`, apart from `.Content`; `.Think`/`.IsThinkSet` carry the request's `think`;
 - tools and tool-call arguments print as JSON (Go's json.Marshal: compact, where Jinja's tojson
-  writes `{"a": 1}`; the keys and values are the same).
+  writes `{"a": 1}`; the keys and values are the same);
+- consecutive messages of one role (except tool) are merged with a blank line (Ollama's
+  template.collate); no template can undo that, so such chats differ from Jinja's rendering.
+Checked against Ollama's template/template.go (Values, Execute, collate).
 Go templates have no arithmetic, so the previous role is carried in `$prev` and the next one read
 with `index (slice $.Messages $i) 1`; `and`/`or` stop at the first decisive argument (Go 1.18+).
 """

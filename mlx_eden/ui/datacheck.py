@@ -43,10 +43,20 @@ def nfc_note(stats) -> str | None:
             "(more) tokens; normalize the text to NFC (unicodedata.normalize('NFC', s))")
 
 
-def print_report(console: Console, file, fmt, stats, max_len, tok, example) -> None:
+def thinking_note(stats, args: dict) -> str | None:
+    """A warning when reasoning is trained but eval and Ollama will ask in non-thinking mode."""
+    if not stats.reasoning or args.get("enable_thinking", True) is not False:
+        return None
+    return (f"{stats.reasoning} record(s) train reasoning (<think>) but enable_thinking is false, "
+            "so eval and Ollama ask without thinking; set data.chat_template_args: "
+            "{enable_thinking: true}, or data.reasoning: strip")
+
+
+def print_report(console: Console, file, fmt, stats, max_len, tok, example, args=None) -> None:
     console.print(summary_table(file, fmt, stats, max_len))
-    if note := nfc_note(stats):
-        console.print(f"[yellow]warning:[/] {note}", highlight=False)
+    for note in (nfc_note(stats), thinking_note(stats, args or {})):
+        if note:
+            console.print(f"[yellow]warning:[/] {note}", highlight=False)
     if example is not None:
         console.print(f"\nexample ({example.where}); [bold green]green[/] = trained tokens:")
         console.print(highlighted(tok, example))
