@@ -101,6 +101,10 @@ def has_reasoning(record: Record) -> bool:
         for m in record.fields["messages"])
 
 
+def _alpaca_user(f: dict) -> str:
+    return f["instruction"] + (f"\n\n{f['input']}" if f["input"] else "")
+
+
 def chat_messages(record: Record, spec) -> tuple[list[dict], list | None]:
     """A record's conversation as the template sees it (system prompt added, reasoning policy
     applied) and its tools."""
@@ -108,14 +112,14 @@ def chat_messages(record: Record, spec) -> tuple[list[dict], list | None]:
     if record.format == "chat":
         messages = f["messages"]
     elif record.format == "alpaca":
-        user = f["instruction"] + (f"\n\n{f['input']}" if f["input"] else "")
-        messages = [{"role": "user", "content": user}, {"role": "assistant", "content": f["output"]}]
+        messages = [{"role": "user", "content": _alpaca_user(f)},
+                    {"role": "assistant", "content": f["output"]}]
     else:
         messages = [{"role": "user", "content": f["prompt"]},
                     {"role": "assistant", "content": f["completion"]}]
     if spec.system_prompt and messages[0]["role"] != "system":
         messages = [{"role": "system", "content": spec.system_prompt}] + messages
-    if getattr(spec, "reasoning", "keep") == "strip":
+    if spec.reasoning == "strip":
         messages = [{**{k: v for k, v in m.items() if k != "reasoning_content"},
                      "content": strip_reasoning(m["content"])} if m["role"] == "assistant"
                     else m for m in messages]
@@ -197,8 +201,7 @@ def record_text(record: Record, tok, spec):
     if template == "none" and record.format == "completions":
         return _masked(f["prompt"], f["completion"] + eos, mask_prompt)
     if template == "none" and record.format == "alpaca":
-        user = f["instruction"] + (f"\n\n{f['input']}" if f["input"] else "")
-        return _masked(user, f["output"] + eos, mask_prompt)
+        return _masked(_alpaca_user(f), f["output"] + eos, mask_prompt)
     text, spans = _chat_text(tok, record, spec)
     return text, spans if mask_prompt else [(0, len(text))]
 
