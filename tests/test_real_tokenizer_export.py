@@ -60,3 +60,20 @@ def test_modelfile_for_the_real_template(real, tmp_path):
         assert systems == ["You are Qwen, created by Alibaba Cloud. You are a helpful assistant."]
     assert 'PARAMETER stop "<|im_end|>"' in text
     assert verify_ollama(tmp_path / "Modelfile", gguf).passed
+
+
+def test_cli_template_args_reach_the_modelfile(real, tmp_path):
+    from mlx_eden.export.ollama_templates import THINK_OFF_BY_DEFAULT, THINK_ON_BY_DEFAULT
+
+    from .conftest import run_cli
+
+    _, tok, gguf = real
+    out = tmp_path / "Modelfile"
+    run_cli("export", "ollama", gguf, "--output", out, "--template-args",
+            "{enable_thinking: true}", check=True)
+    text = out.read_text()
+    qwen3 = "enable_thinking" in tok.chat_template
+    assert (THINK_ON_BY_DEFAULT in text) == qwen3 and THINK_OFF_BY_DEFAULT not in text
+    bad = run_cli("export", "ollama", gguf, "--output", tmp_path / "M2", "--template-args", "[1]")
+    assert bad.returncode == 2 and not (tmp_path / "M2").exists()
+    assert bad.stderr.strip().startswith("error: --template-args must be a mapping")
