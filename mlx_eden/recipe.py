@@ -94,6 +94,13 @@ class DataSpec:
         "prompt (+EOS), or none (prompt+completion+EOS concatenated).")
     system_prompt: str | None = _f(None, "System message prepended to chat-rendered records "
                                       "that have none.")
+    chat_template_args: dict = _f({}, "Extra variables for the chat template, used alike by "
+                                  "training, data check, eval and export ollama, e.g. "
+                                  "{enable_thinking: false}. A template that reads enable_thinking "
+                                  "(Qwen3) gets false unless set here: non-thinking chat.")
+    reasoning: Literal["keep", "strip"] = _f(
+        "keep", "Assistant content with a <think>...</think> block: keep (rendered as the template "
+        "does, and trained) or strip (removed before rendering; only the answer is trained).")
     max_seq_length: int = _f(2048, "Longest sample in tokens (no row, packed or not, is longer).")
     truncation: Literal["truncate", "drop"] = _f("truncate", "What to do with longer samples.")
     mask_prompt: bool = _f(True, "Train only on assistant/response tokens (every assistant turn).")
@@ -289,7 +296,8 @@ def _describe(tp) -> str:
     elif origin is dict:
         text = "a mapping"
     else:
-        text = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        text = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+                dict: "a mapping, e.g. {enable_thinking: false}"}.get(
             tp, getattr(tp, "__name__", str(tp)))
     return text + (" or null" if optional else "")
 
@@ -340,6 +348,8 @@ def _coerce(value, tp, key: str, src: _Source, errors: list[UserError]):
             value, ok = int(value), True
     elif base is bool:
         ok = isinstance(value, bool)
+    elif base is dict:
+        ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
     elif base is str:
         ok = isinstance(value, (str, int, float)) and not isinstance(value, bool)
         value = str(value) if ok else value

@@ -1,7 +1,8 @@
 """Build tiny Qwen2/Qwen3 models locally: the embedded default for tests and the demo.
 
 Nothing is downloaded: the weights are drawn from a seeded numpy generator and the tokenizer is a
-byte-level BPE trained with `tokenizers` on text shipped in the package. The folder has the
+byte-level BPE trained with `tokenizers` on text shipped in the package, or a copy of a real one
+(`--tokenizer DIR`, e.g. Qwen3's) with the embedding sized like the real model's. The folder has the
 Hugging Face layout (config.json, model.safetensors, tokenizer.json, tokenizer_config.json with a
 ChatML chat template), so mlx-lm, transformers and our GGUF exporter read it like a real Qwen.
 """
@@ -33,6 +34,12 @@ CHAT_TEMPLATE = (
 
 CORPUS = Path(__file__).parent / "assets" / "tokenizer_corpus.txt"
 
+# Qwen2, Qwen2.5 and Qwen3 all have 151,936 embedding rows for 151,643 BPE tokens + 22..26 added
+# ones: the spare rows are never produced by the tokenizer.
+QWEN_VOCAB = 151936
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+                   "special_tokens_map.json", "added_tokens.json", "chat_template.jinja")
+
 
 @dataclass(frozen=True)
 class TinySpec:
@@ -47,6 +54,7 @@ class TinySpec:
     vocab: int = 512
     tied: bool = True
     seed: int = 0
+    tokenizer: str | None = None  # copy this tokenizer folder instead of training a BPE
 
     def check(self) -> None:
         problems = []
@@ -56,11 +64,34 @@ class TinySpec:
             problems.append(f"--hidden {self.hidden} must be divisible by --heads {self.heads}")
         if self.heads % self.kv_heads:
             problems.append(f"--heads {self.heads} must be divisible by --kv-heads {self.kv_heads}")
-        if self.vocab < 384 or self.vocab % 64:
+        if self.tokenizer:
+            n = tokenizer_size(self.tokenizer)
+            if self.vocab < n:
+                problems.append(f"--vocab {self.vocab} is smaller than the tokenizer's {n} ids; "
+                                f"leave --vocab out for {padded_vocab(n)} rows")
+        elif self.vocab < 384 or self.vocab % 64:
             problems.append(f"--vocab {self.vocab} must be a multiple of 64, at least 384 "
                             "(256 byte tokens + merges + 3 special tokens)")
         if problems:
             raise UserError("; ".join(problems))
+
+
+def tokenizer_size(folder: str | Path) -> int:
+    """Ids a tokenizer folder can produce (BPE vocabulary plus added tokens)."""
+    from tokenizers import Tokenizer
+
+    path = Path(folder) / "tokenizer.json"
+    if not path.is_file():
+        raise UserError("no tokenizer.json there", file=str(folder),
+                        hint="give a Hugging Face tokenizer folder (tokenizer.json, "
+                        "tokenizer_config.json)")
+    return Tokenizer.from_file(str(path)).get_vocab_size(with_added_tokens=True)
+
+
+def padded_vocab(n: int) -> int:
+    """Embedding rows for a tokenizer of n ids: Qwen's 151,936 when it fits, else n rounded up
+    to a multiple of 256."""
+    return QWEN_VOCAB if n <= QWEN_VOCAB else -(-n // 256) * 256
 
 
 def train_tokenizer(vocab: int, corpus: Path = CORPUS):
@@ -89,8 +120,8 @@ def train_tokenizer(vocab: int, corpus: Path = CORPUS):
     tok.add_special_tokens(SPECIAL_TOKENS)
     from tokenizers import processors
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    # When the corpus cannot supply enough merges, the ids above the tokenizer's are spare rows
-    # of the embedding, which is fine for the model (Qwen pads its vocabulary the same way).
+    # When the corpus cannot supply vocab - 3 merges the tokenizer is smaller than `vocab` and the
+    # remaining embedding rows are spare (Qwen pads its vocabulary the same way); the CLI says so.
     return tok
 
 
@@ -188,28 +219,49 @@ def _tokenizer_config(tok) -> dict:
     }
 
 
+def _normal_mode(path: Path) -> None:
+    """mkdtemp makes 0700 folders; give the model folder the permissions mkdir would (umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o777 & ~mask)
+
+
+def _write_tokenizer(tmp: Path, spec: TinySpec):
+    """Copy spec.tokenizer's files, or train and write our own BPE; return the `Tokenizer`."""
+    from tokenizers import Tokenizer
+
+    if spec.tokenizer:
+        for name in TOKENIZER_FILES:
+            if (Path(spec.tokenizer) / name).is_file():
+                shutil.copyfile(Path(spec.tokenizer) / name, tmp / name)
+        return Tokenizer.from_file(str(tmp / "tokenizer.json"))
+    tok = train_tokenizer(spec.vocab)
+    tok.save(str(tmp / "tokenizer.json"))
+    vocab = {k: v for k, v in tok.get_vocab(with_added_tokens=False).items()}
+    (tmp / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    merges = json.loads(tok.to_str())["model"]["merges"]
+    (tmp / "merges.txt").write_text(
+        "#version: 0.2\n" + "\n".join(m if isinstance(m, str) else " ".join(m) for m in merges)
+        + "\n", encoding="utf-8")
+    (tmp / "tokenizer_config.json").write_text(json.dumps(_tokenizer_config(tok), indent=2))
+    (tmp / "special_tokens_map.json").write_text(json.dumps({
+        "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+        "additional_special_tokens": ["<|im_start|>", "<|im_end|>"]}, indent=2))
+    return tok
+
+
 def write_tiny(out_dir: str | Path, spec: TinySpec = TinySpec()) -> Path:
     """Write a tiny model folder at `out_dir` (atomically: built in a temp dir, then renamed)."""
     from safetensors.numpy import save_file
 
     spec.check()
     out = Path(out_dir)
-    tok = train_tokenizer(spec.vocab)
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=out.parent if out.parent.exists() else None))
     try:
-        tok.save(str(tmp / "tokenizer.json"))
-        vocab = {k: v for k, v in tok.get_vocab(with_added_tokens=False).items()}
-        (tmp / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-        merges = json.loads(tok.to_str())["model"]["merges"]
-        (tmp / "merges.txt").write_text(
-            "#version: 0.2\n" + "\n".join(m if isinstance(m, str) else " ".join(m) for m in merges)
-            + "\n", encoding="utf-8")
+        _normal_mode(tmp)
+        tok = _write_tokenizer(tmp, spec)
         cfg = _config(spec, tok)
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
-        (tmp / "tokenizer_config.json").write_text(json.dumps(_tokenizer_config(tok), indent=2))
-        (tmp / "special_tokens_map.json").write_text(json.dumps({
-            "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
-            "additional_special_tokens": ["<|im_start|>", "<|im_end|>"]}, indent=2))
         (tmp / "generation_config.json").write_text(json.dumps({
             "bos_token_id": cfg["bos_token_id"],
             "eos_token_id": [cfg["eos_token_id"], cfg["bos_token_id"]],

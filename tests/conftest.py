@@ -15,6 +15,7 @@ import mlx_eden.backends.mlx  # noqa: F401,E402
 from mlx_eden.tiny import TinySpec, write_tiny
 
 from .export_fixtures import *  # noqa: E402,F401,F403  (adapters and fused models, export tests)
+from .qwen_fixtures import *  # noqa: E402,F401,F403  (real Qwen tokenizers, fetched with npm)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "data" / "samples"

@@ -58,7 +58,8 @@ def test_cli_gguf_lora_and_dora_refusal(tiny_qwen2, lora_qwen2, dora_qwen2, tmp_
 
 
 def test_ollama_modelfile(tiny_qwen2, base_ggufs, tmp_path):
-    from mlx_eden.export.ollama import TEMPLATE, export_ollama
+    from mlx_eden.export.ollama import export_ollama
+    from mlx_eden.export.ollama_templates import QWEN25
     from mlx_eden.export.verify import verify_ollama
 
     modelfile = tmp_path / "deploy" / "Modelfile"
@@ -66,7 +67,7 @@ def test_ollama_modelfile(tiny_qwen2, base_ggufs, tmp_path):
     lines = text.splitlines()
     source = lines[0].removeprefix("FROM ")
     assert (modelfile.parent / source).resolve() == base_ggufs["qwen2"].resolve()
-    assert f'TEMPLATE """{TEMPLATE}"""' in text
+    assert f'TEMPLATE """{QWEN25}"""' in text  # the tiny template is Qwen2-style ChatML
     assert 'SYSTEM """You are a helpful assistant."""' in text  # the template's own default
     assert 'PARAMETER stop "<|im_end|>"' in lines and 'PARAMETER stop "<|endoftext|>"' in lines
     v = verify_ollama(modelfile, base_ggufs["qwen2"])

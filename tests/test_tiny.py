@@ -1,5 +1,8 @@
 import hashlib
 import json
+import os
+import re
+import stat
 
 import numpy as np
 import pytest
@@ -73,3 +76,32 @@ def test_cli_tiny_rejects_bad_shapes(tmp_path):
     proc = run_cli("tiny", tmp_path / "m", "--hidden", "100", "--heads", "3", "--kv-heads", "1")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: --hidden 100 must be divisible by --heads 3"
+
+
+def test_tiny_around_a_real_tokenizer(qwen3_tokenizer_dir, tmp_path):
+    out = tmp_path / "real"
+    proc = run_cli("tiny", out, "--arch", "qwen3", "--hidden", "64", "--heads", "2",
+                   "--kv-heads", "1", "--intermediate", "128", "--tokenizer", qwen3_tokenizer_dir,
+                   check=True)
+    assert "tokenizer 151669 ids, embedding 151936 rows; rows 151669..151935 are spare" \
+        in proc.stdout
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["vocab_size"] == 151936 and cfg["eos_token_id"] == 151645
+    src = json.loads((qwen3_tokenizer_dir / "tokenizer_config.json").read_text())
+    assert json.loads((out / "tokenizer_config.json").read_text())["chat_template"] == \
+        src["chat_template"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask  # not mkdtemp's 0700
+    assert stat.S_IMODE((out / "config.json").stat().st_mode) == 0o666 & ~umask
+    small = run_cli("tiny", tmp_path / "small", "--vocab", "151000", "--tokenizer",
+                    qwen3_tokenizer_dir)
+    assert small.returncode == 2 and not (tmp_path / "small").exists()
+    assert "--vocab 151000 is smaller than the tokenizer's 151669 ids" in small.stderr
+
+
+def test_tiny_says_when_the_vocabulary_is_padded(tmp_path):
+    proc = run_cli("tiny", tmp_path / "m", "--vocab", "4096", "--hidden", "64", "--heads", "2",
+                   "--kv-heads", "1", "--intermediate", "128", check=True)
+    n = int(re.search(r"tokenizer (\d+) ids", proc.stdout).group(1))
+    assert n < 4096 and f"rows {n}..4095 are spare" in proc.stdout

@@ -23,7 +23,7 @@ def check(files, recipe_file, overrides, example):
     from rich.console import Console
 
     from ..data.formats import read_jsonl
-    from ..data.render import load_tokenizer, render_records
+    from ..data.render import load_tokenizer, render_records, template_args
     from ..hub import resolve_model
     from ..recipe import load_recipe
     from ..ui.datacheck import print_report
@@ -31,8 +31,10 @@ def check(files, recipe_file, overrides, example):
     recipe = load_recipe(recipe_file, overrides)
     tok = load_tokenizer(resolve_model(recipe.model.path, recipe.model.revision))
     console = Console()
+    args = template_args(tok.chat_template, recipe.data.chat_template_args)
     for f in files:
         records = read_jsonl(f, recipe.data.format)
         samples, stats = render_records(records, tok, recipe.data)
         shown = samples[min(example, len(samples) - 1)] if samples else None
-        print_report(console, f, records[0].format, stats, recipe.data.max_seq_length, tok, shown)
+        print_report(console, f, records[0].format, stats, recipe.data.max_seq_length, tok, shown,
+                     args)

@@ -130,16 +130,19 @@ def peft(adapter_dir, output, model, verify, overwrite):
 @click.option("--output", "-o", required=True, type=click.Path(), help="Modelfile to write.")
 @click.option("--system", default=None,
               help="System message [default: the chat template's own default].")
+@click.option("--template-args", default=None, metavar="YAML",
+              help="The run's data.chat_template_args, e.g. '{enable_thinking: true}' "
+              "[default: the same default as training].")
 @verify_option
 @overwrite_option
-def ollama(gguf_file, output, system, verify, overwrite):
+def ollama(gguf_file, output, system, template_args, verify, overwrite):
     """Write an Ollama Modelfile for GGUF_FILE (ChatML template, stop tokens)."""
-    from ..export.ollama import SIGNATURE, export_ollama
+    from ..export.ollama import SIGNATURE, export_ollama, parse_template_args
     from ..safeio import check_target, has_signature
 
     check_target(output, command="export ollama", is_dir=False, overwrite=overwrite,
                  own=has_signature(SIGNATURE.encode()), inputs=(gguf_file,))
-    export_ollama(gguf_file, output, system)
+    export_ollama(gguf_file, output, system, parse_template_args(template_args))
     click.echo(f"wrote {output} (ollama create NAME -f {output})")
     if verify:
         from ..export.verify import verify_ollama

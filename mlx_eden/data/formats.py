@@ -1,6 +1,9 @@
 """Read JSONL records in the four supported formats, keeping file and line for every record.
 
-chat         {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}
+chat         {"messages": [{"role": "system"|"user"|"assistant"|"tool", "content": "..."}, ...],
+              "tools": [...]}  (optional: function schemas the chat template renders)
+             assistant messages may carry "tool_calls" (content may then be empty or null);
+             role "tool" messages carry a tool's result (rendered, never trained)
 alpaca       {"instruction": "...", "input": "...", "output": "..."}
 completions  {"prompt": "...", "completion": "..."}
 text         {"text": "..."}
@@ -17,7 +20,9 @@ from pathlib import Path
 from ..errors import UserError
 
 FORMATS = ("chat", "alpaca", "completions", "text")
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
+# Message keys passed through to the chat template besides role and content (OpenAI/HF names).
+EXTRA_KEYS = {"assistant": ("tool_calls", "reasoning_content"), "tool": ("name", "tool_call_id")}
 _KEYS = {"chat": {"messages"}, "alpaca": {"instruction", "output"},
          "completions": {"prompt", "completion"}, "text": {"text"}}
 
@@ -52,22 +57,7 @@ def _check(fmt: str, obj: dict, file: str, line: int) -> dict:
         raise fail(f"{fmt} record is missing {', '.join(sorted(missing))}",
                    f"every line of a {fmt} file needs {', '.join(sorted(_KEYS[fmt]))}")
     if fmt == "chat":
-        msgs = obj["messages"]
-        if not isinstance(msgs, list) or not msgs:
-            raise fail("messages must be a non-empty list", 'e.g. [{"role": "user", ...}]')
-        for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or "role" not in m or "content" not in m:
-                raise fail(f"messages[{i}] needs role and content", 'e.g. {"role": "user", '
-                           '"content": "Hi"}')
-            if m["role"] not in ROLES:
-                raise fail(f"messages[{i}] has unknown role {m['role']!r}",
-                           f"use one of {', '.join(ROLES)}")
-            if not isinstance(m["content"], str):
-                raise fail(f"messages[{i}].content must be a string", "flatten multi-part content")
-        if not any(m["role"] == "assistant" for m in msgs):
-            raise fail("conversation has no assistant turn, so nothing would be trained",
-                       "add an assistant message or remove the line")
-        return {"messages": [{"role": m["role"], "content": m["content"]} for m in msgs]}
+        return _check_chat(obj, fail)
     out = {}
     for k in _KEYS[fmt] | ({"input"} if fmt == "alpaca" else set()):
         v = obj.get(k, "")
@@ -76,6 +66,46 @@ def _check(fmt: str, obj: dict, file: str, line: int) -> dict:
         if not isinstance(v, str):
             raise fail(f"{k} must be a string, got {type(v).__name__}", "quote the value")
         out[k] = v
+    return out
+
+
+def _check_message(i: int, m, fail) -> dict:
+    if not isinstance(m, dict) or "role" not in m:
+        raise fail(f"messages[{i}] needs role and content", 'e.g. {"role": "user", "content": "Hi"}')
+    if m["role"] not in ROLES:
+        raise fail(f"messages[{i}] has unknown role {m['role']!r}", f"use one of {', '.join(ROLES)}")
+    calls = m.get("tool_calls") if m["role"] == "assistant" else None
+    if calls is not None and (not isinstance(calls, list) or
+                              not all(isinstance(c, dict) for c in calls)):
+        raise fail(f"messages[{i}].tool_calls must be a list of objects",
+                   'e.g. [{"type": "function", "function": {"name": "f", "arguments": {}}}]')
+    content = m.get("content")
+    if content is None and calls:  # OpenAI logs write null content next to tool calls
+        content = ""
+    if "content" not in m and not calls:
+        raise fail(f"messages[{i}] needs role and content", 'e.g. {"role": "user", "content": "Hi"}')
+    if not isinstance(content, str):
+        raise fail(f"messages[{i}].content must be a string", "flatten multi-part content")
+    out = {"role": m["role"], "content": content}
+    out.update({k: m[k] for k in EXTRA_KEYS.get(m["role"], ()) if m.get(k) is not None})
+    return out
+
+
+def _check_chat(obj: dict, fail) -> dict:
+    msgs = obj["messages"]
+    if not isinstance(msgs, list) or not msgs:
+        raise fail("messages must be a non-empty list", 'e.g. [{"role": "user", ...}]')
+    out = {"messages": [_check_message(i, m, fail) for i, m in enumerate(msgs)]}
+    if not any(m["role"] == "assistant" for m in out["messages"]):
+        raise fail("conversation has no assistant turn, so nothing would be trained",
+                   "add an assistant message or remove the line")
+    tools = obj.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+            raise fail("tools must be a list of objects (function schemas)",
+                       'e.g. [{"type": "function", "function": {"name": "f", ...}}]')
+        if tools:
+            out["tools"] = tools
     return out
 
 

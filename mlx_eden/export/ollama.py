@@ -1,35 +1,16 @@
 """`eden-mlx export ollama`: a Modelfile for a ChatML (Qwen) GGUF: the template in Ollama's Go
-syntax, the default system message of the model's own chat template, and the stop tokens."""
+syntax (ollama_templates.py), the default system message of the model's own chat template, and
+the stop tokens."""
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
+from ..data.render import template_args
 from ..errors import UserError
 from ..safeio import atomic_file
-
-# ChatML in Ollama's template language, the shape of Ollama's own qwen2 template (no tools):
-# the system message comes from .System; the reply is opened after the last non-assistant turn.
-TEMPLATE = """{{- if .System }}<|im_start|>system
-{{ .System }}<|im_end|>
-{{ end }}
-{{- range $i, $_ := .Messages }}
-{{- $last := eq (len (slice $.Messages $i)) 1 -}}
-{{- if eq .Role "user" }}<|im_start|>user
-{{ .Content }}<|im_end|>
-{{ else if eq .Role "assistant" }}<|im_start|>assistant
-{{ .Content }}{{ if not $last }}<|im_end|>
-{{ end }}
-{{ end }}
-{{- if and (ne .Role "assistant") $last }}<|im_start|>assistant
-{{ end }}
-{{- end }}"""
-
-# The literal default system turn in a Qwen chat template ("\n" may be a real newline or the
-# two characters of a Jinja escape).
-DEFAULT_SYSTEM = re.compile(r"<\|im_start\|>system(?:\n|\\n)(.+?)<\|im_end\|>")
+from .ollama_templates import go_template
 
 
 def gguf_chat_facts(gguf_path: Path) -> tuple[str, list[str]]:
@@ -53,16 +34,40 @@ def gguf_chat_facts(gguf_path: Path) -> tuple[str, list[str]]:
 SIGNATURE = "# written by eden-mlx export ollama"
 
 
-def modelfile_text(gguf_path: Path, modelfile: Path, system: str | None = None) -> str:
+def render_jinja(template: str, messages: list[dict], **kw) -> str:
+    """Render a Hugging Face chat template as transformers does (its own Jinja environment)."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    rendered = render_jinja_template([messages], chat_template=template, **kw)
+    return rendered[0][0] if isinstance(rendered, tuple) else rendered[0]
+
+
+def default_system(template: str, args: dict) -> str | None:
+    """The system message the template writes when a conversation has none, found by rendering
+    one (a regex over the Jinja source finds string fragments like `' + messages[0].content`)."""
+    user = [{"role": "user", "content": "\ue000"}]
+    text = render_jinja(template, user, **args)
+    head = "<|im_start|>system\n"
+    if not text.startswith(head) or "<|im_end|>" not in text:
+        return None
+    system = text[len(head):text.index("<|im_end|>")]
+    same = render_jinja(template, [{"role": "system", "content": system}] + user, **args)
+    return system if same == text else None
+
+
+def modelfile_text(gguf_path: Path, modelfile: Path, system: str | None = None,
+                   args: dict | None = None) -> str:
+    """The Modelfile; `args` are data.chat_template_args (thinking default, etc.)."""
     template, stops = gguf_chat_facts(gguf_path)
     if "<|im_start|>" not in template:
         raise UserError("the GGUF's chat template is not ChatML", file=str(gguf_path),
                         hint="the Modelfile template is written for Qwen's ChatML")
-    if system is None and (m := DEFAULT_SYSTEM.search(template)):
-        system = m.group(1)
+    args = template_args(template, args)
+    if system is None:
+        system = default_system(template, args)
     source = os.path.relpath(Path(gguf_path).resolve(), Path(modelfile).resolve().parent)
     lines = [f"FROM {source if source.startswith('.') else './' + source}",
-             f'TEMPLATE """{TEMPLATE}"""']
+             f'TEMPLATE """{go_template(template, args)}"""']
     if system:
         lines.append(f'SYSTEM """{system}"""')
     lines += [f'PARAMETER stop "{s}"' for s in stops]
@@ -70,12 +75,24 @@ def modelfile_text(gguf_path: Path, modelfile: Path, system: str | None = None) 
     return "\n".join(lines) + "\n"
 
 
-def export_ollama(gguf_path: str | Path, output: str | Path, system: str | None = None) -> str:
+def parse_template_args(text: str | None) -> dict:
+    """--template-args: a YAML mapping, as data.chat_template_args is written in a recipe."""
+    import yaml
+
+    value = yaml.safe_load(text) if text else {}
+    if not isinstance(value, dict):
+        raise UserError(f"--template-args must be a mapping, got {text!r}",
+                        hint="e.g. --template-args '{enable_thinking: true}'")
+    return value
+
+
+def export_ollama(gguf_path: str | Path, output: str | Path, system: str | None = None,
+                  args: dict | None = None) -> str:
     """Write the Modelfile at `output` (FROM is relative to it, as Ollama resolves it)."""
     gguf_path, output = Path(gguf_path), Path(output)
     if not gguf_path.is_file():
         raise UserError("GGUF file not found", file=str(gguf_path))
-    text = modelfile_text(gguf_path, output, system)
+    text = modelfile_text(gguf_path, output, system, args)
     with atomic_file(output) as tmp:
         tmp.write_text(text)
     return text

@@ -8,6 +8,7 @@ logit comparisons a few different contexts.
 from __future__ import annotations
 
 import functools
+import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +25,14 @@ TEXTS = [
     "我想在apple工作1314天～ 你好，世界！ こんにちは",
     "🚀 emoji 😶‍🌫️ ✅ 🦙🦙  tabs\tand   spaces\n\n\nnewlines",
 ]
+
+
+# Decomposed (NFD) Korean, as text copied on macOS often is. Qwen's tokenizer normalizes to NFC
+# first; llama.cpp has no normalizer and tokenizes the jamo one by one (44 ids against 17 for this
+# sentence with Qwen2.5's and Qwen3's vocabulary, measured), so NFD input reaches a GGUF model as
+# different text. Probed
+# separately from TEXTS: a difference here is a property of llama.cpp, reported, not a failure.
+NFD_TEXT = unicodedata.normalize("NFD", "이야기해 줄래요? 오늘 날씨가 좋네요.")
 
 
 @functools.lru_cache(maxsize=4)
@@ -47,6 +56,17 @@ def hf_ids(model_dir: str | Path, texts: list[str]) -> list[list[int]]:
     """Token ids by the Hugging Face tokenizer, special tokens parsed, nothing added."""
     tok = _tokenizer(str(model_dir))
     return [list(tok.encode(t, add_special_tokens=False)) for t in texts]
+
+
+def nfd_note(tokenize, model_dir: str | Path) -> str:
+    """How `tokenize` (llama.cpp's) and the Hugging Face tokenizer treat NFD text, in one line."""
+    theirs, ours = len(tokenize(NFD_TEXT)), len(hf_ids(model_dir, [NFD_TEXT])[0])
+    nfc = len(tokenize(unicodedata.normalize("NFC", NFD_TEXT)))
+    if theirs == ours:
+        return f"NFD text: {theirs} ids here and in transformers (same)"
+    return (f"NFD text (decomposed Korean): {theirs} ids here vs {ours} in transformers, which "
+            f"normalizes to NFC first ({nfc} here after NFC); this consumer does not normalize, "
+            "so send it NFC text (unicodedata.normalize('NFC', s))")
 
 
 def probe_ids(model_dir: str | Path, max_tokens: int = 96) -> list[list[int]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..units import GIB
-from .probe import Delta, compare, hf_ids, probe_texts
+from .probe import Delta, compare, hf_ids, nfd_note, probe_texts
 
 # quant → (largest mean|Δ|/std, smallest argmax agreement, reference it is compared against)
 CRITERIA = {
@@ -91,6 +91,7 @@ def verify_gguf(gguf_path: Path, model_dir: Path, quant: str, max_tokens: int = 
     llm = LlamaCpp(gguf_path, n_ctx=max(256, max_tokens))
     try:
         v.tokenizer_mismatches = tokenizer_mismatches(llm, model_dir)
+        v.notes.append(nfd_note(llm.tokenize, model_dir))
         got = llm.all_logits(prompts)
     finally:
         llm.close()

@@ -22,16 +22,41 @@ def summary_table(file: str, fmt: str, stats, max_len: int) -> Table:
 
 
 def highlighted(tok, sample) -> Text:
-    """The sample's text with trained tokens in green and the rest dimmed."""
+    """The sample's text with trained tokens in green and the rest dimmed. Runs of tokens with the
+    same mask are decoded together: a byte-level token may hold part of a character (Korean,
+    emoji), which decoded alone prints as U+FFFD."""
     text = Text()
-    for tid, trained in zip(sample.ids.tolist(), sample.mask.tolist(), strict=True):
-        piece = tok.decode([tid])
-        text.append(piece, style="bold green" if trained else "dim")
+    edges = [0, *(np.flatnonzero(np.diff(sample.mask.astype(np.int8))) + 1), len(sample.ids)]
+    for a, b in zip(edges, edges[1:], strict=False):
+        if b > a:
+            text.append(tok.decode(sample.ids[a:b].tolist()),
+                        style="bold green" if sample.mask[a] else "dim")
     return text
 
 
-def print_report(console: Console, file, fmt, stats, max_len, tok, example) -> None:
+def nfc_note(stats) -> str | None:
+    """A warning line when some records are not NFC-normalized (e.g. Korean copied on macOS)."""
+    if not stats.not_nfc:
+        return None
+    return (f"{len(stats.not_nfc)} record(s) not in NFC form (first: {stats.not_nfc[0]}): "
+            "transformers normalizes them, llama.cpp/Ollama does not, so a GGUF sees other "
+            "(more) tokens; normalize the text to NFC (unicodedata.normalize('NFC', s))")
+
+
+def thinking_note(stats, args: dict) -> str | None:
+    """A warning when reasoning is trained but eval and Ollama will ask in non-thinking mode."""
+    if not stats.reasoning or args.get("enable_thinking", True) is not False:
+        return None
+    return (f"{stats.reasoning} record(s) train reasoning (<think>) but enable_thinking is false, "
+            "so eval and Ollama ask without thinking; set data.chat_template_args: "
+            "{enable_thinking: true}, or data.reasoning: strip")
+
+
+def print_report(console: Console, file, fmt, stats, max_len, tok, example, args=None) -> None:
     console.print(summary_table(file, fmt, stats, max_len))
+    for note in (nfc_note(stats), thinking_note(stats, args or {})):
+        if note:
+            console.print(f"[yellow]warning:[/] {note}", highlight=False)
     if example is not None:
         console.print(f"\nexample ({example.where}); [bold green]green[/] = trained tokens:")
         console.print(highlighted(tok, example))
