@@ -10,6 +10,7 @@ ChatML chat template), so mlx-lm, transformers and our GGUF exporter read it lik
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass

@@ -40,7 +40,7 @@ def bad_values(tp) -> list:
         inner = ["scalar"] if dataclasses.is_dataclass(item) else \
             [[v] for v in bad_values(item) if v is not None][:1]
         return [True, *inner, *null]
-    if origin is dict:
+    if origin is dict or base is dict:
         return [[1, 2], *null]
     if base is bool:
         return ["maybe", *null]
