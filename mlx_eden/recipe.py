@@ -45,9 +45,10 @@ class ModelSpec:
     path: str = _f("", "Local model folder or Hugging Face Hub id.")
     revision: str | None = _f(None, "Hub revision (branch, tag or commit) when path is a hub id.")
     quantize: QuantizeSpec = _f(QuantizeSpec, "Base-weight quantization for QLoRA.")
-    dtype: Literal["bfloat16", "float16", "float32"] = _f(
-        "bfloat16", "Compute dtype of the (non-quantized) base weights and activations. "
-        "Adapter weights always train in float32.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = _f(
+        "auto", "Compute dtype of the (non-quantized) base weights and activations. auto: the "
+        "checkpoint's own dtype on Metal, float32 on CPUs (MLX has no fast CPU bf16: 7x "
+        "slower; torch: float32 unless set). Adapter weights always train in float32.")
     trust_remote_code: bool = _f(False, "Allow model code from the hub (torch backend only).")
 
 
@@ -510,8 +511,9 @@ def recipe_from_dict(tree: dict, *, file: str | None = None) -> Recipe:
     return recipe
 
 
-def field_help() -> list[tuple[str, str, Any]]:
-    """(dotted key, help, default) for every leaf option, for docs and `recipe keys`."""
+def field_help() -> list[tuple[str, str, Any, str]]:
+    """(dotted key, help, default, allowed values) for every leaf option, for docs and
+    `recipe keys`; allowed values read from the field's type ("one of 'lora', 'dora'")."""
     out = []
 
     def walk(cls, prefix):
@@ -522,7 +524,7 @@ def field_help() -> list[tuple[str, str, Any]]:
                 walk(tp, path + ".")
             else:
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                out.append((path, f.metadata.get("help", ""), default))
+                out.append((path, f.metadata.get("help", ""), default, _describe(tp)))
 
     walk(Recipe, "")
     return out

@@ -301,3 +301,23 @@ def test_columns_follow_steps():
     rows = block_chart([0.0, 0.5, 1.0, None], 2, 0.0, 1.0)
     assert rows == [" ▁█ ", "▁██ "]  # levels 1, 9 and 16 of 16
     assert sparkline([0.0, 1.0, None], 0.0, 1.0) == "▁█ "
+
+
+def test_resume_keeps_the_loss_history_from_metrics_jsonl(tmp_path):
+    """On --resume the chart continues: the earlier steps come from the run's metrics.jsonl."""
+    import dataclasses
+    import json
+
+    lines = [{"event": "train", "step": s, "loss": 5.0 - s / 10} for s in range(1, 11)]
+    lines += [{"event": "eval", "step": 10, "val_loss": 4.2}, {"event": "start", "step": None},
+              {"event": "train", "step": 11, "loss": 9.9}]  # past the checkpoint: ignored
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    state = RunState()
+    state.update(dataclasses.replace(start_event(start_step=10), run_dir=str(tmp_path)), 0.0)
+    assert state.train_loss.points == [(s, 5.0 - s / 10) for s in range(1, 11)]
+    assert state.val_loss.points == [(10, 4.2)]
+    state.update(step_event(11), 1.0)
+    assert len(state.train_loss) == 11
+    fresh = RunState()
+    fresh.update(dataclasses.replace(start_event(), run_dir=str(tmp_path)), 0.0)
+    assert len(fresh.train_loss) == 0  # a new run starts empty, whatever the folder holds

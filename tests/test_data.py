@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -141,7 +142,16 @@ def test_cli_data_check_reports(tiny_qwen2):
                    check=True)
     assert "records" in proc.stdout and "48" in proc.stdout
     assert "tokens min/p50/p90/p99/max" in proc.stdout
-    assert "green" in proc.stdout and "<|im_start|>assistant" in proc.stdout
+    assert "<|im_start|>assistant" in proc.stdout
+    # stdout is a pipe: colour would be lost, so trained spans are marked in the text itself,
+    # and only assistant turns are marked (the prompt is not trained).
+    flat = " ".join(proc.stdout.split())  # rich wraps at 80 columns in a pipe
+    assert "⟦...⟧ = trained tokens" in flat and "green = trained" not in flat
+    example = flat.split("= trained tokens:", 1)[1]
+    spans = re.findall(r"⟦(.*?)⟧", example, re.S)
+    assert spans and example.count("⟦") == example.count("⟧") == len(spans)
+    assert not any("<|im_start|>user" in span for span in spans)
+    assert "<|im_start|>user" in re.sub(r"⟦.*?⟧", "", example, flags=re.S)
 
 
 def _sample(n, trained_from=1):

@@ -76,10 +76,10 @@ def test_fuse_into_quantized_base_dequantizes(tiny_qwen2_4bit, lora_qwen2, tmp_p
     delta = np.abs(mlx_logits(report.output) - mlx_logits(tiny_qwen2_4bit, lora_qwen2)).max()
     print(f"4-bit base: fused (de-quantized) vs quantized base+adapter max|Δlogit| = {delta:.2e}")
     assert delta <= 1e-4
-    from gguf.utility import SafetensorsLocal
+    import mlx.core as mx  # reads the dtypes as stored (fuse needs no gguf extra)
 
-    with SafetensorsLocal(report.output / "model.safetensors") as tensors:
-        assert {t.dtype for t in tensors.values()} == {"F32"}
+    tensors = mx.load(str(report.output / "model.safetensors"))
+    assert {t.dtype for t in tensors.values()} == {mx.float32}
 
 
 def test_requantize_is_explicit_and_measured(tiny_qwen2, lora_qwen2, tmp_path):
@@ -97,6 +97,10 @@ def test_requantize_is_explicit_and_measured(tiny_qwen2, lora_qwen2, tmp_path):
     assert config["quantization"] == {"group_size": 64, "bits": 4}
     got = mlx_logits(out)  # mlx-lm loads the quantized folder
     assert np.isfinite(got).all()
+    # The CLI names what the folder holds: 4-bit weights, not the scales' float dtype.
+    proc = run_cli("fuse", "--model", tiny_qwen2, "--adapter", lora_qwen2, "--output",
+                   tmp_path / "cli-q4", "--requantize", "4", check=True)
+    assert "4-bit, group 64, scales float32" in proc.stdout, proc.stdout
 
 
 @needs_torch

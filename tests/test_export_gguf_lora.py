@@ -10,6 +10,7 @@ from .conftest import run_cli
 
 pytest.importorskip("llama_cpp")
 pytest.importorskip("gguf")
+pytestmark = pytest.mark.gguf
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shlex
 
 import pytest
 
@@ -89,6 +91,9 @@ def test_device_budgets():
     # Raising the wired limit is suggested only where it gives the GPU more than the default.
     assert "iogpu.wired_limit_mb=28672" in get_device("m3-max-36gb").raise_hint()
     assert get_device("mac-16gb").raise_hint() is None
+    # No hint that cannot help: a plan bigger than any wired limit on this Mac.
+    assert get_device("m3-max-36gb").raise_hint(341 * GIB) is None
+    assert get_device("m3-max-36gb").raise_hint(27.5 * GIB) is not None
     with pytest.raises(UserError, match="unknown device"):
         get_device("gpu-9000")
 
@@ -134,7 +139,10 @@ def test_plan_cli_json_and_exit_codes(tmp_path):
     assert tight.returncode == 3 and "does NOT fit" in tight.stdout
     fitted = run_cli("plan", RECIPE_32B, "--device", "m3-max-36gb", "--set",
                      "train.grad_checkpoint=false", "--fit", "--json")
-    assert fitted.returncode == 0
+    # The recipe as given does not fit: exit 3 with --fit too; the changes that fit are listed.
+    assert fitted.returncode == 3
+    fit = json.loads(fitted.stdout)
+    assert fit["fits"] and not fit["fit"]["fits_as_given"]
     assert {"key": "train.grad_checkpoint", "old": False, "new": True} .items() <= \
         {k: v for k, v in json.loads(fitted.stdout)["fit"]["changes"][0].items()}.items()
 
@@ -149,6 +157,13 @@ def test_train_refuses_a_run_that_does_not_fit(tiny_qwen2, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: does not fit: predicted peak")
     assert "--fit" in lines[0] and "--force" in lines[0] and "Traceback" not in proc.stderr
     assert not out.exists()
+    # The suggested plan command keeps the user's own flags: run literally, it plans the
+    # same run (without them it would plan the recipe's own model on this machine: it fits).
+    suggested = re.search(r"`(eden-mlx plan [^`]*)`", lines[0]).group(1)
+    assert f"--set model.path={tiny_qwen2}" in suggested and "--budget-gb 0.001" in suggested
+    again = run_cli(*shlex.split(suggested)[1:])
+    peak = re.search(r"predicted peak (\S+ \S+)", lines[0]).group(1)
+    assert again.returncode == 3 and f"predicted peak {peak}" in " ".join(again.stdout.split())
 
 
 def test_training_writes_memory_jsonl_the_report_reads(tiny_qwen2, tmp_path):
@@ -208,3 +223,23 @@ def test_fit_lower_rank_keeps_the_update_scale(rslora):
     assert [o["adapter.rank"] for o in options] == [16, 8, 4]
     for o in options:
         assert with_overrides(r, o).adapter.scale == pytest.approx(r.adapter.scale)
+
+
+def test_plan_fit_suggestions_keep_the_users_flags():
+    proc = run_cli("plan", RECIPE_32B, "--device", "m3-max-36gb", "--set",
+                   "train.grad_checkpoint=false", "--fit")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    text = " ".join(proc.stdout.split())
+    mine = "--set train.grad_checkpoint=false --device m3-max-36gb"
+    assert f"run it: eden-mlx train {RECIPE_32B} {mine} --fit" in text
+    assert f"or: eden-mlx train {RECIPE_32B} --device m3-max-36gb --set train.grad_checkpoint=true" in text
+
+
+def test_plan_fit_on_the_torch_backend_does_not_suggest_train_fit():
+    """`train --fit` does nothing on torch: only the --set form would change that run."""
+    recipe = ROOT / "recipes" / "qwen2.5-coder-7b-cpu.yaml"
+    proc = run_cli("plan", recipe, "--budget-gb", "33", "--fit")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "run it: eden-mlx train" in text and "--fit" not in text.split("run it:")[1]
+    assert "--budget-gb 33" in text.split("run it:")[1]

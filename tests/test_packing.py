@@ -34,14 +34,21 @@ def _setup(model_dir, chunk: int):
     # Real conversations cut to a spread of lengths, so that some rows hold several samples.
     lengths = [128, 90, 70, 60, 50, 45, 40, 33, 30, 24, 20, 16]
     real = load_splits(recipe.data, tok, 0).train
-    samples = [Sample(s.ids[:n], s.mask[:n]) for s, n in zip(real[: len(lengths)], lengths, strict=True)]
+    # Each cut keeps trained tokens in its second half, so that a sample packed after another
+    # one has loss-bearing tokens whose attention could leak into its neighbour (cut at the
+    # start of a conversation, the later samples of a shared row trained nothing and the test
+    # passed with the block-diagonal mask removed).
+    samples = [Sample(s.ids[:n], np.arange(n) >= n // 2)
+               for s, n in zip(real[: len(lengths)], lengths, strict=True)]
     return recipe, backend, samples, tok.pad_token_id
 
 
-def _loss_and_grads(backend, plan: BatchPlan, chunk: int):
-    """Summed loss, trained tokens and summed gradients over every batch of `plan`."""
+def _loss_and_grads(backend, plan: BatchPlan, chunk: int, block_mask: bool = True):
+    """Summed loss, trained tokens and summed gradients over every batch of `plan`.
+    block_mask=False is the mutation: packed rows with a plain causal mask."""
     def loss(model, *arrays):
-        return M.loss_sum(model, *arrays, packed=plan.packing, checkpoint=False, chunk=chunk)
+        return M.loss_sum(model, *arrays, packed=plan.packing and block_mask, checkpoint=False,
+                          chunk=chunk)
 
     step = nn.value_and_grad(backend.model, loss)
     total, tokens, grads = 0.0, 0, None
@@ -63,6 +70,8 @@ def test_packed_loss_and_gradients_equal_unpacked(arch, chunk, tiny_qwen2, tiny_
     packed = BatchPlan(samples, batch_size=2, row_len=128, pad_id=pad, packing=True)
     shared = [b for b in packed.in_order() if (b.segments.max(axis=1) > 1).any()]
     assert shared, "the packed plan should put several samples in one row"
+    later_trained = sum(float(b.mask[b.segments > 1].sum()) for b in shared)
+    assert later_trained > 0, "a later sample of a shared row must carry trained tokens"
 
     loss_u, tokens_u, grads_u = _loss_and_grads(backend, unpacked, chunk)
     loss_p, tokens_p, grads_p = _loss_and_grads(backend, packed, chunk)
@@ -73,6 +82,18 @@ def test_packed_loss_and_gradients_equal_unpacked(arch, chunk, tiny_qwen2, tiny_
     assert scale > 1e-3  # real gradients flow to lora_a and lora_b
     worst = max(np.abs(grads_u[k] - grads_p[k]).max() for k in grads_u) / tokens_u
     assert worst <= 1e-5, worst
+
+
+def test_packing_without_the_block_mask_changes_the_loss(tiny_qwen2):
+    """The mutation check: the test above fails when packed rows attend across samples."""
+    _, backend, samples, pad = _setup(tiny_qwen2, 0)
+    unpacked = BatchPlan(samples, batch_size=4, row_len=128, pad_id=pad, packing=False)
+    packed = BatchPlan(samples, batch_size=2, row_len=128, pad_id=pad, packing=True)
+    loss_u, tokens, grads_u = _loss_and_grads(backend, unpacked, 0)
+    loss_m, _, grads_m = _loss_and_grads(backend, packed, 0, block_mask=False)
+    assert abs(loss_u - loss_m) / tokens > 1e-3
+    worst = max(np.abs(grads_u[k] - grads_m[k]).max() for k in grads_u) / tokens
+    assert worst > 1e-4, worst
 
 
 def test_fast_cross_entropy_equals_mlx(tiny_qwen2):

@@ -95,3 +95,12 @@ def test_extends_merges_and_points_errors_at_the_right_file(tmp_path):
     parent.write_text("extends: round2.yaml\n")
     with pytest.raises(UserError, match="extends forms a cycle"):
         load_recipe(child)
+
+
+def test_recipe_keys_lists_allowed_values_and_extends():
+    proc = run_cli("recipe", "keys", check=True)
+    out = proc.stdout
+    assert out.startswith("extends = ")
+    assert "model.dtype = 'auto'  [one of 'auto', 'bfloat16', 'float16', 'float32']" in out
+    assert "adapter.type = 'lora'  [one of 'lora', 'dora']" in out
+    assert "model.revision = None  [a string or null]" in out

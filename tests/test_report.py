@@ -98,7 +98,10 @@ def test_one_run_report_and_summary(tmp_path):
     assert ">train (smoothed)<" in charts["Loss"] and ">val<" in charts["Loss"]
     assert charts["Loss"].count("<circle") == 3  # one marker per evaluation
     memory = charts["Memory (GiB)"]
-    assert ">budget 2<" in memory and ">planner 1.5<" in memory and ">active<" in memory
+    # The budget (2 GiB) is 6x the 0.33 GiB peak: labelled at the top edge, off the axis, so
+    # the run's own curve keeps the chart's height instead of lying flat on zero.
+    assert ">budget 2 \u2191 (off scale)<" in memory
+    assert ">planner 1.5<" in memory and ">active<" in memory
     assert "ab" * 32 in page and "learning_rate: 0.001" in page and "0.32.4" in page
     assert "2 training samples truncated" in page and "patience left" in page
     summary = console.file.getvalue()
@@ -155,3 +158,35 @@ def test_report_opens_in_headless_chromium(tmp_path):
             capture_output=True, text=True, timeout=120, check=True).stdout
     assert dom.count("<svg") == 4 and dom.count("<polyline") >= 5
     assert "Summary" in dom and "Resolved recipe" in dom
+
+
+def _text_ys(svg: str, fill: str) -> list[float]:
+    return [float(y) for y in re.findall(rf'<text x="[\d.]+" y="([\d.]+)" text-anchor="end" '
+                                          rf'fill="{fill}"', svg)]
+
+
+def test_memory_axis_follows_the_run_not_a_far_budget(tmp_path):
+    from mlx_eden.ui.svg import HLine, Series, line_chart
+
+    points = [(s, 0.1 + s / 1000) for s in range(1, 30)]
+    far = line_chart("m", [Series("peak", points, "#000")], hlines=[HLine(22.7, "budget", "#f00")],
+                     zero=True, reach=3.0)
+    near = line_chart("m", [Series("peak", points, "#000")], hlines=[HLine(0.2, "budget", "#f00")],
+                      zero=True, reach=3.0)
+    def top_tick(svg):
+        return max(float(t) for t in re.findall(r'text-anchor="end">([\d.]+)<', svg))
+
+    assert top_tick(far) <= 0.2 and "budget 22.7 \u2191 (off scale)" in far
+    assert 'stroke="#f00"' not in far
+    assert 'stroke="#f00"' in near and top_tick(near) >= 0.2  # a near budget stays on the axis
+
+
+def test_compared_runs_labels_do_not_overprint(tmp_path):
+    a = write_run(tmp_path / "x" / "run", budget=0.5, predicted=0.34, memory=True)
+    b = write_run(tmp_path / "y" / "run", budget=0.5, predicted=0.345, memory=True)
+    out = tmp_path / "cmp.html"
+    make_report([str(a), str(b)], str(out), console=Console(file=io.StringIO()))
+    memory = charts_of(out.read_text())["Memory (GiB)"]
+    assert memory.count(">budget 0.5<") == 1  # one shared budget line, not two on top
+    ys = sorted(_text_ys(memory, "#7f7f7f") + _text_ys(memory, "#d62728"))
+    assert len(ys) == 3 and all(b - a >= 12 for a, b in zip(ys, ys[1:], strict=False))

@@ -4,6 +4,7 @@ real arithmetic on the tiny model in both frameworks, compared step by step."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 
@@ -88,8 +89,9 @@ def test_first_loss_and_20_sgd_steps_agree_with_mlx(tiny_qwen2):
     torch_losses = np.array([r.loss for r in results["torch"]])
     print("parity |dloss| first", abs(mlx_losses[0] - torch_losses[0]),
           "max over 20", np.abs(mlx_losses - torch_losses).max())
-    assert abs(mlx_losses[0] - torch_losses[0]) <= 1e-4
-    np.testing.assert_allclose(torch_losses, mlx_losses, atol=1e-3, rtol=0)
+    # The README quotes these bounds (measured 1.5e-6 and 2.1e-5 on the 2-core Xeon).
+    assert abs(mlx_losses[0] - torch_losses[0]) <= 5e-6
+    np.testing.assert_allclose(torch_losses, mlx_losses, atol=5e-5, rtol=0)
     np.testing.assert_allclose([r.grad_norm for r in results["torch"]],
                                [r.grad_norm for r in results["mlx"]], rtol=1e-3)
     assert [r.tokens for r in results["torch"]] == [r.tokens for r in results["mlx"]]
@@ -193,7 +195,14 @@ def test_bfloat16_trains_close_to_float32(tiny_qwen2):
         train_plan, _ = plans(recipe, tiny_qwen2)
         impl = backend("torch", recipe, tiny_qwen2)
         losses[dtype] = [r.loss for r in train(impl, [train_plan.batch(0)], 2, lr=1e-2)]
-    assert "bfloat16" in impl.device() or "float32" in impl.device()  # fell back, and said so
+    # The base runs in bf16 exactly where oneDNN has native bf16 kernels, else float32 (and the
+    # device line says which): read from the model's own frozen weights, not from our choice.
+    import torch
+
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    frozen = {p.dtype for p in impl.model.parameters() if not p.requires_grad}
+    assert frozen == {torch.bfloat16 if native else torch.float32}
+    assert impl.device().endswith(f"{'bfloat16' if native else 'float32'})")
     assert all(np.isfinite(losses["bfloat16"]))
     np.testing.assert_allclose(losses["bfloat16"], losses["float32"], atol=5e-2)
 
@@ -214,7 +223,7 @@ def test_auto_picks_torch_off_apple_silicon_and_says_why(monkeypatch):
     assert name == "mlx" and "QLoRA" in why
     monkeypatch.setattr(base, "has_module", lambda m: m not in ("torch", "peft"))
     assert base.choose_backend("auto")[0] == "mlx"
-    with pytest.raises(UserError, match=r"pip install 'mlx-eden\[torch\]'"):
+    with pytest.raises(UserError, match=re.escape("pip install -e '.[torch]'")):
         base.choose_backend("torch")
 
 
@@ -226,7 +235,7 @@ def test_cli_without_the_extra_says_how_to_install(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("error: the torch backend needs the torch extra "
-                                   "(pip install 'mlx-eden[torch]')")
+                                   "(pip install -e '.[torch]' in the clone)")
     assert not (tmp_path / "run").exists()
 
 

@@ -139,7 +139,7 @@ def choose_backend(requested: str, recipe: Recipe | None = None) -> tuple[str, s
     if requested == "torch":
         if not has_module("torch") or not has_module("peft"):
             raise UserError("the torch backend needs the torch extra",
-                            hint="pip install 'mlx-eden[torch]'")
+                            hint="pip install -e '.[torch]' in the clone")
         if recipe is not None:
             check_supported(recipe, "torch")
         return "torch", "requested by the recipe or --backend"
@@ -154,7 +154,7 @@ def choose_backend(requested: str, recipe: Recipe | None = None) -> tuple[str, s
     if has_module("torch") and has_module("peft") and has_module("mlx_eden.backends.torch.backend"):
         return "torch", "auto: not Apple Silicon and torch is installed (faster on x86 CPUs)"
     return "mlx", ("auto: torch is not installed; on x86 CPUs the torch backend is much faster "
-                   "(pip install 'mlx-eden[torch]')")
+                   "(pip install -e '.[torch]' in the clone)")
 
 
 def hide_torch_from_transformers() -> None:

@@ -37,4 +37,8 @@ def fuse(model, adapter, output, dtype, requantize, group_size, max_shard_gb, ov
     for w in report.warnings:
         click.echo(f"warning: {w}", err=True)
     what = f"{report.adapter} adapter fused" if report.adapter else "no adapter"
-    click.echo(f"wrote {report.output} ({what}, {report.dtype}, {len(report.files)} files)")
+    q = report.requantized
+    # A requantized folder holds q-bit weights (scales and biases in report.dtype), not floats.
+    stored = (f"{q['bits']}-bit, group {q['group_size']}, scales {report.dtype}" if q
+              else report.dtype)
+    click.echo(f"wrote {report.output} ({what}, {stored}, {len(report.files)} files)")

@@ -29,22 +29,40 @@ def device_option(f):
 def plan(recipe_file, overrides, device, budget_gb, fit, as_json):
     """Predict the peak memory of training RECIPE_FILE, component by component, against the
     device's budget. Reads only config.json (or a shipped config for known Qwen models)."""
+    from ..memory.fit import user_flags
     from ..memory.session import plan_recipe
     from ..recipe import load_recipe
     from ..ui.memoryplan import render_fit, render_plan
 
     recipe = load_recipe(recipe_file, overrides)
     result, fitted = plan_recipe(recipe, device, budget_gb, fit)
-    final = fitted.plan if fitted else result
+    final = fitted.plan if fitted else result  # what --json reports (after the changes)
     if as_json:
         out = final.to_json()
         if fitted:
             out["fit"] = {"original_peak_bytes": result.predicted_peak_bytes,
+                          "fits_as_given": result.fits,
                           "changes": [c.__dict__ for c in fitted.changes],
                           "set": fitted.set_args()}
         click.echo(json.dumps(out, indent=2, default=str))
     else:
         render_plan(result)
         if fitted:
-            render_fit(fitted, recipe_file)
-    sys.exit(0 if final.fits else EXIT_DOES_NOT_FIT)
+            render_fit(fitted, recipe_file, flags=user_flags(overrides, device, budget_gb),
+                       train_fits=_trains_on_mlx(recipe))
+    # The exit code answers "does this recipe, as given, fit?": with --fit too, so that a
+    # script gating on `plan --fit` does not go on to train a recipe that will be refused.
+    # The changes that fit are printed (and in --json's "fit"); `train --fit` applies them.
+    sys.exit(0 if result.fits else EXIT_DOES_NOT_FIT)
+
+
+def _trains_on_mlx(recipe) -> bool:
+    """Will `eden-mlx train` run this recipe on MLX (where --fit applies the plan)?"""
+    from ..backends.base import choose_backend
+    from ..errors import UserError
+
+    try:
+        name, _ = choose_backend(recipe.train.backend, recipe)
+    except UserError:  # torch requested without the extra (or refused): not an MLX run
+        return False
+    return name == "mlx"

@@ -40,6 +40,9 @@ def check(files, overrides):
 
 @recipe.command("keys")
 def keys():
-    """List every recipe key with its default and help."""
-    for path, help_text, default in field_help():
-        click.echo(f"{path} = {default!r}\n    {help_text}")
+    """List every recipe key with its default, allowed values and help."""
+    click.echo("extends = (none)  [a path, relative to this file]\n    A parent recipe: this "
+               "file's keys override the parent's, key by key (lists are replaced; a parent "
+               "may extend another).")
+    for path, help_text, default, allowed in field_help():
+        click.echo(f"{path} = {default!r}  [{allowed}]\n    {help_text}")

@@ -32,6 +32,8 @@ def train(recipe_file, overrides, output, resume, backend, no_dashboard, device,
     recipe = load_recipe(recipe_file, overrides)
     choice = choose_backend(backend or recipe.train.backend, recipe)
     memory = None
+    if "pip install" in choice[1]:  # auto fell back to mlx on x86: the hint is only useful seen
+        click.echo(f"note: backend {choice[0]}, {choice[1]}", err=True)
     if choice[0] != "mlx" and (fit or device or budget_gb):
         click.echo("note: the memory plan models MLX; --fit, --device and --budget-gb do "
                    "nothing on the torch backend", err=True)
@@ -43,6 +45,7 @@ def train(recipe_file, overrides, output, resume, backend, no_dashboard, device,
         try:
             recipe, memory = preflight(recipe, device=device, budget_gb=budget_gb, fit=fit,
                                        force=force, recipe_file=recipe_file,
+                                       overrides=overrides,
                                        say=lambda m: click.echo(m, err=True))
         except DoesNotFit as e:
             click.echo(f"error: {e}", err=True)

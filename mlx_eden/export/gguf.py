@@ -31,7 +31,7 @@ def require_gguf():
         import gguf
     except ImportError:
         raise UserError("GGUF export needs the gguf extra",
-                        hint="pip install 'mlx-eden[gguf]'") from None
+                        hint="pip install -e '.[gguf]' in the clone") from None
     return gguf
 
 

@@ -17,7 +17,7 @@ def _llama_cpp():
         import llama_cpp
     except ImportError:
         raise UserError("verifying in llama.cpp needs llama-cpp-python (the gguf extra)",
-                        hint="pip install 'mlx-eden[gguf]'") from None
+                        hint="pip install -e '.[gguf]' in the clone") from None
     return llama_cpp
 
 

@@ -49,7 +49,7 @@ def llama_quantize(src: Path, dst: Path, quant: str, threads: int = 0) -> None:
         import llama_cpp
     except ImportError:
         raise UserError(f"{quant} needs llama.cpp's quantizer (the gguf extra)",
-                        hint="pip install 'mlx-eden[gguf]'") from None
+                        hint="pip install -e '.[gguf]' in the clone") from None
     from gguf import LlamaFileType
 
     params = llama_cpp.llama_model_quantize_default_params()

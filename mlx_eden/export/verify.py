@@ -33,6 +33,7 @@ class Verdict:
     consumer: str
     reference: str
     delta: Delta | None = None
+    float_gap: Delta | None = None  # quantized files: llama.cpp against the float model
     tokenizer_mismatches: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     passed: bool = False
@@ -43,6 +44,8 @@ class Verdict:
         out = [head]
         if self.delta is not None:
             out.append(f"  logits: {self.delta}")
+        if self.float_gap is not None:
+            out.append(f"  vs the float model (quantization error): {self.float_gap}")
         out += [f"  tokenizer differs: {m}" for m in self.tokenizer_mismatches]
         out += [f"  {n}" for n in self.notes]
         return out
@@ -95,11 +98,15 @@ def verify_gguf(gguf_path: Path, model_dir: Path, quant: str, max_tokens: int = 
         got = llm.all_logits(prompts)
     finally:
         llm.close()
+    exact = inference.folder_logits(model_dir, prompts)
     if quant in ("f32", "f16", "bf16"):
-        want = inference.folder_logits(model_dir, prompts)
+        want = exact
     else:
+        # Against its own de-quantized weights the check proves the file is read as written;
+        # a bad quantizer would pass that, so the gap to the float model is reported too.
         want = inference.weights_logits(model_dir, dequantized_weights(gguf_path, model_dir),
                                         prompts)
+        v.float_gap = compare(got, exact)
     v.delta = compare(got, want)
     v.passed = judge(v.delta, quant) and not v.tokenizer_mismatches
     return v

@@ -53,12 +53,15 @@ class Device:
     def ram_gb(self) -> float:
         return self.ram_bytes / GIB
 
-    def raise_hint(self) -> str | None:
-        """How to give the GPU more of the RAM (Apple only)."""
+    def raise_hint(self, peak_bytes: int | None = None) -> str | None:
+        """How to give the GPU more of the RAM (Apple only), when that is enough for a plan
+        with this peak (a 341 GiB plan on a 36 GB Mac gets no hint: no limit helps)."""
         if self.kind != "apple":
             return None
         mb = int(self.ram_bytes / (1 << 20)) - 8 * 1024  # leave macOS 8 GiB
         if mb << 20 <= self.budget_bytes:  # small Macs: the default already leaves less
+            return None
+        if peak_bytes is not None and peak_bytes > mb << 20:
             return None
         return (f"on macOS, `sudo sysctl iogpu.wired_limit_mb={mb}` lets the GPU use "
                 f"{mb / 1024:.0f} GiB (until reboot); then plan with --budget-gb {mb / 1024:.0f}")

@@ -8,6 +8,7 @@ when none fits, its strongest setting is kept and the next knob is tried.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 from ..recipe import Recipe, recipe_from_dict
@@ -103,8 +104,12 @@ class FitResult:
     def fits(self) -> bool:
         return self.plan.fits
 
+    def set_flags(self) -> tuple[str, ...]:
+        """The changes as command-line flags: ("--set", "k=v", ...)."""
+        return tuple(x for k, v in self.overrides.items() for x in ("--set", f"{k}={_yaml(v)}"))
+
     def set_args(self) -> str:
-        return " ".join(f"--set {k}={_yaml(v)}" for k, v in self.overrides.items())
+        return " ".join(self.set_flags())
 
 
 def _yaml(v) -> str:
@@ -142,3 +147,33 @@ def _get(tree: dict, key: str):
     for part in key.split("."):
         tree = tree[part]
     return tree
+
+
+# --------------------------------------------------------------------------- suggestions
+
+def command(verb: str, recipe_file: str, flags: tuple = (), *more: str) -> str:
+    """`eden-mlx VERB RECIPE` with the user's own flags (--set/--device/--budget-gb, as given)
+    kept, so that running a suggestion literally plans the same thing; shell-quoted."""
+    return shlex.join(["eden-mlx", verb, str(recipe_file), *flags, *more])
+
+
+def user_flags(overrides=(), device: str | None = None, budget_gb: float | None = None) -> tuple:
+    """The command-line flags that changed what was planned, in a stable order."""
+    out = [x for o in overrides for x in ("--set", o)]
+    if device:
+        out += ["--device", device]
+    if budget_gb is not None:
+        out += ["--budget-gb", f"{budget_gb:g}"]
+    return tuple(out)
+
+
+def without_keys(flags: tuple, fit: FitResult) -> tuple:
+    """The user's flags minus the --set values the fit replaces (one value per key)."""
+    out, i = [], 0
+    while i < len(flags):
+        if flags[i] == "--set" and flags[i + 1].split("=", 1)[0] in fit.overrides:
+            i += 2
+            continue
+        out.append(flags[i])
+        i += 1
+    return tuple(out)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..dtypes import resolve_dtype
 from ..qwen import PROJECTIONS
 from ..recipe import Recipe
 from ..registry import UPDATE_GROUP_BYTES, optimizer_spec
@@ -59,12 +60,15 @@ class Settings:
     packed: bool
 
     @classmethod
-    def from_recipe(cls, recipe: Recipe, shape: ModelShape) -> Settings:
+    def from_recipe(cls, recipe: Recipe, shape: ModelShape, metal: bool = False) -> Settings:
+        """`metal`: the device runs bf16 natively (decides what model.dtype: auto means)."""
         a, t, q = recipe.adapter, recipe.train, recipe.model.quantize
+        dtype, _ = resolve_dtype(recipe.model.dtype, fast_half=metal,
+                                 config={"torch_dtype": shape.dtype})
         layers = shape.layers if a.layers == -1 else min(a.layers, shape.layers)
         bits = shape.quant_bits or q.bits
         return cls(batch=t.batch_size, seq=recipe.data.max_seq_length,
-                   grad_accumulation=t.grad_accumulation, dtype=recipe.model.dtype,
+                   grad_accumulation=t.grad_accumulation, dtype=dtype,
                    quant_bits=bits, quant_group=shape.quant_group or q.group_size,
                    rank=a.rank, targets=tuple(a.target_names), adapted_layers=layers,
                    dora=a.type == "dora", optimizer=t.optimizer, checkpoint=t.grad_checkpoint,
@@ -236,5 +240,5 @@ class Plan:
 
 
 def make_plan(recipe: Recipe, shape: ModelShape, device: Device, source: str = "") -> Plan:
-    settings = Settings.from_recipe(recipe, shape)
+    settings = Settings.from_recipe(recipe, shape, metal=device.kind == "apple")
     return Plan(recipe.model.path, source, shape, settings, device, estimate(shape, settings))

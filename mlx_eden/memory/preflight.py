@@ -9,7 +9,7 @@ from ..errors import UserError
 from ..recipe import Recipe
 from ..run.runplan import RunPlan
 from ..units import gib
-from .fit import with_overrides
+from .fit import command, user_flags, with_overrides
 from .session import plan_recipe
 
 
@@ -19,9 +19,10 @@ class DoesNotFit(Exception):
 
 def preflight(recipe: Recipe, *, device: str | None = None, budget_gb: float | None = None,
               fit: bool = False, force: bool = False, recipe_file: str = "RECIPE",
-              say=print) -> tuple[Recipe, RunPlan | None]:
+              overrides=(), say=print) -> tuple[Recipe, RunPlan | None]:
     """(the recipe to train, what the plan hands to the run; None when there is no plan).
-    `budget_gb` is GiB, like every memory figure."""
+    `budget_gb` is GiB, like every memory figure. `overrides`: the user's --set values,
+    repeated in the suggested commands."""
     try:
         plan, fitted = plan_recipe(recipe, device, budget_gb, fit)
     except UserError as e:
@@ -39,10 +40,13 @@ def preflight(recipe: Recipe, *, device: str | None = None, budget_gb: float | N
         top = sorted(((v, k) for k, v in e.components.items() if k != "base weights"),
                      reverse=True)[:2]
         parts = ", ".join(f"{k} {gib(v)}" for v, k in top)
+        flags = user_flags(overrides, device, budget_gb)
+        tried = "" if not fit else " even with --fit's changes"
         raise DoesNotFit(
-            f"does not fit: predicted peak {gib(plan.predicted_peak_bytes)} > budget "
+            f"does not fit{tried}: predicted peak {gib(plan.predicted_peak_bytes)} > budget "
             f"{gib(plan.budget_bytes)} on {plan.device.name} (base weights "
-            f"{gib(e.components['base weights'])}, {parts}); `eden-mlx plan {recipe_file} "
-            f"--fit` shows the changes that fit, `eden-mlx train {recipe_file} --fit` applies "
-            f"them, --force tries anyway")
+            f"{gib(e.components['base weights'])}, {parts}); "
+            + ("" if fit else f"`{command('plan', recipe_file, flags, '--fit')}` shows the "
+               f"changes that fit, `{command('train', recipe_file, flags, '--fit')}` applies "
+               "them, ") + "--force tries anyway")
     return recipe, RunPlan(plan.predicted_peak_bytes, plan.budget_bytes, plan.device.name)

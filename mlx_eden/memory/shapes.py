@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..dtypes import checkpoint_dtype
 from ..errors import UserError
 from ..qwen import PROJECTIONS
 from ..safeio import read_json_object
@@ -38,6 +39,7 @@ class ModelShape:
     qk_norm: bool
     quant_bits: int | None = None   # already quantized (an MLX-quantized folder)
     quant_group: int | None = None
+    dtype: str = "bfloat16"         # the checkpoint's float dtype (what model.dtype: auto keeps)
 
     def projection(self, name: str) -> tuple[int, int]:
         """(in, out) features of a decoder-layer projection."""
@@ -104,7 +106,8 @@ def _shape(cfg: dict) -> ModelShape:
         heads=heads, kv_heads=int(cfg.get("num_key_value_heads") or heads), head_dim=head_dim,
         vocab=int(cfg["vocab_size"]), tied=bool(cfg.get("tie_word_embeddings", mtype == "qwen2")),
         qkv_bias=mtype == "qwen2" or bool(cfg.get("attention_bias", False)),
-        qk_norm=mtype == "qwen3", quant_bits=q.get("bits"), quant_group=q.get("group_size"))
+        qk_norm=mtype == "qwen3", quant_bits=q.get("bits"), quant_group=q.get("group_size"),
+        dtype=checkpoint_dtype(cfg))
 
 
 # --------------------------------------------------------------------------- finding the config

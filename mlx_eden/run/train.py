@@ -185,6 +185,8 @@ def _prepare_locked(recipe, rundir, resume, backend_name, why, model_dir, tok, s
         warnings.append("resumed with recipe changes: " + ", ".join(changed))
     if resume and checkpoint is None:
         warnings.append("--resume: no checkpoint found, starting fresh")
+    if info.extra.get("dtype_note"):  # e.g. bf16 on a CPU without fast bf16 kernels
+        warnings.append(info.extra["dtype_note"])
     tr = splits.stats["train"]
     if tr.truncated or tr.dropped:
         warnings.append(f"{tr.truncated} training samples truncated and {tr.dropped} dropped at "

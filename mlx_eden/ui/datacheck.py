@@ -21,16 +21,23 @@ def summary_table(file: str, fmt: str, stats, max_len: int) -> Table:
     return table
 
 
-def highlighted(tok, sample) -> Text:
-    """The sample's text with trained tokens in green and the rest dimmed. Runs of tokens with the
-    same mask are decoded together: a byte-level token may hold part of a character (Korean,
-    emoji), which decoded alone prints as U+FFFD."""
+OPEN, CLOSE = "⟦", "⟧"  # marks trained spans where colour is lost (a pipe, a file, CI logs)
+
+
+def highlighted(tok, sample, markers: bool = False) -> Text:
+    """The sample's text with trained tokens in green and the rest dimmed; with `markers`,
+    each trained span is also wrapped in ⟦...⟧ so the distinction survives plain text. Runs of
+    tokens with the same mask are decoded together: a byte-level token may hold part of a
+    character (Korean, emoji), which decoded alone prints as U+FFFD."""
     text = Text()
     edges = [0, *(np.flatnonzero(np.diff(sample.mask.astype(np.int8))) + 1), len(sample.ids)]
     for a, b in zip(edges, edges[1:], strict=False):
         if b > a:
-            text.append(tok.decode(sample.ids[a:b].tolist()),
-                        style="bold green" if sample.mask[a] else "dim")
+            trained = bool(sample.mask[a])
+            piece = tok.decode(sample.ids[a:b].tolist())
+            if markers and trained:
+                piece = f"{OPEN}{piece}{CLOSE}"
+            text.append(piece, style="bold green" if trained else "dim")
     return text
 
 
@@ -58,5 +65,7 @@ def print_report(console: Console, file, fmt, stats, max_len, tok, example, args
         if note:
             console.print(f"[yellow]warning:[/] {note}", highlight=False)
     if example is not None:
-        console.print(f"\nexample ({example.where}); [bold green]green[/] = trained tokens:")
-        console.print(highlighted(tok, example))
+        plain = not console.is_terminal or console.no_color
+        what = f"{OPEN}...{CLOSE}" if plain else "[bold green]green[/]"
+        console.print(f"\nexample ({example.where}); {what} = trained tokens:")
+        console.print(highlighted(tok, example, markers=plain))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from ..memory.fit import FitResult
+from ..memory.fit import FitResult, command, without_keys
 from ..memory.measure import Measurement
 from ..memory.planner import Plan
 from ..registry import UPDATE_GROUP_BYTES
@@ -63,12 +63,16 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
         console.print(f"  {name}: {gib(value)}")
     style = "green" if plan.fits else "red"
     console.print(f"[{style}]{verdict(plan)}[/{style}]")
-    hint = plan.device.raise_hint()
+    hint = plan.device.raise_hint(plan.predicted_peak_bytes)
     if not plan.fits and hint:
         console.print(f"  {hint}")
 
 
-def render_fit(fit: FitResult, recipe_file: str, console: Console | None = None) -> None:
+def render_fit(fit: FitResult, recipe_file: str, console: Console | None = None,
+               flags: tuple = (), train_fits: bool = True) -> None:
+    """The changes --fit found, and the command that runs them. `flags`: the user's own
+    (see user_flags); `train_fits`: `train --fit` applies the plan (False on the torch
+    backend, where the plan does not apply and only the --set form changes the run)."""
     console = console or Console()
     if not fit.changes:
         console.print("[red]no recipe change found that fits[/red]")
@@ -79,8 +83,15 @@ def render_fit(fit: FitResult, recipe_file: str, console: Console | None = None)
         console.print(f"  {c.key}: {c.old} -> {c.new}    ({c.why})")
     style = "green" if fit.fits else "red"
     console.print(f"[{style}]{verdict(fit.plan)}[/{style}]")
-    console.print(f"  run it: eden-mlx train {recipe_file} --fit   "
-                  f"(or: eden-mlx train {recipe_file} {fit.set_args()})")
+    sets = fit.set_flags()
+    if not fit.fits:
+        return
+    run_sets = command("train", recipe_file, without_keys(flags, fit), *sets)
+    if train_fits:
+        console.print(f"  run it: {command('train', recipe_file, flags, '--fit')}", soft_wrap=True)
+        console.print(f"      or: {run_sets}", soft_wrap=True)
+    else:
+        console.print(f"  run it: {run_sets}", soft_wrap=True)
 
 
 def render_comparison(plan: Plan, measured: Measurement, rows: list[dict],

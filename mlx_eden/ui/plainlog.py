@@ -26,7 +26,8 @@ class PlainLog:
     def __call__(self, e: Event) -> None:
         if isinstance(e, StartEvent):
             self._print(f"start recipe={e.recipe_name} model={e.model} adapter={e.adapter!r} "
-                        f"backend={e.backend} device={e.device!r} run_dir={e.run_dir} "
+                        f"backend={e.backend} backend_reason={e.backend_reason!r} device={e.device!r} "
+                        f"run_dir={e.run_dir} "
                         f"steps={e.total_steps} from_step={e.start_step} "
                         f"trainable={e.trainable_params} total_params={e.params_total} "
                         f"train_samples={e.train_samples} valid_samples={e.valid_samples}")

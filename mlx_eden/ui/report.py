@@ -59,8 +59,21 @@ def charts(runs: list[RunRecord]) -> list[str]:
         line_chart("Loss", loss, y_label="loss"),
         line_chart("Learning rate", lr, y_label="lr"),
         line_chart("Trained tokens / second", speed, y_label="tokens/s", zero=True),
-        line_chart("Memory (GiB)", memory, hlines=hlines, y_label="GiB", zero=True),
+        # reach 3: a budget 200x a tiny run's peak would flatten its curve onto the axis.
+        line_chart("Memory (GiB)", memory, hlines=_distinct(hlines), y_label="GiB", zero=True,
+                   reach=3.0),
     ]
+
+
+def _distinct(hlines: list[HLine]) -> list[HLine]:
+    """One line per value and colour: compared runs on one machine share one budget line
+    (labelled without a run name) instead of drawing the same line and label twice."""
+    groups: dict[tuple, list[HLine]] = {}
+    for h in hlines:
+        groups.setdefault((round(h.y, 3), h.color), []).append(h)
+    return [g[0] if len(g) == 1 else
+            HLine(g[0].y, g[0].label.rsplit(" ", 1)[-1], g[0].color, g[0].dashed)
+            for g in groups.values()]
 
 
 def summary_rows(runs: list[RunRecord]) -> list[dict]:
@@ -114,7 +127,9 @@ def make_report(run_dirs: list[str], output: str | None = None,
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:  # a reader never sees half a report
         tmp.write_text(render_html(runs), encoding="utf-8")
-    console = console or Console()
+    # In a pipe or a log Rich assumes 80 columns and squeezes the table into "tiny-de…";
+    # nothing there needs the terminal's width.
+    console = console or (Console() if Console().is_terminal else Console(width=120))
     print_summary(runs, console)
     console.print(f"report: {path}")
     return path

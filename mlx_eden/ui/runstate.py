@@ -7,6 +7,7 @@ tested on its own and the renderer only formats numbers it is handed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..run.events import (
     EvalEvent,
@@ -90,6 +91,8 @@ class RunState:
             self.stamps[panel] += 1
         if isinstance(e, StartEvent):
             self.start = e
+            if e.start_step:
+                self._load_history(e)
         elif isinstance(e, StepEvent):
             self._on_step(e, now)
         elif isinstance(e, EvalEvent):
@@ -108,6 +111,21 @@ class RunState:
             self.warnings = [*self.warnings[-(MAX_WARNINGS - 1):], e]
         elif isinstance(e, StopEvent):
             self.stop = e
+
+    def _load_history(self, e: StartEvent) -> None:
+        """On --resume, the loss curves so far, from the run's metrics.jsonl (the loop has cut
+        it back to the checkpoint's step), so the chart continues instead of starting empty."""
+        from .rundata import read_jsonl
+
+        for record in read_jsonl(Path(e.run_dir) / "metrics.jsonl"):
+            step = record.get("step")
+            if step is None or step > e.start_step:
+                continue
+            if record.get("event") == "train":
+                self.train_loss.add(step, record["loss"])
+                self.loss_avg.add(record["loss"])
+            elif record.get("event") == "eval":
+                self.val_loss.add(step, record["val_loss"])
 
     def _on_step(self, e: StepEvent, now: float) -> None:
         # Wall time between steps includes evals and checkpoints, so the ETA does too.

@@ -133,13 +133,31 @@ def _series(f: _Frame, s: Series) -> list[str]:
     return out
 
 
-def _hline(f: _Frame, h: HLine) -> list[str]:
-    y = f.y(h.y)
-    dash = ' stroke-dasharray="3 3"' if h.dashed else ""
-    return [f'<line x1="{f.left}" y1="{y:.1f}" x2="{f.right}" y2="{y:.1f}" stroke="{h.color}" '
-            f'stroke-width="1.4"{dash}/>',
-            f'<text x="{f.right - 4}" y="{y - 4:.1f}" text-anchor="end" fill="{h.color}">'
-            f'{escape(h.label)} {fmt(h.y)}</text>']
+LABEL_GAP = 13  # px between reference-line labels (the font is 11px): closer ones overprint
+
+
+def _hlines(f: _Frame, hlines: list[HLine]) -> list[str]:
+    """Reference lines inside the axis range, and one label each, stacked so that labels of
+    lines a few pixels apart (two runs' budgets, a budget beside the planner) never overprint.
+    A line above the axis (a 22 GB budget over a 0.1 GB run) is not drawn; its label sits at
+    the top edge with an arrow, so the data keep the chart's height."""
+    out, placed = [], []
+    for h in sorted(hlines, key=lambda h: -h.y):
+        above = h.y > f.y1
+        y = f.top + 4 if above else f.y(h.y)
+        if not above:
+            dash = ' stroke-dasharray="3 3"' if h.dashed else ""
+            out.append(f'<line x1="{f.left}" y1="{y:.1f}" x2="{f.right}" y2="{y:.1f}" '
+                       f'stroke="{h.color}" stroke-width="1.4"{dash}/>')
+        text_y = y - 4 if not above else y + 10
+        for p in placed:  # top to bottom: push this one below any label it would touch
+            if abs(text_y - p) < LABEL_GAP:
+                text_y = p + LABEL_GAP
+        placed.append(text_y)
+        arrow = " \u2191 (off scale)" if above else ""
+        out.append(f'<text x="{f.right - 4}" y="{text_y:.1f}" text-anchor="end" '
+                   f'fill="{h.color}">{escape(h.label)} {fmt(h.y)}{arrow}</text>')
+    return out
 
 
 def _legend(items: list[tuple[str, str, bool]], left: int, right: int) -> tuple[list[str], int]:
@@ -158,10 +176,12 @@ def _legend(items: list[tuple[str, str, bool]], left: int, right: int) -> tuple[
 
 def line_chart(title: str, series: list[Series], *, hlines: list[HLine] = (),
                x_label: str = "step", y_label: str = "", zero: bool = False, width: int = 560,
-               height: int = 280) -> str:
+               height: int = 280, reach: float | None = None) -> str:
     """An <svg> element: the series as lines (dashed and/or with markers where asked), the
     reference lines across, a legend under the title. `zero` starts the y axis at 0 (for
-    amounts like memory, where a zoomed axis would make 1% look like a cliff)."""
+    amounts like memory, where a zoomed axis would make 1% look like a cliff). `reach`: a
+    reference line more than `reach` times the data's top does not stretch the axis (it is
+    labelled at the top edge instead)."""
     series = [s for s in series if s.points]
     head = (f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" '
             f'height="{height}" role="img" aria-label="{escape(title)}">'
@@ -171,14 +191,15 @@ def line_chart(title: str, series: list[Series], *, hlines: list[HLine] = (),
         return head + (f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" '
                        f'class="label">no data</text></svg>')
     xs = [x for s in series for x, _ in s.points]
-    ys = [y for s in series for _, y in s.points] + [h.y for h in hlines] + ([0.0] if zero
-                                                                              else [])
+    data = [y for s in series for _, y in s.points]
+    top = max(data)
+    ys = data + [h.y for h in hlines if reach is None or top <= 0 or h.y <= reach * top] + \
+        ([0.0] if zero else [])
     legend, rows = _legend([(s.label, s.color, s.dashed) for s in series if not s.faint], 56,
                            width - 16)
     f = _Frame(xs, ys, width, height, top=24 + 16 * rows)
     body = _axes(f, x_label, y_label)
-    for h in hlines:
-        body += _hline(f, h)
+    body += _hlines(f, list(hlines))
     for s in sorted(series, key=lambda s: not s.faint):  # faint ones underneath
         body += _series(f, s)
     return head + "".join(body + legend) + "</svg>"

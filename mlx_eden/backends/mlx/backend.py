@@ -21,6 +21,7 @@ from ...adapters import (
     read_adapter_config,
 )
 from ...data.batching import Batch
+from ...dtypes import mlx_cpu_half_warning, resolve_dtype
 from ...errors import UserError
 from ...recipe import Recipe
 from ...registry import check_supported, dropout_seed
@@ -53,7 +54,11 @@ class MLXBackend:
         self.recipe = recipe
         t = recipe.train
         mx.random.seed(t.seed)
-        self.model, self.config = M.load_base(model_dir, recipe.model)
+        fast_half = mx.default_device().type == mx.DeviceType.gpu  # Metal: native bf16/fp16
+        stored = json.loads((Path(model_dir) / "config.json").read_text())
+        dtype, dtype_reason = resolve_dtype(recipe.model.dtype, fast_half=fast_half,
+                                            config=stored)
+        self.model, self.config = M.load_base(model_dir, recipe.model, dtype)
         self.adapted = M.add_adapters(self.model, recipe)
         self.adapter_cfg = adapter_config(recipe, len(M.inner(self.model).layers), str(model_dir))
         if recipe.adapter.init_from:
@@ -63,10 +68,15 @@ class MLXBackend:
         self._micro = self._eval = None  # compiled on first use (_build)
         total, trainable = M.count_params(self.model)
         q = self.config.get("quantization")
+        extra = {"adapted_modules": len(self.adapted), "dtype": dtype,
+                 "dtype_reason": dtype_reason}
+        slow = mlx_cpu_half_warning(dtype, fast_half)
+        if slow:
+            extra["dtype_note"] = slow  # shown as a warning by the loop (run/train.py)
         return ModelInfo(path=str(model_dir), model_type=self.config.get("model_type", "?"),
                          params_total=total, trainable_params=trainable,
                          quantized_bits=q.get("bits") if q else None, device=self.device(),
-                         extra={"adapted_modules": len(self.adapted)})
+                         extra=extra)
 
     @staticmethod
     def device() -> str:

@@ -26,8 +26,9 @@ from .chunked_loss import ce_sum, checkpointed_ce_sum, chunked_ce_sum, head_part
 DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
 
 
-def load_base(path: Path, spec) -> tuple[nn.Module, dict]:
-    """Load with mlx-lm; cast to the compute dtype; quantize for QLoRA if the recipe asks.
+def load_base(path: Path, spec, dtype: str) -> tuple[nn.Module, dict]:
+    """Load with mlx-lm; cast to the compute dtype (resolved: never "auto"); quantize for QLoRA
+    if the recipe asks.
 
     An MLX-quantized folder stays as it is; a float folder is quantized at load time.
     """
@@ -37,8 +38,7 @@ def load_base(path: Path, spec) -> tuple[nn.Module, dict]:
         model, config = load_model(Path(path), lazy=True)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(f"cannot load the model: {e}", file=str(path)) from None
-    dtype = DTYPES[spec.dtype]
-    model.set_dtype(dtype)
+    model.set_dtype(DTYPES[dtype])
     if "quantization" not in config and spec.quantize.bits:
         with contextlib.redirect_stdout(io.StringIO()):  # mlx-lm prints a bits-per-weight line
             model, config = quantize_model(model, config, spec.quantize.group_size,

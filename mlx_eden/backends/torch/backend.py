@@ -77,7 +77,9 @@ class TorchBackend:
         self.steps_done = 0
         total, trainable = M.count_params(self.model)
         extra = {"adapted_modules": len(adapted), "threads": self.threads,
-                 "dtype": str(self.dtype).removeprefix("torch.")}
+                 "dtype": str(self.dtype).removeprefix("torch."),
+                 "dtype_reason": "auto: float32 on the torch backend (bfloat16 only when set)"
+                 if recipe.model.dtype == "auto" else "model.dtype in the recipe"}
         if dtype_note:
             extra["dtype_note"] = dtype_note
         return ModelInfo(path=str(model_dir), model_type=self.config.get("model_type", "?"),

@@ -44,7 +44,7 @@ def compute_dtype(requested: str) -> tuple[torch.dtype, str | None]:
     base in bf16 (as MLX's set_dtype does) rather than autocasting a float32 base halves its memory
     and was faster here: 172 vs 88-100 GFLOP/s for a 512x512x1536 matmul on one AMX core, because
     autocast re-casts every weight on every call."""
-    if requested == "float32":
+    if requested in ("float32", "auto"):  # auto: float32 on this backend (see dtypes.py)
         return torch.float32, None
     check = getattr(torch.ops.mkldnn, _HALF_SUPPORTED[requested], None)
     if check is not None and check():

@@ -20,7 +20,12 @@ def peft_logits(model_dir: str | Path, peft_dir: str | Path,
         from transformers import AutoModelForCausalLM
     except ImportError:
         raise UserError("verifying a PEFT adapter needs the torch extra",
-                        hint="pip install 'mlx-eden[torch]'") from None
+                        hint="pip install -e '.[torch]' in the clone") from None
+    from transformers.utils import logging as hf_logging
+
+    # transformers draws a "Loading weights" progress bar, which lands in the middle of
+    # --verify's report (and in logs as carriage-return noise).
+    hf_logging.disable_progress_bar()
     with warnings.catch_warnings():  # deprecation notices between transformers and peft
         warnings.simplefilter("ignore", FutureWarning)
         base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
