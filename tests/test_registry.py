@@ -12,6 +12,7 @@ import pytest
 
 from mlx_eden import recipe as R
 from mlx_eden.data.formats import FORMATS
+from mlx_eden.dtypes import resolve_dtype
 from mlx_eden.errors import UserError
 from mlx_eden.memory.fit import _optimizer
 from mlx_eden.memory.planner import DTYPE_BYTES, optimizer_bytes
@@ -63,7 +64,9 @@ NEUTRAL = {"data.format": ("auto", *FORMATS), "data.template": None, "data.trunc
 # Backend-facing Literals: the table each backend builds them from.
 BACKEND_TABLES = {
     "train.optimizer": lambda b: builders(b),
-    "model.dtype": lambda b: dict_keys(BACKEND_DIR / b / "model.py", "DTYPES"),
+    # "auto" is resolved to one of the table's dtypes (mlx_eden/dtypes.py) before a backend
+    # builds anything; test_dtypes_and_qwen_facts_have_one_table checks what it resolves to.
+    "model.dtype": lambda b: dict_keys(BACKEND_DIR / b / "model.py", "DTYPES") | {"auto"},
     "adapter.type": lambda b: {"lora", "dora"} if 'use_dora=a.type == "dora"' in
     (BACKEND_DIR / b / "model.py").read_text() else {"lora"},
 }
@@ -119,7 +122,11 @@ def test_the_planner_refuses_an_unknown_optimizer_instead_of_counting_zero():
 
 
 def test_dtypes_and_qwen_facts_have_one_table():
-    assert set(literal_keys()["model.dtype"]) == set(DTYPE_BYTES)
+    assert set(literal_keys()["model.dtype"]) == set(DTYPE_BYTES) | {"auto"}
+    for fast_half in (True, False):
+        for stored in (*DTYPE_BYTES, "int8", None):
+            dtype, _ = resolve_dtype("auto", fast_half=fast_half, config={"torch_dtype": stored})
+            assert dtype in DTYPE_BYTES
     assert set(PROJECTION_PARENT) == set(PROJECTIONS)
     assert set().union(*TARGET_PRESETS.values()) == set(PROJECTIONS)
     for name in ("model.py", "convert.py"):  # Qwen facts come from qwen.py, not from tiny.py
