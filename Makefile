@@ -75,6 +75,7 @@ demo-export: install
 	  $(EDEN) export gguf $(DEMO_RUN)/fused --quant $$q --output $(DEMO_RUN)/tiny-demo-$$q.gguf \
 	    --verify || exit 1; done; \
 	$(EDEN) export ollama $(DEMO_RUN)/tiny-demo-q4_k_m.gguf --output $(DEMO_RUN)/Modelfile
+	$(EDEN) eval $(DEMO_RUN) --baseline base
 
 # One target per shipped recipe. Pass extra options with ARGS, e.g.
 #   make train-32b ARGS="--set model.path=/models/Qwen2.5-32B-Instruct"

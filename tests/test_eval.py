@@ -56,12 +56,12 @@ def test_classifier_train_then_eval_is_deterministic(tmp_path, tiny_qwen2):
     args = [x for k, v in sets.items() for x in ("--set", f"{k}={v}")]
     proc = run_cli("train", CLASSIFIER, *args, "--output", run, "--no-dashboard")
     assert proc.returncode == 0, proc.stderr
-    first = run_cli("eval", run, "--limit", "9", check=True)
+    first = run_cli("eval", run, "--split", "test", "--limit", "9", check=True)
     report = json.loads((run / "eval-test.json").read_text())
     assert "macro F1" in first.stdout and report["n"] == 9
     assert set(report["per_class"]) == {"positive", "negative", "neutral"}
     assert sum(c["support"] for c in report["per_class"].values()) == 9
-    run_cli("eval", run, "--limit", "9", check=True)
+    run_cli("eval", run, "--split", "test", "--limit", "9", check=True)
     again = json.loads((run / "eval-test.json").read_text())
     assert [s["prediction"] for s in again["samples"]] == \
         [s["prediction"] for s in report["samples"]]  # greedy decoding is deterministic

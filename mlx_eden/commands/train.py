@@ -58,4 +58,27 @@ def train(recipe_file, overrides, output, resume, backend, no_dashboard, device,
     with console_listener(recipe.train.log_every, no_dashboard) as listener:
         stop = run_training(recipe, output=output, resume=resume, listeners=[listener],
                             backend=choice, memory_plan=memory)
-    sys.exit(EXIT_CODES.get(stop.status, 1))
+    code = EXIT_CODES.get(stop.status, 1)
+    if code == 0 and recipe.eval.after_train and recipe.eval.suites:
+        code = _evaluate(recipe, output or recipe.output_dir, choice[0])
+    sys.exit(code)
+
+
+def _evaluate(recipe, run_root, backend: str) -> int:
+    """eval.after_train: judge the gates on the best adapter; 4 when a gate fails."""
+    import json
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from ..eval.after_train import evaluate_after_training
+    from ..ui.evaltable import print_summary
+    from .eval import EXIT_GATE_FAILED
+
+    err = Console(stderr=True)
+    summary = evaluate_after_training(recipe, run_root, backend,
+                                      progress=lambda m: err.print(f"[dim]{m}[/]"))
+    details = {n: json.loads((Path(run_root) / "eval" / f"{n}.json").read_text())
+               for n in summary["suites"]}
+    print_summary(summary, details, Console(), title=f"{recipe.name}: evaluation")
+    return 0 if summary["passed"] else EXIT_GATE_FAILED

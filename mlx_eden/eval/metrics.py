@@ -46,3 +46,23 @@ def classification_report(pairs: list[tuple[str, str]], labels: list[str]) -> di
 def exact_match(pairs: list[tuple[str, str]]) -> dict:
     hits = sum(normalise(r) == normalise(p) for r, p in pairs)
     return {"exact_match": hits / len(pairs) if pairs else 0.0, "n": len(pairs)}
+
+
+def balanced_report(confusion: dict, labels: list[str]) -> dict:
+    """The class-balanced view of a confusion matrix: every true class is reweighted to the same
+    total, so a 90/10 set counts its rare class as much as its common one. Recall (and so
+    accuracy = mean recall) is unchanged per class; precision is what the reweighting moves."""
+    weight = {t: 1.0 / max(sum(confusion[t].values()), 1) for t in labels}
+    per_class = {}
+    for lbl in labels:
+        tp = confusion[lbl][lbl] * weight[lbl]
+        predicted = sum(confusion[t][lbl] * weight[t] for t in labels)
+        support = sum(confusion[lbl].values())
+        p = tp / predicted if predicted else 0.0
+        r = tp if support else 0.0  # weighted support is 1
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        per_class[lbl] = {"precision": p, "recall": r, "f1": f1, "support": support}
+    present = [lbl for lbl in labels if per_class[lbl]["support"]]
+    return {"accuracy": sum(per_class[lbl]["recall"] for lbl in present) / max(len(present), 1),
+            "macro_f1": sum(c["f1"] for c in per_class.values()) / len(labels) if labels else 0.0,
+            "per_class": per_class}

@@ -47,7 +47,9 @@ def evaluate_run(run_dir: str | Path, split: str = "test", adapter: str = "best"
     backend.load_adapter(chosen)
     prompts, refs = zip(*(prompt_and_reference(r, tok, recipe.data) for r in records), strict=True)
     stop = {tok.convert_tokens_to_ids(end_of_turn(tok)), tok.eos_token_id}
-    outputs = backend.generate(list(prompts), max_new_tokens or recipe.eval.max_new_tokens, stop)
+    n = max_new_tokens or recipe.eval.max_new_tokens
+    outputs = [o for k in range(0, len(prompts), 8)  # batched, 8 prompts at a time
+               for o in backend.generate(list(prompts[k : k + 8]), n, stop)]
     preds = [tok.decode(o, skip_special_tokens=True) for o in outputs]
     pairs = list(zip(refs, preds, strict=True))
     labels = list(recipe.eval.labels)

@@ -109,4 +109,15 @@ class StopEvent(Event):
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class SuitesEvent(Event):
+    """Evaluation suites judged after training (eval.after_train): the run's verdict."""
+
+    kind: ClassVar[str] = "suites"
+    passed: bool
+    adapter: str
+    suites: dict = field(default_factory=dict)
+    gates: list = field(default_factory=list)
+
+
 Listener = Callable[[Event], None]

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..safeio import atomic_file
+from .evalreport import eval_section
 from .panels import clock, num
 from .rundata import RunRecord, load_runs
 from .runstate import Smoothed
@@ -100,9 +101,17 @@ def render_html(runs: list[RunRecord]) -> str:
         charts=[Markup(svg) for svg in charts(runs)],  # our own escaped SVG
         runs=[{"label": r.label, "info": r.info, "evals": r.evals,
                "warnings": r.of("warning"), "stop": (r.of("stop") or [None])[-1],
+               "suites": _suites(r.path),
                "recipe": yaml.safe_dump(r.info.get("recipe", {}), sort_keys=False)}
               for r in runs],
         generated=time.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def _suites(path: Path) -> dict | None:
+    section = eval_section(path)
+    if section is not None:
+        section["chart"] = Markup(section["chart"])  # our own escaped SVG
+    return section
 
 
 def print_summary(runs: list[RunRecord], console: Console) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 from mlx.utils import tree_flatten, tree_map, tree_map_with_path
 
 from ...adapters import (
@@ -26,6 +27,7 @@ from ...errors import UserError
 from ...recipe import Recipe
 from ...registry import check_supported, dropout_seed
 from ..base import MemoryProbe, ModelInfo, PhaseHook, StepResult, World
+from . import evaluation as E
 from . import model as M
 from .memory import apply_budget
 from .optimizers import make_optimizer
@@ -145,22 +147,19 @@ class MLXBackend:
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int,
                  stop: set[int]) -> list[list[int]]:
-        """Greedy (deterministic) continuations of each prompt, ending at a stop id."""
-        from mlx_lm.generate import generate_step
-
+        """Greedy (deterministic) continuations of each prompt, batched, ending at a stop id
+        (excluded)."""
         self.model.eval()
         try:
-            out = []
-            for ids in prompts:
-                tokens = []
-                for token, _ in generate_step(mx.array(ids), self.model,
-                                              max_tokens=max_new_tokens):  # no sampler: argmax
-                    token = int(token)
-                    if token in stop:
-                        break
-                    tokens.append(token)
-                out.append(tokens)
-            return out
+            return E.generate(self.model, prompts, max_new_tokens, stop)
+        finally:
+            self.model.train()
+
+    def sequence_logprobs(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: (sum of log p(target) over the loss mask, count); no dropout, no grads."""
+        self.model.eval()
+        try:
+            return E.sequence_logprobs(self.model, *self._arrays(batch), packed=batch.packed)
         finally:
             self.model.train()
 

@@ -13,6 +13,7 @@ import resource
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -29,6 +30,7 @@ from ...recipe import Recipe
 from ...registry import check_supported, dropout_seed
 from ..base import MemoryProbe, ModelInfo, StepResult, World
 from . import adapter_io as io
+from . import evaluation as E
 from . import model as M
 from .optimizers import make_optimizer, set_learning_rate, state_from_mlx, state_to_mlx
 
@@ -132,6 +134,24 @@ class TorchBackend:
         try:
             with torch.inference_mode():
                 return self._loss_sum(batch).item(), batch.trained_tokens
+        finally:
+            self.model.train()
+
+    def generate(self, prompts: list[list[int]], max_new_tokens: int,
+                 stop: set[int]) -> list[list[int]]:
+        """Greedy (deterministic) continuations of each prompt, batched, ending at a stop id
+        (excluded)."""
+        self.model.eval()
+        try:
+            return E.generate(self.model, prompts, max_new_tokens, stop)
+        finally:
+            self.model.train()
+
+    def sequence_logprobs(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: (sum of log p(target) over the loss mask, count); no dropout, no grads."""
+        self.model.eval()
+        try:
+            return E.sequence_logprobs(self.model, *self._tensors(batch), packed=batch.packed)
         finally:
             self.model.train()
 
