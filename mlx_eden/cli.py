@@ -20,7 +20,7 @@ COMMANDS = {
     "train": ("train", "train", "Fine-tune a model per a recipe."),
     "recipe": ("recipe", "recipe", "Show or check recipes."),
     "data": ("data", "data", "Inspect training data as a recipe would tokenize it."),
-    "eval": ("eval", "eval_", "Greedy-decode a split and score it (per-class P/R/F1)."),
+    "eval": ("eval", "eval_", "Evaluation suites and ship gates (exit 4 if a gate fails)."),
     "tiny": ("tiny", "tiny", "Build a tiny Qwen2/Qwen3 model locally (tests, demo)."),
     "fuse": ("fuse", "fuse", "Merge an adapter into the base: a Hugging Face-layout folder."),
     "export": ("export", "export", "Export to GGUF, a llama.cpp LoRA, PEFT or an Ollama Modelfile."),
