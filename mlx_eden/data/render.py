@@ -274,6 +274,8 @@ def prompt_and_reference(record: Record, tok, spec) -> tuple[list[int], str]:
         return tok(prompt, add_special_tokens=False)["input_ids"], f["output"]
     if record.format == "completions" and spec.template == "none":
         return tok(f["prompt"], add_special_tokens=False)["input_ids"], f["completion"]
+    if record.format == "alpaca" and spec.template == "none":  # as record_text renders it
+        return tok(_alpaca_user(f), add_special_tokens=False)["input_ids"], f["output"]
     messages, tools = chat_messages(record, spec)
     last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
     text = render_chat(tok, messages[:last], tools, spec, record, add_generation_prompt=True)
