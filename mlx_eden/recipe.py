@@ -516,9 +516,17 @@ def _build(cls, data: dict, prefix: str, src: _Source, errors: list[UserError]):
             continue
         before = len(errors)
         coerced = _coerce(value, tp, path, src, errors)
-        if len(errors) == before:  # a bad value keeps the default, so the cross-field checks
-            kwargs[key] = coerced  # below never compare a string or null with a number
+        if len(errors) == before or _typed_items(tp, coerced):  # a bad value keeps the default, so
+            kwargs[key] = coerced  # the cross-field checks never compare a string with a number
     return cls(**kwargs)
+
+
+def _typed_items(tp, value) -> bool:
+    """eval.suites / eval.gates: their entries were built key by key (a bad key keeps its
+    default), so they are kept, and a gate on a suite with a typo is not also 'unknown'."""
+    base = _strip_optional(tp)[0]
+    args, origin = typing.get_args(base), typing.get_origin(base)
+    return bool(args) and dataclasses.is_dataclass(args[-1]) and isinstance(value, origin)
 
 
 def _build_suite(data, key: str, src: _Source, errors: list[UserError]) -> SuiteBase:
