@@ -41,7 +41,7 @@ def test_every_declared_kind_has_a_runner_and_lists_its_keys():
     from mlx_eden.recipe import field_help
 
     assert set(RUNNERS) == set(SUITE_KINDS)
-    keys = {k for k, _, _ in field_help()}
+    keys = {row[0] for row in field_help()}
     assert {"eval.suites[generate].checks.hangul_ratio_min", "eval.suites[validate].command",
             "eval.suites[style].prefixes", "eval.gates", "eval.after_train"} <= keys
 
