@@ -83,7 +83,8 @@ class AdapterSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    train: list[str] = _f([], "Training JSONL file(s).")
+    train: list[str] = _f([], "Training JSONL file(s), or a `data prepare` output folder "
+                          "(its train.jsonl, and valid/test.jsonl when present).")
     valid: list[str] = _f([], "Validation JSONL file(s); empty = split off train per data.split.")
     test: list[str] = _f([], "Test JSONL file(s).")
     split: list[float] = _f([], "When only train is given: fractions [train, valid, test], "

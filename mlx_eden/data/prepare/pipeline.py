@@ -46,7 +46,7 @@ def _preflight(spec: SourceSpec, i: int):
             to_messages(first.raw, first.rows, spec)
         except (Malformed, MissingField) as e:
             if "missing" in str(e):
-                raise UserError(f"the first record ({first.where}) has no {str(e)[6:]}",
+                raise UserError(f"the first record ({first.where}): {e}",
                                 key=f"sources.{i}.fields",
                                 hint=f"its keys are {', '.join(sorted(first.raw)[:12])}") from None
     return itertools.chain([first], items)
