@@ -46,6 +46,9 @@ class Shared:
     strict: bool
     split: object  # SplitSpec: stratify_by and group_by are read per record
     exact: ExactDedup = field(default_factory=ExactDedup)
+    # Replay is deduplicated within itself only: a replayed conversation that reappears in this
+    # round's data is the user's choice of replay, and must not empty the replay share.
+    replay_exact: ExactDedup = field(default_factory=ExactDedup)
     near: dict = field(default_factory=dict)  # (threshold, num_perm, shingle) -> NearDedup
     next_key: int = 0
 
@@ -135,7 +138,8 @@ def _filter(conv: Conversation, spec, shared: Shared, counts: SourceCounts) -> E
     f = spec.filters
     problem = check_shape(conv, f) or check_language(conv, f) or \
         check_tokens(conv, f, shared.counter)
-    if problem is None and f.exact_dedup and shared.exact.seen_before(conv.messages):
+    exact = shared.replay_exact if conv.source.startswith("replay:") else shared.exact
+    if problem is None and f.exact_dedup and exact.seen_before(conv.messages):
         problem = ("exact duplicate", "the same conversation was kept earlier")
     if problem is None and f.near_dedup is not None:
         shared.next_key += 1

@@ -6,7 +6,6 @@ a byte-identical file.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import platform
@@ -40,10 +39,6 @@ def versions() -> dict:
         except PackageNotFoundError:
             out[pkg] = None
     return out
-
-
-def recipe_dict(recipe) -> dict:
-    return dataclasses.asdict(recipe)
 
 
 def write_json(path: Path, obj: dict) -> None:

@@ -37,7 +37,8 @@ def mix(available: dict[str, int], shares: dict[str, float] | None, total: int |
     names = list(available)
     if shares is None:
         return MixResult({n: list(range(available[n])) for n in names}, dict(available))
-    live = [n for n in names if shares.get(n, 0) > 0]
+    # An emptied source cannot bound the size (it would make it 0): it is a shortfall below.
+    live = [n for n in names if shares.get(n, 0) > 0 and available[n] > 0]
     if total is None:
         total = min((math.floor(available[n] / shares[n]) for n in live), default=0)
     counts = largest_remainder(total, [shares.get(n, 0.0) for n in names])

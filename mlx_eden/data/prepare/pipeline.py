@@ -19,7 +19,7 @@ from ...errors import UserError
 from .convert import Malformed, to_messages
 from .dedup import NearDedup
 from .funnel import Shared, run_source
-from .metadata import percentiles, recipe_dict, sha256_file, versions, write_json
+from .metadata import percentiles, sha256_file, versions, write_json
 from .mixing import mix
 from .sources import read_source
 from .spec import FilterSpec, PiiSpec, SourceSpec
@@ -138,6 +138,11 @@ def _build(recipe, tmp: Path, streams, replay, tok, strict, progress) -> dict:
                 kept[spec.name], counts[spec.name] = run_source(
                     items, spec, shared, tick, lenient=spec.name.startswith("replay:"))
             splits, mixinfo, decon = _mix_and_split(recipe, kept, replay, shared)
+            if not splits["train"]:
+                left = ", ".join(f"{n} {len(v)}" for n, v in kept.items())
+                raise UserError(f"nothing left for train.jsonl (kept per source: {left})",
+                                hint="loosen the filters or shares; --dry-run shows the "
+                                "funnel without writing")
             files = _write_splits(tmp, splits, shared.spool)
         finally:
             shared.spool.close()
@@ -229,6 +234,6 @@ def _metadata(recipe, replay, counts, kept, mixinfo, splits, decon, files, tok) 
                    for s, v in splits.items()},
         "length_unit": "tokens" if tok is not None else "characters",
         "files": dict(sorted(files.items())),
-        "recipe": recipe_dict(recipe), "versions": versions(),
+        "recipe": recipe.to_dict(), "versions": versions(),
     }
 

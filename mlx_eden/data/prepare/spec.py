@@ -8,6 +8,7 @@ states the checklist once and a source states only where it differs.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -117,6 +118,9 @@ class PrepareRecipe:
     @property
     def output_dir(self) -> str:
         return self.output.replace("{name}", self.name)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def _lay_filters(tree: dict) -> dict:
