@@ -42,7 +42,7 @@ def test_every_filter_drops_exactly_its_records(tmp_path, tiny_qwen2):
     # in/out chain: each step's input is the previous step's input minus its drops
     steps = res.metadata["sources"][0]["filters"]
     assert steps[0]["in"] == 12 and res.metadata["sources"][0]["kept"] == 3
-    assert all(a["in"] - a["dropped"] == b["in"] for a, b in zip(steps, steps[1:]))
+    assert all(a["in"] - a["dropped"] == b["in"] for a, b in zip(steps, steps[1:], strict=False))
     assert res.metadata["length_unit"] == "tokens"
 
 
@@ -91,7 +91,7 @@ def test_sqlite_rows_grouped_into_ordered_conversations(tmp_path):
     res, out = prepare(tmp_path, tree)
     convs = sorted(read_out(out, "train.jsonl"), key=lambda r: r["messages"][0]["content"])
     assert len(convs) == 2 and funnel(res.metadata, "app") == {"where": 1}
-    for cid, conv in zip((1, 3), convs):
+    for cid, conv in zip((1, 3), convs, strict=True):
         assert [m["role"] for m in conv["messages"]] == ["user", "assistant"] * 2
         assert [m["content"].split()[0] for m in conv["messages"]] == \
             [f"{cid}-{t}" for t in range(4)]

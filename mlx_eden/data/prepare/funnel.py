@@ -12,10 +12,19 @@ from dataclasses import dataclass, field
 from ...errors import UserError
 from .convert import Malformed, to_messages
 from .dedup import ExactDedup, NearDedup
-from .filters import (STEPS, Conversation, MissingField, TokenCounter, check_language,
-                      check_shape, check_tokens, check_where, parse_where)
+from .filters import (
+    STEPS,
+    Conversation,
+    MissingField,
+    TokenCounter,
+    check_language,
+    check_shape,
+    check_tokens,
+    check_where,
+    parse_where,
+)
 from .pii import PiiScrubber
-from .spool import Entry, Spool
+from .spool import Entry, Spool, encode
 from .where import lookup
 
 
@@ -139,7 +148,8 @@ def _filter(conv: Conversation, spec, shared: Shared, counts: SourceCounts) -> E
     problem = check_shape(conv, f) or check_language(conv, f) or \
         check_tokens(conv, f, shared.counter)
     exact = shared.replay_exact if conv.source.startswith("replay:") else shared.exact
-    if problem is None and f.exact_dedup and exact.seen_before(conv.messages):
+    blob = encode(conv.messages)
+    if problem is None and f.exact_dedup and exact.seen_before(blob):
         problem = ("exact duplicate", "the same conversation was kept earlier")
     if problem is None and f.near_dedup is not None:
         shared.next_key += 1
@@ -148,5 +158,5 @@ def _filter(conv: Conversation, spec, shared: Shared, counts: SourceCounts) -> E
                        "earlier")
     if problem is not None:
         return _drop(shared, spec, counts, conv.where, problem[0], problem[1], conv.messages)
-    return shared.spool.add(conv.messages, conv.where, conv.source, conv.stratum, conv.group,
+    return shared.spool.add(blob, conv.where, conv.source, conv.stratum, conv.group,
                             conv.tokens)

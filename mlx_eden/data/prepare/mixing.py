@@ -43,8 +43,8 @@ def mix(available: dict[str, int], shares: dict[str, float] | None, total: int |
         total = min((math.floor(available[n] / shares[n]) for n in live), default=0)
     counts = largest_remainder(total, [shares.get(n, 0.0) for n in names])
     rng = np.random.default_rng([seed, 11])
-    res = MixResult({}, dict(zip(names, counts)))
-    for n, want in zip(names, counts):
+    res = MixResult({}, dict(zip(names, counts, strict=True)))
+    for n, want in zip(names, counts, strict=True):
         have = available[n]
         if want <= have:
             res.picks[n] = sorted(rng.choice(have, size=want, replace=False).tolist())

@@ -34,6 +34,12 @@ PATTERNS: dict[str, re.Pattern] = {
 # specific format to the least (an RRN is also 13 digits, like a card).
 ORDER = ("url", "email", "rrn", "card", "phone", "ip")
 TOKENS = {k: f"<{k.upper()}>" for k in PATTERNS}
+# Cheap substring tests before each pattern: the patterns cost ~15 us per turn each, scanning
+# every position of text that mostly holds no '@', no 'http' and few digits (cProfile,
+# benchmarks/data_prepare.py: PII went from 30% of the pipeline's time to under 5%).
+# Every number kind (phone, RRN, card, IP) is a run of at least 7 digits and separators.
+_NUMBERISH = re.compile(r"\d[\d .()+-]{5,}\d")
+_GATES = {"email": lambda t: "@" in t, "url": lambda t: "http" in t or "www." in t}
 
 
 def luhn_ok(digits: str) -> bool:
@@ -61,12 +67,21 @@ class PiiScrubber:
 
     def __init__(self, kinds):
         self.kinds = [k for k in ORDER if k in kinds]
-        self.counts: Counter = Counter()
 
-    def scrub(self, text: str) -> tuple[str, Counter]:
-        """`text` with every hit replaced by its <KIND> token, and the hits per kind."""
-        found: Counter = Counter()
+    def scrub(self, text: str, found: Counter | None = None) -> tuple[str, Counter]:
+        """`text` with every hit replaced by its <KIND> token, and the hits per kind (added to
+        `found` when given)."""
+        found = Counter() if found is None else found
+        numbers = None
         for kind in self.kinds:
+            gate = _GATES.get(kind)
+            if gate is None:
+                if numbers is None:
+                    numbers = _NUMBERISH.search(text) is not None
+                if not numbers:
+                    continue
+            elif not gate(text):
+                continue
             def repl(m, kind=kind):
                 if not _valid(kind, m):
                     return m.group(0)
@@ -78,9 +93,5 @@ class PiiScrubber:
     def apply(self, messages: list[dict]) -> tuple[list[dict], Counter]:
         """Scrub every turn of a conversation; returns the new turns and the hits."""
         hits: Counter = Counter()
-        out = []
-        for m in messages:
-            text, found = self.scrub(m["content"])
-            hits += found
-            out.append({"role": m["role"], "content": text})
+        out = [{"role": m["role"], "content": self.scrub(m["content"], hits)[0]} for m in messages]
         return out, hits

@@ -133,7 +133,7 @@ def _build(recipe, tmp: Path, streams, replay, tok, strict, progress) -> dict:
         shared = Shared(Spool(tmp / ".spool"), rejected, TokenCounter(tok), strict, recipe.split)
         try:
             kept, counts = {}, {}
-            for spec, items in zip(list(recipe.sources) + replay, streams):
+            for spec, items in zip(list(recipe.sources) + replay, streams, strict=True):
                 tick = (lambda n, s=spec.name: progress(s, n)) if progress else None
                 kept[spec.name], counts[spec.name] = run_source(
                     items, spec, shared, tick, lenient=spec.name.startswith("replay:"))

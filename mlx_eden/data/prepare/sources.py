@@ -99,7 +99,7 @@ def _sqlite(path: Path, spec, i: int) -> Iterator[RawItem]:
         where = f"{path}:{table[[t.lower() for t in table].index('from') + 1]}"
     try:
         for n, row in enumerate(cur, 1):
-            yield RawItem(f"{where}#{n}", dict(zip(cols, row)))
+            yield RawItem(f"{where}#{n}", dict(zip(cols, row, strict=True)))
     finally:
         con.close()
 

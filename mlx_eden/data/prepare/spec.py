@@ -218,7 +218,7 @@ def _check_filters(f: FilterSpec, k: str, src, tokenizer: str) -> list[UserError
     lo, hi = f.min_answer_tokens, f.max_answer_tokens
     check(lo is None or hi is None or lo <= hi, "max_answer_tokens", "must be >= min_answer_tokens")
     check(f.near_dedup is None or 0 < f.near_dedup <= 1, "near_dedup", "must be in (0, 1] or null")
-    check(f.shingle >= 1, "shingle", "must be at least 1")
+    check(1 <= f.shingle <= 16, "shingle", "must be in [1, 16]")
     check(16 <= f.num_perm <= 512, "num_perm", "must be in [16, 512]")
     bad = [x for x in f.pii.kinds if x not in PII_KINDS]
     check(not bad, "pii.kinds", f"unknown kind {', '.join(map(repr, bad))}",

@@ -31,7 +31,7 @@ def assign(entries: list[Entry], fractions: list[float], seed: int) -> dict[str,
         order = rng.permutation(len(units))
         counts = largest_remainder(len(units), fr)
         start = 0
-        for name, n in zip(SPLITS, counts):
+        for name, n in zip(SPLITS, counts, strict=True):
             for j in order[start:start + n]:
                 out[name] += units[j]
             start += n

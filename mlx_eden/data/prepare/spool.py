@@ -20,16 +20,22 @@ class Entry:
     tokens: int
 
 
+def encode(messages: list[dict]) -> bytes:
+    """The JSON line of a conversation: spooled, and what exact deduplication hashes."""
+    return json.dumps(messages, ensure_ascii=False).encode("utf-8")
+
+
 class Spool:
     def __init__(self, path: Path):
         self.path = path
         self._w = open(path, "wb")  # noqa: SIM115 (closed by close())
         self._r = None
 
-    def add(self, messages: list[dict], where: str, source: str, stratum: str, group: str,
+    def add(self, blob: bytes, where: str, source: str, stratum: str, group: str,
             tokens: int) -> Entry:
+        """Spool one conversation (its JSON line, see `encode`)."""
         offset = self._w.tell()
-        self._w.write(json.dumps(messages, ensure_ascii=False).encode("utf-8") + b"\n")
+        self._w.write(blob + b"\n")
         return Entry(offset, where, source, stratum, group, tokens)
 
     def read(self, entry: Entry) -> list[dict]:
