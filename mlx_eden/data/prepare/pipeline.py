@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import UserError
+from ...hub import looks_like_hub_id
 from .convert import Malformed, to_messages
 from .dedup import NearDedup
 from .funnel import Shared, run_source
@@ -75,6 +76,41 @@ def _shares(recipe, available: dict[str, int]) -> dict[str, float] | None:
     return shares
 
 
+def _tokenizer(name: str):
+    """The model's Rust tokenizer from its tokenizer.json (a local folder, or a hub id resolved
+    like model.path). Not through transformers: importing it took 5-15 s of a 3 s prepare run
+    (benchmarks/data_prepare.py), and counting tokens needs only the ids."""
+    from tokenizers import Tokenizer
+
+    folder = _tokenizer_folder(name)
+    if not (folder / "tokenizer.json").is_file():
+        from ..render import load_tokenizer  # e.g. a sentencepiece-only folder
+
+        return load_tokenizer(folder)
+    try:
+        return Tokenizer.from_file(str(folder / "tokenizer.json"))
+    except Exception as e:  # the Rust library raises its own exception type
+        raise UserError(f"cannot read tokenizer.json: {e}", file=str(folder), key="tokenizer",
+                        hint="point tokenizer at a model folder with a valid tokenizer.json") \
+            from None
+
+
+def _tokenizer_folder(name: str) -> Path:
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return local
+    if not looks_like_hub_id(name):
+        raise UserError("tokenizer folder not found", file=name, key="tokenizer",
+                        hint="give a model folder or a hub id like Qwen/Qwen2.5-7B-Instruct")
+    from huggingface_hub import snapshot_download
+
+    try:  # the tokenizer files only, never the weights; the cache first
+        return Path(snapshot_download(name, allow_patterns=["tokenizer*", "*.json", "*.txt"]))
+    except Exception as e:
+        raise UserError(f"cannot get the tokenizer of {name} ({type(e).__name__})",
+                        key="tokenizer", hint="--set tokenizer=/path/to/model/folder") from None
+
+
 def _target(out: Path, force: bool) -> None:
     if out.exists() and any(out.iterdir()) and not force:
         raise UserError("output folder exists and is not empty", file=str(out),
@@ -92,11 +128,7 @@ def run(recipe, out: Path, *, strict=False, dry_run=False, force=False, progress
     streams = [_preflight(s, i) for i, s in enumerate(recipe.sources)]
     replay = _replay_sources(recipe)
     streams += [_preflight(s, len(recipe.sources) + i) for i, s in enumerate(replay)]
-    tok = None
-    if recipe.tokenizer:
-        from ..render import load_tokenizer
-
-        tok = load_tokenizer(recipe.tokenizer)
+    tok = _tokenizer(recipe.tokenizer) if recipe.tokenizer else None
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
