@@ -6,7 +6,7 @@ text (characters, not words: Korean attaches particles to words, so word shingle
 near-identical Korean sentences share little). LSH candidates are confirmed by the MinHash
 Jaccard estimate against the threshold, so the banding's false positives are not dropped.
 This is the one part of `data prepare` whose memory grows with the input: a signature
-(num_perm x 8 bytes) and its LSH band keys per kept conversation.
+(num_perm x 4 bytes) and its LSH band keys per kept conversation.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def minhash_values(hashes: list[int] | np.ndarray, a: np.ndarray, b: np.ndarray)
     shingles) numpy op instead of datasketch's per-value Python loop in update_batch (half of
     the near-dedup time after the shingle hashing was vectorised)."""
     h = np.asarray(hashes, dtype=np.uint64)
-    return ((a[:, None] * h[None, :] + b[:, None]) >> np.uint64(32)).min(axis=1)
+    sig = ((a[:, None] * h[None, :] + b[:, None]) >> np.uint64(32)).min(axis=1)
+    return sig.astype(np.uint32)  # 32-bit values: half the memory of the index's signatures
 
 
 class ExactDedup:
