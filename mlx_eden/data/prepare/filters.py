@@ -6,7 +6,7 @@ per source.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,7 +27,6 @@ class Conversation:
     stratum: str = ""
     group: str = ""
     tokens: int = 0  # content tokens of all turns (tokenizer given), else characters
-    pii: dict = field(default_factory=dict)
 
 
 # Counted on code points with numpy and a lookup table: a per-character Python loop was 60% of

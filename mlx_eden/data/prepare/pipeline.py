@@ -19,12 +19,14 @@ from ...errors import UserError
 from ...hub import looks_like_hub_id
 from .convert import Malformed, to_messages
 from .dedup import NearDedup
+from .filters import TokenCounter
 from .funnel import Shared, run_source
 from .metadata import percentiles, sha256_file, versions, write_json
 from .mixing import mix
 from .sources import read_source
 from .spec import FilterSpec, PiiSpec, SourceSpec
 from .splits import SPLITS, assign, decontaminate, oversample, shuffle
+from .spool import Spool
 from .where import MissingField
 
 
@@ -158,9 +160,6 @@ def _publish(tmp: Path, out: Path) -> None:
 
 
 def _build(recipe, tmp: Path, streams, replay, tok, strict, progress) -> dict:
-    from .filters import TokenCounter
-    from .spool import Spool
-
     with open(tmp / "rejected.jsonl", "wb") as rejected:
         shared = Shared(Spool(tmp / ".spool"), rejected, TokenCounter(tok), strict, recipe.split)
         try:
@@ -202,26 +201,32 @@ def _mix_and_split(recipe, kept, replay, shared):
                               f"{res.targets[g]} records")
     sp = recipe.split
     splits = assign(chosen, sp.fractions, recipe.seed)
-    if sp.oversample_train:
+    decon = _decontaminate(recipe, splits, shared)
+    if sp.oversample_train:  # after decontamination: repeats need no second check
         splits["train"] = oversample(splits["train"], recipe.seed)
-    decon = {s: 0 for s in SPLITS}
-    if sp.decontaminate is not None and (splits["valid"] or splits["test"]):
-        f = recipe.filters
-        before = {s: list(v) for s, v in splits.items()}
-        decon = decontaminate(splits, NearDedup(sp.decontaminate, f.num_perm, f.shingle),
-                              shared.spool.read)
-        for s in SPLITS:
-            gone = {id(e) for e in before[s]} - {id(e) for e in splits[s]}
-            for e in before[s]:
-                if id(e) in gone:
-                    shared.reject(e.source, e.where, "decontaminate", f"{s} record near-"
-                                  "duplicates a held-out (valid/test) record")
     splits = {s: shuffle(v, recipe.seed, 31 + i) for i, (s, v) in enumerate(splits.items())}
     info = {"targets": res.targets,
             "realized": {g: len(res.picks[g]) for g in groups},
             "unique": {g: len(set(res.picks[g])) for g in groups},
             "warnings": res.warnings}
     return splits, info, decon
+
+
+def _decontaminate(recipe, splits, shared) -> dict[str, int]:
+    """Near duplicates of held-out records leave train (and valid), each to rejected.jsonl."""
+    if recipe.split.decontaminate is None or not (splits["valid"] or splits["test"]):
+        return {s: 0 for s in SPLITS}
+    f = recipe.filters
+    before = {s: list(v) for s, v in splits.items()}
+    decon = decontaminate(splits, NearDedup(recipe.split.decontaminate, f.num_perm, f.shingle),
+                          shared.spool.read)
+    for s in SPLITS:
+        left = {id(e) for e in splits[s]}
+        for e in before[s]:
+            if id(e) not in left:
+                shared.reject(e.source, e.where, "decontaminate", f"{s} record near-duplicates "
+                              "a held-out (valid/test) record")
+    return decon
 
 
 def _write_splits(tmp: Path, splits, spool) -> dict:
