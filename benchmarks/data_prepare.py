@@ -16,9 +16,9 @@ pipeline, imports excluded) and the process's peak RSS (wait4's ru_maxrss):
 The anchor, measured right before each configuration, is a bare `json.loads` pass over the same
 JSONL file (records/s): on a shared machine the ratio moves less than the raw figure.
 
-    python benchmarks/data_prepare.py [--n 20000] [--only jsonl,sqlite]
+    python benchmarks/data_prepare.py [--n 20000] [--only jsonl,sqlite] [--output FILE]
 
-Writes benchmarks/results/data_prepare.json and prints a table.
+Writes benchmarks/results/data_prepare.json (or --output) and prints a table.
 """
 
 from __future__ import annotations
@@ -160,6 +160,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20000, help="conversations to generate")
     ap.add_argument("--only", default="", help="comma-separated configuration names")
+    ap.add_argument("--output", type=Path, default=RESULT, help="results JSON")
     args = ap.parse_args()
     from mlx_eden.tiny import TinySpec, write_tiny
 
@@ -184,9 +185,9 @@ def main() -> None:
                   "generate_seconds": round(gen_s, 1),
                   "jsonl_mib": round(jsonl.stat().st_size / 2**20, 1), "configs": rows,
                   "load_average": os.getloadavg()}
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULT}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":
