@@ -3,7 +3,7 @@
 Generates N conversations (default 20,000; `--n 200000` for the full figure) into a chat JSONL
 file and an SQLite database (one row per turn, as an app exports it), then runs the pipeline
 in a fresh process per configuration and reports records/s (records read / wall time of the
-pipeline, imports excluded) and the process's peak RSS (wait4's ru_maxrss):
+pipeline, imports excluded) and the process's peak RSS (VmHWM):
 
 - jsonl: the checklist filters (where, PII redaction, Hangul/Latin shares, exact dedup), no
   near-dedup, no tokenizer
@@ -52,7 +52,10 @@ res = run(recipe, Path(sys.argv[2]))
 elapsed = time.perf_counter() - t
 read = sum(s["read"] for s in res.metadata["sources"])
 kept = sum(s["kept"] for s in res.metadata["sources"])
-print(json.dumps({"seconds": elapsed, "read": read, "kept": kept,
+# VmHWM: the peak RSS of this process image only (ru_maxrss would carry over the forking
+# parent's resident pages across exec).
+hwm = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")]
+print(json.dumps({"seconds": elapsed, "read": read, "kept": kept, "peak_kib": hwm[0],
                   "train": res.metadata["splits"]["train"]["records"]}))
 """
 
@@ -124,7 +127,7 @@ def configs(jsonl: Path, db: Path, tok: Path) -> dict[str, dict]:
 
 
 def peak_rss(tree: dict, work: Path, name: str) -> tuple[dict, float]:
-    """Run one configuration; the child's peak RSS in MiB from wait4 (Linux: KiB)."""
+    """Run one configuration in a fresh process; its peak RSS (VmHWM) in MiB."""
     recipe = work / f"{name}.yaml"
     recipe.write_text(json.dumps(tree))
     pid = os.fork()
@@ -133,13 +136,13 @@ def peak_rss(tree: dict, work: Path, name: str) -> tuple[dict, float]:
         os.dup2(out, 1)
         os.environ["PYTHONPATH"] = str(ROOT)
         os.execv(sys.executable, [sys.executable, "-c", CHILD, str(recipe), str(work / name)])
-    _, status, usage = os.wait4(pid, 0)
+    _, status = os.waitpid(pid, 0)
     if status:
         raise SystemExit(f"{name} failed (status {status})")
     res = json.loads((work / f"{name}.out").read_text().strip().splitlines()[-1])
     res["records_per_s"] = round(res["read"] / res["seconds"])
     res["seconds"] = round(res["seconds"], 2)
-    return res, round(usage.ru_maxrss / 1024, 1)
+    return res, round(res.pop("peak_kib") / 1024, 1)
 
 
 def anchor(jsonl: Path) -> int:

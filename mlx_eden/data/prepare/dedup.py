@@ -12,11 +12,8 @@ This is the one part of `data prepare` whose memory grows with the input: a sign
 from __future__ import annotations
 
 import hashlib
-import re
 
 import numpy as np
-
-_SPACE = re.compile(r"\s+")
 
 
 def conversation_key(blob: bytes) -> bytes:
@@ -27,8 +24,8 @@ def conversation_key(blob: bytes) -> bytes:
 def dedup_text(messages: list[dict]) -> str:
     """What near-duplicate detection compares: user and assistant text, case and whitespace
     folded. System prompts are left out: they repeat across a whole source by design."""
-    text = " ".join(m["content"] for m in messages if m["role"] != "system")
-    return _SPACE.sub(" ", text).strip().lower()
+    return " ".join(" ".join(m["content"] for m in messages
+                             if m["role"] != "system").split()).lower()
 
 
 _POW = np.uint64(1_000_003) ** np.arange(16, dtype=np.uint64)[::-1]  # polynomial weights
@@ -42,11 +39,11 @@ def shingle_hashes(text: str, k: int) -> np.ndarray:
     over the code points, mixed like murmur's finaliser, is vectorised instead.
     """
     cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    if len(cp) <= k:
-        windows = cp[None, :]
-    else:
-        windows = np.lib.stride_tricks.sliding_window_view(cp, k)  # (n - k + 1, k)
-    h = (windows * _POW[-windows.shape[1]:]).sum(axis=1, dtype=np.uint64)  # wraps mod 2^64
+    k = min(k, len(cp)) or 1
+    n = max(len(cp) - k + 1, 1)
+    h = np.zeros(n, dtype=np.uint64)
+    for j in range(min(k, len(cp))):  # k shifted multiply-adds: h_i = sum_j cp[i+j] P^(k-1-j)
+        h += cp[j:j + n] * _POW[len(_POW) - k + j]
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xFF51AFD7ED558CCD)
     h ^= h >> np.uint64(33)
