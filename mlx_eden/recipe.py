@@ -389,8 +389,12 @@ def _build(cls, data: dict, prefix: str, src: _Source, errors: list[UserError]):
             continue
         before = len(errors)
         coerced = _coerce(value, tp, path, src, errors)
-        if len(errors) == before:  # a bad value keeps the default, so the cross-field checks
-            kwargs[key] = coerced  # below never compare a string or null with a number
+        sections = isinstance(coerced, list) and all(map(dataclasses.is_dataclass, coerced))
+        if len(errors) == before or (sections and coerced):
+            # A bad value keeps the default, so the cross-field checks below never compare a
+            # string or null with a number; a list of sections (prepare sources) is kept, its
+            # items already hold defaults for their bad keys.
+            kwargs[key] = coerced
     return cls(**kwargs)
 
 
