@@ -131,8 +131,8 @@ def test_same_inputs_and_seed_give_identical_bytes(tmp_path):
     prepare(tmp_path, tree, out="a")
     prepare(tmp_path, tree, out="b")
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert names == ["metadata.json", "rejected.jsonl", "test.jsonl", "train.jsonl",
-                     "valid.jsonl"]
+    assert names == [".eden-output", "metadata.json", "rejected.jsonl", "test.jsonl",
+                     "train.jsonl", "valid.jsonl"]
     for n in names:
         assert (tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes(), n
     meta = json.loads((tmp_path / "a" / "metadata.json").read_text())
@@ -147,19 +147,23 @@ def test_same_inputs_and_seed_give_identical_bytes(tmp_path):
         (tmp_path / "a" / "train.jsonl").read_bytes()
 
 
-def test_existing_output_is_kept_unless_forced(tmp_path):
+def test_existing_output_is_kept_unless_overwritten(tmp_path):
     tree = {"sources": [_source(tmp_path, "s", 10)], "split": {"fractions": [0.8, 0.2]}}
     recipe = write_recipe(tmp_path / "p.yaml", tree)
     out = tmp_path / "out"
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
     proc = run_cli("data", "prepare", recipe, "--output", out)
-    assert proc.returncode == 2 and "--force" in proc.stderr
+    assert proc.returncode == 2 and "--overwrite" in proc.stderr
     assert (out / "mine.txt").read_text() == "keep me"
-    proc = run_cli("data", "prepare", recipe, "--output", out, "--force")
+    proc = run_cli("data", "prepare", recipe, "--output", out, "--overwrite")
     assert proc.returncode == 0, proc.stderr
     assert not (out / "mine.txt").exists() and (out / "train.jsonl").is_file()
     assert "in the splits" in proc.stdout  # the funnel table
+    proc = run_cli("data", "prepare", recipe, "--output", out)  # its own output: rewritten
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("data", "prepare", recipe, "--output", tmp_path, "--overwrite")
+    assert proc.returncode == 2 and "overwrite the input" in proc.stderr
     proc = run_cli("data", "prepare", recipe, "--output", tmp_path / "dry", "--dry-run")
     assert proc.returncode == 0 and not (tmp_path / "dry").exists()
     assert not list(tmp_path.glob(".dry*")) and not list(tmp_path.glob(".out*"))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from . import set_option
+from . import overwrite_option, set_option
 
 
 @click.group()
@@ -48,8 +48,8 @@ def check(files, recipe_file, overrides, example):
 @click.option("--dry-run", is_flag=True, help="Run every step and show the funnel; write nothing.")
 @click.option("--strict", is_flag=True, help="A malformed record is an error (exit 2) instead "
               "of a line in rejected.jsonl.")
-@click.option("--force", is_flag=True, help="Replace an existing output folder.")
-def prepare(recipe_file, output, overrides, dry_run, strict, force):
+@overwrite_option
+def prepare(recipe_file, output, overrides, dry_run, strict, overwrite):
     """Raw logs and databases (JSONL, CSV, SQLite) -> filtered, deduplicated, mixed and split
     train/valid/test.jsonl, with rejected.jsonl and metadata.json, per a prepare recipe."""
     from pathlib import Path
@@ -64,7 +64,7 @@ def prepare(recipe_file, output, overrides, dry_run, strict, force):
     console = Console(stderr=True)
     with progress_bar(console) as update:
         result = run(recipe, Path(output or recipe.output_dir), strict=strict, dry_run=dry_run,
-                     force=force, progress=update)
+                     overwrite=overwrite, progress=update)
     print_summary(Console(), result.metadata, result.warnings, result.output)
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import UserError
 from ...hub import looks_like_hub_id
+from ...safeio import atomic_dir, check_target
 from .convert import Malformed, to_messages
 from .dedup import NearDedup
 from .filters import TokenCounter
@@ -28,6 +28,8 @@ from .spec import FilterSpec, PiiSpec, SourceSpec
 from .splits import SPLITS, assign, decontaminate, oversample, shuffle
 from .spool import Spool
 from .where import MissingField
+
+COMMAND = "data prepare"  # the marker safeio leaves in the folder (an earlier output of ours)
 
 
 @dataclass
@@ -113,50 +115,30 @@ def _tokenizer_folder(name: str) -> Path:
                         key="tokenizer", hint="--set tokenizer=/path/to/model/folder") from None
 
 
-def _target(out: Path, force: bool) -> None:
-    if out.exists() and any(out.iterdir()) and not force:
-        raise UserError("output folder exists and is not empty", file=str(out),
-                        hint="pass --force to replace it, or --output another folder")
-
-
-def run(recipe, out: Path, *, strict=False, dry_run=False, force=False, progress=None) -> Result:
+def run(recipe, out: Path, *, strict=False, dry_run=False, overwrite=False,
+        progress=None) -> Result:
     """Prepare the dataset of `recipe` into `out` (nothing is written with dry_run).
 
-    `progress(source, records_read)` is called as records stream in (the CLI's progress bar).
+    The folder is written under a temporary name and renamed into place at the end (safeio);
+    it may replace only an earlier `data prepare` output, or anything with `overwrite`, and
+    never a folder holding one of the inputs. `progress(source, records_read)` is called as
+    records stream in (the CLI's progress bar).
     """
     out = Path(out)
     if not dry_run:
-        _target(out, force)
+        inputs = [s.path for s in recipe.sources] + list(recipe.mix.replay)
+        check_target(out, command=COMMAND, overwrite=overwrite, inputs=inputs)
     streams = [_preflight(s, i) for i, s in enumerate(recipe.sources)]
     replay = _replay_sources(recipe)
     streams += [_preflight(s, len(recipe.sources) + i) for i, s in enumerate(replay)]
     tok = _tokenizer(recipe.tokenizer) if recipe.tokenizer else None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        meta = _build(recipe, tmp, streams, replay, tok, strict, progress)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if dry_run:
-        shutil.rmtree(tmp)
+    if dry_run:  # the spool still needs a folder
+        with tempfile.TemporaryDirectory(prefix=".eden-prepare-") as tmp:
+            meta = _build(recipe, Path(tmp), streams, replay, tok, strict, progress)
         return Result(meta, None, meta["mix"]["warnings"])
-    _publish(tmp, out)
+    with atomic_dir(out, command=COMMAND) as tmp:
+        meta = _build(recipe, tmp, streams, replay, tok, strict, progress)
     return Result(meta, out, meta["mix"]["warnings"])
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Rename the finished folder into place; an existing one (--force) is moved aside first
-    and deleted only once the new one is in place."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def _build(recipe, tmp: Path, streams, replay, tok, strict, progress) -> dict:
