@@ -46,7 +46,12 @@ def adapter_config(recipe: Recipe, n_layers: int, base_model: str) -> dict:
                             "keys": module_keys(a.target_names)},
         "model": base_model,
         "eden": {"alpha": a.alpha, "rslora": a.rslora, "targets": list(a.target_names),
-                 "layers": a.layers, "model_layers": n_layers},
+                 "layers": a.layers, "model_layers": n_layers,
+                 # the base as trained: a float base quantized at load time (QLoRA) is
+                 # quantized the same way again by export --verify's "trained" reference
+                 "quantize": {"bits": recipe.model.quantize.bits,
+                              "group_size": recipe.model.quantize.group_size,
+                              "dtype": recipe.model.dtype}},
     }
 
 
