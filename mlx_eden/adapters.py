@@ -38,7 +38,11 @@ def adapted_layers(n_layers: int, layers: int) -> range:
 def adapter_config(recipe: Recipe, n_layers: int, base_model: str) -> dict:
     """adapter_config.json in mlx-lm's schema (so `mlx_lm.generate --adapter-path` loads it),
     with our own facts kept under "eden" (alpha and rsLoRA, which mlx-lm folds into scale)."""
-    a = recipe.adapter
+    a, q = recipe.adapter, recipe.model.quantize
+    # the base as trained, for QLoRA only: a float base quantized at load time is quantized the
+    # same way again by export --verify's "trained" reference (absent: the base as stored)
+    quantize = {"quantize": {"bits": q.bits, "group_size": q.group_size,
+                             "dtype": recipe.model.dtype}} if q.bits else {}
     return {
         "fine_tune_type": a.type,
         "num_layers": len(adapted_layers(n_layers, a.layers)),
@@ -46,12 +50,7 @@ def adapter_config(recipe: Recipe, n_layers: int, base_model: str) -> dict:
                             "keys": module_keys(a.target_names)},
         "model": base_model,
         "eden": {"alpha": a.alpha, "rslora": a.rslora, "targets": list(a.target_names),
-                 "layers": a.layers, "model_layers": n_layers,
-                 # the base as trained: a float base quantized at load time (QLoRA) is
-                 # quantized the same way again by export --verify's "trained" reference
-                 "quantize": {"bits": recipe.model.quantize.bits,
-                              "group_size": recipe.model.quantize.group_size,
-                              "dtype": recipe.model.dtype}},
+                 "layers": a.layers, "model_layers": n_layers, **quantize},
     }
 
 
