@@ -13,7 +13,7 @@ import mlx.core as mx
 import numpy as np
 
 from ...errors import UserError
-from .model import load_base
+from .model import DTYPES, load_base
 
 
 def load(model_dir: str | Path, adapter_dir: str | Path | None = None, as_trained: bool = False):
@@ -24,7 +24,7 @@ def load(model_dir: str | Path, adapter_dir: str | Path | None = None, as_traine
 
     trained = _trained_quantization(adapter_dir) if as_trained else None
     if trained:  # the base as the run trained it: a float base quantized at load (QLoRA)
-        model, config = load_base(Path(model_dir), trained)
+        model, config = load_base(Path(model_dir), trained, trained.dtype)
     else:
         try:
             model, config = load_model(Path(model_dir))
@@ -55,7 +55,8 @@ def _trained_quantization(adapter_dir):
     q = read_adapter_config(adapter_dir).get("eden", {}).get("quantize") or {}
     if not q.get("bits"):
         return None
-    return ModelSpec(dtype=q["dtype"], quantize=QuantizeSpec(q["bits"], q["group_size"]))
+    dtype = q["dtype"] if q["dtype"] in DTYPES else "float32"  # never "auto": resolved in training
+    return ModelSpec(dtype=dtype, quantize=QuantizeSpec(q["bits"], q["group_size"]))
 
 
 def replace_weights(model, weights: dict[str, np.ndarray]) -> None:
