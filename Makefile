@@ -16,7 +16,7 @@ DEMO_RUN    := runs/tiny-demo
 HAS_LLAMA   = $(PY) -c 'import llama_cpp' 2>/dev/null
 NO_GGUF     = GGUF export skipped: llama-cpp-python is not installed; `make demo-gguf` adds it (compiles, ~11 min once) and runs these steps
 
-.PHONY: install install-test test demo demo-gguf demo-train demo-export demo-report lint \
+.PHONY: install install-test test demo demo-gguf demo-train demo-eval demo-export demo-report lint \
         bench clean help \
         train-32b train-32b-round2 train-32b-round3 train-32b-monthly train-coder-7b-cpu \
         train-alpaca-7b train-classifier-7b train-qwen3-stage1 train-qwen3-stage2
@@ -54,7 +54,7 @@ $(TINY): | install
 	$(EDEN) tiny $(TINY)
 
 # The demo in steps (each its own target, so a step can be added: demo = the list below).
-demo: install $(TINY) demo-train demo-report demo-export
+demo: install $(TINY) demo-train demo-eval demo-export demo-report
 	@echo "demo done: run directory $(DEMO_RUN), report $(DEMO_RUN)/report.html"
 
 demo-gguf: $(VENV)/.installed-$(DEMO_EXTRAS)
@@ -64,6 +64,10 @@ demo-train: install $(TINY)
 	rm -rf $(DEMO_RUN)
 	@echo "Training on the MLX backend (the demo shows MLX; --backend torch trains on PyTorch)"
 	$(EDEN) train recipes/tiny-demo.yaml --backend mlx --output $(DEMO_RUN)
+
+# The gate table: the adapter against the base model on the demo recipe's suites (exit 4 = a gate failed).
+demo-eval: install
+	$(EDEN) eval $(DEMO_RUN) --baseline base
 
 demo-report: install
 	$(EDEN) report $(DEMO_RUN)
@@ -75,7 +79,6 @@ demo-export: install
 	  $(EDEN) export gguf $(DEMO_RUN)/fused --quant $$q --output $(DEMO_RUN)/tiny-demo-$$q.gguf \
 	    --verify || exit 1; done; \
 	$(EDEN) export ollama $(DEMO_RUN)/tiny-demo-q4_k_m.gguf --output $(DEMO_RUN)/Modelfile
-	$(EDEN) eval $(DEMO_RUN) --baseline base
 
 # One target per shipped recipe. Pass extra options with ARGS, e.g.
 #   make train-32b ARGS="--set model.path=/models/Qwen2.5-32B-Instruct"

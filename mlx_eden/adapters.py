@@ -35,10 +35,15 @@ def adapted_layers(n_layers: int, layers: int) -> range:
     return range(n_layers - count, n_layers)
 
 
-def adapter_config(recipe: Recipe, n_layers: int, base_model: str) -> dict:
+def adapter_config(recipe: Recipe, n_layers: int, base_model: str,
+                   dtype: str | None = None) -> dict:
     """adapter_config.json in mlx-lm's schema (so `mlx_lm.generate --adapter-path` loads it),
     with our own facts kept under "eden" (alpha and rsLoRA, which mlx-lm folds into scale)."""
-    a = recipe.adapter
+    a, q = recipe.adapter, recipe.model.quantize
+    # the base as trained, for QLoRA only: a float base quantized at load time is quantized the
+    # same way again by export --verify's "trained" reference (absent: the base as stored)
+    quantize = {"quantize": {"bits": q.bits, "group_size": q.group_size,
+                             "dtype": dtype or recipe.model.dtype}} if q.bits else {}
     return {
         "fine_tune_type": a.type,
         "num_layers": len(adapted_layers(n_layers, a.layers)),
@@ -46,7 +51,7 @@ def adapter_config(recipe: Recipe, n_layers: int, base_model: str) -> dict:
                             "keys": module_keys(a.target_names)},
         "model": base_model,
         "eden": {"alpha": a.alpha, "rslora": a.rslora, "targets": list(a.target_names),
-                 "layers": a.layers, "model_layers": n_layers},
+                 "layers": a.layers, "model_layers": n_layers, **quantize},
     }
 
 

@@ -135,7 +135,7 @@ def validate_eval(ev, src) -> list[UserError]:
     e: list[UserError] = []
     names: dict[str, SuiteBase] = {}
     for i, s in enumerate(ev.suites):
-        key = f"eval.suites[{i}]"
+        key = f"eval.suites.{i}"
         if type(s) is SuiteBase:
             continue  # unknown kind, already reported
         if not s.name or s.name in names or "." in s.name:

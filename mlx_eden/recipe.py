@@ -89,7 +89,8 @@ class AdapterSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    train: list[str] = _f([], "Training JSONL file(s).")
+    train: list[str] = _f([], "Training JSONL file(s), or a `data prepare` output folder "
+                          "(its train.jsonl, and valid/test.jsonl when present).")
     valid: list[str] = _f([], "Validation JSONL file(s); empty = split off train per data.split.")
     test: list[str] = _f([], "Test JSONL file(s).")
     split: list[float] = _f([], "When only train is given: fractions [train, valid, test], "
@@ -223,10 +224,10 @@ def _key_lines(text: str, file: str | None) -> dict[str, tuple[str | None, int]]
                 path = f"{prefix}.{k.value}" if prefix else str(k.value)
                 lines[path] = (file, k.start_mark.line + 1)
                 walk(v, path)
-        elif isinstance(node, yaml.SequenceNode):  # eval.suites[0].kind
+        elif isinstance(node, yaml.SequenceNode):  # list items as key.0, key.1 (sources, suites)
             for i, v in enumerate(node.value):
-                lines[f"{prefix}[{i}]"] = (file, v.start_mark.line + 1)
-                walk(v, f"{prefix}[{i}]")
+                lines[f"{prefix}.{i}"] = (file, v.start_mark.line + 1)
+                walk(v, f"{prefix}.{i}")
 
     try:
         walk(yaml.compose(text), "")
@@ -311,7 +312,7 @@ def _describe(tp) -> str:
     elif origin is list:
         text = f"a list of {getattr(typing.get_args(tp)[0], '__name__', 'values')}"
     elif origin is dict:
-        text = "a mapping"
+        text = f"a mapping of names to {getattr(typing.get_args(tp)[1], '__name__', 'values')}"
     else:
         text = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
                 dict: "a mapping, e.g. {enable_thinking: false}"}.get(
@@ -338,7 +339,7 @@ def _coerce(value, tp, key: str, src: _Source, errors: list[UserError]):
             return value
     elif origin is list and typing.get_args(base)[0] is SuiteBase:
         ok = isinstance(value, list)
-        value = [_build_suite(v, f"{key}[{i}]", src, errors) for i, v in
+        value = [_build_suite(v, f"{key}.{i}", src, errors) for i, v in
                  enumerate(value)] if ok else value
     elif origin is list:
         item = typing.get_args(base)[0]
@@ -346,16 +347,20 @@ def _coerce(value, tp, key: str, src: _Source, errors: list[UserError]):
             value = [value]  # a single file or number where a list is expected
         if not isinstance(value, list):
             ok = False
-        elif dataclasses.is_dataclass(item):
-            value = [_build(item, v, key, src, errors) for v in value]
+        elif dataclasses.is_dataclass(item):  # a list of sections (prepare sources)
+            value = [_build(item, v, f"{key}.{i}", src, errors) for i, v in enumerate(value)]
         else:
             value = [_coerce(v, item, key, src, errors) for v in value]
-    elif origin is dict:  # a free mapping (template options) or a typed one (eval.gates)
+    elif origin is dict:  # a free mapping (template options), name -> value tables (prepare's
+        # field mappings, prompts per role) or a typed one (eval.gates)
         args = typing.get_args(base)
         ok = isinstance(value, dict)
         if ok and len(args) == 2 and dataclasses.is_dataclass(args[1]):
             value = {str(k): _build(args[1], v if v is not None else {}, f"{key}.{k}", src,
                                     errors) for k, v in value.items()}
+        elif ok and len(args) == 2:
+            value = {str(k): _coerce(v, args[1], f"{key}.{k}", src, errors)
+                     for k, v in value.items()}
     elif base is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
@@ -405,8 +410,11 @@ def _build(cls, data: dict, prefix: str, src: _Source, errors: list[UserError]):
             continue
         before = len(errors)
         coerced = _coerce(value, tp, path, src, errors)
-        if len(errors) == before or _typed_items(tp, coerced):  # a bad value keeps the default, so
-            kwargs[key] = coerced  # the cross-field checks never compare a string with a number
+        if len(errors) == before or _typed_items(tp, coerced):
+            # A bad value keeps the default, so the cross-field checks below never compare a
+            # string or null with a number; a list or table of sections (prepare sources, eval
+            # suites and gates) is kept, its items already hold defaults for their bad keys.
+            kwargs[key] = coerced
     return cls(**kwargs)
 
 
@@ -437,10 +445,16 @@ def _set_dotted(tree: dict, dotted: str, value) -> None:
     node = tree
     parts = dotted.split(".")
     for p in parts[:-1]:
-        if not isinstance(node.get(p), dict):
+        if isinstance(node, list) and p.isdigit() and int(p) < len(node):  # sources.0.path
+            node = node[int(p)]
+            continue
+        if not isinstance(node.get(p), (dict, list)):
             node[p] = {}
         node = node[p]
-    node[parts[-1]] = value
+    if isinstance(node, list) and parts[-1].isdigit() and int(parts[-1]) < len(node):
+        node[int(parts[-1])] = value
+    else:
+        node[parts[-1]] = value
 
 
 def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
@@ -464,6 +478,14 @@ def load_recipe(path: str | Path | None, overrides=()) -> Recipe:
     Relative data and model paths are kept as written; they resolve against the current
     directory, like every other CLI path.
     """
+    return load_typed(Recipe, path, overrides, _validate)
+
+
+def load_typed(root: type, path: str | Path | None, overrides=(), validate=None, prepare=None):
+    """Read any recipe-like YAML file strictly into the dataclass tree `root`: `extends`,
+    `--set` overrides, file:line errors with did-you-mean, and `validate(obj, src)` collecting
+    cross-field problems. `prepare(tree)` may reshape the raw tree first (prepare recipes merge
+    the global filters into each source's)."""
     tree, lines, file = {}, {}, None
     if path is not None:
         file = str(path)
@@ -472,12 +494,15 @@ def load_recipe(path: str | Path | None, overrides=()) -> Recipe:
     for key, value in parse_overrides(list(overrides)):
         _set_dotted(tree, key, value)
         src.lines.pop(key, None)
+    if prepare is not None and isinstance(tree, dict):
+        tree = prepare(tree)
     errors: list[UserError] = []
-    recipe = _build(Recipe, tree, "", src, errors)
-    errors.extend(_validate(recipe, src))
+    obj = _build(root, tree, "", src, errors)
+    if validate is not None:
+        errors.extend(validate(obj, src))
     if errors:
         raise errors[0] if len(errors) == 1 else UserErrors(errors)
-    return recipe
+    return obj
 
 
 def _validate(r: Recipe, src: _Source) -> list[UserError]:
@@ -559,22 +584,28 @@ def recipe_from_dict(tree: dict, *, file: str | None = None) -> Recipe:
     return recipe
 
 
-def field_help() -> list[tuple[str, str, Any, str]]:
-    """(dotted key, help, default, allowed values) for every leaf option, for docs and
-    `recipe keys`; allowed values read from the field's type ("one of 'lora', 'dora'")."""
+def field_help(root: type = Recipe) -> list[tuple[str, str, Any, str]]:
+    """(dotted key, help, default, allowed values) for every leaf option of `root` (a training
+    recipe by default), for docs, `recipe keys` and `data keys`; allowed values read from the
+    field's type ("one of 'lora', 'dora'"). Items of a list of sections are `key.N.x`."""
     out = []
 
     def walk(cls, prefix):
         for f in dataclasses.fields(cls):
             path = f"{prefix}{f.name}"
             tp = typing.get_type_hints(cls)[f.name]
+            item = (typing.get_args(tp) or (None,))[0]
             if dataclasses.is_dataclass(tp):
                 walk(tp, path + ".")
+            elif typing.get_origin(tp) is list and dataclasses.is_dataclass(item):
+                out.append((path, f.metadata.get("help", ""), [], "a list of sections"))
+                walk(item, path + ".N.")
             else:
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
                 out.append((path, f.metadata.get("help", ""), default, _describe(tp)))
 
-    walk(Recipe, "")
-    for kind, cls in SUITE_KINDS.items():  # each kind's keys, e.g. eval.suites[generate].checks.regex
-        walk(cls, f"eval.suites[{kind}].")
+    walk(root, "")
+    if root is Recipe:  # each suite kind's keys, e.g. eval.suites[generate].checks.regex
+        for kind, cls in SUITE_KINDS.items():
+            walk(cls, f"eval.suites[{kind}].")
     return out

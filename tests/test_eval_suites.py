@@ -140,10 +140,10 @@ def test_bad_suite_declarations_exit_2(tmp_path, tiny_qwen2):
     proc = run_cli("recipe", "check", recipe)
     assert proc.returncode == 2
     err = proc.stderr
-    assert f"{recipe}:10: eval.suites[0].kind: unknown suite kind 'choise'" in err
+    assert f"{recipe}:10: eval.suites.0.kind: unknown suite kind 'choise'" in err
     assert "did you mean 'choice'" in err
-    assert "eval.suites[1].checks.regexp: unknown key (did you mean " in err
-    assert f"{recipe}:15: eval.suites[1].command: unknown key" in err  # validate's key
+    assert "eval.suites.1.checks.regexp: unknown key (did you mean " in err
+    assert f"{recipe}:15: eval.suites.1.command: unknown key" in err  # validate's key
     assert "no metric 'succes_rate' (did you mean success_rate?)" in err
     assert "gate on unknown suite 'nope'" in err
 

@@ -173,7 +173,7 @@ def test_k_quant_fallback_is_refused_then_reported(tiny_odd_hidden, gguf_dir):
 def test_cli_q4_k_m_with_verify(fused_qwen2, tmp_path):
     out = tmp_path / "m.gguf"
     proc = run_cli("export", "gguf", fused_qwen2, "--quant", "q4_k_m", "--output", out,
-                   "--verify", check=True)
+                   "--verify", "--reference", "float", check=True)  # (default: trained)
     assert "PASS" in proc.stdout and "mean|Δ|/std" in proc.stdout, proc.stdout
     assert "vs the float model (quantization error): max|Δ|" in proc.stdout
     print(proc.stdout.strip())
@@ -198,6 +198,6 @@ def test_sharded_bf16_folder_to_q8_0(tiny_qwen3, lora_qwen3, tmp_path):
 
     assert intermediate_type(fused) == "bf16"
     report = export(fused, tmp_path / "m.gguf", "q8_0")
-    v = verify_gguf(report.path, fused, "q8_0")
+    v, = verify_gguf(report.path, fused, "q8_0")  # the file-reading check (reference float)
     print(*v.lines(), sep="\n")
     assert v.passed and v.delta.rel <= 0.05 and v.delta.argmax_agree >= 0.85

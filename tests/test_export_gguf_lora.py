@@ -36,7 +36,7 @@ def test_lora_gguf_in_llama_cpp_matches_mlx(arch, request, base_ggufs, tmp_path)
     assert v.delta.max_abs <= 1e-3 and v.delta.argmax_agree == 1.0
     assert v.passed  # includes: llama.cpp's logits with the adapter differ from without it
     effect = v.notes[0]
-    assert "adapter effect" in effect
+    assert "without the adapter" in effect
 
 
 def test_cli_gguf_lora_and_dora_refusal(tiny_qwen2, lora_qwen2, dora_qwen2, tmp_path):

@@ -243,3 +243,29 @@ def test_plan_fit_on_the_torch_backend_does_not_suggest_train_fit():
     text = " ".join(proc.stdout.split())
     assert "run it: eden-mlx train" in text and "--fit" not in text.split("run it:")[1]
     assert "--budget-gb 33" in text.split("run it:")[1]
+
+
+def test_32b_verify_phases_fit_one_at_a_time():
+    """`export gguf --quant q4_k_m --verify` after the 32B run: llama.cpp then MLX (4-bit base
+    with float32 scales + the adapter), each under 27 GiB; the float32 reference of the old
+    check (every parameter twice, 244 GiB) would not."""
+    from mlx_eden.memory.verify import PROBE_TOKENS, verify_plan
+
+    recipe = load_recipe(ROOT / "recipes" / "qwen2.5-32b-eden-m3max.yaml")
+    cfg, _ = load_config(recipe.model.path)
+    shape = shape_from_config(cfg)
+    plan = make_plan(recipe, shape, get_device("m3-max-36gb"))
+    v = verify_plan(plan)
+    llama, mlx = v.phases.values()
+    assert 18.4 * GIB < llama < 19.0 * GIB  # the published Q4_K_M file is 19.85 GB (18.49 GiB)
+    groups = sum(t[0] * t[1] // 64 for _, t in shape.tensors() if len(t) == 2)
+    widened = 2 * groups * 2  # scale + bias per group, bfloat16 -> float32
+    logits = PROBE_TOKENS * shape.vocab * 4
+    assert mlx - plan.estimate.sizes["base weights"] - plan.estimate.sizes["adapters"] - \
+        logits == pytest.approx(widened, rel=0.01)
+    assert v.fits and v.peak == max(llama, mlx) and llama + mlx > v.budget
+    assert shape.params_total * 8 > 36 * GIB
+    proc = run_cli("plan", ROOT / "recipes" / "qwen2.5-32b-eden-m3max.yaml", "--device",
+                   "m3-max-36gb", env={"COLUMNS": "200"})
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("verify"))
+    assert "llama.cpp (q4_k_m GGUF) 18.77 GiB, then MLX (as trained) 21.13 GiB: fits" in line

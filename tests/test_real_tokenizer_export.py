@@ -37,7 +37,7 @@ def test_gguf_tokenizer_and_logits_match(real):
     nfd = len(llm.tokenize(NFD_TEXT))
     llm.close()
     assert got == hf_ids(model, chats)
-    v = verify_gguf(gguf, model, "f16")
+    v, = verify_gguf(gguf, model, "f16")  # reference float: the file-reading check alone
     print(*v.lines(), sep="\n")
     assert v.passed and not v.tokenizer_mismatches
     note = next(n for n in v.notes if n.startswith("NFD text"))

@@ -14,10 +14,13 @@ verify_option = click.option("--verify", is_flag=True,
 
 
 def report_verdict(verdict) -> None:
-    """Print a verification; a failed one makes the command exit 1 (the file stays written)."""
-    for line in verdict.lines():
-        click.echo(line)
-    if not verdict.passed:
+    """Print a verification (or several); a failed one makes the command exit 1 (the file stays
+    written)."""
+    verdicts = verdict if isinstance(verdict, list) else [verdict]
+    for v in verdicts:
+        for line in v.lines():
+            click.echo(line)
+    if not all(v.passed for v in verdicts):
         sys.exit(1)
 
 
@@ -28,6 +31,27 @@ def check_gguf_target(output, overwrite: bool, command: str, *inputs) -> None:
 
     check_target(output, command=command, is_dir=False, overwrite=overwrite, inputs=inputs,
                  own=has_signature(WRITER.encode()))
+
+
+def trained_reference(model_dir: Path, reference: str | None, base: str | None,
+                      adapter: str | None) -> tuple[str, tuple[Path, Path] | None]:
+    """The reference `export gguf --verify` compares with, and (base, adapter) for `trained`:
+    from --base/--adapter, else from the fused folder's provenance (eden_fuse.json)."""
+    from ..errors import UserError
+    from ..export.fuse import provenance
+    from ..hub import resolve_model
+
+    made_from = provenance(model_dir) or {}
+    base, adapter = base or made_from.get("model"), adapter or made_from.get("adapter")
+    reference = reference or ("trained" if adapter else "float")
+    if reference != "trained":
+        return reference, None
+    if not (base and adapter):
+        raise UserError("--reference trained needs the base and the adapter the model was "
+                        "trained with", file=str(model_dir),
+                        hint="pass --base MODEL --adapter DIR (a folder written by eden-mlx fuse "
+                        "records them)")
+    return reference, (Path(resolve_model(base)), Path(adapter))
 
 
 @click.group()
@@ -44,8 +68,19 @@ def export():
               help="Accept llama.cpp's fallback type for tensors whose rows do not fit the "
                    "quant's block size (listed in the output).")
 @verify_option
+@click.option("--reference", type=click.Choice(["trained", "fused", "float"]), default=None,
+              help="With --verify, what llama.cpp is compared with: trained (the base as trained, "
+                   "4-bit included, + adapter, quantization gap reported apart from the "
+                   "file-reading check), fused (the fused folder), float (the file's own weights "
+                   "in float32; needs 8 bytes per parameter). [default: trained when the "
+                   "adapter is known, else float]")
+@click.option("--base", default=None, help="With --reference trained: the base the adapter "
+              "was trained on [default: from the fused folder's eden_fuse.json].")
+@click.option("--adapter", default=None, type=click.Path(),
+              help="With --reference trained: the adapter [default: from eden_fuse.json].")
 @overwrite_option
-def gguf(model_dir, output, quant, allow_fallback, verify, overwrite):
+def gguf(model_dir, output, quant, allow_fallback, verify, reference, base, adapter,
+         overwrite):
     """Write MODEL_DIR (a float Qwen2/Qwen3 folder, e.g. from `eden-mlx fuse`, or a hub id)
     as GGUF."""
     from ..export.to_gguf import export_gguf
@@ -53,6 +88,8 @@ def gguf(model_dir, output, quant, allow_fallback, verify, overwrite):
 
     model_dir = resolve_model(model_dir)
     check_gguf_target(output, overwrite, "export gguf", model_dir)
+    if verify:  # a bad --reference fails before the export, not after
+        reference, trained = trained_reference(Path(model_dir), reference, base, adapter)
     report = export_gguf(model_dir, output, quant, allow_fallback=allow_fallback)
     for w in report.warnings:
         click.echo(f"warning: {w}", err=True)
@@ -61,15 +98,18 @@ def gguf(model_dir, output, quant, allow_fallback, verify, overwrite):
     if verify:
         from ..export.verify import verify_gguf
 
-        report_verdict(verify_gguf(Path(output), Path(model_dir), quant))
+        report_verdict(verify_gguf(Path(output), Path(model_dir), quant, reference, trained))
 
 
 @export.command("gguf-lora")
 @click.argument("adapter_dir", type=click.Path())
-@click.option("--model", "model", required=True, help="The float base model folder (or hub id).")
+@click.option("--model", "model", required=True,
+              help="The base model folder (or hub id): float, or the MLX-quantized base a QLoRA "
+                   "run trained on.")
 @click.option("--output", "-o", required=True, type=click.Path(), help="GGUF file to write.")
 @click.option("--base-gguf", type=click.Path(), default=None,
-              help="With --verify: the base GGUF to apply it to (default: a temporary f32 one).")
+              help="With --verify: the base GGUF to apply it to (default: a temporary f32 one, "
+                   "from a float --model only).")
 @verify_option
 @overwrite_option
 def gguf_lora(adapter_dir, model, output, base_gguf, verify, overwrite):
@@ -85,9 +125,14 @@ def gguf_lora(adapter_dir, model, output, base_gguf, verify, overwrite):
     click.echo(f"wrote {output} ({info['modules']} modules, r={info['rank']}, "
                f"alpha={info['alpha']:g})")
     if verify:
+        from ..errors import UserError
+        from ..export.files import read_config
         from ..export.to_gguf import export_gguf
         from ..export.verify import check_memory, verify_gguf_lora
 
+        if not base_gguf and "quantization" in read_config(model_dir):
+            raise UserError("--verify on a quantized base needs the base GGUF you deploy",
+                            file=str(model_dir), hint="pass --base-gguf FILE (the file is written)")
         with tempfile.TemporaryDirectory(dir=Path(output).parent) as tmp:
             base = Path(base_gguf) if base_gguf else Path(tmp) / "base-f32.gguf"
             if not base_gguf:

@@ -38,7 +38,10 @@ def plan(recipe_file, overrides, device, budget_gb, fit, as_json):
     result, fitted = plan_recipe(recipe, device, budget_gb, fit)
     final = fitted.plan if fitted else result  # what --json reports (after the changes)
     if as_json:
+        from ..memory.verify import verify_plan
+
         out = final.to_json()
+        out["verify_phases"] = verify_plan(final).phases
         if fitted:
             out["fit"] = {"original_peak_bytes": result.predicted_peak_bytes,
                           "fits_as_given": result.fits,

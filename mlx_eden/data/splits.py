@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -40,9 +42,28 @@ def split_records(records: list[Record], fractions: list[float], seed: int):
     return pick[: n - n_valid - n_test], pick[n - n_valid - n_test : n - n_test], pick[n - n_test :]
 
 
+def prepared_folder(spec):
+    """data.train naming a `data prepare` output folder means its train.jsonl, and its
+    valid.jsonl / test.jsonl unless data.valid / data.test / data.split say otherwise."""
+    if len(spec.train) != 1 or not Path(spec.train[0]).is_dir():
+        return spec
+    d = Path(spec.train[0])
+    if not (d / "train.jsonl").is_file():
+        raise UserError("folder has no train.jsonl", file=str(d), key="data.train",
+                        hint="point data.train at a JSONL file or a `data prepare` output folder")
+
+    def part(name, given):
+        return list(given) or ([str(d / name)] if (d / name).is_file() and not spec.split else [])
+
+    return dataclasses.replace(spec, train=[str(d / "train.jsonl")],
+                               valid=part("valid.jsonl", spec.valid),
+                               test=part("test.jsonl", spec.test))
+
+
 def read_splits(spec, seed: int) -> dict[str, list[Record]]:
     """The records of each split: read, split off train per data.split, balanced per
     data.balance. Evaluation uses this too, so it sees the very split training saw."""
+    spec = prepared_folder(spec)
     if not spec.train:
         raise UserError("no training data", key="data.train",
                         hint="set data.train to a JSONL file, e.g. --set data.train=train.jsonl")

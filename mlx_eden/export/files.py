@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,28 +60,51 @@ def _bf16_to_f32(raw: np.ndarray) -> np.ndarray:
 _DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
 
 
+def _as_array(name: str, t, f: Path) -> np.ndarray:
+    raw = t.mmap_bytes()
+    if t.dtype == "BF16":
+        return _bf16_to_f32(raw).reshape(t.shape)
+    if t.dtype in _DTYPES:
+        return raw.view(_DTYPES[t.dtype]).reshape(t.shape)
+    raise UserError(f"tensor {name} has dtype {t.dtype}: the folder holds quantized weights",
+                    file=str(f), hint="de-quantize it first: eden-mlx fuse --model DIR "
+                    "--output FLOAT_DIR")
+
+
+def _safetensors(model_dir: str | Path) -> list[Path]:
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise UserError("no *.safetensors in the model folder", file=str(model_dir))
+    return files
+
+
 def read_tensors(model_dir: str | Path) -> Iterator[tuple[str, np.ndarray]]:
     """(HF name, array) for every tensor of the folder's safetensors files, lazily (memory-mapped
     by gguf-py's reader, which, unlike safetensors.numpy, also reads bfloat16). F16 and F32 stay
     as stored; BF16 widens to F32."""
     from gguf.utility import SafetensorsLocal
 
-    files = sorted(Path(model_dir).glob("*.safetensors"))
-    if not files:
-        raise UserError("no *.safetensors in the model folder", file=str(model_dir))
-    for f in files:
+    for f in _safetensors(model_dir):
         with SafetensorsLocal(f) as tensors:
             for name, t in tensors.items():
-                raw = t.mmap_bytes()
-                if t.dtype == "BF16":
-                    yield name, _bf16_to_f32(raw).reshape(t.shape)
-                elif t.dtype in _DTYPES:
-                    yield name, raw.view(_DTYPES[t.dtype]).reshape(t.shape)
-                else:
-                    raise UserError(f"tensor {name} has dtype {t.dtype}: the folder holds "
-                                    "quantized weights", file=str(f),
-                                    hint="de-quantize it first: eden-mlx fuse --model DIR "
-                                    "--output FLOAT_DIR")
+                yield name, _as_array(name, t, f)
+
+
+def read_tensors_lazily(model_dir: str | Path) -> Iterator[tuple[str, Callable[[], np.ndarray]]]:
+    """(HF name, loader) for every tensor: loader() reads that one tensor (as read_tensors), so
+    a caller visiting tensors in another order holds one at a time, not a 65 GB bf16 folder."""
+    from gguf.utility import SafetensorsLocal
+
+    def loader(f: Path, name: str) -> Callable[[], np.ndarray]:
+        def load() -> np.ndarray:
+            with SafetensorsLocal(f) as tensors:
+                return np.array(_as_array(name, tensors[name], f))
+        return load
+
+    for f in _safetensors(model_dir):
+        with SafetensorsLocal(f) as tensors:
+            names = list(tensors)
+        yield from ((n, loader(f, n)) for n in names)
 
 
 def _headers(model_dir: str | Path):
@@ -103,3 +126,21 @@ def source_dtype(model_dir: str | Path) -> str:
 
 def parameter_count(model_dir: str | Path) -> int:
     return sum(int(np.prod(shape)) for _, shape in _headers(model_dir))
+
+
+def quantized_bytes(model_dir: str | Path, bits: int, group: int) -> int:
+    """The folder's weights quantized at load time as QLoRA does (mlx-lm quantizes every matrix
+    whose rows are a multiple of the group), with float32 scales and biases."""
+    total = 0
+    for _, shape in _headers(model_dir):
+        n = int(np.prod(shape))
+        quantized = len(shape) == 2 and shape[1] % group == 0
+        total += n * bits // 8 + 2 * (n // group) * 4 if quantized else n * 4
+    return total
+
+
+def float32_bytes(model_dir: str | Path) -> int:
+    """The folder's weights as MLX's float32 reference holds them: float tensors widened to 4
+    bytes, packed quantized ones (U32) as stored."""
+    return sum(int(np.prod(shape)) * 4 for _, shape in _headers(model_dir))
+

@@ -19,6 +19,7 @@ from ..safeio import atomic_dir
 from ..units import GIB
 from .files import chat_template, copy_tokenizer, read_config
 
+PROVENANCE = "eden_fuse.json"  # the base and adapter a fused folder was made from
 DTYPE_NAMES = {"bf16": "bfloat16", "f16": "float16", "f32": "float32",
                "bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 
@@ -89,7 +90,19 @@ def fuse(model: str, adapter: str | Path | None, output: str | Path, *, dtype: s
         (tmp / "config.json").write_text(json.dumps(output_config(config, dtype, quantization),
                                                     indent=2))
         report.files += copy_tokenizer(model_dir, tmp)
+        if adapter is not None:
+            (tmp / PROVENANCE).write_text(json.dumps(
+                {"model": str(Path(model_dir).resolve()), "adapter": str(Path(adapter).resolve())},
+                indent=2))
+            report.files.append(PROVENANCE)
     return report
+
+
+def provenance(fused_dir: str | Path) -> dict | None:
+    """{"model", "adapter"} a fused folder was made from (what `export gguf --verify` checks the
+    file against by default), or None for a folder fuse did not write."""
+    path = Path(fused_dir) / PROVENANCE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _requantize(fused, config, model_dir, adapter, bits, group_size):

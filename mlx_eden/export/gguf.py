@@ -55,15 +55,16 @@ class GGUFReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def arch_of(config: dict, where: str):
-    """gguf-py's architecture for a Qwen config, or a clear refusal."""
+def arch_of(config: dict, where: str, *, quantized_ok: bool = False):
+    """gguf-py's architecture for a Qwen config, or a clear refusal. `quantized_ok`: the caller
+    needs only the architecture and tensor names (a LoRA GGUF), not the weights."""
     gguf = require_gguf()
     archs = {"qwen2": gguf.MODEL_ARCH.QWEN2, "qwen3": gguf.MODEL_ARCH.QWEN3}
     mt = config.get("model_type")
     if mt not in archs:
         raise UserError(f"model_type {mt!r} is not supported for GGUF export (qwen2, qwen3)",
                         file=where)
-    if "quantization" in config or "quantization_config" in config:
+    if not quantized_ok and ("quantization" in config or "quantization_config" in config):
         raise UserError("the folder holds quantized weights", file=where,
                         hint="de-quantize first: eden-mlx fuse --model DIR --output FLOAT_DIR")
     return archs[mt]

@@ -21,14 +21,16 @@ from .gguf import WRITER, WRITER_KEY, arch_of, names_map, require_gguf
 
 def export_gguf_lora(adapter_dir: str | Path, model_dir: str | Path,
                      output: str | Path) -> dict:
-    """Write the adapter at `output`; returns a summary (modules, rank, alpha)."""
+    """Write the adapter at `output`; returns a summary (modules, rank, alpha). `model_dir` may
+    be MLX-quantized (the base a QLoRA run trained on): a LoRA GGUF needs only the base's
+    architecture and tensor names, so 32B weights are never de-quantized for a 2 GB adapter."""
     gguf = require_gguf()
     adapter = load_adapter(adapter_dir)
     if adapter.dora:
         raise UserError("llama.cpp has no DoRA adapters", file=str(adapter_dir),
                         hint="fuse it (eden-mlx fuse) and export the fused folder instead")
     config = read_config(model_dir)
-    arch = arch_of(config, str(model_dir))
+    arch = arch_of(config, str(model_dir), quantized_ok=True)
     names = names_map(arch, config["num_hidden_layers"])
     check_shapes(adapter, config, str(adapter_dir))
     alpha = adapter.scale * adapter.rank

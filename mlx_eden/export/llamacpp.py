@@ -53,5 +53,19 @@ class LlamaCpp:
     def all_logits(self, prompts: list[list[int]]) -> list[np.ndarray]:
         return [self.logits(p) for p in prompts]
 
+    def greedy(self, ids: list[int], n: int) -> list[int]:
+        """The first `n` tokens llama.cpp picks greedily after `ids` (EOS does not stop it:
+        both sides of a comparison generate exactly `n`). By hand rather than through
+        Llama.generate, whose sampler chain adds penalties unless every one is turned off."""
+        if len(ids) + n > self.n_ctx:
+            raise ValueError(f"{len(ids)} + {n} tokens exceed n_ctx {self.n_ctx}")
+        self.llm.reset()
+        self.llm.eval(ids)
+        out: list[int] = []
+        for _ in range(n):
+            out.append(int(np.argmax(self.llm.scores[self.llm.n_tokens - 1])))
+            self.llm.eval([out[-1]])
+        return out
+
     def close(self) -> None:
         self.llm.close()

@@ -14,6 +14,11 @@ from ..errors import UserError
 def dequantized_weights(gguf_path: str | Path, model_dir: str | Path) -> dict[str, np.ndarray]:
     """{HF name: float32 array} for every tensor of `gguf_path`, named and shaped as in the
     float folder `model_dir` it was exported from."""
+    return dict(dequantized_tensors(gguf_path, model_dir))
+
+
+def dequantized_tensors(gguf_path: str | Path, model_dir: str | Path):
+    """(HF name, float32 array) for each tensor of `gguf_path` in turn (one in memory)."""
     from gguf import GGUFReader
     from gguf.quants import dequantize
     from gguf.utility import SafetensorsLocal
@@ -30,11 +35,9 @@ def dequantized_weights(gguf_path: str | Path, model_dir: str | Path) -> dict[st
             for hf, t in tensors.items():
                 name = names.get_name(hf, try_suffixes=(".weight", ".bias"))
                 hf_of.setdefault(name, (hf, tuple(t.shape)))
-    out = {}
     for t in GGUFReader(str(gguf_path)).tensors:
         if t.name not in hf_of:
             raise UserError(f"GGUF tensor {t.name} has no counterpart in {model_dir}",
                             file=str(gguf_path))
         hf, shape = hf_of[t.name]
-        out[hf] = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(shape)
-    return out
+        yield hf, np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(shape)

@@ -10,6 +10,7 @@ from rich.table import Table
 from ..memory.fit import FitResult, command, without_keys
 from ..memory.measure import Measurement
 from ..memory.planner import Plan
+from ..memory.verify import VerifyPlan, verify_plan
 from ..registry import UPDATE_GROUP_BYTES
 from ..units import gib
 
@@ -66,6 +67,15 @@ def render_plan(plan: Plan, console: Console | None = None) -> None:
     hint = plan.device.raise_hint(plan.predicted_peak_bytes)
     if not plan.fits and hint:
         console.print(f"  {hint}")
+    console.print(verify_line(verify_plan(plan)))
+
+
+def verify_line(v: VerifyPlan) -> str:
+    """The deployment check after training, one phase at a time (memory/verify.py)."""
+    phases = ", then ".join(f"{name} {gib(n)}" for name, n in v.phases.items())
+    word = "fits" if v.fits else "does NOT fit"
+    return (f"verify (export gguf --quant q4_k_m --verify, against the model as trained): "
+            f"{phases}: {word} (peak {gib(v.peak)} vs budget {gib(v.budget)})")
 
 
 def render_fit(fit: FitResult, recipe_file: str, console: Console | None = None,

@@ -62,7 +62,8 @@ class MLXBackend:
                                             config=stored)
         self.model, self.config = M.load_base(model_dir, recipe.model, dtype)
         self.adapted = M.add_adapters(self.model, recipe)
-        self.adapter_cfg = adapter_config(recipe, len(M.inner(self.model).layers), str(model_dir))
+        self.adapter_cfg = adapter_config(recipe, len(M.inner(self.model).layers), str(model_dir),
+                                          dtype)
         if recipe.adapter.init_from:
             self.load_adapter(Path(recipe.adapter.init_from))
         self.optimizer = make_optimizer(recipe)

@@ -13,18 +13,23 @@ import mlx.core as mx
 import numpy as np
 
 from ...errors import UserError
+from .model import DTYPES, load_base
 
 
-def load(model_dir: str | Path, adapter_dir: str | Path | None = None):
+def load(model_dir: str | Path, adapter_dir: str | Path | None = None, as_trained: bool = False):
     """An mlx-lm model in float32 (quantized layers keep their packed weights, with float32
     scales), with the adapter attached unfused as mlx-lm's LoRA/DoRA layers."""
     from mlx_lm.tuner.utils import load_adapters
     from mlx_lm.utils import load_model
 
-    try:
-        model, config = load_model(Path(model_dir))
-    except (FileNotFoundError, ValueError) as e:
-        raise UserError(f"cannot load the model: {e}", file=str(model_dir)) from None
+    trained = _trained_quantization(adapter_dir) if as_trained else None
+    if trained:  # the base as the run trained it: a float base quantized at load (QLoRA)
+        model, config = load_base(Path(model_dir), trained, trained.dtype)
+    else:
+        try:
+            model, config = load_model(Path(model_dir))
+        except (FileNotFoundError, ValueError) as e:
+            raise UserError(f"cannot load the model: {e}", file=str(model_dir)) from None
     model.set_dtype(mx.float32)
     if adapter_dir is not None:
         try:
@@ -37,6 +42,21 @@ def load(model_dir: str | Path, adapter_dir: str | Path | None = None):
     model.eval()
     mx.eval(model.parameters())
     return model, config
+
+
+def _trained_quantization(adapter_dir):
+    """A ModelSpec for loading the base as the adapter's run did, when that run quantized a
+    float base at load time (recorded in adapter_config.json's eden.quantize); else None."""
+    from ...adapters import read_adapter_config
+    from ...recipe import ModelSpec, QuantizeSpec
+
+    if adapter_dir is None:
+        return None
+    q = read_adapter_config(adapter_dir).get("eden", {}).get("quantize") or {}
+    if not q.get("bits"):
+        return None
+    dtype = q["dtype"] if q["dtype"] in DTYPES else "float32"  # never "auto": resolved in training
+    return ModelSpec(dtype=dtype, quantize=QuantizeSpec(q["bits"], q["group_size"]))
 
 
 def replace_weights(model, weights: dict[str, np.ndarray]) -> None:
@@ -55,9 +75,32 @@ def logits(model, prompts: list[list[int]]) -> list[np.ndarray]:
     return out
 
 
+def greedy(model, prompts: list[list[int]], n: int) -> list[list[int]]:
+    """The first `n` greedy tokens after each prompt (mlx-lm's generate_step, argmax sampler,
+    EOS not stopping it)."""
+    from mlx_lm.generate import generate_step
+
+    return [[int(t) for t, _ in generate_step(mx.array(ids, dtype=mx.int32), model,
+                                               max_tokens=n)] for ids in prompts]
+
+
 def folder_logits(model_dir, prompts, adapter_dir=None) -> list[np.ndarray]:
     model, _ = load(model_dir, adapter_dir)
     return logits(model, prompts)
+
+
+def folder_outputs(model_dir, prompts, adapter_dir=None, n: int = 32, as_trained: bool = False):
+    """(logits, greedy tokens) of a folder (+ adapter): one load for both. `as_trained`: a float
+    base the adapter's run quantized at load time is quantized the same way."""
+    model, _ = load(model_dir, adapter_dir, as_trained)
+    return logits(model, prompts), greedy(model, prompts, n)
+
+
+def weights_outputs(model_dir, weights: dict[str, np.ndarray], prompts, n: int = 32):
+    """(logits, greedy tokens) of the architecture of `model_dir` running `weights`."""
+    model, _ = load(model_dir)
+    replace_weights(model, weights)
+    return logits(model, prompts), greedy(model, prompts, n)
 
 
 def weights_logits(model_dir, weights: dict[str, np.ndarray], prompts) -> list[np.ndarray]:
