@@ -95,7 +95,7 @@ class DataSpec:
     test: list[str] = _f([], "Test JSONL file(s).")
     split: list[float] = _f([], "When only train is given: fractions [train, valid, test], "
                             "e.g. [0.8, 0.1, 0.1]; the split is seeded by train.seed.")
-    format: Literal["auto", "chat", "alpaca", "completions", "text"] = _f(
+    format: Literal["auto", "chat", "alpaca", "completions", "text", "dpo", "kto"] = _f(
         "auto", "Record format; auto detects it per file from the keys of the records.")
     template: Literal["chat", "alpaca", "none"] = _f(
         "chat", "How records become text: the tokenizer's chat template, the classic Alpaca "
@@ -154,6 +154,15 @@ class TrainSpec:
     keep_checkpoints: int = _f(3, "Keep the newest K checkpoints.")
     early_stopping: EarlyStoppingSpec = _f(EarlyStoppingSpec, "Early stopping on val loss.")
     num_threads: int | None = _f(None, "CPU threads for the torch backend; null = all cores.")
+    objective: Literal["sft", "dpo", "kto"] = _f(
+        "sft", "sft = next-token loss; dpo = preference pairs (chosen/rejected); kto = single "
+        "answers with a thumbs up/down label. The reference is the model before this run.")
+    beta: float = _f(0.1, "DPO/KTO: strength of the pull towards the reference policy.")
+    dpo_loss: Literal["sigmoid", "ipo"] = _f("sigmoid", "DPO loss: sigmoid (the paper) or ipo "
+                                             "(on length-averaged log-probabilities).")
+    label_smoothing: float = _f(0.0, "DPO (sigmoid): assumed share of flipped preference labels.")
+    desirable_weight: float = _f(1.0, "KTO: weight of the losses of thumbs-up answers.")
+    undesirable_weight: float = _f(1.0, "KTO: weight of the losses of thumbs-down answers.")
 
 
 @dataclass(frozen=True)
@@ -558,6 +567,10 @@ def _validate(r: Recipe, src: _Source) -> list[UserError]:
     check(t.save_every >= 0, "train.save_every", "must be >= 0")
     check(t.keep_checkpoints >= 1, "train.keep_checkpoints", "must be at least 1")
     check(t.loss_chunk >= 0, "train.loss_chunk", "must be >= 0 (0 = off)")
+    check(t.beta > 0, "train.beta", "must be positive")
+    check(0 <= t.label_smoothing < 0.5, "train.label_smoothing", "must be in [0, 0.5)")
+    check(t.desirable_weight > 0 and t.undesirable_weight > 0, "train.desirable_weight",
+          "KTO weights must be positive")
     es = t.early_stopping
     check(es.patience is None or es.patience >= 1, "train.early_stopping.patience",
           "must be at least 1 or null")

@@ -39,6 +39,7 @@ class StepResult:
     loss: float
     tokens: int
     grad_norm: float
+    metrics: dict = field(default_factory=dict)  # DPO/KTO rewards etc. (objectives.finish)
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Backend(Protocol):
 
     def train_step(self, batches: list[Batch], lr: float, step: int) -> StepResult:
         """One optimizer step over `batches` (gradient accumulation), loss normalised by the
-        trained tokens of all of them. `step` (1-based) seeds dropout, so resume is exact."""
+        trained tokens of all of them (DPO/KTO: by their items). `step` (1-based) seeds dropout, so resume is exact."""
 
     def eval_loss(self, batch: Batch) -> tuple[float, int]:
         """(summed loss, trained tokens) of one batch, no gradients, no dropout."""
@@ -101,6 +102,10 @@ class Backend(Protocol):
         """Per row: (sum of log p(target) over the loss-mask positions, count of those
         positions), float64 / int64 arrays of shape (B,); no dropout, no gradients. For
         `choice` scoring and preference objectives (DPO/KTO)."""
+
+    def preference_loss(self, batch: Batch) -> tuple[float, int, dict]:
+        """DPO/KTO on a PreferenceBatch with its reference filled: (summed loss, items, metric
+        sums), no gradients, no dropout (validation)."""
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int,
                  stop: set[int]) -> list[list[int]]:

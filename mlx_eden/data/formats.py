@@ -7,6 +7,9 @@ chat         {"messages": [{"role": "system"|"user"|"assistant"|"tool", "content
 alpaca       {"instruction": "...", "input": "...", "output": "..."}
 completions  {"prompt": "...", "completion": "..."}
 text         {"text": "..."}
+dpo          {"prompt" | "messages": ..., "chosen": answer, "rejected": answer}   (preference)
+kto          {"prompt" | "messages": ..., "completion": answer, "label": true|false}
+             an answer is a string or an assistant message {"role": "assistant", "content": ...}
 
 Any problem names the file and line and says what to do; nothing is silently skipped.
 """
@@ -19,12 +22,14 @@ from pathlib import Path
 
 from ..errors import UserError
 
-FORMATS = ("chat", "alpaca", "completions", "text")
+FORMATS = ("dpo", "kto", "chat", "alpaca", "completions", "text")  # detection order
+PREFERENCE = ("dpo", "kto")
 ROLES = ("system", "user", "assistant", "tool")
 # Message keys passed through to the chat template besides role and content (OpenAI/HF names).
 EXTRA_KEYS = {"assistant": ("tool_calls", "reasoning_content"), "tool": ("name", "tool_call_id")}
 _KEYS = {"chat": {"messages"}, "alpaca": {"instruction", "output"},
-         "completions": {"prompt", "completion"}, "text": {"text"}}
+         "completions": {"prompt", "completion"}, "text": {"text"},
+         "dpo": {"chosen", "rejected"}, "kto": {"completion", "label"}}
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ def _check(fmt: str, obj: dict, file: str, line: int) -> dict:
     if missing:
         raise fail(f"{fmt} record is missing {', '.join(sorted(missing))}",
                    f"every line of a {fmt} file needs {', '.join(sorted(_KEYS[fmt]))}")
+    if fmt in PREFERENCE:
+        return _check_preference(fmt, obj, fail)
     if fmt == "chat":
         return _check_chat(obj, fail)
     out = {}
@@ -109,6 +116,35 @@ def _check_chat(obj: dict, fail) -> dict:
     return out
 
 
+def _answer(value, key: str, fail) -> str:
+    if isinstance(value, dict) and value.get("role") == "assistant":
+        value = value.get("content")
+    if not isinstance(value, str):
+        raise fail(f"{key} must be a string or an assistant message", f'e.g. "{key}": "Sure." '
+                   f'or {{"role": "assistant", "content": "Sure."}}')
+    return value
+
+
+def _check_preference(fmt: str, obj: dict, fail) -> dict:
+    """dpo/kto: the prompt (a string, or messages ending before the answer) and the answer(s)."""
+    if isinstance(obj.get("messages"), list):
+        prompt = _check_chat({"messages": obj["messages"] + [
+            {"role": "assistant", "content": ""}]}, fail)["messages"][:-1]
+    elif isinstance(obj.get("prompt"), str):
+        prompt = obj["prompt"]
+    else:
+        raise fail(f"{fmt} record needs a prompt (string) or messages (list)",
+                   'e.g. {"prompt": "Hi", ...}')
+    if fmt == "dpo":
+        return {"prompt": prompt, "chosen": _answer(obj["chosen"], "chosen", fail),
+                "rejected": _answer(obj["rejected"], "rejected", fail)}
+    if not isinstance(obj["label"], bool):
+        raise fail(f"label must be true or false, got {obj['label']!r}",
+                   "true = thumbs up (desirable), false = thumbs down")
+    return {"prompt": prompt, "completion": _answer(obj["completion"], "completion", fail),
+            "label": obj["label"]}
+
+
 def read_jsonl(path: str | Path, fmt: str = "auto") -> list[Record]:
     """Read and validate every line of a JSONL file; the format is detected from the first record
     (or forced by `fmt`) and every record must match it."""
@@ -141,7 +177,8 @@ def read_jsonl(path: str | Path, fmt: str = "auto") -> list[Record]:
                     raise UserError(
                         f"cannot tell the format from keys {sorted(obj)}", file=file,
                         line=line_no, hint="use messages (chat), instruction/input/output "
-                        "(alpaca), prompt/completion, or text; or set data.format")
+                        "(alpaca), prompt/completion, text, prompt/chosen/rejected (dpo) or "
+                        "prompt/completion/label (kto); or set data.format")
             records.append(Record(fmt, _check(fmt, obj, file, line_no), file, line_no))
     if not records:
         raise UserError("file is empty", file=file, hint="give at least one JSONL record")

@@ -59,6 +59,7 @@ class StepEvent(Event):
     peak_memory_gb: float
     total_steps: int
     elapsed: float
+    metrics: dict = field(default_factory=dict)  # DPO/KTO: rewards, accuracy, margin, KL
 
 
 @dataclass
@@ -71,6 +72,7 @@ class EvalEvent(Event):
     best_val_loss: float
     improved: bool
     patience_left: int | None
+    metrics: dict = field(default_factory=dict)  # DPO/KTO on the validation split
 
 
 @dataclass
@@ -90,6 +92,18 @@ class MemoryEvent(Event):
     peak_gb: float
     cache_gb: float
     rss_gb: float
+
+
+@dataclass
+class ReferenceEvent(Event):
+    """Progress of the DPO/KTO reference pass (the starting model's log-probabilities of every
+    train and valid row, computed once, stored in the run directory)."""
+
+    kind: ClassVar[str] = "reference"
+    step: int
+    done: int  # batches
+    total: int
+    cached: bool = False  # read from the run directory (resume)
 
 
 @dataclass

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..backends.base import Backend
+from ..objectives import add as add_metrics
+from ..objectives import finish as finish_metrics
 from ..data.batching import BatchPlan
 from ..recipe import Recipe
 from ..safeio import publish_dir, read_json_object, write_json_atomic
@@ -98,12 +100,17 @@ class TrainingLoop:
     def evaluate(self, state: TrainerState) -> EvalEvent | None:
         if self.valid is None:
             return None
-        loss_sum, tokens = 0.0, 0
+        loss_sum, tokens, sums = 0.0, 0, {}
         limit = self.recipe.train.eval_batches
+        preference = self.recipe.train.objective != "sft"
         for i, batch in enumerate(self.valid.in_order()):
             if 0 <= limit <= i:
                 break
-            s, n = self.backend.eval_loss(batch)
+            if preference:  # the validation preference loss, per item (what early stopping uses)
+                s, n, metrics = self.backend.preference_loss(batch)
+                add_metrics(sums, metrics, float)
+            else:
+                s, n = self.backend.eval_loss(batch)
             loss_sum += s
             tokens += n
         val = loss_sum / max(tokens, 1)
@@ -118,7 +125,8 @@ class TrainingLoop:
         event = EvalEvent(step=state.step, val_loss=val,
                           val_ppl=math.exp(min(val, 50.0)), val_tokens=tokens,
                           best_val_loss=state.best_val_loss, improved=improved,
-                          patience_left=left)
+                          patience_left=left,
+                          metrics=finish_metrics(sums, tokens) if preference else {})
         self.emit(event)
         if improved:
             self._save_adapter(self.rundir.best, state.step, "best")
@@ -198,7 +206,7 @@ class TrainingLoop:
                     grad_norm=result.grad_norm, tokens=result.tokens,
                     trained_tokens_per_sec=result.tokens / dt if dt > 0 else 0.0, step_time=dt,
                     peak_memory_gb=to_gib(mem.get("peak", 0)), total_steps=self.total,
-                    elapsed=state.elapsed))
+                    elapsed=state.elapsed, metrics=result.metrics))
                 last = step == self.total
                 if t.eval_every and step % t.eval_every == 0 and not last:
                     ev = self.evaluate(state)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..backends.base import choose_backend, load_backend
 from ..data.batching import BatchPlan
+from ..data.preference import PreferencePlan, load_preference
 from ..data.render import load_tokenizer
 from ..data.splits import load_splits
 from ..errors import DamagedFile, UserError
@@ -24,6 +25,7 @@ from ..safeio import disk_full, open_append
 from .events import Event, Listener, StartEvent, StopEvent, WarningEvent
 from .loop import TrainerState, TrainingLoop
 from .profiler import MemoryProfiler
+from .reference import reference_pass
 from .rundir import RunDir, run_info, sha256
 from .runplan import RunPlan
 
@@ -76,10 +78,18 @@ class MetricsLog:
 
 def make_plans(recipe: Recipe, splits, pad_id: int):
     d, t = recipe.data, recipe.train
+    if t.objective != "sft":
+        return (PreferencePlan(splits.train, t.batch_size, pad_id, t.objective, t.seed),
+                PreferencePlan(splits.valid, t.batch_size, pad_id, t.objective, t.seed)
+                if splits.valid else None)
     train = BatchPlan(splits.train, t.batch_size, d.max_seq_length, pad_id, d.packing, t.seed)
     valid = (BatchPlan(splits.valid, t.batch_size, d.max_seq_length, pad_id, d.packing, t.seed)
              if splits.valid else None)
     return train, valid
+
+
+def preference_plans(train, valid) -> dict:
+    return {"train": train, **({"valid": valid} if valid is not None else {})}
 
 
 @dataclass
@@ -150,7 +160,10 @@ def prepare_run(recipe: Recipe, *, output: str | None = None, resume: bool = Fal
     check_supported(recipe, backend_name)  # before anything is loaded or created
     model_dir = resolve_model(recipe.model.path, recipe.model.revision)
     tok = load_tokenizer(model_dir)
-    splits = load_splits(recipe.data, tok, recipe.train.seed)
+    if recipe.train.objective == "sft":
+        splits = load_splits(recipe.data, tok, recipe.train.seed)
+    else:
+        splits = load_preference(recipe.data, tok, recipe.train.seed, recipe.train.objective)
     check_valid_split(recipe, splits)
     rundir = RunDir(output or recipe.output_dir)
     rundir.prepare(resume)
@@ -177,6 +190,11 @@ def _prepare_locked(recipe, rundir, resume, backend_name, why, model_dir, tok, s
         probe.set_budget(memory_plan.budget_bytes)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     train_plan, valid_plan = make_plans(recipe, splits, pad_id)
+    if resume and recipe.train.objective != "sft" and rundir.complete_checkpoints():
+        # The reference is the model before any update: read (or, if the file is gone,
+        # compute) it before the checkpoint's weights replace the starting ones.
+        reference_pass(impl, preference_plans(train_plan, valid_plan), recipe, rundir.root,
+                       lambda event: None)
     checkpoint, state = (restore_checkpoint(rundir, impl, warnings) if resume
                          else (None, TrainerState()))
     if resume:
@@ -246,6 +264,9 @@ def execute_run(p: PreparedRun, listeners: list[Listener] = ()) -> StopEvent:
         p.rundir.write_run_json(_info(p, "running"))
         loop = TrainingLoop(p.recipe, p.impl, p.train_plan, p.valid_plan, p.rundir, emit)
         emit(start_event(p, loop.total))
+        if p.recipe.train.objective != "sft":  # shows its progress; a resume reads the file
+            reference_pass(p.impl, preference_plans(p.train_plan, p.valid_plan), p.recipe,
+                           p.rundir.root, emit, p.state.step)
         for message in p.warnings:
             emit(WarningEvent(step=p.state.step, message=message))
         stop = loop.run(p.state)

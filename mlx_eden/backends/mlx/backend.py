@@ -14,6 +14,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten, tree_map, tree_map_with_path
 
+from ... import objectives as O
 from ...adapters import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -29,6 +30,7 @@ from ...registry import check_supported, dropout_seed
 from ..base import MemoryProbe, ModelInfo, PhaseHook, StepResult, World
 from . import evaluation as E
 from . import model as M
+from . import objectives as P
 from .memory import apply_budget
 from .optimizers import make_optimizer
 from .update import evaluate_gradients, streamed_update
@@ -116,6 +118,8 @@ class MLXBackend:
         return (mx.array(b.inputs), mx.array(b.targets), mx.array(b.mask), mx.array(b.segments))
 
     def train_step(self, batches: list[Batch], lr: float, step: int) -> StepResult:
+        if self.recipe.train.objective != "sft":
+            return self._preference_step(batches, lr, step)
         if self._micro is None:
             self._build()
         mx.random.seed(dropout_seed(self.recipe.train.seed, step))
@@ -134,6 +138,34 @@ class MLXBackend:
                                self.recipe.train.max_grad_norm)
         self._phase("update")
         return StepResult(loss=loss.item() / tokens, tokens=tokens, grad_norm=norm.item())
+
+    def _preference_step(self, batches, lr: float, step: int) -> StepResult:
+        """DPO/KTO (not compiled: the loss reads per-batch reference arrays); normalised by the
+        items of all micro-batches."""
+        mx.random.seed(dropout_seed(self.recipe.train.seed, step))
+        loss, grads, sums = None, None, {}
+        for b in batches:
+            part, g, metrics = P.micro_step(self.model, b, self.recipe)
+            loss = part if loss is None else loss + part
+            grads = g if grads is None else tree_map(mx.add, grads, g)
+            evaluate_gradients(loss, grads)
+            O.add(sums, metrics, P.OPS.to_float)
+            self._phase("backward")
+        items = sum(b.items for b in batches)
+        self.optimizer.learning_rate = lr
+        norm = streamed_update(self.model, self.optimizer, grads, 1.0 / items,
+                               self.recipe.train.max_grad_norm)
+        self._phase("update")
+        return StepResult(loss=loss.item() / items, tokens=sum(b.trained_tokens for b in batches),
+                          grad_norm=norm.item(), metrics=O.finish(sums, items))
+
+    def preference_loss(self, batch) -> tuple[float, int, dict]:
+        self.model.eval()
+        try:
+            total, metrics = P.loss_only(self.model, batch, self.recipe)
+            return P.OPS.to_float(total), batch.items, O.add({}, metrics, P.OPS.to_float)
+        finally:
+            self.model.train()
 
     def eval_loss(self, batch: Batch) -> tuple[float, int]:
         if self._eval is None:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ... import objectives as O
 from ...adapters import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -32,6 +33,7 @@ from ..base import MemoryProbe, ModelInfo, StepResult, World
 from . import adapter_io as io
 from . import evaluation as E
 from . import model as M
+from . import objectives as P
 from .optimizers import make_optimizer, set_learning_rate, state_from_mlx, state_to_mlx
 
 OPTIMIZER_STATE = "optimizer.safetensors"
@@ -109,11 +111,19 @@ class TorchBackend:
         tokens = sum(b.trained_tokens for b in batches)
         params = [p for p, _ in self.params.values()]
         self.optimizer.zero_grad(set_to_none=True)
-        loss = 0.0
+        loss, sums = 0.0, {}
+        preference = t.objective != "sft"
         for b in batches:  # backward per micro-batch: memory holds one micro-batch's graph
-            part = self._loss_sum(b)
+            if preference:
+                part, metrics = P.batch_loss(self.model, b, self.recipe)
+                O.add(sums, metrics, P.OPS.to_float)
+            else:
+                part = self._loss_sum(b)
             part.backward()
             loss += part.item()
+        trained = tokens
+        if preference:  # DPO/KTO: the mean over items (pairs / answers), as TRL
+            tokens = sum(b.items for b in batches)
         with torch.no_grad():
             for p in params:
                 if p.grad is not None:
@@ -127,7 +137,8 @@ class TorchBackend:
         set_learning_rate(self.optimizer, lr)
         self.optimizer.step()
         self.steps_done = step
-        return StepResult(loss=loss / tokens, tokens=tokens, grad_norm=float(norm))
+        return StepResult(loss=loss / tokens, tokens=trained, grad_norm=float(norm),
+                          metrics=O.finish(sums, tokens) if preference else {})
 
     def eval_loss(self, batch: Batch) -> tuple[float, int]:
         self.model.eval()
@@ -152,6 +163,15 @@ class TorchBackend:
         self.model.eval()
         try:
             return E.sequence_logprobs(self.model, *self._tensors(batch), packed=batch.packed)
+        finally:
+            self.model.train()
+
+    def preference_loss(self, batch) -> tuple[float, int, dict]:
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                total, metrics = P.batch_loss(self.model, batch, self.recipe)
+            return float(total), batch.items, O.add({}, metrics, P.OPS.to_float)
         finally:
             self.model.train()
 
