@@ -43,10 +43,12 @@ def dpo(ops: Ops, pi, ref, counts, n: int, t) -> tuple[Any, dict]:
         ls = t.label_smoothing
         losses = (-ops.log_sigmoid(t.beta * delta) * (1.0 - ls)
                   - ops.log_sigmoid(-t.beta * delta) * ls)
+    # Accuracy counts a tie as half (TRL counts it 0): before any update every reward is 0, and
+    # "the policy cannot tell the pair apart" is chance, 0.5.
     rc = ops.stop_gradient(t.beta * chosen)
     rr = ops.stop_gradient(t.beta * rejected)
     metrics = {"reward_chosen": rc.sum(), "reward_rejected": rr.sum(),
-               "reward_accuracy": (rc > rr).sum(), "reward_margin": (rc - rr).sum()}
+               "reward_accuracy": (rc > rr).sum() + 0.5 * (rc == rr).sum(), "reward_margin": (rc - rr).sum()}
     return losses.sum(), metrics
 
 
@@ -93,3 +95,13 @@ def add(into: dict, more: dict, to_float) -> dict:
     for k, v in more.items():
         into[k] = into.get(k, 0.0) + to_float(v)
     return into
+
+
+SHORT = {"reward_accuracy": "acc", "reward_margin": "margin", "reward_chosen": "chosen",
+         "reward_rejected": "rejected", "reward_desirable": "desirable",
+         "reward_undesirable": "undesirable", "kl": "KL"}
+
+
+def describe(metrics: dict) -> str:
+    """One line of the preference metrics for the log, the dashboard and the report."""
+    return " ".join(f"{SHORT.get(k, k)}={v:.3f}" for k, v in metrics.items())

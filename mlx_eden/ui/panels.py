@@ -10,6 +10,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.panel import Panel
 from rich.text import Text
 
+from ..objectives import describe
 from .runstate import RunState
 from .textchart import block_chart, by_step, sparkline
 
@@ -86,9 +87,19 @@ def progress(s: RunState, now: float) -> Panel:
                 f"{100 * step / total:.0f}%" if total else ""),
         row("epoch", num(s.step.epoch if s.step else None, ".2f"), "   ", (opt, "dim")),
         row("elapsed", clock(s.elapsed(now)), ("   ETA ", "dim"), clock(s.eta())),
-        row("tok/s", num(s.tokens_per_sec(), ",.0f"), (" trained, smoothed", "dim")),
+        _reference_or_speed(s),
     )
     return Panel(body, title="progress", title_align="left", border_style="blue")
+
+
+def _reference_or_speed(s: RunState):
+    """The DPO/KTO reference pass has its own bar until the first step; then tok/s."""
+    ref = s.reference
+    if ref is not None and s.step is None:
+        fraction = ref.done / ref.total if ref.total else 1.0
+        return BarLine("reference", f"{ref.done}/{ref.total}", fraction,
+                       "cached" if ref.cached else f"{100 * fraction:.0f}%")
+    return row("tok/s", num(s.tokens_per_sec(), ",.0f"), (" trained, smoothed", "dim"))
 
 
 def _memory_style(fraction: float | None) -> str:
@@ -173,8 +184,9 @@ def _eval_line(s: RunState) -> Text:
     mark = ("improved", "green") if ev.improved else ("no improvement", "yellow")
     patience = "" if ev.patience_left is None else f" · patience {ev.patience_left} left"
     # perplexity last: on a narrow terminal it is the part cropped
+    tail = f"rewards {describe(ev.metrics)}" if ev.metrics else f"ppl {ev.val_ppl:.1f}"
     return Text.assemble(("eval  ", "dim"), f"step {ev.step}: val {ev.val_loss:.4f} ", mark,
-                         f" · best {ev.best_val_loss:.4f}{patience} · ppl {ev.val_ppl:.1f}")
+                         f" · best {ev.best_val_loss:.4f}{patience} · {tail}")
 
 
 def _save_line(s: RunState) -> Text:

@@ -9,7 +9,17 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from ..run.events import EvalEvent, Event, SaveEvent, StartEvent, StepEvent, StopEvent, WarningEvent
+from ..objectives import describe
+from ..run.events import (
+    EvalEvent,
+    Event,
+    ReferenceEvent,
+    SaveEvent,
+    StartEvent,
+    StepEvent,
+    StopEvent,
+    WarningEvent,
+)
 
 
 class PlainLog:
@@ -40,12 +50,18 @@ class PlainLog:
                 tps = self._tokens / self._time if self._time > 0 else 0.0
                 self._print(f"step={e.step}/{e.total_steps} epoch={e.epoch:.2f} loss={loss:.4f} "
                             f"lr={e.lr:.2e} grad_norm={e.grad_norm:.3f} tok/s={tps:.0f} "
-                            f"peak_mem={e.peak_memory_gb:.2f}GiB")
+                            f"peak_mem={e.peak_memory_gb:.2f}GiB"
+                            + (f" {describe(e.metrics)}" if e.metrics else ""))
                 self._losses, self._tokens, self._time = [], 0, 0.0
         elif isinstance(e, EvalEvent):
             left = "" if e.patience_left is None else f" patience_left={e.patience_left}"
             self._print(f"eval step={e.step} val_loss={e.val_loss:.4f} val_ppl={e.val_ppl:.2f} "
-                        f"best={e.best_val_loss:.4f} improved={str(e.improved).lower()}{left}")
+                        f"best={e.best_val_loss:.4f} improved={str(e.improved).lower()}{left}"
+                        + (f" {describe(e.metrics)}" if e.metrics else ""))
+        elif isinstance(e, ReferenceEvent):
+            if e.done == e.total:
+                self._print(f"reference batches={e.total} "
+                            + ("reused from the run directory" if e.cached else "computed"))
         elif isinstance(e, SaveEvent):
             self._print(f"save step={e.step} {e.what}={e.path}")
         elif isinstance(e, WarningEvent):

@@ -32,6 +32,20 @@ def _xy(records: list[dict], key: str) -> list[tuple[float, float]]:
     return [(r["step"], r[key]) for r in records if r.get(key) is not None]
 
 
+def reward_series(runs: list[RunRecord]) -> list[Series]:
+    """DPO/KTO runs: each validation metric (rewards, accuracy, margin, KL) over the steps."""
+    out = []
+    for i, run in enumerate(runs):
+        name = f"{run.label} " if len(runs) > 1 else ""
+        keys = sorted({k for e in run.evals for k in e.get("metrics", {})})
+        for j, key in enumerate(keys):
+            points = [(e["step"], e["metrics"][key]) for e in run.evals
+                      if key in e.get("metrics", {})]
+            out.append(Series(f"{name}{key}", points, PALETTE[(i + j) % len(PALETTE)],
+                              dashed=i > 0, markers=True))
+    return out
+
+
 def charts(runs: list[RunRecord]) -> list[str]:
     """Loss, learning rate, tokens/sec and memory; one colour per run when comparing."""
     many = len(runs) > 1
@@ -56,8 +70,11 @@ def charts(runs: list[RunRecord]) -> list[str]:
             hlines.append(HLine(run.budget_gb, f"{name}budget".strip(), "#d62728"))
         if run.predicted_peak_gb is not None:
             hlines.append(HLine(run.predicted_peak_gb, f"{name}planner".strip(), "#7f7f7f"))
+    rewards = reward_series(runs)
     return [
         line_chart("Loss", loss, y_label="loss"),
+        *([line_chart("Preference rewards (validation)", rewards, y_label="reward")]
+          if rewards else []),
         line_chart("Learning rate", lr, y_label="lr"),
         line_chart("Trained tokens / second", speed, y_label="tokens/s", zero=True),
         # reach 3: a budget 200x a tiny run's peak would flatten its curve onto the axis.

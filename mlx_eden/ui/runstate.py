@@ -13,6 +13,7 @@ from ..run.events import (
     EvalEvent,
     Event,
     MemoryEvent,
+    ReferenceEvent,
     SaveEvent,
     StartEvent,
     StepEvent,
@@ -26,7 +27,7 @@ PANELS = ("header", "progress", "memory", "loss", "events")
 
 # Which panels an event can change; a redraw re-renders only those.
 TOUCHES = {StartEvent: PANELS, StepEvent: ("progress", "loss"), EvalEvent: ("loss", "events"),
-           SaveEvent: ("events",), MemoryEvent: ("memory",), WarningEvent: ("events",),
+           SaveEvent: ("events",), MemoryEvent: ("memory",), ReferenceEvent: ("progress",), WarningEvent: ("events",),
            StopEvent: ("header", "progress", "events")}
 
 
@@ -72,6 +73,7 @@ class RunState:
     last_checkpoint: SaveEvent | None = None
     last_best: SaveEvent | None = None
     memory: MemoryEvent | None = None
+    reference: ReferenceEvent | None = None  # DPO/KTO reference pass progress
     stop: StopEvent | None = None
     warnings: list[WarningEvent] = field(default_factory=list)
     loss_avg: Smoothed = field(default_factory=Smoothed)
@@ -107,6 +109,8 @@ class RunState:
         elif isinstance(e, MemoryEvent):
             self.memory = e
             self.peak_seen_gb = max(self.peak_seen_gb, e.peak_gb)
+        elif isinstance(e, ReferenceEvent):
+            self.reference = e
         elif isinstance(e, WarningEvent):
             self.warnings = [*self.warnings[-(MAX_WARNINGS - 1):], e]
         elif isinstance(e, StopEvent):
