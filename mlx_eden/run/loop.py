@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..backends.base import Backend
+from ..data.batching import BatchPlan
 from ..objectives import add as add_metrics
 from ..objectives import finish as finish_metrics
-from ..data.batching import BatchPlan
 from ..recipe import Recipe
 from ..safeio import publish_dir, read_json_object, write_json_atomic
 from ..units import to_gib
