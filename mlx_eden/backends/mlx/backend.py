@@ -70,7 +70,7 @@ class MLXBackend:
             self.load_adapter(Path(recipe.adapter.init_from))
         self.optimizer = make_optimizer(recipe)
         self.optimizer.init(self.model.trainable_parameters())
-        self._micro = self._eval = None  # compiled on first use (_build)
+        self._micro = self._eval = self._preference = None  # compiled on first use
         total, trainable = M.count_params(self.model)
         q = self.config.get("quantization")
         extra = {"adapted_modules": len(self.adapted), "dtype": dtype,
@@ -142,10 +142,12 @@ class MLXBackend:
     def _preference_step(self, batches, lr: float, step: int) -> StepResult:
         """DPO/KTO (not compiled: the loss reads per-batch reference arrays); normalised by the
         items of all micro-batches."""
+        if self._preference is None:
+            self._preference = P.PreferenceSteps(self.model, self.recipe)
         mx.random.seed(dropout_seed(self.recipe.train.seed, step))
         loss, grads, sums = None, None, {}
         for b in batches:
-            part, g, metrics = P.micro_step(self.model, b, self.recipe)
+            part, g, metrics = self._preference(b)
             loss = part if loss is None else loss + part
             grads = g if grads is None else tree_map(mx.add, grads, g)
             evaluate_gradients(loss, grads)

@@ -31,27 +31,50 @@ def _arrays(b):
     return mx.array(b.inputs), mx.array(b.targets), mx.array(b.mask)
 
 
-def micro_step(model, batch, recipe):
-    """(summed loss, gradients, metric sums) of one preference micro-batch."""
-    t = recipe.train
-    inputs, targets, weights = _arrays(batch)
-    n = batch.items
-    ref = mx.array(batch.reference.astype(np.float32))
-    counts = mx.array(batch.counts.astype(np.float32))
-    labels = mx.array(batch.labels)
-    if batch.objective == "kto":  # the KL rows carry no gradient: a forward pass of their own
-        kl_rows = mx.stop_gradient(row_logps(model, inputs[n:], targets[n:], weights[n:]))
-        inputs, targets, weights = inputs[:n], targets[:n], weights[:n]
+class PreferenceSteps:
+    """The compiled DPO/KTO micro-step (loss, gradients, metric sums) of one model.
 
-    def loss():
-        pi = row_logps(model, inputs, targets, weights, t.grad_checkpoint)
-        if batch.objective == "kto":
-            pi = mx.concatenate([pi, kl_rows])
-        return O.compute(OPS, batch.objective, pi, ref, counts, labels, n, t)
+    Compiled like the SFT micro-step (backend._build): uncompiled, MLX's value_and_grad of this
+    loss took ~3 s per 8x64 micro-batch of the tiny model on the shared 2-core box, most of it
+    per-op dispatch. The reference, counts and labels are inputs, so one trace serves every
+    batch of a shape; the KTO KL rows' log-probabilities are a separate no-gradient pass."""
 
-    # value_and_grad differentiates the first output; the metrics ride along (detached inside).
-    (total, metrics), grads = nn.value_and_grad(model, loss)()
-    return total, grads, metrics
+    def __init__(self, model, recipe):
+        t = recipe.train
+        state = [model.state, mx.random.state]
+
+        def step(inputs, targets, weights, ref, counts, labels, kl_rows=None):
+            n = labels.shape[0]
+
+            def loss(inputs, targets, weights):
+                pi = row_logps(model, inputs, targets, weights, t.grad_checkpoint)
+                if kl_rows is not None:
+                    pi = mx.concatenate([pi, kl_rows])
+                return O.compute(OPS, t.objective, pi, ref, counts, labels, n, t)
+
+            # value_and_grad differentiates the first output; the metrics ride along.
+            return nn.value_and_grad(model, loss)(inputs, targets, weights)
+
+        def kl_pass(inputs, targets, weights):
+            return mx.stop_gradient(row_logps(model, inputs, targets, weights))
+
+        self.model, self.objective = model, t.objective
+        self._step = mx.compile(step, inputs=state, outputs=state)
+        self._kl = mx.compile(kl_pass, inputs=state, outputs=state)
+
+    def __call__(self, batch):
+        """(summed loss, gradients, metric sums) of one preference micro-batch."""
+        inputs, targets, weights = _arrays(batch)
+        n = batch.items
+        extra = (mx.array(batch.reference.astype(np.float32)),
+                 mx.array(batch.counts.astype(np.float32)), mx.array(batch.labels))
+        if self.objective == "kto":  # the KL rows carry no gradient: a forward of their own
+            kl_rows = self._kl(inputs[n:], targets[n:], weights[n:])
+            (total, metrics), grads = self._step(inputs[:n], targets[:n], weights[:n], *extra,
+                                                 kl_rows)
+        else:
+            (total, metrics), grads = self._step(inputs, targets, weights, *extra)
+        return total, grads, metrics
 
 
 def loss_only(model, batch, recipe):
