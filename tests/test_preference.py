@@ -396,3 +396,17 @@ def test_objective_and_data_must_match(tiny_qwen2, data, tmp_path):
     assert f"{data['dpo'][0]}:1: train.objective is kto but the train data is dpo" in proc.stderr
 
 
+
+
+def test_kto_kl_rows_pair_each_prompt_with_the_next_answer(tokenizer, tmp_path):
+    from mlx_eden.data.formats import read_jsonl
+    from mlx_eden.data.preference import render_items
+
+    f = write_data(tmp_path / "k.jsonl", "kto", 3)
+    records = read_jsonl(f)
+    items, _ = render_items(records, tokenizer, load_recipe(DEMO).data)
+    for i, item in enumerate(items):
+        twin = item.samples[1]
+        nxt = records[(i + 1) % 3].fields["completion"]
+        assert tokenizer.decode(twin.ids[twin.mask]) == nxt + "<|im_end|>"
+        assert records[i].fields["prompt"] in tokenizer.decode(twin.ids[~twin.mask])
