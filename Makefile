@@ -18,7 +18,8 @@ NO_GGUF     = GGUF export skipped: llama-cpp-python is not installed; `make demo
 
 .PHONY: install install-test test demo demo-gguf demo-train demo-eval demo-export demo-report lint \
         bench clean help \
-        train-32b train-32b-round2 train-32b-round3 train-32b-monthly train-coder-7b-cpu \
+        train-32b train-32b-round2 train-32b-round3 train-32b-monthly train-32b-dpo train-32b-kto \
+        train-coder-7b-cpu \
         train-alpaca-7b train-classifier-7b train-qwen3-stage1 train-qwen3-stage2
 
 help:
@@ -90,6 +91,10 @@ train-32b-round3: install
 	$(EDEN) train recipes/qwen2.5-32b-eden-m3max-round3.yaml $(ARGS)
 train-32b-monthly: install
 	$(EDEN) train recipes/qwen2.5-32b-eden-m3max-monthly.yaml $(ARGS)
+train-32b-dpo: install
+	$(EDEN) train recipes/qwen2.5-32b-eden-m3max-dpo.yaml $(ARGS)
+train-32b-kto: install
+	$(EDEN) train recipes/qwen2.5-32b-eden-m3max-kto.yaml $(ARGS)
 train-coder-7b-cpu: $(VENV)/.installed-dev,torch
 	$(EDEN) train recipes/qwen2.5-coder-7b-cpu.yaml $(ARGS)
 train-alpaca-7b: install

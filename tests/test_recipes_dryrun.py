@@ -16,7 +16,7 @@ from .conftest import ROOT, SAMPLES, run_cli
 
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 SAMPLE_FOR = {"alpaca": "alpaca", "chat": "chat", "auto": "chat", "completions": "chat",
-              "text": "chat"}
+              "text": "chat", "dpo": "dpo", "kto": "kto"}
 
 
 def dry_run_sets(path: Path, model: Path, out: Path) -> list[str]:

@@ -67,12 +67,19 @@ class Settings:
                                  config={"torch_dtype": shape.dtype})
         layers = shape.layers if a.layers == -1 else min(a.layers, shape.layers)
         bits = shape.quant_bits or q.bits
-        return cls(batch=t.batch_size, seq=recipe.data.max_seq_length,
+        # DPO/KTO (objectives.py): a DPO micro-batch is batch_size pairs, so 2 x batch_size rows
+        # through forward and backward; KTO's KL rows are a no-gradient forward of batch_size
+        # rows, below the training pass's peak, as is the reference pass before step 1. Their
+        # log-probabilities take the full logits (no loss chunking) and rows are never packed.
+        preference = t.objective != "sft"
+        rows = t.batch_size * (2 if t.objective == "dpo" else 1)
+        return cls(batch=rows, seq=recipe.data.max_seq_length,
                    grad_accumulation=t.grad_accumulation, dtype=dtype,
                    quant_bits=bits, quant_group=shape.quant_group or q.group_size,
                    rank=a.rank, targets=tuple(a.target_names), adapted_layers=layers,
                    dora=a.type == "dora", optimizer=t.optimizer, checkpoint=t.grad_checkpoint,
-                   loss_chunk=t.loss_chunk, packed=recipe.data.packing)
+                   loss_chunk=0 if preference else t.loss_chunk,
+                   packed=recipe.data.packing and not preference)
 
     @property
     def dt(self) -> int:
