@@ -410,3 +410,19 @@ def test_kto_kl_rows_pair_each_prompt_with_the_next_answer(tokenizer, tmp_path):
         nxt = records[(i + 1) % 3].fields["completion"]
         assert tokenizer.decode(twin.ids[twin.mask]) == nxt + "<|im_end|>"
         assert records[i].fields["prompt"] in tokenizer.decode(twin.ids[~twin.mask])
+
+
+def test_planner_prices_two_rows_per_pair_and_unchunked_logits():
+    from mlx_eden.memory.planner import Settings
+    from mlx_eden.memory.shapes import load_config, shape_from_config
+
+    recipe = load_recipe(ROOT / "recipes" / "qwen2.5-32b-eden-m3max-dpo.yaml")
+    shape = shape_from_config(load_config(recipe.model.path)[0])
+    dpo = Settings.from_recipe(recipe, shape)
+    assert dpo.batch == 2 * recipe.train.batch_size and dpo.loss_chunk == 0 and not dpo.packed
+    kto = Settings.from_recipe(load_recipe(ROOT / "recipes" / "qwen2.5-32b-eden-m3max-kto.yaml"),
+                               shape)
+    assert kto.batch == 2  # KTO's batch_size 2 answers; the KL rows run without gradients
+    sft = Settings.from_recipe(load_recipe(ROOT / "recipes" / "qwen2.5-32b-eden-m3max.yaml"),
+                               shape)
+    assert sft.batch == 1 and sft.loss_chunk == 512
