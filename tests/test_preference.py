@@ -426,3 +426,10 @@ def test_planner_prices_two_rows_per_pair_and_unchunked_logits():
     sft = Settings.from_recipe(load_recipe(ROOT / "recipes" / "qwen2.5-32b-eden-m3max.yaml"),
                                shape)
     assert sft.batch == 1 and sft.loss_chunk == 512
+
+
+def test_sft_objective_refuses_preference_data(tiny_qwen2, data, tmp_path):
+    proc = run_cli("train", DEMO, *cli_sets(tiny_qwen2, "sft", data["kto"], "mlx"),
+                   "--output", tmp_path / "run", "--no-dashboard")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{data['kto'][0]}:1: kto records train only with train.objective: kto" in proc.stderr

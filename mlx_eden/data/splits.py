@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .formats import Record, read_jsonl
+from .formats import PREFERENCE, Record, read_jsonl
 from .render import RenderStats, Sample, render_records
 
 
@@ -109,6 +109,10 @@ def load_splits(spec, tok, seed: int) -> Splits:
     records = read_splits(spec, seed)
     out = Splits([], [], [], files=list(spec.train) + list(spec.valid) + list(spec.test))
     for name, recs in records.items():
+        if recs and recs[0].format in PREFERENCE:  # data/preference.py renders these
+            raise UserError(f"{recs[0].format} records train only with train.objective: "
+                            f"{recs[0].format}", file=recs[0].file, line=recs[0].line,
+                            hint=f"set train.objective={recs[0].format}, or give SFT data")
         samples, stats = render_records(recs, tok, spec) if recs else ([], RenderStats())
         setattr(out, name, samples)
         out.stats[name] = stats
