@@ -433,3 +433,25 @@ def test_sft_objective_refuses_preference_data(tiny_qwen2, data, tmp_path):
                    "--output", tmp_path / "run", "--no-dashboard")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"{data['kto'][0]}:1: kto records train only with train.objective: kto" in proc.stderr
+
+
+def test_dashboard_shows_the_reference_pass_then_the_rewards(monkeypatch):
+    from mlx_eden.run.events import EvalEvent, ReferenceEvent
+
+    from .test_dashboard import drive, frame, start_event, step_event
+
+    monkeypatch.setenv("TERM", "xterm-256color")  # as test_dashboard's capable_terminal
+    for name in ("TTY_COMPATIBLE", "TTY_INTERACTIVE", "FORCE_COLOR", "COLUMNS", "LINES"):
+        monkeypatch.delenv(name, raising=False)
+    events = [start_event(), ReferenceEvent(step=0, done=3, total=12)]
+    dashboard, _ = drive(events)
+    text = "\n".join(frame(dashboard))
+    assert "ref     3/12 ━━━━" in text and "25%" in text
+    ev = EvalEvent(step=1, val_loss=0.5, val_ppl=1.6, val_tokens=10, best_val_loss=0.5,
+                   improved=True, patience_left=None,
+                   metrics={"reward_accuracy": 0.875, "reward_margin": 0.25})
+    dashboard, _ = drive([*events, ReferenceEvent(step=0, done=12, total=12), step_event(1), ev],
+                         width=120)
+    text = "\n".join(frame(dashboard, width=120))
+    assert "3/12" not in text and "tok/s" in text  # the bar gives way to the speed
+    assert "acc=0.875 margin=0.250" in text

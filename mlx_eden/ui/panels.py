@@ -97,7 +97,7 @@ def _reference_or_speed(s: RunState):
     ref = s.reference
     if ref is not None and s.step is None:
         fraction = ref.done / ref.total if ref.total else 1.0
-        return BarLine("reference", f"{ref.done}/{ref.total}", fraction,
+        return BarLine("ref", f"{ref.done}/{ref.total}", fraction,
                        "cached" if ref.cached else f"{100 * fraction:.0f}%")
     return row("tok/s", num(s.tokens_per_sec(), ",.0f"), (" trained, smoothed", "dim"))
 
