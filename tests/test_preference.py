@@ -314,6 +314,7 @@ def test_resume_after_sigkill_is_exact(backend, kind, tiny_qwen2, data, tmp_path
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert max(e["step"] for e in events(killed, "train")) < 10
+    assert not (killed / "reference.npz.tmp").exists()
     stored = (killed / "reference.npz").read_bytes()
     proc = run_cli("train", DEMO, *args, "--output", killed, "--resume", "--no-dashboard",
                    check=True, env=ONE)

@@ -205,6 +205,9 @@ def _prepare_locked(recipe, rundir, resume, backend_name, why, model_dir, tok, s
         warnings.append("--resume: no checkpoint found, starting fresh")
     if info.extra.get("dtype_note"):  # e.g. bf16 on a CPU without fast bf16 kernels
         warnings.append(info.extra["dtype_note"])
+    if recipe.train.objective != "sft" and recipe.data.packing:
+        warnings.append(f"data.packing does nothing for {recipe.train.objective}: one answer "
+                        "per row (a pair's rows share a width)")
     tr = splits.stats["train"]
     if tr.truncated or tr.dropped:
         warnings.append(f"{tr.truncated} training samples truncated and {tr.dropped} dropped at "
