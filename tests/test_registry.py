@@ -60,7 +60,9 @@ def builders(backend: str) -> set[str]:
 # Literals the backends never see: the neutral rooms handle them (data/, run/schedule.py, the
 # backend choice itself). A new Literal key must be put here or in BACKEND_TABLES.
 NEUTRAL = {"data.format": ("auto", *FORMATS), "data.template": None, "data.truncation": None,
-           "train.schedule": None, "train.backend": ("auto", *BACKENDS), "data.reasoning": None}
+           "train.schedule": None, "train.backend": ("auto", *BACKENDS), "data.reasoning": None,
+           # the formulas are mlx_eden/objectives.py, run by both backends with their own ops
+           "train.objective": ("sft", "dpo", "kto"), "train.dpo_loss": ("sigmoid", "ipo")}
 # Backend-facing Literals: the table each backend builds them from.
 BACKEND_TABLES = {
     "train.optimizer": lambda b: builders(b),
