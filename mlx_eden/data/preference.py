@@ -13,7 +13,7 @@ A batch holds batch_size items as rows [first samples..., second samples...], on
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -56,8 +56,7 @@ def _as_record(r: Record, prompt, answer: str) -> Record:
 
 
 def _sample(r: Record, prompt, answer: str, tok, spec) -> Sample | None:
-    text, spans = record_text(_as_record(r, prompt, answer), tok, spec.template, True,
-                              spec.system_prompt)
+    text, spans = record_text(_as_record(r, prompt, answer), tok, replace(spec, mask_prompt=True))
     s = tokenize_text(tok, text, spans[-1:])  # the final answer only
     s.where = r.where
     if len(s.ids) > spec.max_seq_length:
