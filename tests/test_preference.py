@@ -314,12 +314,19 @@ def test_resume_after_sigkill_is_exact(backend, kind, tiny_qwen2, data, tmp_path
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert max(e["step"] for e in events(killed, "train")) < 10
-    assert not (killed / "reference.npz.tmp").exists()
-    stored = (killed / "reference.npz").read_bytes()
+    assert not list(killed.glob(".reference.npz.*"))  # no temporary file left behind
+    with np.load(killed / "reference.npz") as f:
+        stored = {k: f[k] for k in f.files}
+    if (backend, kind) == ("mlx", "kto"):
+        # Gone: the resume recomputes it from the starting weights, before the checkpoint's.
+        (killed / "reference.npz").unlink()
     proc = run_cli("train", DEMO, *args, "--output", killed, "--resume", "--no-dashboard",
                    check=True, env=ONE)
     assert "reference batches=" in proc.stdout and "reused from the run directory" in proc.stdout
-    assert (killed / "reference.npz").read_bytes() == stored
+    with np.load(killed / "reference.npz") as f:
+        for k, v in stored.items():
+            np.testing.assert_allclose(f[k].astype(float), v.astype(float), atol=1e-9) \
+                if v.dtype.kind == "f" else np.testing.assert_array_equal(f[k], v)
     a, b = events(full, "train"), events(killed, "train")
     assert [e["step"] for e in b] == list(range(1, 11))
     np.testing.assert_allclose([e["loss"] for e in b], [e["loss"] for e in a], atol=1e-6)
