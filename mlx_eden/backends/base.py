@@ -103,6 +103,11 @@ class Backend(Protocol):
         positions), float64 / int64 arrays of shape (B,); no dropout, no gradients. For
         `choice` scoring and preference objectives (DPO/KTO)."""
 
+    def preference_logprobs(self, batch: Batch) -> np.ndarray:
+        """Per row, sum of log p over the answer, by the very computation the DPO/KTO loss uses
+        (so the reference equals the policy to the bit before the first update); no dropout,
+        no gradients. The reference pass."""
+
     def preference_loss(self, batch: Batch) -> tuple[float, int, dict]:
         """DPO/KTO on a PreferenceBatch with its reference filled: (summed loss, items, metric
         sums), no gradients, no dropout (validation)."""

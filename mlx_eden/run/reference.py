@@ -56,8 +56,7 @@ def reference_pass(backend: Backend, plans: dict[str, PreferencePlan], recipe, r
     for name, plan in plans.items():
         ref = np.zeros(len(plan.samples), dtype=np.float64)
         for batch in plan.in_order():
-            logps, _ = backend.sequence_logprobs(batch)
-            ref[batch.sample_ids] = logps
+            ref[batch.sample_ids] = backend.preference_logprobs(batch)
             done += 1
             emit(ReferenceEvent(step=step, done=done, total=total))
         plan.reference = out[name] = ref

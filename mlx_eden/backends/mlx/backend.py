@@ -161,6 +161,13 @@ class MLXBackend:
         return StepResult(loss=loss.item() / items, tokens=sum(b.trained_tokens for b in batches),
                           grad_norm=norm.item(), metrics=O.finish(sums, items))
 
+    def preference_logprobs(self, batch):
+        self.model.eval()
+        try:
+            return np.array(P.row_logps(self.model, *P._arrays(batch))).astype(np.float64)
+        finally:
+            self.model.train()
+
     def preference_loss(self, batch) -> tuple[float, int, dict]:
         self.model.eval()
         try:

@@ -166,6 +166,14 @@ class TorchBackend:
         finally:
             self.model.train()
 
+    def preference_logprobs(self, batch):
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                return P.row_logps(self.model, *P._tensors(batch)).double().numpy()
+        finally:
+            self.model.train()
+
     def preference_loss(self, batch) -> tuple[float, int, dict]:
         self.model.eval()
         try:
