@@ -203,3 +203,24 @@ def test_near_dedup_confirms_lsh_candidates_against_the_threshold():
     assert tried >= 100
     # measured: 102 of 104 kept; accepting every LSH candidate keeps 92
     assert kept >= 0.97 * tried
+
+
+def test_nfc_normalizes_decomposed_korean_and_counts_it(tmp_path):
+    """NFD Hangul (macOS copy-paste) is composed when filters.nfc is on; off leaves it alone.
+    NFD also splits the exact-duplicate check: the NFD and NFC copies are one conversation."""
+    import unicodedata
+
+    nfc = "안녕하세요, 오늘 날씨가 좋네요"
+    nfd = unicodedata.normalize("NFD", nfc)
+    assert nfd != nfc
+    src = write_jsonl(tmp_path / "nfd.jsonl", [chat("질문", nfd), chat("질문", nfc),
+                                               chat("다른 질문", "그냥 답")])
+    tree = {"sources": [{"name": "s", "path": str(src)}], "split": {"fractions": [1.0, 0.0]}}
+    for on, kept, changed in ((True, 2, 1), (False, 3, 0)):
+        tree["filters"] = {"nfc": on}
+        res, out = prepare(tmp_path, tree, out=f"out-{on}")
+        answers = [r["messages"][-1]["content"] for r in read_out(out, "train.jsonl")]
+        assert len(answers) == kept
+        assert (nfd in answers) is not on
+        meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+        assert meta["sources"][0]["nfc_normalized"] == changed

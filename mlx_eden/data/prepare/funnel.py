@@ -6,6 +6,7 @@ rejected file) lives in `Shared`; the counts of one source in `SourceCounts`.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ class SourceCounts:
     read: int = 0
     dropped: Counter = field(default_factory=Counter)
     redacted: Counter = field(default_factory=Counter)
+    nfc_normalized: int = 0
 
     @property
     def kept(self) -> int:
@@ -134,6 +136,9 @@ def _one(item, spec, shared: Shared, conds, scrub, counts: SourceCounts, lenient
     if failed:
         return _drop(shared, spec, counts, item.where, "where", failed)
     conv = Conversation(spec.name, item.where, msgs, stratum, group)
+    if f.nfc:
+        conv.messages, changed = _nfc(conv.messages)
+        counts.nfc_normalized += changed
     if scrub is not None:
         conv.messages, hits = scrub.apply(conv.messages)
         if hits and f.pii.action == "drop":
@@ -141,6 +146,12 @@ def _one(item, spec, shared: Shared, conds, scrub, counts: SourceCounts, lenient
             return _drop(shared, spec, counts, item.where, "pii", f"personal information: {kinds}")
         counts.redacted += hits
     return _filter(conv, spec, shared, counts)
+
+
+def _nfc(messages: list[dict]) -> tuple[list[dict], bool]:
+    """The messages with NFC text, and whether any turn changed."""
+    out = [{**m, "content": unicodedata.normalize("NFC", m["content"])} for m in messages]
+    return out, any(a["content"] != b["content"] for a, b in zip(messages, out, strict=True))
 
 
 def _filter(conv: Conversation, spec, shared: Shared, counts: SourceCounts) -> Entry | None:

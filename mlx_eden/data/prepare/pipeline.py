@@ -242,7 +242,8 @@ def _metadata(recipe, replay, counts, kept, mixinfo, splits, decon, files, tok) 
         c = counts[spec.name]
         sources.append({"name": spec.name, "type": spec.type, "path": spec.path,
                         "sha256": sha256_file(spec.path), "read": c.read, "kept": c.kept,
-                        "filters": c.steps(), "pii_redacted": dict(sorted(c.redacted.items()))})
+                        "filters": c.steps(), "pii_redacted": dict(sorted(c.redacted.items())),
+                        "nfc_normalized": c.nfc_normalized})
     return {
         "name": recipe.name, "description": recipe.description, "seed": recipe.seed,
         "sources": sources, "mix": mixinfo,

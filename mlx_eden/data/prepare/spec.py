@@ -35,6 +35,10 @@ class PiiSpec:
 @dataclass(frozen=True)
 class FilterSpec:
     drop_empty: bool = _f(True, "Drop conversations with an empty or whitespace-only turn.")
+    nfc: bool = _f(False, "Normalize every turn to Unicode NFC before the other filters. Text "
+                   "copied on macOS is often NFD (decomposed Hangul), which llama.cpp tokenizes "
+                   "into ~2.6x more ids than transformers (it skips the tokenizer's NFC step); "
+                   "the count of changed conversations is in metadata.json.")
     min_hangul: float | None = _f(None, "Minimum share of Hangul among the letters of the "
                                   "assistant turns (0-1), e.g. 0.5 for Korean answers.")
     max_latin: float | None = _f(None, "Maximum share of Latin letters among the letters of the "
