@@ -6,7 +6,7 @@ PYTHON      ?= python3
 VENV        := .venv
 PY          := $(VENV)/bin/python
 EDEN        := $(VENV)/bin/eden-mlx
-TEST_EXTRAS := dev,torch,gguf
+TEST_EXTRAS := dev,torch,gguf,tracking
 DEMO_EXTRAS := dev,gguf
 # llama-cpp-python has no Linux wheel on PyPI (third-party rebuilds exist, none we can vouch
 # for): it compiles, ~11 minutes on 2 cores, once (pip caches the built wheel). Portable build.

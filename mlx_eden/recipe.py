@@ -181,6 +181,10 @@ class EvalSpec:
 @dataclass(frozen=True)
 class OutputSpec:
     dir: str = _f("runs/{name}", "Run directory; {name} is the recipe name.")
+    report_to: list[Literal["tensorboard", "wandb"]] = _f(
+        [], "Experiment trackers fed the dashboard's numbers: tensorboard (event files in "
+        "RUN_DIR/tensorboard), wandb (offline unless WANDB_MODE says otherwise; RUN_DIR/wandb). "
+        "Needs the tracking extra.")
 
 
 @dataclass(frozen=True)

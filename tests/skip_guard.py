@@ -23,6 +23,9 @@ PACKAGES = {
     "llama-cpp": "llama-cpp-python",
     "llama.cpp": "llama-cpp-python",
     "gguf": "gguf",
+    "tensorboardX": "tensorboardX",
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
 }
 # ...and the words that say it is missing (pytest.importorskip: "could not import 'x'").
 MISSING = re.compile(r"needs|not installed|could not import|no module|missing|requires|extra",

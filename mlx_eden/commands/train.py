@@ -53,11 +53,13 @@ def train(recipe_file, overrides, output, resume, backend, no_dashboard, device,
 
     from ..run.train import run_training
     from ..ui.dashboard import console_listener
+    from ..ui.tracking import trackers
 
     # The live dashboard on a terminal, plain lines otherwise; stopped however the run ends.
-    with console_listener(recipe.train.log_every, no_dashboard) as listener:
-        stop = run_training(recipe, output=output, resume=resume, listeners=[listener],
-                            backend=choice, memory_plan=memory)
+    with trackers(recipe.output.report_to, recipe_file) as tracking, \
+            console_listener(recipe.train.log_every, no_dashboard) as listener:
+        stop = run_training(recipe, output=output, resume=resume,
+                            listeners=[listener, *tracking], backend=choice, memory_plan=memory)
     code = EXIT_CODES.get(stop.status, 1)
     if code == 0 and recipe.eval.after_train and recipe.eval.suites:
         code = _evaluate(recipe, output or recipe.output_dir, choice[0])
