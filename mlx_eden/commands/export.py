@@ -83,6 +83,7 @@ def gguf(model_dir, output, quant, allow_fallback, verify, reference, base, adap
          overwrite):
     """Write MODEL_DIR (a float Qwen2/Qwen3 folder, e.g. from `eden-mlx fuse`, or a hub id)
     as GGUF."""
+    from ..export.card import write_card
     from ..export.to_gguf import export_gguf
     from ..hub import resolve_model
 
@@ -91,6 +92,8 @@ def gguf(model_dir, output, quant, allow_fallback, verify, reference, base, adap
     if verify:  # a bad --reference fails before the export, not after
         reference, trained = trained_reference(Path(model_dir), reference, base, adapter)
     report = export_gguf(model_dir, output, quant, allow_fallback=allow_fallback)
+    write_card(output, model=model_dir, adapter=None, library="gguf", tags=["gguf", quant],
+               what=f"A GGUF ({quant}) for llama.cpp (llama-cli -m, llama-server -m).")
     for w in report.warnings:
         click.echo(f"warning: {w}", err=True)
     types = ", ".join(f"{n} {t}" for t, n in sorted(report.types.items()))
@@ -114,6 +117,7 @@ def gguf(model_dir, output, quant, allow_fallback, verify, reference, base, adap
 @overwrite_option
 def gguf_lora(adapter_dir, model, output, base_gguf, verify, overwrite):
     """Write ADAPTER_DIR as a llama.cpp LoRA adapter (llama-cli --lora FILE)."""
+    from ..export.card import write_card
     from ..export.gguf_lora import export_gguf_lora
     from ..hub import resolve_model
     from ..safeio import published
@@ -122,6 +126,8 @@ def gguf_lora(adapter_dir, model, output, base_gguf, verify, overwrite):
     check_gguf_target(output, overwrite, "export gguf-lora", model_dir, adapter_dir)
     adapter_dir = published(adapter_dir)
     info = export_gguf_lora(adapter_dir, model_dir, output)
+    write_card(output, model=model, adapter=adapter_dir, library="gguf", tags=["gguf", "lora"],
+               what="A llama.cpp LoRA adapter (llama-cli -m BASE.gguf --lora FILE).")
     click.echo(f"wrote {output} ({info['modules']} modules, r={info['rank']}, "
                f"alpha={info['alpha']:g})")
     if verify:
@@ -151,12 +157,16 @@ def gguf_lora(adapter_dir, model, output, base_gguf, verify, overwrite):
 @overwrite_option
 def peft(adapter_dir, output, model, verify, overwrite):
     """Write ADAPTER_DIR in PEFT format (peft.PeftModel, vLLM --lora-modules)."""
+    from ..export.card import write_card
     from ..export.peft import export_peft
     from ..safeio import check_target, published
 
     check_target(output, command="export peft", overwrite=overwrite, inputs=(adapter_dir,))
     adapter_dir = published(adapter_dir)
     config = export_peft(adapter_dir, output, model)
+    write_card(output, model=config["base_model_name_or_path"], adapter=adapter_dir,
+               library="peft", tags=["peft", "lora"],
+               what="A PEFT adapter (peft.PeftModel.from_pretrained, vLLM --lora-modules).")
     if config["use_dora"]:
         click.echo("warning: DoRA: peft.PeftModel loads it; vLLM serves LoRA only (fuse instead)",
                    err=True)
@@ -182,12 +192,15 @@ def peft(adapter_dir, output, model, verify, overwrite):
 @overwrite_option
 def ollama(gguf_file, output, system, template_args, verify, overwrite):
     """Write an Ollama Modelfile for GGUF_FILE (ChatML template, stop tokens)."""
+    from ..export.card import write_card_from
     from ..export.ollama import SIGNATURE, export_ollama, parse_template_args
     from ..safeio import check_target, has_signature
 
     check_target(output, command="export ollama", is_dir=False, overwrite=overwrite,
                  own=has_signature(SIGNATURE.encode()), inputs=(gguf_file,))
     export_ollama(gguf_file, output, system, parse_template_args(template_args))
+    write_card_from(output, gguf_file, tags=["ollama"],
+                    what=f"An Ollama Modelfile for {Path(gguf_file).name} (ollama create).")
     click.echo(f"wrote {output} (ollama create NAME -f {output})")
     if verify:
         from ..export.verify import verify_ollama

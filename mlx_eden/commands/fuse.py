@@ -25,6 +25,7 @@ from . import POSITIVE, overwrite_option
 def fuse(model, adapter, output, dtype, requantize, group_size, max_shard_gb, overwrite):
     """Merge an adapter into de-quantized base weights and write a Hugging Face-layout folder
     (loads in mlx-lm and transformers; input for `eden-mlx export gguf`)."""
+    from ..export.card import write_card
     from ..export.fuse import fuse as run_fuse
     from ..safeio import check_target, published
 
@@ -41,4 +42,7 @@ def fuse(model, adapter, output, dtype, requantize, group_size, max_shard_gb, ov
     # A requantized folder holds q-bit weights (scales and biases in report.dtype), not floats.
     stored = (f"{q['bits']}-bit, group {q['group_size']}, scales {report.dtype}" if q
               else report.dtype)
-    click.echo(f"wrote {report.output} ({what}, {stored}, {len(report.files)} files)")
+    write_card(output, model=model, adapter=adapter, library="transformers",
+               tags=["mlx", "safetensors", "lora"], what="The base with the adapter merged: a "
+               "Hugging Face-layout folder (mlx-lm, transformers; `eden-mlx export gguf` input).")
+    click.echo(f"wrote {report.output} ({what}, {stored}, {len(report.files)} files, README.md)")

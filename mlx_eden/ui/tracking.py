@@ -16,8 +16,15 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from ..errors import UserError
-from ..run.events import EvalEvent, Event, MemoryEvent, StartEvent, StepEvent, StopEvent, \
-    SuitesEvent
+from ..run.events import (
+    EvalEvent,
+    Event,
+    MemoryEvent,
+    StartEvent,
+    StepEvent,
+    StopEvent,
+    SuitesEvent,
+)
 
 # tracker -> the module it needs (all in the `tracking` extra)
 MODULES = {"tensorboard": "tensorboardX", "wandb": "wandb"}
