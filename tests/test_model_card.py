@@ -64,13 +64,16 @@ def test_fuse_gguf_and_modelfile_cards_trace_back_to_the_run(evaluated_run, tiny
             check=True)
     run_cli("export", "gguf", fused, "-o", gguf, "--quant", "f32", check=True)
     run_cli("export", "ollama", gguf, "-o", modelfile, check=True)
-    cards = [fused / "README.md", tmp_path / "m.gguf.README.md", tmp_path / "Modelfile.README.md"]
-    libraries = ["transformers", "gguf", "gguf"]
+    run_cli("export", "gguf-lora", evaluated_run / "adapter", "--model", tiny_qwen2,
+            "-o", tmp_path / "lora.gguf", check=True)
+    cards = [fused / "README.md", tmp_path / "m.gguf.README.md", tmp_path / "Modelfile.README.md",
+             tmp_path / "lora.gguf.README.md"]
+    libraries = ["transformers", "gguf", "gguf", "gguf"]
     for card, library in zip(cards, libraries):
         meta, body = parse(card)
         assert meta["library_name"] == library, card
         assert_data_section(body)
-    assert "ollama" in parse(cards[2])[0]["tags"]
+    assert "ollama" in parse(cards[2])[0]["tags"] and "lora" in parse(cards[3])[0]["tags"]
 
 
 def test_card_of_an_adapter_outside_a_run_says_unknown(lora_qwen2, tiny_qwen2, tmp_path):
