@@ -113,6 +113,8 @@ class WandbListener:
             self.run = wandb.init(
                 dir=str(event.run_dir), project="mlx-eden", name=event.recipe_name,
                 mode=os.environ.get("WANDB_MODE", "offline"),
+                # console capture would wrap stdout under the dashboard's Live display
+                settings=wandb.Settings(console="off"),
                 config={k: v for k, v in event.to_dict().items() if k != "event"})
             self.run.define_metric("step")
             self.run.define_metric("*", step_metric="step")
