@@ -69,7 +69,7 @@ def test_fuse_gguf_and_modelfile_cards_trace_back_to_the_run(evaluated_run, tiny
     cards = [fused / "README.md", tmp_path / "m.gguf.README.md", tmp_path / "Modelfile.README.md",
              tmp_path / "lora.gguf.README.md"]
     libraries = ["transformers", "gguf", "gguf", "gguf"]
-    for card, library in zip(cards, libraries):
+    for card, library in zip(cards, libraries, strict=True):
         meta, body = parse(card)
         assert meta["library_name"] == library, card
         assert_data_section(body)
