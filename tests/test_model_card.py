@@ -89,7 +89,24 @@ def test_card_of_an_adapter_outside_a_run_says_unknown(lora_qwen2, tiny_qwen2, t
 
 def test_card_without_license_points_at_the_base(lora_qwen2, tiny_qwen2, tmp_path):
     out = tmp_path / "peft"
-    run_cli("export", "peft", lora_qwen2, "-o", out, "--model", "Qwen/Qwen2.5-0.5B", check=True)
+    run_cli("export", "peft", lora_qwen2, "-o", out, "--model", "Qwen/Qwen2.5-0.5B", check=True,
+            env={"HF_HUB_CACHE": str(tmp_path / "empty-hub"), "HF_HUB_OFFLINE": "1"})
     meta, body = parse(out / "README.md")
     assert "license" not in meta and "- license: see the base model" in body
     assert meta["base_model"] == "Qwen/Qwen2.5-0.5B"
+
+
+def test_hub_base_license_comes_from_the_hub_cache(lora_qwen2, tiny_qwen2, tmp_path):
+    # the Hugging Face cache's layout (models--org--name/refs, snapshots): no download
+    repo = tmp_path / "hub" / "models--Qwen--Qwen2.5-0.5B"
+    snap = repo / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    shutil.copy(tiny_qwen2 / "config.json", snap / "config.json")
+    (snap / "README.md").write_text("---\nlicense: apache-2.0\n---\n")
+    out = tmp_path / "peft"
+    run_cli("export", "peft", lora_qwen2, "-o", out, "--model", "Qwen/Qwen2.5-0.5B", check=True,
+            env={"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"})
+    meta, _ = parse(out / "README.md")
+    assert meta["base_model"] == "Qwen/Qwen2.5-0.5B" and meta["license"] == "apache-2.0"

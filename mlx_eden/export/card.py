@@ -107,14 +107,28 @@ def facts(model: str | Path | None, adapter: str | Path | None) -> dict:
     config = read_adapter_config(Path(adapter)) if adapter else {}
     base = model or (recipe.get("model") or {}).get("path") or config.get("model")
     local = Path(str(base)) if base and Path(str(base)).is_dir() else None
-    return {"base": str(base) if base else UNKNOWN,
-            "hub_id": None if local or not base else str(base),
+    hub_id = None if local or not base else str(base)
+    return {"base": str(base) if base else UNKNOWN, "hub_id": hub_id,
             "revision": (recipe.get("model") or {}).get("revision") or UNKNOWN,
             "adapter": config, "recipe": recipe.get("name") or UNKNOWN,
             "run": str(run) if run else None, "status": info.get("status"),
             "data": data_rows(run, info) if run else None, "start": _start(run) if run else {},
             "eval": _read_json(run / "eval" / "summary.json") if run else {},
-            "trained_with": info.get("versions") or {}, "license": base_license(local)}
+            "trained_with": info.get("versions") or {}, "license": base_license(local or _cached(hub_id))}
+
+
+def _cached(hub_id: str | None) -> Path | None:
+    """The Hugging Face cache's snapshot of a hub id, without a download (its card holds the
+    license), or None."""
+    if not hub_id:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(hub_id, "config.json")
+    except ValueError:  # not a repo id after all
+        return None
+    return Path(found).parent if isinstance(found, str) else None
 
 
 def _meta(f: dict, library: str, tags: list[str]) -> dict:
