@@ -3,6 +3,7 @@ numbers metrics.jsonl holds; a tracker whose package is missing is a one-line er
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -26,7 +27,9 @@ def tracked_run(tmp_path_factory, tiny_qwen2):
     out = tmp_path_factory.mktemp("tracked") / "run"
     proc = run_cli("train", DEMO, *sets(tiny_qwen2, **{
         "model.dtype": "float32", "train.max_steps": STEPS, "train.eval_every": 3,
-        "output.report_to": "[tensorboard, wandb]"}), "--output", out, "--no-dashboard",
+        "eval.after_train": "true", "eval.suites": "[{name: heldout, kind: loss, split: test}]",
+        "eval.gates": "{}", "output.report_to": "[tensorboard, wandb]"}), "--output", out,
+        "--no-dashboard",
         env={"WANDB_MODE": "offline"})
     assert proc.returncode == 0, proc.stderr
     return out
@@ -50,6 +53,10 @@ def test_tensorboard_scalars_equal_metrics_jsonl(tracked_run):
         # event files hold float32
         assert tb[tag] == [(e["step"], pytest.approx(e[key], rel=1e-6)) for e in rows], tag
     assert any(tag.startswith("memory/") and tag.endswith("/active_gb") for tag in tb)
+    # eval.after_train's suites, logged at the last step
+    summary = json.loads((tracked_run / "eval" / "summary.json").read_text())
+    assert tb["eval/heldout/loss"] == [(STEPS, pytest.approx(summary["suites"]["heldout"]["loss"],
+                                                             rel=1e-6))]
 
 
 def test_wandb_offline_run_holds_the_losses(tracked_run):
@@ -62,6 +69,7 @@ def test_wandb_offline_run_holds_the_losses(tracked_run):
     assert logged == [(e["step"], pytest.approx(e["loss"])) for e in events(tracked_run, "train")]
     val = [(r["step"], r["val/loss"]) for r in rows if "val/loss" in r]
     assert val == [(e["step"], pytest.approx(e["val_loss"])) for e in events(tracked_run, "eval")]
+    assert any("eval/heldout/perplexity" in r for r in rows)
 
 
 def test_missing_tracker_package_is_one_line(tmp_path, tiny_qwen2):

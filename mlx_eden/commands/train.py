@@ -56,17 +56,19 @@ def train(recipe_file, overrides, output, resume, backend, no_dashboard, device,
     from ..ui.tracking import trackers
 
     # The live dashboard on a terminal, plain lines otherwise; stopped however the run ends.
-    with trackers(recipe.output.report_to, recipe_file) as tracking, \
-            console_listener(recipe.train.log_every, no_dashboard) as listener:
-        stop = run_training(recipe, output=output, resume=resume,
-                            listeners=[listener, *tracking], backend=choice, memory_plan=memory)
-    code = EXIT_CODES.get(stop.status, 1)
-    if code == 0 and recipe.eval.after_train and recipe.eval.suites:
-        code = _evaluate(recipe, output or recipe.output_dir, choice[0])
+    # Trackers stay open through eval.after_train: the suites' verdict is theirs too.
+    with trackers(recipe.output.report_to, recipe_file) as tracking:
+        with console_listener(recipe.train.log_every, no_dashboard) as listener:
+            stop = run_training(recipe, output=output, resume=resume,
+                                listeners=[listener, *tracking], backend=choice,
+                                memory_plan=memory)
+        code = EXIT_CODES.get(stop.status, 1)
+        if code == 0 and recipe.eval.after_train and recipe.eval.suites:
+            code = _evaluate(recipe, output or recipe.output_dir, choice[0], tracking)
     sys.exit(code)
 
 
-def _evaluate(recipe, run_root, backend: str) -> int:
+def _evaluate(recipe, run_root, backend: str, listeners=()) -> int:
     """eval.after_train: judge the gates on the best adapter; 4 when a gate fails."""
     import json
     from pathlib import Path
@@ -79,7 +81,8 @@ def _evaluate(recipe, run_root, backend: str) -> int:
 
     err = Console(stderr=True)
     summary = evaluate_after_training(recipe, run_root, backend,
-                                      progress=lambda m: err.print(f"[dim]{m}[/]"))
+                                      progress=lambda m: err.print(f"[dim]{m}[/]"),
+                                      listeners=listeners)
     details = {n: json.loads((Path(run_root) / "eval" / f"{n}.json").read_text())
                for n in summary["suites"]}
     print_summary(summary, details, Console(), title=f"{recipe.name}: evaluation")

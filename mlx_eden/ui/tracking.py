@@ -63,16 +63,18 @@ def _flatten(tree: dict, prefix: str) -> dict[str, float]:
     return out
 
 
-def _step(event: Event) -> int:
-    return int(getattr(event, "step", 0) or 0)
+def _step(event: Event, last: int) -> int:
+    """The event's step; the last step seen for one without (the after-training verdict)."""
+    step = getattr(event, "step", None)
+    return last if step is None else int(step)
 
 
 class TensorBoardListener:
     """Event files under RUN_DIR/tensorboard, opened at the run's start (the run dir is known
-    then), flushed at its stop."""
+    then), closed when `trackers` ends."""
 
     def __init__(self):
-        self.writer = None
+        self.writer, self.step = None, 0
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, StartEvent):
@@ -85,10 +87,11 @@ class TensorBoardListener:
             return
         if self.writer is None:
             return
+        self.step = _step(event, self.step)
         for tag, value in scalars(event).items():
-            self.writer.add_scalar(tag, value, _step(event))
+            self.writer.add_scalar(tag, value, self.step)
         if isinstance(event, StopEvent):
-            self.close()
+            self.writer.flush()  # stays open for eval.after_train's verdict
 
     def close(self) -> None:
         if self.writer is not None:
@@ -102,7 +105,7 @@ class WandbListener:
     never trips W&B's "steps only go up" rule."""
 
     def __init__(self):
-        self.run = None
+        self.run, self.step = None, 0
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, StartEvent):
@@ -121,11 +124,10 @@ class WandbListener:
             return
         if self.run is None:
             return
+        self.step = _step(event, self.step)
         values = scalars(event)
         if values:
-            self.run.log({"step": _step(event), **values})
-        if isinstance(event, StopEvent):
-            self.close()
+            self.run.log({"step": self.step, **values})
 
     def close(self) -> None:
         if self.run is not None:
