@@ -162,3 +162,24 @@ def test_weighted_run_resumes_exactly_and_reports_counts(tmp_path, tiny_qwen2):
     assert proc.returncode == 0, proc.stderr
     page = html.read_text()
     assert "data mix" in page and "336 drawn of 80" in page
+
+
+def test_weights_apply_to_the_train_part_of_a_split(tmp_path, two_sources):
+    a, b = two_sources
+    r = load_recipe(_recipe(tmp_path, f"data:\n  split: [0.8, 0.1, 0.1]\n  train:\n"
+                            f"    - {{path: {a}, weight: 1}}\n    - {{path: {b}, weight: 1}}\n"))
+    parts = read_splits(r.data, 0)
+    assert len(parts["valid"]) == len(parts["test"]) == 100  # split first, from both sources
+    counts = Counter(x.file for x in parts["train"])
+    assert sum(counts.values()) == 800 and counts[str(a)] == counts[str(b)] == 400
+    held_out = {(x.file, x.line) for x in parts["valid"] + parts["test"]}
+    assert not held_out & {(x.file, x.line) for x in parts["train"]}  # replay never leaks
+
+
+def test_data_check_and_plan_take_the_weighted_stage2_recipe(tiny_qwen2):
+    stage2 = ROOT / "recipes" / "qwen3-14b-stage2-iac.yaml"
+    proc = run_cli("data", "check", SAMPLES, "--recipe", stage2, "--set",
+                   f"model.path={tiny_qwen2}")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("plan", stage2)
+    assert proc.returncode == 0, proc.stderr

@@ -45,7 +45,8 @@ def resolve_path(path: str) -> str:
 def draw(groups: list[list[Record]], weights: list[float], seed: int) -> list[Record]:
     """One epoch's records: each group's count by weight, drawn as the module docstring says."""
     total = sum(len(g) for g in groups)
-    counts = largest_remainder(total, [w / sum(weights) for w in weights])
+    live = [w if g else 0.0 for g, w in zip(groups, weights, strict=True)]  # all in valid/test
+    counts = largest_remainder(total, [w / sum(live) for w in live])
     out: list[Record] = []
     for i, (group, want) in enumerate(zip(groups, counts, strict=True)):
         if not group:
