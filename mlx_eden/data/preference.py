@@ -162,7 +162,6 @@ def load_preference(spec, tok, seed: int, objective: str):
     """Read, split and tokenize a recipe's DPO/KTO data: a splits.Splits of Items."""
     from .render import RenderStats
     from .splits import Splits, read_splits
-
     from .weights import train_files
 
     mix: dict[str, dict] = {}
