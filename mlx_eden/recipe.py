@@ -88,9 +88,21 @@ class AdapterSpec:
 
 
 @dataclass(frozen=True)
+class TrainSource:
+    path: str = _f("", "A training JSONL file, or a `data prepare` folder (its train.jsonl).")
+    weight: float = _f(1.0, "Share of each epoch drawn from this file, relative to the other "
+                       "entries' weights (positive; e.g. 0.92 and 0.08).")
+
+
+@dataclass(frozen=True)
 class DataSpec:
-    train: list[str] = _f([], "Training JSONL file(s), or a `data prepare` output folder "
-                          "(its train.jsonl, and valid/test.jsonl when present).")
+    train: list[str | TrainSource] = _f(
+        [], "Training JSONL file(s), or a `data prepare` output folder (its train.jsonl, and "
+        "valid/test.jsonl when present). Entries may be {path, weight} for weighted mixing "
+        "(replay): an epoch is as many samples as the sources hold together, each source's "
+        "count set by its share of the weights; a source is drawn without replacement in a "
+        "seeded order (train.seed) and starts over only once it is used up. The mix is drawn "
+        "once per run; every epoch then reshuffles it. run.json records the count per source.")
     valid: list[str] = _f([], "Validation JSONL file(s); empty = split off train per data.split.")
     test: list[str] = _f([], "Test JSONL file(s).")
     split: list[float] = _f([], "When only train is given: fractions [train, valid, test], "
@@ -362,6 +374,10 @@ def _coerce(value, tp, key: str, src: _Source, errors: list[UserError]):
             ok = False
         elif dataclasses.is_dataclass(item):  # a list of sections (prepare sources)
             value = [_build(item, v, f"{key}.{i}", src, errors) for i, v in enumerate(value)]
+        elif _section_of(item):  # str or section (data.train: a path or {path, weight})
+            value = [_build(_section_of(item), v, f"{key}.{i}", src, errors)
+                     if isinstance(v, dict) else _coerce(v, str, f"{key}.{i}", src, errors)
+                     for i, v in enumerate(value)]
         else:
             value = [_coerce(v, item, key, src, errors) for v in value]
     elif origin is dict:  # a free mapping (template options), name -> value tables (prepare's
@@ -399,6 +415,13 @@ def _coerce(value, tp, key: str, src: _Source, errors: list[UserError]):
     if not ok:
         errors.append(src.error(key, f"must be {_describe(tp)}, got {value!r}"))
     return value
+
+
+def _section_of(tp):
+    """The dataclass in a `str | Section` union (data.train entries), else None."""
+    if typing.get_origin(tp) not in (Union, types.UnionType):
+        return None
+    return next((a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)), None)
 
 
 def _build(cls, data: dict, prefix: str, src: _Source, errors: list[UserError]):
@@ -542,6 +565,7 @@ def _validate(r: Recipe, src: _Source) -> list[UserError]:
     check(q.group_size in QUANT_GROUPS, "model.quantize.group_size",
           f"must be {', '.join(map(str, QUANT_GROUPS))}")
     check(d.max_seq_length >= 8, "data.max_seq_length", "must be at least 8")
+    _check_train_sources(d, check)
     if d.split:
         check(len(d.split) == 3 and all(x >= 0 for x in d.split) and abs(sum(d.split) - 1) < 1e-6,
               "data.split", "must be three fractions [train, valid, test] that sum to 1")
@@ -601,6 +625,24 @@ def recipe_from_dict(tree: dict, *, file: str | None = None) -> Recipe:
     return recipe
 
 
+def _check_train_sources(d: DataSpec, check) -> None:
+    """Weighted data.train entries: a path each, a positive weight, no file twice (the
+    realized count per source is keyed by file)."""
+    if not any(isinstance(e, TrainSource) for e in d.train):
+        return
+    seen: set[str] = set()
+    for i, e in enumerate(d.train):
+        path = e.path if isinstance(e, TrainSource) else e
+        check(path not in seen, f"data.train.{i}", f"{path} is listed twice",
+              "list each file once; its weight sets how much of it each epoch draws")
+        seen.add(path)
+        if isinstance(e, TrainSource):
+            check(bool(e.path), f"data.train.{i}.path", "must name a JSONL file or folder")
+            check(e.weight > 0, f"data.train.{i}.weight", f"must be positive, got {e.weight}")
+    check(not d.balance, "data.balance", "cannot be combined with weighted data.train "
+          "entries (the weights already set each source's share)")
+
+
 def field_help(root: type = Recipe) -> list[tuple[str, str, Any, str]]:
     """(dotted key, help, default, allowed values) for every leaf option of `root` (a training
     recipe by default), for docs, `recipe keys` and `data keys`; allowed values read from the
@@ -612,6 +654,7 @@ def field_help(root: type = Recipe) -> list[tuple[str, str, Any, str]]:
             path = f"{prefix}{f.name}"
             tp = typing.get_type_hints(cls)[f.name]
             item = (typing.get_args(tp) or (None,))[0]
+            item = _section_of(item) or item
             if dataclasses.is_dataclass(tp):
                 walk(tp, path + ".")
             elif typing.get_origin(tp) is list and dataclasses.is_dataclass(item):

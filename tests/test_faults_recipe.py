@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from mlx_eden.errors import UserError
-from mlx_eden.recipe import Recipe, _strip_optional, load_recipe
+from mlx_eden.recipe import Recipe, _section_of, _strip_optional, load_recipe
 
 from .conftest import run_cli
 
@@ -30,6 +30,8 @@ def bad_values(tp) -> list:
     """Values that must be refused for a field of type `tp` (any _f field type)."""
     if dataclasses.is_dataclass(tp):
         return ["not-a-mapping"]
+    if _section_of(tp):  # a path or a {path, weight} section (data.train entries)
+        return [[1, 2], {"weight": "heavy"}]
     base, optional = _strip_optional(tp)
     origin = typing.get_origin(base)
     null = [] if optional else [None]
@@ -105,7 +107,8 @@ def test_bad_value_through_set_names_the_key(key, value):
 MEANINGLESS = [("train.eval_batches", 0), ("train.early_stopping.min_delta", float("nan")),
                ("train.early_stopping.min_delta", -0.1), ("train.seed", -1),
                ("train.epochs", float("inf")), ("eval.max_new_tokens", 0),
-               ("train.num_threads", 0), ("adapter.alpha", 0)]
+               ("train.num_threads", 0), ("adapter.alpha", 0),
+               ("data.train", "[{path: a.jsonl, weight: -1}]")]
 
 
 @pytest.mark.parametrize("key,value", MEANINGLESS)

@@ -36,6 +36,10 @@ def dry_run_sets(path: Path, model: Path, out: Path) -> list[str]:
         "train.eval_every": 0, "train.save_every": 0, "train.eval_batches": 1,
         "output.dir": out,
     }
+    weights = [e.weight for e in recipe.data.train if not isinstance(e, str)]
+    if weights:  # keep the weighted mix: the bundled train and test files stand in for sources
+        sets["data.train"] = (f"[{{path: {samples / 'train.jsonl'}, weight: {weights[0]}}}, "
+                              f"{{path: {samples / 'test.jsonl'}, weight: {weights[-1]}}}]")
     if recipe.data.valid or not recipe.data.split:
         sets["data.valid"] = samples / "valid.jsonl"
     if recipe.data.test:
@@ -83,6 +87,9 @@ def test_recipe_dry_run(path, dry_runs):
     shipped, ran = recipe.to_dict()["adapter"], info["recipe"]["adapter"]
     shipped.pop("init_from"), ran.pop("init_from")
     assert ran == shipped  # the dry run exercised the recipe's own adapter settings
+    if any(not isinstance(e, str) for e in recipe.data.train):  # and its weighted mix
+        assert [m["weight"] for m in info["data_mix"].values()] == \
+            [e.weight for e in recipe.data.train]
 
 
 def test_hub_id_without_network_names_the_local_override(tmp_path):

@@ -162,9 +162,12 @@ def load_preference(spec, tok, seed: int, objective: str):
     """Read, split and tokenize a recipe's DPO/KTO data: a splits.Splits of Items."""
     from .render import RenderStats
     from .splits import Splits, read_splits
+    from .weights import train_files
 
-    records = read_splits(spec, seed)
-    out = Splits([], [], [], files=list(spec.train) + list(spec.valid) + list(spec.test))
+    mix: dict[str, dict] = {}
+    records = read_splits(spec, seed, mix)
+    out = Splits([], [], [], files=train_files(spec) + list(spec.valid) + list(spec.test),
+                 mix=mix)
     for name in ("train", "valid"):
         recs = records[name]
         found = objective_of(recs)

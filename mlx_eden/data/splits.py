@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import UserError
 from .formats import PREFERENCE, Record, read_jsonl
 from .render import RenderStats, Sample, render_records
+from .weights import is_weighted, mix_train, train_files, train_paths
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Splits:
     test: list[Sample]
     stats: dict[str, RenderStats] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    mix: dict[str, dict] = field(default_factory=dict)  # weighted data.train: counts per source
 
 
 def _read(files: list[str], fmt: str) -> list[Record]:
@@ -45,9 +47,10 @@ def split_records(records: list[Record], fractions: list[float], seed: int):
 def prepared_folder(spec):
     """data.train naming a `data prepare` output folder means its train.jsonl, and its
     valid.jsonl / test.jsonl unless data.valid / data.test / data.split say otherwise."""
-    if len(spec.train) != 1 or not Path(spec.train[0]).is_dir():
+    paths = train_paths(spec)
+    if len(paths) != 1 or not Path(paths[0]).is_dir():
         return spec
-    d = Path(spec.train[0])
+    d = Path(paths[0])
     if not (d / "train.jsonl").is_file():
         raise UserError("folder has no train.jsonl", file=str(d), key="data.train",
                         hint="point data.train at a JSONL file or a `data prepare` output folder")
@@ -55,19 +58,22 @@ def prepared_folder(spec):
     def part(name, given):
         return list(given) or ([str(d / name)] if (d / name).is_file() and not spec.split else [])
 
-    return dataclasses.replace(spec, train=[str(d / "train.jsonl")],
+    train = str(d / "train.jsonl")
+    return dataclasses.replace(spec, train=[train] if isinstance(spec.train[0], str) else
+                               [dataclasses.replace(spec.train[0], path=train)],
                                valid=part("valid.jsonl", spec.valid),
                                test=part("test.jsonl", spec.test))
 
 
-def read_splits(spec, seed: int) -> dict[str, list[Record]]:
+def read_splits(spec, seed: int, mix: dict | None = None) -> dict[str, list[Record]]:
     """The records of each split: read, split off train per data.split, balanced per
-    data.balance. Evaluation uses this too, so it sees the very split training saw."""
+    data.balance, drawn by weight (data/weights.py; the counts per source go into `mix`).
+    Evaluation uses this too, so it sees the very split training saw."""
     spec = prepared_folder(spec)
     if not spec.train:
         raise UserError("no training data", key="data.train",
                         hint="set data.train to a JSONL file, e.g. --set data.train=train.jsonl")
-    train = _read(spec.train, spec.format)
+    train = _read(train_files(spec), spec.format)
     valid = _read(spec.valid, spec.format) if spec.valid else []
     test = _read(spec.test, spec.format) if spec.test else []
     if spec.split and not spec.valid:
@@ -75,6 +81,10 @@ def read_splits(spec, seed: int) -> dict[str, list[Record]]:
         test = test or split_test
     if spec.balance:
         train = balance_labels(train, seed)
+    if is_weighted(spec):
+        train, report = mix_train(train, spec, seed)
+        if mix is not None:
+            mix.update(report)
     return {"train": train, "valid": valid, "test": test}
 
 
@@ -106,8 +116,10 @@ def balance_labels(records: list[Record], seed: int) -> list[Record]:
 
 def load_splits(spec, tok, seed: int) -> Splits:
     """Read, split, and tokenize every split of a DataSpec."""
-    records = read_splits(spec, seed)
-    out = Splits([], [], [], files=list(spec.train) + list(spec.valid) + list(spec.test))
+    mix: dict[str, dict] = {}
+    records = read_splits(spec, seed, mix)
+    out = Splits([], [], [], files=train_files(spec) + list(spec.valid) + list(spec.test),
+                  mix=mix)
     for name, recs in records.items():
         if recs and recs[0].format in PREFERENCE:  # data/preference.py renders these
             raise UserError(f"{recs[0].format} records train only with train.objective: "

@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from ..data.weights import train_paths
 from ..errors import UserError
 from ..run.rundir import sha256, write_json_atomic
 
@@ -24,7 +25,7 @@ def cache_dir() -> Path:
 
 def cache_key(recipe, model_dir: Path, suite, backend: str) -> str:
     files = [suite.data] if suite.data else \
-        [*recipe.data.train, *recipe.data.valid, *recipe.data.test]
+        [*train_paths(recipe.data), *recipe.data.valid, *recipe.data.test]
     weights = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime))
                      for p in Path(model_dir).glob("*.safetensors"))
     key = {"model": str(Path(model_dir).resolve()), "weights": weights,

@@ -182,6 +182,8 @@ def _prepare_locked(recipe, rundir, resume, backend_name, why, model_dir, tok, s
     changed = check_resumable(rundir, recipe, old_info) if old_info else []
     extra = memory_plan.run_json() if memory_plan is not None else {}
     extra["data_history"] = data_history(old_info, splits.files, warnings) if resume else []
+    if splits.mix:  # weighted data.train: the realized count per source
+        extra["data_mix"] = splits.mix
 
     impl = load_backend(backend_name)
     info = impl.setup(recipe, model_dir)
