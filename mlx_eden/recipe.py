@@ -529,7 +529,9 @@ def load_typed(root: type, path: str | Path | None, overrides=(), validate=None,
     src = _Source(file, lines)
     for key, value in parse_overrides(list(overrides)):
         _set_dotted(tree, key, value)
-        src.lines.pop(key, None)
+        for k in [k for k in src.lines if k == key or k.startswith(key + ".")]:
+            del src.lines[k]  # the value is no longer the file's: name the flag, not a line
+        src.lines[key] = ("--set", 0)
     if prepare is not None and isinstance(tree, dict):
         tree = prepare(tree)
     errors: list[UserError] = []

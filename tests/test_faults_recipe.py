@@ -144,3 +144,11 @@ def test_cli_bad_values_exit_2_in_one_line(tmp_path):
     good.write_text("name: x\n")
     last = assert_one_line_error(run_cli("recipe", "show", good, "--set", "train.seed=-1"))
     assert "train.seed" in last
+
+
+def test_a_bad_set_value_names_the_flag_not_a_line_of_the_file(tmp_path):
+    f = tmp_path / "r.yaml"
+    f.write_text("name: x\ntrain:\n  learning_rate: 1.0e-4\n")
+    with pytest.raises(UserError) as e:
+        load_recipe(f, ["train.learning_rate=fast"])
+    assert str(e.value).startswith("--set: train.learning_rate: must be a number"), str(e.value)
