@@ -18,6 +18,7 @@ replace NAME (tests/test_faults_runs.py uses it; nothing else reads it).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -27,6 +28,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import DamagedFile, UserError
+
+
+def sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read 1 MiB at a time (run.json's data hashes, prepare metadata)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 MARKER = ".eden-output"  # in a folder a command wrote: the command's name
 

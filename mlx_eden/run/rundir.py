@@ -15,7 +15,6 @@ dies, so a dead PID never blocks a run).
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import platform
@@ -28,21 +27,20 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import UserError
-from ..safeio import atomic_file, publish_dir, read_json_object, repair_published, write_json_atomic
+from ..safeio import (  # noqa: F401  (sha256 is read from here by run/ and eval/)
+    atomic_file,
+    publish_dir,
+    read_json_object,
+    repair_published,
+    sha256,
+    write_json_atomic,
+)
 
 __all__ = ["RunDir", "publish_dir", "write_json_atomic", "run_info", "sha256"]
 
 CHECKPOINT_PREFIX = "step-"
 CHECKPOINT_NAME = re.compile(r"^step-(\d+)$")  # not step-N.bak, step-N.tmp, ...
 LOCK = ".lock"
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def versions() -> dict:

@@ -6,7 +6,6 @@ a byte-identical file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from importlib.metadata import PackageNotFoundError, version
@@ -14,13 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from ...safeio import sha256 as sha256_file  # noqa: F401  (pipeline.py reads it from here)
 
 
 def percentiles(values: list[int]) -> dict:
