@@ -164,7 +164,25 @@ def collate(samples: list[Sample], rows: list[list[int]], pad_id: int, packed: b
     return Batch(inputs, targets, mask, segments, packed)
 
 
-class BatchPlan:
+class FixedBatches:
+    """Per-epoch order of a split's fixed batches, shared by BatchPlan and the preference
+    plan: a subclass sets `batches` and `seed` and builds batch `i` in `batch(i)`."""
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.batches))
+
+    def at(self, micro_step: int):
+        """The batch of global micro-step k (0-based) and its epoch: resume needs only k."""
+        epoch, k = divmod(micro_step, len(self.batches))
+        return epoch, self.batch(int(self.epoch_order(epoch)[k]))
+
+    def in_order(self):
+        """Every batch once, in fixed order (evaluation)."""
+        for i in range(len(self.batches)):
+            yield self.batch(i)
+
+
+class BatchPlan(FixedBatches):
     """The fixed batches of a split and their per-epoch order."""
 
     def __init__(self, samples: list[Sample], batch_size: int, row_len: int, pad_id: int,
@@ -180,22 +198,9 @@ class BatchPlan:
     def __len__(self) -> int:
         return len(self.batches)
 
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.batches))
-
     def batch(self, index: int) -> Batch:
         return collate(self.samples, self.batches[index], self.pad_id, self.packing,
                        self.widths[index])
-
-    def at(self, micro_step: int) -> tuple[int, Batch]:
-        """The batch of global micro-step k (0-based) and its epoch: resume needs only k."""
-        epoch, k = divmod(micro_step, len(self.batches))
-        return epoch, self.batch(int(self.epoch_order(epoch)[k]))
-
-    def in_order(self):
-        """Every batch once, in fixed order (evaluation)."""
-        for i in range(len(self.batches)):
-            yield self.batch(i)
 
     @property
     def trained_tokens(self) -> int:

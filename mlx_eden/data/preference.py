@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import UserError
-from .batching import PAD_MULTIPLE, Batch, _round_up, _serve, choose_widths, collate
+from .batching import PAD_MULTIPLE, Batch, FixedBatches, _round_up, _serve, choose_widths, collate
 from .formats import Record
 from .render import Sample, record_text, tokenize_text
 
@@ -98,7 +98,7 @@ def objective_of(records: list[Record]) -> str | None:
     return records[0].format if records and records[0].format in ("dpo", "kto") else None
 
 
-class PreferencePlan:
+class PreferencePlan(FixedBatches):
     """The fixed batches of a preference split (same interface as batching.BatchPlan) and the
     reference log-probability of every sample once the reference pass has filled it."""
 
@@ -122,9 +122,6 @@ class PreferencePlan:
     def __len__(self) -> int:
         return len(self.batches)
 
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.batches))
-
     def batch(self, index: int) -> PreferenceBatch:
         items, n = self.batches[index], len(self.items)
         ids = np.asarray(items + [i + n for i in items])
@@ -135,14 +132,6 @@ class PreferencePlan:
             items=len(items), labels=labels, counts=b.mask.sum(axis=1),
             reference=None if self.reference is None else self.reference[ids],
             sample_ids=ids)
-
-    def at(self, micro_step: int) -> tuple[int, PreferenceBatch]:
-        epoch, k = divmod(micro_step, len(self.batches))
-        return epoch, self.batch(int(self.epoch_order(epoch)[k]))
-
-    def in_order(self):
-        for i in range(len(self.batches)):
-            yield self.batch(i)
 
     @property
     def trained_tokens(self) -> int:
