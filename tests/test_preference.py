@@ -463,3 +463,23 @@ def test_dashboard_shows_the_reference_pass_then_the_rewards(monkeypatch):
     text = "\n".join(frame(dashboard, width=120))
     assert "3/12" not in text and "tok/s" in text  # the bar gives way to the speed
     assert "acc=0.875 margin=0.250" in text
+
+
+def test_eval_loss_suite_on_a_preference_run_measures_the_preferred_answers(tiny_qwen2, data,
+                                                                            tmp_path):
+    """`eden-mlx eval` on a DPO run: the loss suite reads prompt/chosen/rejected records as their
+    chosen answer (it raised KeyError 'completion' before), and only that answer's tokens count."""
+    from mlx_eden.data.render import load_tokenizer
+
+    run = tmp_path / "run"
+    test_file = data["dpo"][1]
+    run_cli("train", DEMO, "--no-dashboard", *cli_sets(tiny_qwen2, "dpo", data["dpo"], "mlx"),
+            "--set", "train.max_steps=1", "--set", f"data.test=[{test_file}]",
+            "--set", f"output.dir={run}", "--set", "eval.gates={}", check=True, env=ONE)
+    out = run_cli("eval", run, "--suite", "heldout", "--json", check=True, env=ONE)
+    metrics = json.loads(out.stdout)["suites"]["heldout"]
+    tok = load_tokenizer(tiny_qwen2)
+    chosen = [json.loads(x)["chosen"] for x in Path(test_file).read_text().splitlines()]
+    # each answer is followed by the trained end of turn (<|im_end|>), as in SFT
+    assert metrics["tokens"] == sum(len(tok.encode(c)) + 1 for c in chosen)
+    assert math.isfinite(metrics["loss"])

@@ -94,6 +94,23 @@ def render_items(records: list[Record], tok, spec) -> tuple[list[Item], int]:
     return items, dropped
 
 
+def preferred_records(records: list[Record]) -> list[Record]:
+    """SFT records of the preferred answers (DPO: chosen; KTO: label true) and the rest as is:
+    what a loss suite measures on a preference run's held-out split (the rewards need the
+    reference pass; the run's own eval events carry them)."""
+    out = []
+    for r in records:
+        f = r.fields
+        if r.format == "dpo":
+            out.append(_as_record(r, f["prompt"], f["chosen"]))
+        elif r.format == "kto":
+            if f["label"]:
+                out.append(_as_record(r, f["prompt"], f["completion"]))
+        else:
+            out.append(r)
+    return out
+
+
 def objective_of(records: list[Record]) -> str | None:
     return records[0].format if records and records[0].format in ("dpo", "kto") else None
 

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.formats import Record, read_jsonl
+from ..data.preference import preferred_records
 from ..data.render import end_of_turn, prompt_and_reference
 from ..data.splits import read_splits
+from ..errors import UserError
 
 
 @dataclass
@@ -31,12 +33,18 @@ class EvalContext:
         return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
     def training_records(self, suite) -> list[Record]:
-        """Records with answers (loss, classify): the suite's file, or a split of the run's data."""
+        """Records with answers (loss, classify): the suite's file, or a split of the run's data;
+        preference records count by their preferred answer."""
         split = getattr(suite, "split", "")
         if split and not suite.data:
             records = read_splits(self.recipe.data, self.recipe.train.seed)[split]
         else:
             records = read_jsonl(suite.data, self.recipe.data.format)
+        if split and not suite.data and not records:
+            raise UserError(f"suite {suite.name!r}: the run's {split} split has no records",
+                            key=f"data.{split}", hint=f"give data.{split} a file, or the suite a "
+                            "data file")
+        records = preferred_records(records)
         return records[: suite.limit] if suite.limit else records
 
     def prompt(self, record: Record) -> tuple[list[int], str]:
