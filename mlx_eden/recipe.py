@@ -178,6 +178,14 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
+class SampleSpec:
+    prompt: str = _f("", "The user message answered at every evaluation.")
+    style: str = _f("", "A style name: its control tag (TERSE -> <STYLE_TERSE>, as `data prepare` "
+                    "writes it) goes first in the system prompt.")
+    system: str | None = _f(None, "System prompt of this sample; null = data.system_prompt.")
+
+
+@dataclass(frozen=True)
 class EvalSpec:
     labels: list[str] = _f([], "Classifier labels: enables per-class precision/recall/F1 on "
                            "the test split with greedy decoding.")
@@ -188,6 +196,10 @@ class EvalSpec:
                                     "max_rise}; `eden-mlx eval` exits 4 when one fails.")
     after_train: bool = _f(False, "Run the suites on the best adapter when training ends; the "
                            "verdict goes into the final event and run.json.")
+    samples: list[str | SampleSpec] = _f(
+        [], "Prompts answered greedily at every evaluation while training (a string, or "
+        "{prompt, style, system}): shown in the dashboard, metrics.jsonl, trackers, the report.")
+    sample_tokens: int = _f(48, "Tokens generated per eval.samples prompt (greedy).")
 
 
 @dataclass(frozen=True)
@@ -567,6 +579,10 @@ def _validate(r: Recipe, src: _Source) -> list[UserError]:
     check(q.group_size in QUANT_GROUPS, "model.quantize.group_size",
           f"must be {', '.join(map(str, QUANT_GROUPS))}")
     check(d.max_seq_length >= 8, "data.max_seq_length", "must be at least 8")
+    for i, sample in enumerate(r.eval.samples):
+        text = sample if isinstance(sample, str) else sample.prompt
+        check(bool(str(text).strip()), f"eval.samples.{i}", "has an empty prompt")
+    check(r.eval.sample_tokens > 0, "eval.sample_tokens", "must be positive")
     _check_train_sources(d, check)
     if d.split:
         check(len(d.split) == 3 and all(x >= 0 for x in d.split) and abs(sum(d.split) - 1) < 1e-6,

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..data.formats import Record, read_jsonl
 from ..data.preference import preferred_records
-from ..data.render import end_of_turn, prompt_and_reference
+from ..data.prompting import stop_ids
+from ..data.render import prompt_and_reference
 from ..data.splits import read_splits
 from ..errors import UserError
 
@@ -24,8 +25,7 @@ class EvalContext:
     @property
     def stop(self) -> set[int]:
         """End of turn (<|im_end|> for ChatML) and EOS end an answer."""
-        ids = {self.tok.convert_tokens_to_ids(end_of_turn(self.tok)), self.tok.eos_token_id}
-        return {i for i in ids if i is not None}
+        return stop_ids(self.tok)
 
     @property
     def pad_id(self) -> int:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..backends.base import load_backend
-from ..data.render import end_of_turn, load_tokenizer, prompt_and_reference
+from ..data.prompting import stop_ids
+from ..data.render import load_tokenizer, prompt_and_reference
 from ..data.splits import read_splits
 from ..errors import UserError
 from ..hub import resolve_model
@@ -46,7 +47,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", adapter: str = "best"
     backend.setup(recipe, model_dir)
     backend.load_adapter(chosen)
     prompts, refs = zip(*(prompt_and_reference(r, tok, recipe.data) for r in records), strict=True)
-    stop = {tok.convert_tokens_to_ids(end_of_turn(tok)), tok.eos_token_id}
+    stop = stop_ids(tok)
     n = max_new_tokens or recipe.eval.max_new_tokens
     outputs = [o for k in range(0, len(prompts), 8)  # batched, 8 prompts at a time
                for o in backend.generate(list(prompts[k : k + 8]), n, stop)]

@@ -76,6 +76,16 @@ class EvalEvent(Event):
 
 
 @dataclass
+class SamplesEvent(Event):
+    """eval.samples answered greedily right after an evaluation: one {prompt, style, answer,
+    tokens} per sample, in the recipe's order (what the model says, not only its loss)."""
+
+    kind: ClassVar[str] = "samples"
+    step: int
+    samples: list = field(default_factory=list)
+
+
+@dataclass
 class SaveEvent(Event):
     kind: ClassVar[str] = "save"
     step: int

@@ -12,6 +12,7 @@ import math
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from ..objectives import finish as finish_metrics
 from ..recipe import Recipe
 from ..safeio import publish_dir, read_json_object, write_json_atomic
 from ..units import to_gib
-from .events import EvalEvent, Listener, SaveEvent, StepEvent, StopEvent, WarningEvent
+from .events import EvalEvent, Event, Listener, SaveEvent, StepEvent, StopEvent, WarningEvent
 from .rundir import RunDir
 from .schedule import learning_rate, warmup_steps
 
@@ -82,9 +83,10 @@ class _StopFlag:
 
 class TrainingLoop:
     def __init__(self, recipe: Recipe, backend: Backend, train: BatchPlan, valid: BatchPlan | None,
-                 rundir: RunDir, emit: Listener):
+                 rundir: RunDir, emit: Listener, sampler: Callable[[int], Event] | None = None):
         self.recipe, self.backend, self.train, self.valid = recipe, backend, train, valid
         self.rundir, self.emit = rundir, emit
+        self.sampler = sampler  # eval.samples (run/samples.py): answered after each evaluation
         t = recipe.train
         self.total = total_steps(t, len(train))
         self._pending: tuple[Path, Path, Path, int] | None = None
@@ -128,6 +130,8 @@ class TrainingLoop:
                           patience_left=left,
                           metrics=finish_metrics(sums, tokens) if preference else {})
         self.emit(event)
+        if self.sampler is not None:
+            self.emit(self.sampler(state.step))
         if improved:
             self._save_adapter(self.rundir.best, state.step, "best")
         return event

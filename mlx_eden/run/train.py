@@ -28,6 +28,7 @@ from .profiler import MemoryProfiler
 from .reference import reference_pass
 from .rundir import RunDir, run_info, sha256
 from .runplan import RunPlan
+from .samples import Sampler, make_sampler
 
 # Sections whose change makes a checkpoint unusable (tensor shapes, base weights).
 # The optimizer too: its state on disk has another layout (torch would train on the wrong state).
@@ -110,6 +111,7 @@ class PreparedRun:
     started: float
     extra: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    sampler: Sampler | None = None  # eval.samples
 
 
 def restore_checkpoint(rundir: RunDir, impl, warnings: list[str]):
@@ -215,7 +217,8 @@ def _prepare_locked(recipe, rundir, resume, backend_name, why, model_dir, tok, s
         warnings.append(f"{tr.truncated} training samples truncated and {tr.dropped} dropped at "
                         f"data.max_seq_length={recipe.data.max_seq_length}")
     return PreparedRun(recipe, rundir, backend_name, why, impl, info, splits, train_plan,
-                       valid_plan, state, checkpoint, started, extra, warnings)
+                       valid_plan, state, checkpoint, started, extra, warnings,
+                       make_sampler(recipe, tok, impl))
 
 
 def check_valid_split(recipe, splits) -> None:
@@ -267,7 +270,8 @@ def execute_run(p: PreparedRun, listeners: list[Listener] = ()) -> StopEvent:
             profiler = MemoryProfiler(probe, p.rundir.memory, emit).attach(record_weights=False)
             sinks.append(profiler)  # last: a MemoryEvent it emits follows the event behind it
         p.rundir.write_run_json(_info(p, "running"))
-        loop = TrainingLoop(p.recipe, p.impl, p.train_plan, p.valid_plan, p.rundir, emit)
+        loop = TrainingLoop(p.recipe, p.impl, p.train_plan, p.valid_plan, p.rundir, emit,
+                            p.sampler)
         emit(start_event(p, loop.total))
         if p.recipe.train.objective != "sft":  # shows its progress; a resume reads the file
             reference_pass(p.impl, preference_plans(p.train_plan, p.valid_plan), p.recipe,

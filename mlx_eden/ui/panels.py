@@ -189,6 +189,17 @@ def _eval_line(s: RunState) -> Text:
                          f" · best {ev.best_val_loss:.4f}{patience} · {tail}")
 
 
+def _sample_line(s: RunState) -> Text | None:
+    """The newest eval.samples answer (the last sample of the last evaluation), on one line."""
+    if s.samples is None or not s.samples.samples:
+        return None
+    sample = s.samples.samples[-1]
+    style = f"[{sample['style']}] " if sample["style"] else ""
+    answer = " ".join(sample["answer"].split()) or "(empty)"  # newlines would break the row
+    return Text.assemble(("sample", "dim"), f" step {s.samples.step} {style}",
+                         (f"{sample['prompt']} → ", "dim"), answer)
+
+
 def _save_line(s: RunState) -> Text:
     ck, best = s.last_checkpoint, s.last_best
     line = Text("saved ", "dim")
@@ -201,7 +212,7 @@ def _save_line(s: RunState) -> Text:
 
 
 def events(s: RunState) -> Panel:
-    lines = [_eval_line(s), _save_line(s)]
+    lines = [_eval_line(s), *filter(None, [_sample_line(s)]), _save_line(s)]
     if s.stop is not None:
         status = s.stop.status
         lines.insert(0, Text.assemble(("stop  ", "dim"), (status, STATUS_STYLE.get(status, "")),

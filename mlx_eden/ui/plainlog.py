@@ -14,6 +14,7 @@ from ..run.events import (
     EvalEvent,
     Event,
     ReferenceEvent,
+    SamplesEvent,
     SaveEvent,
     StartEvent,
     StepEvent,
@@ -62,6 +63,10 @@ class PlainLog:
             if e.done == e.total:
                 self._print(f"reference batches={e.total} "
                             + ("reused from the run directory" if e.cached else "computed"))
+        elif isinstance(e, SamplesEvent):
+            for sample in e.samples:
+                self._print(f"sample step={e.step} style={sample['style']!r} "
+                            f"prompt={sample['prompt']!r} answer={sample['answer']!r}")
         elif isinstance(e, SaveEvent):
             self._print(f"save step={e.step} {e.what}={e.path}")
         elif isinstance(e, WarningEvent):

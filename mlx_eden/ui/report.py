@@ -117,7 +117,7 @@ def render_html(runs: list[RunRecord]) -> str:
         title=" vs ".join(r.label for r in runs), rows=summary_rows(runs),
         charts=[Markup(svg) for svg in charts(runs)],  # our own escaped SVG
         runs=[{"label": r.label, "info": r.info, "evals": r.evals,
-               "warnings": r.of("warning"), "stop": (r.of("stop") or [None])[-1],
+               "warnings": r.of("warning"), "samples": r.of("samples"), "stop": (r.of("stop") or [None])[-1],
                "suites": _suites(r.path),
                "recipe": yaml.safe_dump(r.info.get("recipe", {}), sort_keys=False)}
               for r in runs],

@@ -14,6 +14,7 @@ from ..run.events import (
     Event,
     MemoryEvent,
     ReferenceEvent,
+    SamplesEvent,
     SaveEvent,
     StartEvent,
     StepEvent,
@@ -27,7 +28,7 @@ PANELS = ("header", "progress", "memory", "loss", "events")
 
 # Which panels an event can change; a redraw re-renders only those.
 TOUCHES = {StartEvent: PANELS, StepEvent: ("progress", "loss"), EvalEvent: ("loss", "events"),
-           SaveEvent: ("events",), MemoryEvent: ("memory",), ReferenceEvent: ("progress",), WarningEvent: ("events",),
+           SaveEvent: ("events",), MemoryEvent: ("memory",), ReferenceEvent: ("progress",), WarningEvent: ("events",), SamplesEvent: ("events",),
            StopEvent: ("header", "progress", "events")}
 
 
@@ -74,6 +75,7 @@ class RunState:
     last_best: SaveEvent | None = None
     memory: MemoryEvent | None = None
     reference: ReferenceEvent | None = None  # DPO/KTO reference pass progress
+    samples: SamplesEvent | None = None  # eval.samples answered at the last evaluation
     stop: StopEvent | None = None
     warnings: list[WarningEvent] = field(default_factory=list)
     loss_avg: Smoothed = field(default_factory=Smoothed)
@@ -111,6 +113,8 @@ class RunState:
             self.peak_seen_gb = max(self.peak_seen_gb, e.peak_gb)
         elif isinstance(e, ReferenceEvent):
             self.reference = e
+        elif isinstance(e, SamplesEvent):
+            self.samples = e
         elif isinstance(e, WarningEvent):
             self.warnings = [*self.warnings[-(MAX_WARNINGS - 1):], e]
         elif isinstance(e, StopEvent):

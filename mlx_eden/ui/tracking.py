@@ -20,6 +20,7 @@ from ..run.events import (
     EvalEvent,
     Event,
     MemoryEvent,
+    SamplesEvent,
     StartEvent,
     StepEvent,
     StopEvent,
@@ -63,6 +64,23 @@ def _flatten(tree: dict, prefix: str) -> dict[str, float]:
     return out
 
 
+SAMPLE_COLUMNS = ["style", "prompt", "answer", "tokens"]
+
+
+def sample_rows(event: SamplesEvent) -> list[list]:
+    return [[s[c] for c in SAMPLE_COLUMNS] for s in event.samples]
+
+
+def samples_markdown(event: SamplesEvent) -> str:
+    """eval.samples as a Markdown table (TensorBoard's text plugin renders Markdown)."""
+    def cell(value) -> str:
+        return " ".join(str(value).split()).replace("|", "\\|") or " "
+
+    lines = ["| " + " | ".join(SAMPLE_COLUMNS) + " |", "|" + "---|" * len(SAMPLE_COLUMNS)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in sample_rows(event)]
+    return "\n".join(lines)
+
+
 def _step(event: Event, last: int) -> int:
     """The event's step; the last step seen for one without (the after-training verdict)."""
     step = getattr(event, "step", None)
@@ -90,6 +108,8 @@ class TensorBoardListener:
         self.step = _step(event, self.step)
         for tag, value in scalars(event).items():
             self.writer.add_scalar(tag, value, self.step)
+        if isinstance(event, SamplesEvent):
+            self.writer.add_text("samples", samples_markdown(event), self.step)
         if isinstance(event, StopEvent):
             self.writer.flush()  # stays open for eval.after_train's verdict
 
@@ -126,6 +146,10 @@ class WandbListener:
             return
         self.step = _step(event, self.step)
         values = scalars(event)
+        if isinstance(event, SamplesEvent):  # a table per evaluation, under the key "samples"
+            import wandb
+
+            values = {"samples": wandb.Table(columns=SAMPLE_COLUMNS, data=sample_rows(event))}
         if values:
             self.run.log({"step": self.step, **values})
 

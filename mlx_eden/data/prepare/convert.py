@@ -9,6 +9,7 @@ pipeline sends it to rejected.jsonl (or stops with --strict).
 from __future__ import annotations
 
 from ..formats import detect_format
+from ..prompting import style_tag
 from .where import MissingField, lookup
 
 ROLES = ("system", "user", "assistant")
@@ -119,7 +120,7 @@ def to_messages(raw: dict, rows: list[dict] | None, spec) -> list[dict]:
     if "style" in fields:
         style = _text(_get(raw, fields, "style", ""), "style").strip()
         if style:
-            msgs = _set_system(msgs, f"<STYLE_{style.upper()}>", "first")
+            msgs = _set_system(msgs, style_tag(style), "first")
     if "context" in fields:
         context = _text(_get(raw, fields, "context", ""), "context").strip()
         if context:
