@@ -29,6 +29,8 @@ COMMANDS = {
     "doctor": ("doctor", "doctor", "Show the device, BLAS and measured matmul rate."),
     "plan": ("plan", "plan", "Will a recipe fit in memory? Predicted peak per component."),
     "profile": ("profile", "profile", "Measure a recipe's memory on a few steps; vs the plan."),
+    "chat": ("chat", "chat", "Chat with a run's adapter or a model in the terminal (streaming)."),
+    "serve": ("serve", "serve", "An OpenAI-compatible HTTP API (mlx-lm's server) for a run."),
 }
 
 
