@@ -14,6 +14,7 @@ from rich.console import Console
 from mlx_eden.run.events import (
     EvalEvent,
     MemoryEvent,
+    SamplesEvent,
     SaveEvent,
     StartEvent,
     StepEvent,
@@ -128,6 +129,28 @@ def test_frame_fits_80x24_and_shows_every_panel():
     assert "checkpoint step 60 (best adapter step 40) → runs/demo/checkpoints/" in text
     assert "3 training samples truncated" in text
     assert out.getvalue().count(HIDE_CURSOR) == 1
+
+
+def samples_event(step: int, answer: str) -> SamplesEvent:
+    return SamplesEvent(step=step, samples=[
+        {"prompt": "hello", "style": "", "answer": "old answer", "tokens": 2},
+        {"prompt": "Say hi", "style": "terse", "answer": answer, "tokens": 40}])
+
+
+def test_events_panel_shows_the_newest_sample_within_80x24():
+    events = list(stream())
+    events.insert(-3, samples_event(40, "an earlier answer"))
+    events.insert(-2, samples_event(60, "안녕하세요!\nA second line " + "and more words " * 9))
+    dashboard, _ = drive(events)
+    lines = frame(dashboard)
+    assert len(lines) == 23 and max(len(line) for line in lines) == 80
+    text = "\n".join(lines)
+    row = next(line for line in lines if "sample" in line)
+    # the last sample of the last evaluation, its newlines folded into one cropped row
+    assert "sample step 60 [terse] Say hi → 안녕하세요! A second line and more" in row
+    assert row.rstrip("│ ").endswith("…") and "earlier" not in text
+    # the rest of the panel is still there
+    assert "eval  step 60: val" in text and "checkpoint step 60" in text
 
 
 def test_unknown_memory_figures_show_a_dash():

@@ -20,6 +20,8 @@ event_accumulator = pytest.importorskip(
     reason="needs the tracking extra (tensorboard)")
 
 STEPS = 6
+SAMPLES = '[Hello there, {prompt: Say hi, style: terse}]'
+SAMPLE_TOKENS = 8
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,8 @@ def tracked_run(tmp_path_factory, tiny_qwen2):
     proc = run_cli("train", DEMO, *sets(tiny_qwen2, **{
         "model.dtype": "float32", "train.max_steps": STEPS, "train.eval_every": 3,
         "eval.after_train": "true", "eval.suites": "[{name: heldout, kind: loss, split: test}]",
-        "eval.gates": "{}", "output.report_to": "[tensorboard, wandb]"}), "--output", out,
+        "eval.gates": "{}", "output.report_to": "[tensorboard, wandb]",
+        "eval.samples": SAMPLES, "eval.sample_tokens": SAMPLE_TOKENS}), "--output", out,
         "--no-dashboard",
         env={"WANDB_MODE": "offline"})
     assert proc.returncode == 0, proc.stderr
@@ -70,6 +73,52 @@ def test_wandb_offline_run_holds_the_losses(tracked_run):
     val = [(r["step"], r["val/loss"]) for r in rows if "val/loss" in r]
     assert val == [(e["step"], pytest.approx(e["val_loss"])) for e in events(tracked_run, "eval")]
     assert any("eval/heldout/perplexity" in r for r in rows)
+
+
+def test_samples_at_every_evaluation_equal_greedy_generation(tracked_run, tiny_qwen2):
+    """eval.samples: in metrics.jsonl right after each evaluation; the last ones are what the
+    final adapter answers greedily (MLX, float32), the style's tag in the system prompt."""
+    from mlx_eden.backends.mlx.inference import greedy, load
+    from mlx_eden.data.prompting import conversation_ids, stop_ids
+    from mlx_eden.data.render import load_tokenizer
+
+    rows = events(tracked_run, "samples")
+    assert [r["step"] for r in rows] == [e["step"] for e in events(tracked_run, "eval")]
+    assert [(s["prompt"], s["style"]) for s in rows[-1]["samples"]] == [
+        ("Hello there", ""), ("Say hi", "terse")]
+    tok = load_tokenizer(tiny_qwen2)
+    model, _ = load(tiny_qwen2, tracked_run / "adapter")
+    system = json.loads((tracked_run / "run.json").read_text())["recipe"]["data"]["system_prompt"]
+    expected = []
+    for prompt, tag in [("Hello there", ""), ("Say hi", "<STYLE_TERSE>")]:
+        text = " ".join(p for p in (tag, system) if p)
+        messages = ([{"role": "system", "content": text}] if text else []) + [
+            {"role": "user", "content": prompt}]
+        ids = greedy(model, [conversation_ids(tok, messages, {})], SAMPLE_TOKENS)[0]
+        cut = next((i for i, t in enumerate(ids) if t in stop_ids(tok)), len(ids))
+        expected.append(tok.decode(ids[:cut], skip_special_tokens=True))
+    assert [s["answer"] for s in rows[-1]["samples"]] == expected
+
+
+def test_samples_reach_tensorboard_wandb_and_the_report(tracked_run):
+    acc = event_accumulator.EventAccumulator(str(tracked_run / "tensorboard"),
+                                             size_guidance={"tensors": 0})
+    acc.Reload()
+    texts = acc.Tensors("samples/text_summary")
+    rows = events(tracked_run, "samples")
+    assert [t.step for t in texts] == [r["step"] for r in rows]
+    last = texts[-1].tensor_proto.string_val[0].decode()
+    assert "| style | prompt | answer | tokens |" in last and "| terse | Say hi |" in last
+    run = next((tracked_run / "wandb").glob("offline-run-*"))
+    tables = [r for r in history(next(run.glob("run-*.wandb"))) if "samples/_type" in r]
+    assert [t["step"] for t in tables] == [r["step"] for r in rows]
+    assert {t["samples/_type"] for t in tables} == {"table-file"}
+    files = list(run.glob("files/media/table/samples_*.table.json"))
+    assert len(files) == len(rows) and "Say hi" in files[0].read_text()
+    proc = run_cli("report", tracked_run, "--output", tracked_run / "r.html")
+    assert proc.returncode == 0, proc.stderr
+    html = (tracked_run / "r.html").read_text()
+    assert html.count('<table class="samples">') == len(rows) and "Say hi" in html
 
 
 def test_missing_tracker_package_is_one_line(tmp_path, tiny_qwen2):
