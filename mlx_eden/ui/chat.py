@@ -52,8 +52,9 @@ class ChatSession:
         ids = conversation_ids(self.tok, self.messages(), self.template_args)
         self.write(click.style("model> ", fg="green"))
         pieces, tokens, start = [], 0, time.perf_counter()
-        for piece, tokens in self.stream(ids, self.max_tokens, self.stop):
+        for piece, so_far in self.stream(ids, self.max_tokens, self.stop):
             pieces.append(piece)
+            tokens = so_far
             self.write(piece)
         seconds = time.perf_counter() - start
         rate = f"{tokens / seconds:.1f} tok/s" if seconds > 0 else "—"
