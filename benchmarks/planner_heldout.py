@@ -1,0 +1,241 @@
+"""Is the memory planner accurate on configurations it never saw? A held-out check.
+
+`benchmarks/memory_profile.py` compares the planner with MLX on the configurations its constants
+were fitted on (in-sample). Here a seeded random generator draws configurations over the whole
+knob space (architecture, sizes, tied/untied head, vocabulary up to 151,936, rank, targets,
+adapter type, batch, length, packing, checkpointing, loss chunking, optimizer, dtype, 4-bit).
+The held-out set was drawn once (`--draw`, seed HELDOUT_SEED) and committed to
+benchmarks/planner_heldout_configs.json *before anything was measured*; no planner constant is
+ever fitted on it. A second draw with another seed (IN_SAMPLE_SEED) is the in-sample set, the one
+used to find and fix the planner's errors.
+
+    .venv/bin/python benchmarks/planner_heldout.py --draw      # (done once) write the configs
+    .venv/bin/python benchmarks/planner_heldout.py             # measure both sets, compare
+    .venv/bin/python benchmarks/planner_heldout.py --reuse     # planner changed: re-predict only
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample
+
+Each configuration is measured in a fresh process (benchmarks/memory_profile.py's way: strict
+mode, synthetic full-length batches, `mlx_eden.memory.measure.run_profile`); measurements are
+stored in benchmarks/work/planner_heldout/measured.json keyed by the configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import random
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CONFIGS = ROOT / "benchmarks" / "planner_heldout_configs.json"
+WORK = ROOT / "benchmarks" / "work" / "planner_heldout"
+CACHE = WORK / "measured.json"
+RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
+HELDOUT_SEED, IN_SAMPLE_SEED = 2211, 7
+N_HELDOUT, N_IN_SAMPLE = 10, 10
+STEPS = 2  # step 1 creates the optimizer state; step 2 runs with everything resident
+# Strict mode waits after every op; MLX's CPU quantized matmul is ~40x slower than its float one
+# here (memory_profile.py), so tokens per step are capped (smaller still for 4-bit bases).
+MAX_TOKENS, MAX_TOKENS_4BIT = 1024, 512
+PROJ = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+VOCABS = [512, 1024, 2048, 4096, 8192, 32768, 65536, 151936]
+
+
+def draw_one(rng: random.Random) -> dict:
+    """One configuration: a model shape and the recipe values, all drawn from `rng`."""
+    head_dim = rng.choice([32, 64])
+    heads = rng.choice([2, 4, 6, 8])
+    hidden = heads * head_dim if rng.random() < 0.7 else rng.choice([128, 256, 384, 512])
+    kv_heads = rng.choice([k for k in (1, 2, 4, 8) if heads % k == 0])
+    arch = rng.choice(["qwen2", "qwen3"])
+    model = {"arch": arch, "hidden": hidden, "heads": heads, "kv_heads": kv_heads,
+             "layers": rng.randint(1, 4), "intermediate": 64 * rng.randint(hidden // 32,
+                                                                           hidden // 16 + 2),
+             "vocab": rng.choice(VOCABS), "tied": rng.random() < 0.5}
+    if hidden % heads:
+        model["hidden"] = heads * head_dim
+    quant = 4 if rng.random() < 0.25 else None
+    cap = MAX_TOKENS_4BIT if quant else MAX_TOKENS
+    seq = rng.choice([64, 128, 192, 256, 384, 512])
+    batch = max(1, min(rng.randint(1, 4), cap // seq))
+    k = rng.randint(1, 7)
+    targets = sorted(rng.sample(PROJ, k), key=PROJ.index)
+    rank = rng.choice([4, 8, 16, 32, 64])
+    values = {
+        "model.dtype": rng.choice(["float32", "bfloat16"]),
+        "adapter.type": "dora" if rng.random() < 0.2 else "lora",
+        "adapter.rank": rank, "adapter.alpha": 2 * rank,
+        "adapter.targets": "[" + ", ".join(targets) + "]",
+        "adapter.layers": -1 if rng.random() < 0.7 else rng.randint(1, model["layers"]),
+        "data.max_seq_length": seq, "data.packing": rng.random() < 0.5,
+        "train.batch_size": batch, "train.grad_accumulation": rng.choice([1, 1, 2]),
+        "train.grad_checkpoint": rng.random() < 0.5,
+        "train.loss_chunk": rng.choice([0, 0, 64, 128, 256]),
+        "train.optimizer": rng.choice(["adamw", "adam", "adamw8bit", "adafactor", "sgd"]),
+        "train.backend": "mlx",
+    }
+    return {"model": model, "quant": quant, "values": values}
+
+
+def draw(seed: int, n: int, prefix: str) -> list[dict]:
+    rng = random.Random(seed)
+    out = []
+    for k in range(n):
+        c = draw_one(rng)
+        c["name"] = f"{prefix}-{k:02d}"
+        out.append(c)
+    return out
+
+
+def sets(c: dict) -> list[str]:
+    return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in c["values"].items()]
+
+
+# --------------------------------------------------------------------------- models
+
+
+def model_dir(c: dict) -> Path:
+    """The configuration's tiny model (built once, keyed by its shape), quantized if asked."""
+    from mlx_eden.tiny import TinySpec, write_tiny
+
+    key = hashlib.sha1(json.dumps(c["model"], sort_keys=True).encode()).hexdigest()[:10]
+    base = WORK / "models" / key
+    if not (base / "config.json").exists():
+        write_tiny(base, TinySpec(**c["model"]))
+    if not c["quant"]:
+        return base
+    q = WORK / "models" / f"{key}-q{c['quant']}"
+    if not (q / "config.json").exists():
+        from mlx_eden.backends.mlx.convert import quantize_folder
+
+        quantize_folder(base, q, c["quant"], 64)
+    return q
+
+
+def measure(c: dict) -> dict:
+    """In a child process: the measured peak and per-phase peaks of `c`."""
+    import mlx_eden.backends.mlx  # noqa: F401  (fast BLAS before mlx.core)
+    from mlx_eden.memory.measure import run_profile
+    from mlx_eden.recipe import load_recipe
+
+    folder = model_dir(c)
+    recipe = load_recipe(None, [f"model.path={folder}"] + sets(c))
+    m = run_profile(recipe, folder, STEPS, strict=True, evaluate=False)
+    return {"peak": m.peak, "phases": m.phases, "step_seconds": m.step_seconds}
+
+
+def run_child(c: dict, reuse: bool) -> dict:
+    key = json.dumps({k: c[k] for k in ("model", "quant", "values")}, sort_keys=True)
+    cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    if reuse and key in cache:
+        return cache[key]
+    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(c)],
+                          capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode:
+        raise RuntimeError(f"{c['name']} failed:\n{proc.stderr[-2000:]}")
+    cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    cache[key] = json.loads(proc.stdout.strip().splitlines()[-1])
+    CACHE.write_text(json.dumps(cache, indent=1))
+    return cache[key]
+
+
+# --------------------------------------------------------------------------- comparing
+
+
+def predict(c: dict) -> dict:
+    """The planner's needed peak and phase peaks, from config.json and the recipe alone."""
+    from mlx_eden.memory.planner import Settings, estimate
+    from mlx_eden.memory.shapes import load_config, shape_from_config
+    from mlx_eden.recipe import load_recipe
+
+    folder = model_dir(c)
+    shape = shape_from_config(load_config(str(folder))[0])
+    e = estimate(shape, Settings.from_recipe(load_recipe(None, [f"model.path={folder}"]
+                                                         + sets(c)), shape))
+    return {"peak": e.needed, "phase": e.phase, "phases": measured_phases(e)}
+
+
+def measured_phases(e) -> dict[str, int]:
+    """The planner's phase peaks in the profiler's phases (forward, backward, update)."""
+    p = e.phases
+    backward = max(v for k, v in p.items() if k.startswith("backward"))
+    return {"forward": p["loss"], "backward": backward, "update": p["update"]}
+
+
+def compare(c: dict, reuse: bool) -> dict:
+    pred, got = predict(c), run_child(c, reuse)
+    phases = {}
+    for name, value in pred["phases"].items():
+        m = got["phases"].get(name)
+        if m:
+            phases[name] = {"predicted": value, "measured": m, "error": round((value - m) / m, 4)}
+    return {"name": c["name"], "model": c["model"], "quant": c["quant"], "settings": sets(c),
+            "predicted_peak_bytes": pred["peak"], "measured_peak_bytes": got["peak"],
+            "error": round((pred["peak"] - got["peak"]) / got["peak"], 4),
+            "predicted_phase": pred["phase"], "phases": phases,
+            "step_seconds": round(got["step_seconds"], 2)}
+
+
+def summary(rows: list[dict]) -> dict:
+    if not rows:
+        return {}
+    peaks = [abs(r["error"]) for r in rows]
+    phases = [abs(p["error"]) for r in rows for p in r["phases"].values()]
+    return {"configs": len(rows), "worst_peak_error": max(peaks),
+            "median_peak_error": sorted(peaks)[len(peaks) // 2],
+            "worst_phase_error": max(phases, default=None)}
+
+
+def line(r: dict) -> str:
+    ph = "  ".join(f"{k[:3]} {v['error'] * 100:+5.1f}%" for k, v in r["phases"].items())
+    return (f"{r['name']:14s} predicted {r['predicted_peak_bytes'] / 2**20:8.1f} MiB  measured "
+            f"{r['measured_peak_bytes'] / 2**20:8.1f} MiB  error {r['error'] * 100:+5.1f}%   {ph}")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        print(json.dumps(measure(json.loads(sys.argv[2]))))
+        return
+    if "--draw" in sys.argv:
+        data = {"drawn_before_measuring": True, "generator": "benchmarks/planner_heldout.py",
+                "heldout_seed": HELDOUT_SEED, "in_sample_seed": IN_SAMPLE_SEED,
+                "heldout": draw(HELDOUT_SEED, N_HELDOUT, "heldout"),
+                "in_sample": draw(IN_SAMPLE_SEED, N_IN_SAMPLE, "in-sample")}
+        CONFIGS.write_text(json.dumps(data, indent=1) + "\n")
+        print(f"wrote {CONFIGS.relative_to(ROOT)}")
+        return
+    WORK.mkdir(parents=True, exist_ok=True)
+    data = json.loads(CONFIGS.read_text())
+    reuse = "--reuse" in sys.argv
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+    result = {"benchmark": "planner_heldout", "steps": STEPS, "mode": "strict (mx memory limit 1)",
+              "machine": {"platform": platform.platform(), "mlx": metadata.version("mlx"),
+                          "mlx_lm": metadata.version("mlx-lm")}}
+    started = time.perf_counter()
+    for group in ("in_sample", "heldout"):
+        if only and group != only.replace("-", "_"):
+            continue
+        rows = []
+        for c in data[group]:
+            t0 = time.perf_counter()
+            rows.append(compare(c, reuse))
+            print(line(rows[-1]) + f"  ({time.perf_counter() - t0:.0f}s)", flush=True)
+        result[group] = {"summary": summary(rows), "configs": rows}
+        print(group, result[group]["summary"], flush=True)
+    result["seconds"] = round(time.perf_counter() - started)
+    if not only:
+        tmp = RESULT.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(RESULT)
+        print(f"-> {RESULT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
