@@ -32,16 +32,18 @@ def plan(recipe_file, overrides, device, budget_gb, fit, as_json):
     from ..memory.fit import user_flags
     from ..memory.session import plan_recipe
     from ..recipe import load_recipe
-    from ..ui.memoryplan import render_fit, render_plan
+    from ..ui.memoryplan import render_data_peak, render_fit, render_plan
 
     recipe = load_recipe(recipe_file, overrides)
     result, fitted = plan_recipe(recipe, device, budget_gb, fit)
     final = fitted.plan if fitted else result  # what --json reports (after the changes)
+    shapes, why = _data_shapes(recipe)
     if as_json:
         from ..memory.verify import verify_plan
 
         out = final.to_json()
         out["verify_phases"] = verify_plan(final).phases
+        out["data_peak"] = _data_json(result, shapes, why)
         if fitted:
             out["fit"] = {"original_peak_bytes": result.predicted_peak_bytes,
                           "fits_as_given": result.fits,
@@ -50,6 +52,7 @@ def plan(recipe_file, overrides, device, budget_gb, fit, as_json):
         click.echo(json.dumps(out, indent=2, default=str))
     else:
         render_plan(result)
+        render_data_peak(result, shapes, why)
         if fitted:
             render_fit(fitted, recipe_file, flags=user_flags(overrides, device, budget_gb),
                        train_fits=_trains_on_mlx(recipe))
@@ -57,6 +60,26 @@ def plan(recipe_file, overrides, device, budget_gb, fit, as_json):
     # script gating on `plan --fit` does not go on to train a recipe that will be refused.
     # The changes that fit are printed (and in --json's "fit"); `train --fit` applies them.
     sys.exit(0 if result.fits else EXIT_DOES_NOT_FIT)
+
+
+def _data_shapes(recipe):
+    """The training data's micro-batch shapes (data/longest.py), or (None, why not)."""
+    from ..data.longest import data_shapes
+
+    return data_shapes(recipe)
+
+
+def _data_json(plan, shapes, why: str) -> dict:
+    """--json's "data_peak": the peak of the data's largest micro-batch, or why it is absent."""
+    from ..memory.planner import data_peak
+
+    if shapes is None:
+        return {"computed": False, "why": why}
+    d = data_peak(plan, shapes.shapes)
+    return {"computed": True, "predicted_peak_bytes": d.peak, "fits": d.fits,
+            "batch_rows": d.rows, "batch_width": d.width, "widest_batch": shapes.widest,
+            "longest_sample_tokens": shapes.longest_sample, "samples": shapes.samples,
+            "max_seq_length": plan.settings.seq, "files": list(shapes.files)}
 
 
 def _trains_on_mlx(recipe) -> bool:

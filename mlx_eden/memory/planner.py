@@ -16,6 +16,7 @@ lets it (the trainer sets MLX's memory limit to the budget: see backends/mlx/mem
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -249,3 +250,35 @@ class Plan:
 def make_plan(recipe: Recipe, shape: ModelShape, device: Device, source: str = "") -> Plan:
     settings = Settings.from_recipe(recipe, shape, metal=device.kind == "apple")
     return Plan(recipe.model.path, source, shape, settings, device, estimate(shape, settings))
+
+
+@dataclass(frozen=True)
+class DataPeak:
+    """The plan of the data's own largest micro-batch, beside the max_seq_length worst case."""
+
+    rows: int
+    width: int
+    estimate: Estimate
+    budget: int
+
+    @property
+    def peak(self) -> int:
+        return self.estimate.peak
+
+    @property
+    def fits(self) -> bool:
+        return self.peak <= self.budget
+
+
+def data_peak(plan: Plan, shapes) -> DataPeak:
+    """The largest predicted peak over the data's micro-batch shapes (rows, width): a batch is
+    only as wide as its longest row, so real data usually needs less than the worst case. Every
+    distinct shape is priced (a shorter batch with more rows can outweigh the widest one).
+    SFT rows only (data/longest.py plans no preference pairs)."""
+    best = None
+    for rows, width in shapes:
+        s = dataclasses.replace(plan.settings, batch=rows, seq=width)
+        e = estimate(plan.shape, s)
+        if best is None or e.peak > best.estimate.peak:
+            best = DataPeak(rows, width, e, plan.budget_bytes)
+    return best

@@ -116,3 +116,22 @@ def render_comparison(plan: Plan, measured: Measurement, rows: list[dict],
         table.add_row(r["part"], gib(r["predicted"]), gib(r["measured"]), err)
     console.print(table)
     console.print(f"{measured.step_seconds:.2f} s per step; plan: {verdict(plan)}")
+
+
+def render_data_peak(plan: Plan, shapes, why: str, console: Console | None = None) -> None:
+    """The peak for the batches the recipe's data actually produces, beside the worst case
+    (every row max_seq_length long), or one line saying why it was not computed."""
+    from ..memory.planner import data_peak
+
+    console = console or Console()
+    s = plan.settings
+    if shapes is None:
+        console.print(f"  with your data: not computed ({why})")
+        return
+    d = data_peak(plan, shapes.shapes)
+    word = "fits" if d.fits else "does NOT fit"
+    rows = "packed rows" if s.packed else "rows"
+    console.print(f"  with your data ({shapes.samples} samples, longest "
+                  f"{shapes.longest_sample} tokens): largest batch {d.rows} {rows} x {d.width} "
+                  f"-> predicted peak {gib(d.peak)} ({word}); worst case {s.batch} x {s.seq} "
+                  f"(max_seq_length) -> {gib(plan.predicted_peak_bytes)}")
