@@ -165,8 +165,8 @@ def predict(c: dict) -> dict:
 def measured_phases(e) -> dict[str, int]:
     """The planner's phase peaks in the profiler's phases (forward, backward, update)."""
     p = e.phases
-    backward = max(v for k, v in p.items() if k.startswith("backward"))
-    return {"forward": p["loss"], "backward": backward, "update": p["update"]}
+    return {name: max(v for k, v in p.items() if k.startswith(name))
+            for name in ("forward", "backward", "update")}
 
 
 def compare(c: dict, reuse: bool) -> dict:

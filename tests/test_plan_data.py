@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 from mlx_eden.data.batching import PAD_MULTIPLE
+from mlx_eden.data.formats import read_jsonl
 from mlx_eden.data.longest import data_shapes
 from mlx_eden.data.render import load_tokenizer, render_records
-from mlx_eden.data.formats import read_jsonl
-from mlx_eden.memory.planner import data_peak, make_plan
 from mlx_eden.memory.devices import get_device
+from mlx_eden.memory.planner import data_peak, make_plan
 from mlx_eden.memory.shapes import load_config, shape_from_config
 from mlx_eden.recipe import load_recipe
 

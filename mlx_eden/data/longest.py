@@ -63,6 +63,6 @@ def data_shapes(recipe) -> tuple[DataShapes | None, str]:
     splits = load_splits(spec, tok, recipe.train.seed)
     plan = BatchPlan(splits.train, recipe.train.batch_size, spec.max_seq_length, 0,
                      spec.packing, recipe.train.seed)
-    shapes = sorted({(len(rows), w) for rows, w in zip(plan.batches, plan.widths)})
+    shapes = sorted({(len(rows), w) for rows, w in zip(plan.batches, plan.widths, strict=True)})
     longest = max(len(s.ids) for s in splits.train)
     return DataShapes(tuple(shapes), longest, len(splits.train), tuple(files)), ""

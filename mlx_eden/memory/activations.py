@@ -133,7 +133,12 @@ def loss_forward_transient(s: ModelShape, w: Work, chunk: int) -> int:
     if not chunk:
         return w.tokens * s.vocab * _logit_bytes(w)
     rows = min(chunk, w.tokens)
-    return rows * s.vocab * (_logit_bytes(w) + 2 * F32) + w.tokens * s.hidden * w.dt
+    # In float32 two more float32 chunk buffers are alive (the cast to float32 is a no-op, so
+    # the head's output stays referenced by the gradient's gather): measured on the planner's
+    # in-sample draws (benchmarks/planner_heldout.py, 64-128-row chunks, V 4-32k), the forward
+    # was 2-20% under with the bfloat16 count; 5 buffers put it within 3%.
+    per_entry = _logit_bytes(w) + 2 * F32 if w.dt != F32 else 5 * F32
+    return rows * s.vocab * per_entry + w.tokens * s.hidden * w.dt
 
 
 def loss_backward_transient(s: ModelShape, w: Work, chunk: int) -> int:
@@ -156,15 +161,33 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False) -> 
     """Extra bytes while a layer's MLP backward runs: float32 gradient buffers of T x I (two, or
     three when the layer was just recomputed: one of its forward's T x I buffers is still about;
     measured on the small benchmark model, 4 over-predicted its peak by 5%), and the residual
-    stream's gradient."""
+    stream's gradient. In float32 without checkpointing one buffer fewer: MLX donates a float32
+    input's buffer to an op's output of the same dtype (measured on the planner's in-sample
+    draws, benchmarks/planner_heldout.py: fp32 MLP-bound configurations were 5-12% over with
+    the bf16 count; recomputed layers keep the count)."""
     T = w.tokens
-    n = 3 if checkpoint else 2
+    n = 3 if checkpoint else 2 if w.dt != F32 else 1
     size = F32 if w.targets & MLP else w.dt
     return n * T * s.intermediate * size + T * s.hidden * F32
 
 
-def attention_backward_transient(s: ModelShape, w: Work) -> int:
+def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False) -> int:
     """Extra bytes while a layer's attention backward runs: the gradients of the probabilities
-    and of the scores (B x heads x L x L each, float32) and three T x hidden float32 buffers
-    (the output's gradient, the query's, and their sum)."""
-    return 2 * w.batch * s.heads * w.seq * w.seq * F32 + 3 * w.tokens * s.hidden * F32
+    and of the scores (B x heads x L x L each, float32; in float32 the scores' gradient takes
+    the probabilities' gradient's buffer, donated, unless the layer was just recomputed) and
+    three T x hidden float32 buffers (the output's gradient, the query's, and their sum)."""
+    squares = 1 if w.dt == F32 and not checkpoint else 2
+    return squares * w.batch * s.heads * w.seq * w.seq * F32 + 3 * w.tokens * s.hidden * F32
+
+
+def attention_forward_peak(s: ModelShape, w: Work) -> int:
+    """Bytes alive at a layer's softmax in the forward pass when the layer keeps nothing
+    (checkpointing): its normed input, the scaled queries, keys and values, the mask, RoPE's
+    tables, and the scores next to the probabilities (B x heads x L x L each). Checked on the
+    in-sample draws (benchmarks/planner_heldout.py): -1.5% and +11% on the forward phase of the
+    two checkpointed float32 ones, where the layer's kept activations gave -24% and +5%."""
+    q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
+    T = w.tokens
+    return (T * s.hidden * w.dt + T * (q + 2 * kv) * w.dt
+            + 2 * w.batch * s.heads * w.seq * w.seq * w.dt
+            + (w.batch if w.packed else 1) * w.seq * w.seq + 2 * w.seq * s.head_dim * F32)

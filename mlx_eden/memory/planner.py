@@ -28,9 +28,13 @@ from .activations import (
     F32,
     Work,
     attention_backward_transient,
+    attention_forward_peak,
     layer_parts,
     layer_saved,
+    loss_backward_transient,
+    loss_forward_transient,
     loss_peak,
+    loss_saved,
     mlp_backward_transient,
 )
 from .devices import Device
@@ -166,21 +170,34 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
     ckpt_inputs = (n + 1) * w.tokens * shape.hidden * w.dt
     saved = ckpt_inputs if s.checkpoint else stack
     loss = loss_peak(shape, w, s.loss_chunk)
+    kept = loss_saved(shape, w, s.loss_chunk)
     # The top layer's backward: its MLP first (with all activations), then its attention
     # (the MLP's activations freed). Checkpointed, the layer's activations are recomputed.
     base = top_mlp + top_attn if s.checkpoint else 0
     layer_t = max(base + mlp_backward_transient(shape, w, s.checkpoint),
-                  base - top_mlp + attention_backward_transient(shape, w))
+                  base - top_mlp + attention_backward_transient(shape, w, s.checkpoint))
     accumulate = s.grad_accumulation > 1
     update_t = int(optimizer_spec(s.optimizer).update_copies * min(UPDATE_GROUP_BYTES, p_bytes))
     resident = {"base weights": weights, "adapters": p_bytes, "optimizer state": optimizer,
                 "gradients": p_bytes if accumulate else 0}
     phases = {
-        # The loss: its logits; chunked, each chunk's gradient too (computed in the forward).
-        "loss": {"saved activations": saved, "logits and loss": loss},
+        # The forward pass ends in the loss: its logits (chunked, each chunk's gradient too,
+        # computed in the forward).
+        "forward": {"saved activations": saved,
+                    "logits and loss": kept + loss_forward_transient(shape, w, s.loss_chunk)},
+        # The backward pass starts with the loss's gradient (the logits' gradient unchunked).
+        "backward, loss": {"saved activations": saved,
+                           "logits and loss": kept + loss_backward_transient(shape, w,
+                                                                             s.loss_chunk)},
         "backward, top layer": {"saved activations": saved, "layer transient": layer_t},
         "update": {"gradients": 0 if accumulate else p_bytes, "update transient": update_t},
     }
+    if s.checkpoint:
+        # Checkpointed, the forward through the top layer holds its activations until its
+        # output exists, on top of the layer inputs kept so far.
+        phases["forward, top layer"] = {"saved activations": ckpt_inputs,
+                                        "layer transient": max(top_attn, top_mlp,
+                                                               attention_forward_peak(shape, w))}
     if not accumulate:
         # Going down the layers, activations are freed as gradients appear: the other end of
         # the backward pass holds all gradients and the lowest layer's activations.
