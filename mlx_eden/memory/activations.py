@@ -83,13 +83,29 @@ def layer_parts(s: ModelShape, w: Work, bottom: bool = False) -> tuple[int, int]
         attn += T * s.hidden * dt                                # mid-layer residual
     if t & {"gate_proj", "up_proj"}:
         mlp += T * s.hidden * lora_in                            # LoRA input of gate/up
-    if not bottom or t - {"down_proj"}:
-        mlp += 4 * T * s.intermediate * dt                       # swiglu inputs + internals
+    mlp += swiglu_kept(t, bottom) * T * s.intermediate * dt      # swiglu inputs + internals
     if "down_proj" in t:
         mlp += T * s.intermediate * lora_in                      # LoRA input of down_proj
     if w.dora:
         attn, mlp = attn + _dora(s, w, t & ATTENTION), mlp + _dora(s, w, t & MLP)
     return attn, mlp
+
+
+def swiglu_kept(targets, bottom: bool) -> int:
+    """How many T x I buffers of the swiglu a layer keeps: its two inputs and two internals,
+    unless it is the lowest adapted layer, where only the adapters' own gradients are needed:
+    up_proj's needs silu(gate) alone, down_proj's only its input (counted apart); gate_proj's,
+    or any attention adapter's, the full swiglu (measured on the planner's in-sample draws: a bottom layer adapting up_proj
+    alone was predicted 55% over with 4)."""
+    if not bottom or "gate_proj" in targets or targets & ATTENTION:
+        return 4  # (attention adapters below the MLP need the gradient through all of it)
+    return 1 if "up_proj" in targets else 0
+
+
+def swiglu_forward_extra(s: ModelShape, w: Work, bottom: bool) -> int:
+    """The swiglu buffers the forward pass computes but a layer does not keep: all four are
+    alive while it runs."""
+    return (4 - swiglu_kept(w.targets, bottom)) * w.tokens * s.intermediate * w.dt
 
 
 def _dora(s: ModelShape, w: Work, targets) -> int:
@@ -157,16 +173,18 @@ def loss_peak(s: ModelShape, w: Work, chunk: int) -> int:
                                          loss_backward_transient(s, w, chunk))
 
 
-def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False) -> int:
+def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
+                           bottom: bool = False) -> int:
     """Extra bytes while a layer's MLP backward runs: float32 gradient buffers of T x I (two, or
     three when the layer was just recomputed: one of its forward's T x I buffers is still about;
     measured on the small benchmark model, 4 over-predicted its peak by 5%), and the residual
     stream's gradient. In float32 without checkpointing one buffer fewer: MLX donates a float32
     input's buffer to an op's output of the same dtype (measured on the planner's in-sample
     draws, benchmarks/planner_heldout.py: fp32 MLP-bound configurations were 5-12% over with
-    the bf16 count; recomputed layers keep the count)."""
+    the bf16 count; recomputed layers keep the count). One buffer too in a lowest layer that
+    keeps less than the full swiglu (no gate_proj adapter: only up_proj's gradient is formed)."""
     T = w.tokens
-    n = 3 if checkpoint else 2 if w.dt != F32 else 1
+    n = 3 if checkpoint else 2 if w.dt != F32 and swiglu_kept(w.targets, bottom) == 4 else 1
     size = F32 if w.targets & MLP else w.dt
     return n * T * s.intermediate * size + T * s.hidden * F32
 
@@ -191,3 +209,21 @@ def attention_forward_peak(s: ModelShape, w: Work) -> int:
     return (T * s.hidden * w.dt + T * (q + 2 * kv) * w.dt
             + 2 * w.batch * s.heads * w.seq * w.seq * w.dt
             + (w.batch if w.packed else 1) * w.seq * w.seq + 2 * w.seq * s.head_dim * F32)
+
+
+def dora_weights_kept(s: ModelShape, w: Work) -> int:
+    """Bytes of the dequantized base weights one layer's DoRA adapters keep (see _dora): a
+    function of the weights alone, so checkpointing the layer does not drop them (measured on
+    the planner's in-sample draws: a checkpointed 4-bit DoRA run was 41% over the plan that
+    dropped them)."""
+    if not (w.dora and w.quantized):
+        return 0
+    return sum(s.projection(p)[0] * s.projection(p)[1] * w.dt for p in w.targets)
+
+
+def dora_forward_transient(s: ModelShape, w: Work) -> int:
+    """DoRA's forward builds W + BA in float32 for each adapted projection of a layer to take
+    its row norms; the layer's norms are computed together (they do not depend on the input)."""
+    if not w.dora:
+        return 0
+    return sum(s.projection(p)[0] * s.projection(p)[1] * F32 for p in w.targets)

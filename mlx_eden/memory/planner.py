@@ -25,10 +25,13 @@ from ..qwen import PROJECTIONS
 from ..recipe import Recipe
 from ..registry import UPDATE_GROUP_BYTES, optimizer_spec
 from .activations import (
+    ATTENTION,
     F32,
     Work,
     attention_backward_transient,
     attention_forward_peak,
+    dora_forward_transient,
+    dora_weights_kept,
     layer_parts,
     layer_saved,
     loss_backward_transient,
@@ -36,6 +39,7 @@ from .activations import (
     loss_peak,
     loss_saved,
     mlp_backward_transient,
+    swiglu_forward_extra,
 )
 from .devices import Device
 from .shapes import ModelShape
@@ -167,15 +171,19 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
     one_layer = top_attn + top_mlp
     stack = (n - 1) * layer_saved(shape, w) + layer_saved(shape, w, bottom=True) \
         + w.tokens * shape.hidden * w.dt  # + the final RMSNorm's input
-    ckpt_inputs = (n + 1) * w.tokens * shape.hidden * w.dt
+    ckpt_inputs = (n + 1) * w.tokens * shape.hidden * w.dt + n * dora_weights_kept(shape, w)
     saved = ckpt_inputs if s.checkpoint else stack
     loss = loss_peak(shape, w, s.loss_chunk)
     kept = loss_saved(shape, w, s.loss_chunk)
     # The top layer's backward: its MLP first (with all activations), then its attention
     # (the MLP's activations freed). Checkpointed, the layer's activations are recomputed.
-    base = top_mlp + top_attn if s.checkpoint else 0
-    layer_t = max(base + mlp_backward_transient(shape, w, s.checkpoint),
-                  base - top_mlp + attention_backward_transient(shape, w, s.checkpoint))
+    # (A recomputed DoRA layer reuses the dequantized weights kept for it.)
+    base = top_mlp + top_attn - dora_weights_kept(shape, w) if s.checkpoint else 0
+    only = n == 1  # the top layer is the lowest: no gradient leaves it
+    # A lowest layer without attention adapters runs no attention backward at all.
+    attention_t = 0 if only and not w.targets & ATTENTION else \
+        base - top_mlp + attention_backward_transient(shape, w, s.checkpoint)
+    layer_t = max(base + mlp_backward_transient(shape, w, s.checkpoint, only), attention_t)
     accumulate = s.grad_accumulation > 1
     update_t = int(optimizer_spec(s.optimizer).update_copies * min(UPDATE_GROUP_BYTES, p_bytes))
     resident = {"base weights": weights, "adapters": p_bytes, "optimizer state": optimizer,
@@ -192,6 +200,14 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         "backward, top layer": {"saved activations": saved, "layer transient": layer_t},
         "update": {"gradients": 0 if accumulate else p_bytes, "update transient": update_t},
     }
+    if s.dora:
+        phases["forward, DoRA norms"] = {"saved activations": saved,
+                                         "layer transient": dora_forward_transient(shape, w)}
+    if only and not s.checkpoint and swiglu_forward_extra(shape, w, True):
+        # A lowest layer that keeps part of its swiglu still computes all of it going forward.
+        phases["forward, bottom layer"] = {
+            "saved activations": saved - w.tokens * shape.hidden * w.dt,
+            "layer transient": swiglu_forward_extra(shape, w, True)}
     if s.checkpoint:
         # Checkpointed, the forward through the top layer holds its activations until its
         # output exists, on top of the layer inputs kept so far.
