@@ -33,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 CONFIGS = ROOT / "benchmarks" / "planner_heldout_configs.json"
 WORK = ROOT / "benchmarks" / "work" / "planner_heldout"
@@ -183,6 +184,33 @@ def compare(c: dict, reuse: bool) -> dict:
             "step_seconds": round(got["step_seconds"], 2)}
 
 
+def calibration_rows() -> list[dict]:
+    """The planner's original calibration set (benchmarks/memory_profile.py) re-predicted
+    against the measurements stored in its results JSON: in-sample too."""
+    import memory_profile as mp
+
+    from mlx_eden.memory.planner import Settings, estimate
+    from mlx_eden.memory.shapes import load_config, shape_from_config
+    from mlx_eden.recipe import load_recipe
+
+    stored = {r["name"]: r for r in json.loads(mp.RESULT.read_text())["configs"]}
+    rows = []
+    mp.WORK.mkdir(parents=True, exist_ok=True)
+    for c in mp.CONFIGS:
+        got = stored[c["name"]]
+        shape = shape_from_config(load_config(str(mp.model_dir(c["model"], c["quant"])))[0])
+        e = estimate(shape, Settings.from_recipe(load_recipe(None, c["set"]), shape))
+        phases = {k: {"predicted": v, "measured": got["measured_phases"][k],
+                      "error": round((v - got["measured_phases"][k])
+                                     / got["measured_phases"][k], 4)}
+                  for k, v in measured_phases(e).items() if k in got["measured_phases"]}
+        m = got["measured_peak_bytes"]
+        rows.append({"name": c["name"], "settings": c["set"], "predicted_peak_bytes": e.needed,
+                     "measured_peak_bytes": m, "error": round((e.needed - m) / m, 4),
+                     "predicted_phase": e.phase, "phases": phases})
+    return rows
+
+
 def summary(rows: list[dict]) -> dict:
     if not rows:
         return {}
@@ -229,6 +257,16 @@ def main() -> None:
             print(line(rows[-1]) + f"  ({time.perf_counter() - t0:.0f}s)", flush=True)
         result[group] = {"summary": summary(rows), "configs": rows}
         print(group, result[group]["summary"], flush=True)
+    if not only:
+        rows = calibration_rows()
+        for r in rows:
+            print(line(r), flush=True)
+        result["calibration_in_sample"] = {"summary": summary(rows), "configs": rows,
+                                           "source": "benchmarks/results/memory_profile.json"}
+        print("calibration", result["calibration_in_sample"]["summary"], flush=True)
+        from planner_metal_points import rows as metal_rows
+
+        result["metal_points"] = metal_rows()
     result["seconds"] = round(time.perf_counter() - started)
     if not only:
         tmp = RESULT.with_suffix(".json.tmp")
