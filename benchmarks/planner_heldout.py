@@ -13,6 +13,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py             # measure both sets, compare
     .venv/bin/python benchmarks/planner_heldout.py --reuse     # planner changed: re-predict only
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample
+    .venv/bin/python benchmarks/planner_heldout.py --measured-only  # report, measure nothing
 
 Each configuration is measured in a fresh process (benchmarks/memory_profile.py's way: strict
 mode, synthetic full-length batches, `mlx_eden.memory.measure.run_profile`); measurements are
@@ -132,11 +133,15 @@ def measure(c: dict) -> dict:
     return {"peak": m.peak, "phases": m.phases, "step_seconds": m.step_seconds}
 
 
-def run_child(c: dict, reuse: bool) -> dict:
+def run_child(c: dict, reuse: bool) -> dict | None:
+    """The stored or a fresh measurement of `c`; None when `reuse` is "only" and none is
+    stored (--measured-only: report what was measured without measuring more)."""
     key = json.dumps({k: c[k] for k in ("model", "quant", "values")}, sort_keys=True)
     cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
     if reuse and key in cache:
         return cache[key]
+    if reuse == "only":
+        return None
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(c)],
                           capture_output=True, text=True, cwd=ROOT)
     if proc.returncode:
@@ -170,8 +175,10 @@ def measured_phases(e) -> dict[str, int]:
             for name in ("forward", "backward", "update")}
 
 
-def compare(c: dict, reuse: bool) -> dict:
+def compare(c: dict, reuse: bool) -> dict | None:
     pred, got = predict(c), run_child(c, reuse)
+    if got is None:
+        return None
     phases = {}
     for name, value in pred["phases"].items():
         m = got["phases"].get(name)
@@ -221,6 +228,19 @@ def summary(rows: list[dict]) -> dict:
             "worst_phase_error": max(phases, default=None)}
 
 
+def markdown(result: dict, group: str) -> str:
+    """One group's rows as the table in benchmarks/README.md."""
+    out = ["| configuration | predicted MiB | measured MiB | peak | forward | backward | update |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in result[group]["configs"]:
+        ph = [f"{r['phases'][k]['error'] * 100:+.1f}%" if k in r["phases"] else "-"
+              for k in ("forward", "backward", "update")]
+        out.append(f"| {r['name']} | {r['predicted_peak_bytes'] / 2**20:.1f} | "
+                   f"{r['measured_peak_bytes'] / 2**20:.1f} | {r['error'] * 100:+.1f}% | "
+                   + " | ".join(ph) + " |")
+    return "\n".join(out)
+
+
 def line(r: dict) -> str:
     ph = "  ".join(f"{k[:3]} {v['error'] * 100:+5.1f}%" for k, v in r["phases"].items())
     return (f"{r['name']:14s} predicted {r['predicted_peak_bytes'] / 2**20:8.1f} MiB  measured "
@@ -241,7 +261,7 @@ def main() -> None:
         return
     WORK.mkdir(parents=True, exist_ok=True)
     data = json.loads(CONFIGS.read_text())
-    reuse = "--reuse" in sys.argv
+    reuse = "only" if "--measured-only" in sys.argv else "--reuse" in sys.argv
     only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     result = {"benchmark": "planner_heldout", "steps": STEPS, "mode": "strict (mx memory limit 1)",
               "machine": {"platform": platform.platform(), "mlx": metadata.version("mlx"),
@@ -250,12 +270,16 @@ def main() -> None:
     for group in ("in_sample", "heldout"):
         if only and group != only.replace("-", "_"):
             continue
-        rows = []
+        rows, missing = [], []
         for c in data[group]:
             t0 = time.perf_counter()
-            rows.append(compare(c, reuse))
-            print(line(rows[-1]) + f"  ({time.perf_counter() - t0:.0f}s)", flush=True)
-        result[group] = {"summary": summary(rows), "configs": rows}
+            row = compare(c, reuse)
+            if row is None:
+                missing.append(c["name"])
+                continue
+            rows.append(row)
+            print(line(row) + f"  ({time.perf_counter() - t0:.0f}s)", flush=True)
+        result[group] = {"summary": summary(rows), "configs": rows, "not_measured": missing}
         print(group, result[group]["summary"], flush=True)
     if not only:
         rows = calibration_rows()
