@@ -120,3 +120,44 @@ def check_same_tokens(saved: dict | None, plan: TokenPlan | None, where: str) ->
         raise UserError(f"the adapter's tokens start at id {saved.get('first_id')}, this model's "
                         f"at {plan.first_id}", file=where,
                         hint="use the base model the adapter was trained on")
+
+
+def add_to_folder(folder: Path, info: dict) -> None:
+    """Fuse/export: add the adapter's tokens to the tokenizer files of `folder` as special tokens
+    at the ids they trained (tokenizer.json added_tokens, tokenizer_config.json
+    added_tokens_decoder, added_tokens.json when present).
+
+    Edited in place rather than by `save_pretrained`: transformers 5 rewrites tokenizer_config.json
+    in its own schema (no added_tokens_decoder, extra_special_tokens), which older readers
+    (vLLM's pinned transformers, llama.cpp's converter) read differently from the base's files."""
+    folder = Path(folder)
+    tokens, first = list(info["tokens"]), int(info["first_id"])
+    ids = range(first, first + len(tokens))
+    entry = {"single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
+             "special": True}
+    path = folder / "tokenizer.json"
+    tj = read_json_object(path, "tokenizer.json")
+    have = {t["content"]: t["id"] for t in tj.get("added_tokens", [])}
+    used = max([*have.values(), *tj.get("model", {}).get("vocab", {}).values(), -1]) + 1
+    if used != first and any(t not in have for t in tokens):
+        raise UserError(f"the adapter's tokens trained at id {first}, this base's tokenizer "
+                        f"would put them at {used}", file=str(folder),
+                        hint="use the base model the adapter was trained on")
+    tj["added_tokens"] = [t for t in tj.get("added_tokens", []) if t["content"] not in tokens] + [
+        {"id": i, "content": t, **entry} for i, t in zip(ids, tokens, strict=True)]
+    path.write_text(json.dumps(tj, ensure_ascii=False, indent=2), encoding="utf-8")
+    cfg_path = folder / "tokenizer_config.json"
+    if cfg_path.is_file():
+        cfg = read_json_object(cfg_path, "tokenizer_config.json")
+        if "added_tokens_decoder" in cfg:
+            cfg["added_tokens_decoder"].update(
+                {str(i): {"content": t, **entry} for i, t in zip(ids, tokens, strict=True)})
+        extra = cfg.get("additional_special_tokens")
+        if isinstance(extra, list):
+            cfg["additional_special_tokens"] = extra + [t for t in tokens if t not in extra]
+        cfg_path.write_text(json.dumps(cfg, ensure_ascii=False, indent=2), encoding="utf-8")
+    added = folder / "added_tokens.json"
+    if added.is_file():
+        a = read_json_object(added, "added_tokens.json")
+        a.update(dict(zip(tokens, ids, strict=True)))
+        added.write_text(json.dumps(a, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -146,3 +146,26 @@ def write_rows(model, directory: Path) -> None:
 def _put(weight: mx.array, rows: mx.array, first: int) -> mx.array:
     n = rows.shape[0]
     return mx.concatenate([weight[:first], rows.astype(weight.dtype), weight[first + n:]], 0)
+
+
+def attach_rows(model, directory) -> None:
+    """Unfused inference (export --verify's reference): wrap the embedding and head with the
+    adapter folder's rows, when it has any."""
+    info = read_tokens(directory) if directory is not None else None
+    if info is None:
+        return
+    saved = mx.load(str(Path(directory) / TOKEN_ROWS))
+    first = info["first_id"]
+    inner = model.model
+    inner.embed_tokens = RowsEmbedding(inner.embed_tokens, saved["embed"], first)
+    if not _tied(model):
+        model.lm_head = RowsHead(model.lm_head, saved.get("head", saved["embed"]), first)
+
+
+def unwrap_rows(model) -> None:
+    """Put the plain embedding and head back (fuse writes the rows into their weights)."""
+    inner = model.model
+    if isinstance(inner.embed_tokens, RowsEmbedding):
+        inner.embed_tokens = inner.embed_tokens.base
+    if isinstance(getattr(model, "lm_head", None), RowsHead):
+        model.lm_head = model.lm_head.base
