@@ -49,6 +49,11 @@ def probe_texts(model_dir: str | Path) -> list[str]:
     if tok.chat_template:
         texts.insert(0, tok.apply_chat_template(CONVERSATION, tokenize=False,
                                                 add_generation_prompt=True))
+    # Tokens added by a run (tokens.add, written by fuse): each must stay one id in every
+    # consumer and its trained rows must reach the logits, so the probes use them.
+    added = [t for t in tok.get_added_vocab() if not (t.startswith("<|") and t.endswith("|>"))]
+    if added:
+        texts.append(" ".join(f"{t} Tell me about the sea." for t in sorted(added)))
     return texts
 
 
