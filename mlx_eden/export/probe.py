@@ -123,3 +123,15 @@ def compare(a: list[np.ndarray], b: list[np.ndarray]) -> Delta:
                  decided_agree=float(agree[decided].mean()) if decided.any() else 1.0,
                  last_decided_equal=bool((agree | ~decided)[last].all()),
                  ties=int((~decided).sum()))
+
+
+def added_token_prompts(model_dir: str | Path, adapter_dir: str | Path) -> list[list[int]]:
+    """Probe prompts that use an adapter's new tokens (tokens.add), which the base's tokenizer
+    does not know: each new id in front of a plain sentence."""
+    from ..tokens import read_tokens
+
+    info = read_tokens(adapter_dir)
+    if info is None:
+        return []
+    tail = hf_ids(model_dir, [" Tell me about the sea."])[0]
+    return [[info["first_id"] + i, *tail] for i in range(len(info["tokens"]))]
