@@ -159,6 +159,8 @@ def two_stage_samples():
           [{"prompt": f"What is the capital of {c}?"} for c in sorted(CAPITALS)[:8]])
     for split, n in (("train", 48), ("valid", 8)):
         write(HERE / "iac" / f"{split}.jsonl", [iac_record(rng) for _ in range(n)])
+    write(HERE / "iac" / "eval-prompts.jsonl",
+          [{"prompt": f"Write Terraform for an S3 bucket {w} in prod."} for w in WORDS[:6]])
 
 
 def write(path: Path, records):

@@ -73,8 +73,10 @@ def stage1(tmp_path_factory, tiny_spare):
 
 
 def losses(run) -> list[float]:
-    return [e["loss"] for e in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-            if e.get("what") == "train"]
+    out = [e["loss"] for e in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+           if e.get("event") == "train"]
+    assert out, run  # a run that logged no step would make every comparison vacuous
+    return out
 
 
 def test_tiny_builds_spare_rows(tmp_path):
