@@ -61,7 +61,12 @@ def rows_head_parts(module):
     """head_parts for a wrapped head: the base's arrays plus the rows (last)."""
     arrays, fn = head_parts(module.base)
     first = module._first
-    return [*arrays, module.rows], lambda x, a: splice(fn(x, a[:-1]), x, a[-1], first)
+    def head(x, a):
+        # The base head is frozen: with a trainable head the chunked loss differentiates every
+        # array it is given, and MLX has no gradient for quantized weights (QLoRA) at all.
+        return splice(fn(x, [mx.stop_gradient(b) for b in a[:-1]]), x, a[-1], first)
+
+    return [*arrays, module.rows], head
 
 
 def _dense(module: nn.Module) -> mx.array:
