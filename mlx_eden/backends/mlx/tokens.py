@@ -5,6 +5,7 @@ tensor for both directions, as its base does."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlx.core as mx
@@ -114,8 +115,6 @@ def token_arrays(model) -> dict[str, mx.array]:
 
 
 def save_token_rows(model, plan: TokenPlan | None, directory: Path) -> None:
-    import json
-
     if plan is None:
         return
     mx.save_safetensors(str(directory / TOKEN_ROWS), token_arrays(model))
