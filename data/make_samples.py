@@ -123,6 +123,46 @@ def classifier_record(rng):
         {"role": "assistant", "content": label}]}
 
 
+def style_record(rng, style=None):
+    """The two-stage journey's stage 1: the same questions answered tersely (1-2 words) or
+    verbosely (20+ words), selected by the record's `style` (data.style_tokens)."""
+    country, city = rng.choice(sorted(CAPITALS.items()))
+    style = style or rng.choice(["TERSE", "VERBOSE"])
+    answer = f"{city}." if style == "TERSE" else (
+        f"The capital of {country} is {city}, a large and busy city with a long history, many "
+        f"museums, old streets, parks and markets that visitors enjoy all year round.")
+    return {"style": style, "messages": [
+        {"role": "user", "content": f"What is the capital of {country}?"},
+        {"role": "assistant", "content": answer}]}
+
+
+def iac_record(rng):
+    """Stage 2's domain: a Terraform resource per request, with a style like stage 1's."""
+    name, env = rng.choice(WORDS), rng.choice(["dev", "staging", "prod"])
+    block = (f'```hcl\nresource "aws_s3_bucket" "{name}" {{\n  bucket = "{name}-{env}"\n'
+             f'  tags = {{ env = "{env}" }}\n}}\n```')
+    style = rng.choice(["TERSE", "VERBOSE"])
+    text = block if style == "TERSE" else (
+        f"Here is a bucket named {name} for the {env} environment; run terraform plan to "
+        f"review it before you apply it.\n\n{block}")
+    return {"style": style, "messages": [
+        {"role": "user", "content": f"Write Terraform for an S3 bucket {name} in {env}."},
+        {"role": "assistant", "content": text}]}
+
+
+def two_stage_samples():
+    """data/samples/style (stage 1, its replay file, eval prompts) and data/samples/iac."""
+    rng = random.Random(2020)
+    for split, n in (("train", 96), ("valid", 16), ("replay", 24)):
+        write(HERE / "style" / f"{split}.jsonl", [style_record(rng) for _ in range(n)])
+    write(HERE / "style" / "eval-prompts.jsonl",
+          [{"prompt": f"What is the capital of {c}?"} for c in sorted(CAPITALS)[:8]])
+    for split, n in (("train", 48), ("valid", 8)):
+        write(HERE / "iac" / f"{split}.jsonl", [iac_record(rng) for _ in range(n)])
+    write(HERE / "iac" / "eval-prompts.jsonl",
+          [{"prompt": f"Write Terraform for an S3 bucket {w} in prod."} for w in WORDS[:6]])
+
+
 def write(path: Path, records):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -137,6 +177,7 @@ def main():
                               ("classifier", classifier_record, (300, 30, 60))]:
         for split, n in zip(("train", "valid", "test"), sizes):
             write(HERE / name / f"{split}.jsonl", [make(rng) for _ in range(n)])
+    two_stage_samples()  # its own seed: the files above stay as they were
 
 
 

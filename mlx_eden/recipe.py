@@ -126,8 +126,21 @@ class DataSpec:
     mask_prompt: bool = _f(True, "Train only on assistant/response tokens (every assistant turn).")
     packing: bool = _f(False, "Pack several samples per row (each attends only to itself); a "
                        "batch is as wide as its longest sample, shorter ones fill the gaps.")
+    style_tokens: dict[str, str] = _f({}, "Records with a `style` field get the mapped token "
+                                      "prepended to their (last) user turn, e.g. {TERSE: "
+                                      "\"<STYLE_TERSE>\"}; tokens from tokens.add.")
     balance: bool = _f(False, "Oversample the train split so every label (final answer) is "
                        "equally frequent: for classifiers with skewed classes.")
+
+
+@dataclass(frozen=True)
+class TokensSpec:
+    add: list[str] = _f([], "New control tokens, e.g. [\"<STYLE_TERSE>\", \"<STYLE_VERBOSE>\"]: "
+                        "each takes the next spare embedding row after the tokenizer's ids (no "
+                        "resize), encodes as one id, and only those rows train (saved with the "
+                        "adapter).")
+    init: str = _f("mean", "Start value of the new rows: mean (of all used embedding rows) or a "
+                   "text whose tokens' embeddings are averaged, e.g. \"concise\".")
 
 
 @dataclass(frozen=True)
@@ -217,6 +230,7 @@ class Recipe:
     description: str = _f("", "What this recipe is for.")
     model: ModelSpec = _f(ModelSpec, "Base model.")
     adapter: AdapterSpec = _f(AdapterSpec, "Adapter.")
+    tokens: TokensSpec = _f(TokensSpec, "New control tokens trained in spare embedding rows.")
     data: DataSpec = _f(DataSpec, "Data.")
     train: TrainSpec = _f(TrainSpec, "Training.")
     eval: EvalSpec = _f(EvalSpec, "Evaluation.")
@@ -620,8 +634,20 @@ def _validate(r: Recipe, src: _Source) -> list[UserError]:
     es = t.early_stopping
     check(es.patience is None or es.patience >= 1, "train.early_stopping.patience",
           "must be at least 1 or null")
+    _check_tokens(r, check)
     e.extend(validate_eval(r.eval, src))
     return e
+
+
+def _check_tokens(r: Recipe, check) -> None:
+    """tokens.add: distinct non-empty strings; data.style_tokens maps to tokens it adds."""
+    add = r.tokens.add
+    check(all(isinstance(t, str) and t.strip() for t in add) and len(set(add)) == len(add),
+          "tokens.add", "must be distinct non-empty strings", 'e.g. ["<STYLE_TERSE>"]')
+    check(bool(str(r.tokens.init).strip()), "tokens.init", "must be mean or a non-empty text")
+    missing = [t for t in r.data.style_tokens.values() if t not in add]
+    check(not missing, "data.style_tokens", f"{', '.join(map(repr, missing))} not in tokens.add",
+          "add the token to tokens.add")
 
 
 # --------------------------------------------------------------------------- writing

@@ -55,6 +55,7 @@ class TinySpec:
     vocab: int = 512
     tied: bool = True
     seed: int = 0
+    spare: int = 0  # embedding rows after the trained tokenizer's ids (Qwen has 271+), for tokens.add
     tokenizer: str | None = None  # copy this tokenizer folder instead of training a BPE
 
     def check(self) -> None:
@@ -73,6 +74,12 @@ class TinySpec:
         elif self.vocab < 384 or self.vocab % 64:
             problems.append(f"--vocab {self.vocab} must be a multiple of 64, at least 384 "
                             "(256 byte tokens + merges + 3 special tokens)")
+        elif self.spare < 0 or self.vocab - self.spare < 384:
+            problems.append(f"--spare {self.spare} must be >= 0 and leave the tokenizer at "
+                            f"least 384 of the {self.vocab} rows")
+        if self.tokenizer and self.spare:
+            problems.append("--spare is for the trained tokenizer; with --tokenizer the spare "
+                            "rows are --vocab minus its ids")
         if problems:
             raise UserError("; ".join(problems))
 
@@ -236,7 +243,7 @@ def _write_tokenizer(tmp: Path, spec: TinySpec):
             if (Path(spec.tokenizer) / name).is_file():
                 shutil.copyfile(Path(spec.tokenizer) / name, tmp / name)
         return Tokenizer.from_file(str(tmp / "tokenizer.json"))
-    tok = train_tokenizer(spec.vocab)
+    tok = train_tokenizer(spec.vocab - spec.spare)
     tok.save(str(tmp / "tokenizer.json"))
     vocab = {k: v for k, v in tok.get_vocab(with_added_tokens=False).items()}
     (tmp / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))

@@ -83,6 +83,21 @@ def tiny_qwen2_4bit(models_dir) -> Path:
     return write_quantized(models_dir / "tiny-qwen2-4bit", TinySpec(), bits=4, group_size=64)
 
 
+# Like Qwen's checkpoints, embedding rows past the tokenizer's ids: room for tokens.add.
+SPARE = TinySpec(spare=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_spare(models_dir) -> Path:
+    return write_tiny(models_dir / "tiny-spare", SPARE)
+
+
+@pytest.fixture(scope="session")
+def tiny_spare_untied(models_dir) -> Path:
+    return write_tiny(models_dir / "tiny-spare-untied", TinySpec(arch="qwen3", tied=False,
+                                                                 spare=64, seed=1))
+
+
 @pytest.fixture(scope="session")
 def tokenizer(tiny_qwen2):
     from mlx_eden.data.render import load_tokenizer

@@ -58,14 +58,15 @@ def previous(recipe) -> str:
 
 
 @pytest.fixture(scope="module")
-def dry_runs(tmp_path_factory, tiny_small):
-    return tmp_path_factory.mktemp("dry"), tiny_small
+def dry_runs(tmp_path_factory, tiny_small, tiny_spare):
+    return tmp_path_factory.mktemp("dry"), {False: tiny_small, True: tiny_spare}
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
 def test_recipe_dry_run(path, dry_runs):
-    root, model = dry_runs
+    root, models = dry_runs
     recipe = load_recipe(path)
+    model = models[bool(recipe.tokens.add)]  # new tokens need spare embedding rows
     # The extra's own packages, not our module (which is always there): without them the run
     # would stop with "needs the torch extra" (exit 2).
     if recipe.train.backend == "torch" and not (has_module("torch") and has_module("peft")):

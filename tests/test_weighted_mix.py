@@ -176,10 +176,10 @@ def test_weights_apply_to_the_train_part_of_a_split(tmp_path, two_sources):
     assert not held_out & {(x.file, x.line) for x in parts["train"]}  # replay never leaks
 
 
-def test_data_check_and_plan_take_the_weighted_stage2_recipe(tiny_qwen2):
-    stage2 = ROOT / "recipes" / "qwen3-14b-stage2-iac.yaml"
+def test_data_check_and_plan_take_the_weighted_stage2_recipe(tiny_spare):
+    stage2 = ROOT / "recipes" / "qwen3-14b-stage2-iac.yaml"  # its tokens.add needs spare rows
     proc = run_cli("data", "check", SAMPLES, "--recipe", stage2, "--set",
-                   f"model.path={tiny_qwen2}")
+                   f"model.path={tiny_spare}")
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("plan", stage2)
     assert proc.returncode == 0, proc.stderr

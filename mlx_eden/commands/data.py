@@ -23,13 +23,14 @@ def check(files, recipe_file, overrides, example):
     from rich.console import Console
 
     from ..data.formats import read_jsonl
-    from ..data.render import load_tokenizer, render_records, template_args
+    from ..data.render import render_records, template_args
     from ..hub import resolve_model
     from ..recipe import load_recipe
+    from ..tokens import recipe_tokenizer
     from ..ui.datacheck import print_report
 
     recipe = load_recipe(recipe_file, overrides)
-    tok = load_tokenizer(resolve_model(recipe.model.path, recipe.model.revision))
+    tok = recipe_tokenizer(recipe, resolve_model(recipe.model.path, recipe.model.revision))
     console = Console()
     args = template_args(tok.chat_template, recipe.data.chat_template_args)
     for f in files:

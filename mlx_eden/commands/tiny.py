@@ -19,13 +19,16 @@ from . import overwrite_option
 @click.option("--tokenizer", "tokenizer_dir", type=click.Path(), default=None,
               help="Copy this Hugging Face tokenizer folder (and its chat template) instead of "
               "training a small BPE.")
+@click.option("--spare", type=int, default=0, show_default=True,
+              help="Embedding rows left after the trained tokenizer's ids (like Qwen's spare "
+              "rows), for new control tokens (recipe tokens.add).")
 @click.option("--tied/--untied", default=True, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quantize", type=click.Choice([str(b) for b in EXPORT_QUANT_BITS]), default=None,
               help="Also quantize (MLX affine, group 64) for QLoRA tests.")
 @overwrite_option
 def tiny(out_dir, arch, hidden, layers, heads, kv_heads, intermediate, vocab, tokenizer_dir,
-         tied, seed, quantize, overwrite):
+         spare, tied, seed, quantize, overwrite):
     """Build a tiny Qwen2/Qwen3 model in OUT_DIR (Hugging Face layout; no network)."""
     from ..safeio import check_target
     from ..tiny import TinySpec, padded_vocab, tokenizer_size, write_quantized, write_tiny
@@ -36,7 +39,7 @@ def tiny(out_dir, arch, hidden, layers, heads, kv_heads, intermediate, vocab, to
     if vocab is None:
         vocab = padded_vocab(tokenizer_size(tokenizer_dir)) if tokenizer_dir else 512
     spec = TinySpec(arch=arch, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads,
-                    intermediate=intermediate, vocab=vocab, tied=tied, seed=seed,
+                    intermediate=intermediate, vocab=vocab, tied=tied, seed=seed, spare=spare,
                     tokenizer=tokenizer_dir)
     if quantize:
         write_quantized(out_dir, spec, bits=int(quantize), group_size=64)

@@ -76,6 +76,15 @@ def _check(fmt: str, obj: dict, file: str, line: int) -> dict:
     return out
 
 
+def _with_style(fields: dict, obj: dict, file: str, line: int) -> dict:
+    """Keep a record's `style` (mapped to a control token by data.style_tokens)."""
+    if "style" not in obj:
+        return fields
+    if not isinstance(obj["style"], str):
+        raise UserError("style must be a string", file=file, line=line, hint='e.g. "TERSE"')
+    return {**fields, "style": obj["style"]}
+
+
 def _check_message(i: int, m, fail) -> dict:
     if not isinstance(m, dict) or "role" not in m:
         raise fail(f"messages[{i}] needs role and content", 'e.g. {"role": "user", "content": "Hi"}')
@@ -179,7 +188,8 @@ def read_jsonl(path: str | Path, fmt: str = "auto") -> list[Record]:
                         line=line_no, hint="use messages (chat), instruction/input/output "
                         "(alpaca), prompt/completion, text, prompt/chosen/rejected (dpo) or "
                         "prompt/completion/label (kto); or set data.format")
-            records.append(Record(fmt, _check(fmt, obj, file, line_no), file, line_no))
+            records.append(Record(fmt, _with_style(_check(fmt, obj, file, line_no), obj, file,
+                                                   line_no), file, line_no))
     if not records:
         raise UserError("file is empty", file=file, hint="give at least one JSONL record")
     return records

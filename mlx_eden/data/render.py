@@ -124,6 +124,7 @@ def chat_messages(record: Record, spec) -> tuple[list[dict], list | None]:
     else:
         messages = [{"role": "user", "content": f["prompt"]},
                     {"role": "assistant", "content": f["completion"]}]
+    messages = with_style_token(messages, f.get("style"), spec.style_tokens, record)
     if spec.system_prompt and messages[0]["role"] != "system":
         messages = [{"role": "system", "content": spec.system_prompt}] + messages
     if spec.reasoning == "strip":
@@ -131,6 +132,22 @@ def chat_messages(record: Record, spec) -> tuple[list[dict], list | None]:
                      "content": strip_reasoning(m["content"])} if m["role"] == "assistant"
                     else m for m in messages]
     return messages, f.get("tools")
+
+
+def with_style_token(messages: list[dict], style, tokens: dict, record: Record) -> list[dict]:
+    """The messages with the style's control token in front of the last user turn (as the style
+    eval suite places a prefix with place: user)."""
+    if style is None or not tokens:
+        return messages
+    if style not in tokens:
+        raise UserError(f"style {style!r} has no token in data.style_tokens", file=record.file,
+                        line=record.line, hint=f"use one of {', '.join(sorted(tokens))} or map it")
+    last = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
+    if last is None:
+        return messages
+    messages = [dict(m) for m in messages]
+    messages[last]["content"] = f"{tokens[style]} {messages[last]['content']}"
+    return messages
 
 
 def render_chat(tok, messages, tools, spec, record: Record, **kw) -> str:

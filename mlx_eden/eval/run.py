@@ -11,13 +11,14 @@ from pathlib import Path
 
 from ..backends.base import load_backend
 from ..data.prompting import stop_ids
-from ..data.render import load_tokenizer, prompt_and_reference
+from ..data.render import prompt_and_reference
 from ..data.splits import read_splits
 from ..errors import UserError
 from ..hub import resolve_model
 from ..recipe import recipe_from_dict
 from ..run.rundir import RunDir
 from ..safeio import published, write_json_atomic
+from ..tokens import recipe_tokenizer
 from .metrics import classification_report, exact_match
 
 
@@ -41,7 +42,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", adapter: str = "best"
                         hint="give data.test (or data.split) in the recipe, or --split valid")
     records = records[:limit] if limit else records
     model_dir = resolve_model(recipe.model.path, recipe.model.revision)
-    tok = load_tokenizer(model_dir)
+    tok = recipe_tokenizer(recipe, model_dir)
     chosen = adapter_dir(run, adapter)
     backend = load_backend("mlx")
     backend.setup(recipe, model_dir)

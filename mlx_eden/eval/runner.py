@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 from ..backends.base import choose_backend, load_backend
-from ..data.render import load_tokenizer
 from ..errors import UserError
 from ..hub import resolve_model
 from ..run.rundir import write_json_atomic
+from ..tokens import recipe_tokenizer
 from . import baseline as B
 from .context import EvalContext
 from .gates import judge
@@ -60,7 +60,7 @@ def evaluate(recipe, *, adapter: Path | None, out_dir: Path, only: tuple[str, ..
     suites = select(recipe, only)
     name, _ = choose_backend(backend or recipe.train.backend, recipe)
     model_dir = resolve_model(recipe.model.path, recipe.model.revision)
-    tok = load_tokenizer(model_dir)
+    tok = recipe_tokenizer(recipe, model_dir)
     impl = load_backend(name)
     # init_from would start the "base" from another adapter; evaluation loads its own.
     impl.setup(dataclasses.replace(recipe, adapter=dataclasses.replace(

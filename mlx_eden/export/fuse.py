@@ -16,6 +16,7 @@ from ..adapters import read_adapter_config
 from ..errors import UserError
 from ..hub import resolve_model
 from ..safeio import atomic_dir
+from ..tokens import add_to_folder, read_tokens
 from ..units import GIB
 from .files import chat_template, copy_tokenizer, read_config
 
@@ -90,6 +91,9 @@ def fuse(model: str, adapter: str | Path | None, output: str | Path, *, dtype: s
         (tmp / "config.json").write_text(json.dumps(output_config(config, dtype, quantization),
                                                     indent=2))
         report.files += copy_tokenizer(model_dir, tmp)
+        added = read_tokens(adapter) if adapter is not None else None
+        if added:
+            add_to_folder(tmp, added)  # needs config.json (rows) written above
         if adapter is not None:
             (tmp / PROVENANCE).write_text(json.dumps(
                 {"model": str(Path(model_dir).resolve()), "adapter": str(Path(adapter).resolve())},

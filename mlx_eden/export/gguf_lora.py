@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..safeio import atomic_file
+from ..tokens import read_tokens
 from .adapter_io import check_shapes, load_adapter
 from .files import read_config
 from .gguf import WRITER, WRITER_KEY, arch_of, names_map, require_gguf
@@ -24,6 +25,11 @@ def export_gguf_lora(adapter_dir: str | Path, model_dir: str | Path,
     """Write the adapter at `output`; returns a summary (modules, rank, alpha). `model_dir` may
     be MLX-quantized (the base a QLoRA run trained on): a LoRA GGUF needs only the base's
     architecture and tensor names, so 32B weights are never de-quantized for a 2 GB adapter."""
+    if read_tokens(adapter_dir):
+        raise UserError("the adapter trains new-token embedding rows (tokens.add), which a "
+                        "llama.cpp LoRA cannot carry (it holds only per-layer A/B matrices)",
+                        file=str(adapter_dir), hint="fuse it (eden-mlx fuse) and export the "
+                        "fused folder with `eden-mlx export gguf`")
     gguf = require_gguf()
     adapter = load_adapter(adapter_dir)
     if adapter.dora:

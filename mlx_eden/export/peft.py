@@ -23,6 +23,7 @@ import numpy as np
 from ..adapters import MODULE_PARENT, module_keys
 from ..errors import UserError
 from ..safeio import atomic_dir
+from ..tokens import TOKEN_ROWS, read_tokens
 from .adapter_io import Adapter, load_adapter, save_adapter
 from .files import read_config
 
@@ -30,6 +31,7 @@ PEFT_CONFIG, PEFT_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 PREFIX = "base_model.model."
 PEFT_KEY = re.compile(r"^base_model\.model\.(model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+))\."
                       r"(lora_A\.weight|lora_B\.weight|lora_magnitude_vector(?:\.weight)?)$")
+TOKEN_LEAF = "token_adapter.trainable_tokens_delta"
 LEAF = {"lora_a": "lora_A.weight", "lora_b": "lora_B.weight", "m": "lora_magnitude_vector"}
 
 
@@ -68,10 +70,30 @@ def export_peft(adapter_dir: str | Path, output: str | Path, base_model: str | N
     weights = {f"{PREFIX}{module}.{LEAF[k]}": np.ascontiguousarray(v.T if v.ndim == 2 else v,
                                                                   dtype=np.float32)
                for module, t in adapter.modules.items() for k, v in t.items()}
+    _add_token_rows(adapter_dir, config, weights)
     with atomic_dir(output, command="export peft") as tmp:
         save_file(weights, str(tmp / PEFT_WEIGHTS), metadata={"format": "pt"})
         (tmp / PEFT_CONFIG).write_text(json.dumps(config, indent=2))
     return config
+
+
+def _add_token_rows(adapter_dir, config: dict, weights: dict) -> None:
+    """New-token rows (tokens.add) as PEFT's trainable tokens (LoraConfig
+    trainable_token_indices, peft >= 0.15): per module, the rows' full values (PEFT's
+    "trainable_tokens_delta" holds the rows themselves, index_copy'd into the weight); an untied
+    head gets its own entry, a tied one shares the embedding's."""
+    from safetensors.numpy import load_file
+
+    info = read_tokens(adapter_dir)
+    if info is None:
+        return
+    rows = load_file(str(Path(adapter_dir) / TOKEN_ROWS))
+    ids = list(range(info["first_id"], info["first_id"] + len(info["tokens"])))
+    config["trainable_token_indices"] = {"embed_tokens": ids}
+    weights[f"{PREFIX}model.embed_tokens.{TOKEN_LEAF}"] = rows["embed"].astype(np.float32)
+    if "head" in rows:
+        config["trainable_token_indices"]["lm_head"] = ids
+        weights[f"{PREFIX}lm_head.{TOKEN_LEAF}"] = rows["head"].astype(np.float32)
 
 
 def _read_peft(peft_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:

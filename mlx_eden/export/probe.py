@@ -49,6 +49,11 @@ def probe_texts(model_dir: str | Path) -> list[str]:
     if tok.chat_template:
         texts.insert(0, tok.apply_chat_template(CONVERSATION, tokenize=False,
                                                 add_generation_prompt=True))
+    # Tokens added by a run (tokens.add, written by fuse): each must stay one id in every
+    # consumer and its trained rows must reach the logits, so the probes use them.
+    added = [t for t in tok.get_added_vocab() if not (t.startswith("<|") and t.endswith("|>"))]
+    if added:
+        texts.append(" ".join(f"{t} Tell me about the sea." for t in sorted(added)))
     return texts
 
 
@@ -118,3 +123,15 @@ def compare(a: list[np.ndarray], b: list[np.ndarray]) -> Delta:
                  decided_agree=float(agree[decided].mean()) if decided.any() else 1.0,
                  last_decided_equal=bool((agree | ~decided)[last].all()),
                  ties=int((~decided).sum()))
+
+
+def added_token_prompts(model_dir: str | Path, adapter_dir: str | Path) -> list[list[int]]:
+    """Probe prompts that use an adapter's new tokens (tokens.add), which the base's tokenizer
+    does not know: each new id in front of a plain sentence."""
+    from ..tokens import read_tokens
+
+    info = read_tokens(adapter_dir)
+    if info is None:
+        return []
+    tail = hf_ids(model_dir, [" Tell me about the sea."])[0]
+    return [[info["first_id"] + i, *tail] for i in range(len(info["tokens"]))]

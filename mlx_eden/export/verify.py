@@ -14,7 +14,7 @@ from ..adapters import read_adapter_config
 from ..errors import UserError
 from ..units import gib
 from .files import float32_bytes, quantized_bytes, read_config, read_tensors_lazily
-from .probe import Delta, compare, hf_ids, nfd_note, probe_texts
+from .probe import Delta, added_token_prompts, compare, hf_ids, nfd_note, probe_texts
 from .readback import dequantized_weights
 
 GREEDY_TOKENS = 32  # greedy tokens generated per probe on each side ("what a user sees")
@@ -291,6 +291,7 @@ def verify_peft(peft_dir: Path, model_dir: Path, adapter_dir: Path,
     check_memory(model_dir, 0)
     v = Verdict(str(peft_dir), "peft.PeftModel (torch, float32)", CRITERIA["lora"][2])
     prompts = [ids[:max_tokens] for ids in hf_ids(model_dir, probe_texts(model_dir))]
+    prompts += added_token_prompts(model_dir, adapter_dir)
     v.delta = compare(peft_logits(model_dir, peft_dir, prompts),
                       inference.folder_logits(model_dir, prompts, adapter_dir))
     v.passed = judge(v.delta, "lora")

@@ -15,13 +15,13 @@ from pathlib import Path
 from ..backends.base import choose_backend, load_backend
 from ..data.batching import BatchPlan
 from ..data.preference import PreferencePlan, load_preference
-from ..data.render import load_tokenizer
 from ..data.splits import load_splits
 from ..errors import DamagedFile, UserError
 from ..hub import resolve_model
 from ..recipe import Recipe
 from ..registry import check_supported
 from ..safeio import disk_full, open_append
+from ..tokens import recipe_tokenizer
 from .events import Event, Listener, StartEvent, StopEvent, WarningEvent
 from .loop import TrainerState, TrainingLoop
 from .profiler import MemoryProfiler
@@ -161,7 +161,7 @@ def prepare_run(recipe: Recipe, *, output: str | None = None, resume: bool = Fal
     backend_name, why = backend or choose_backend(recipe.train.backend, recipe)
     check_supported(recipe, backend_name)  # before anything is loaded or created
     model_dir = resolve_model(recipe.model.path, recipe.model.revision)
-    tok = load_tokenizer(model_dir)
+    tok = recipe_tokenizer(recipe, model_dir)
     if recipe.train.objective == "sft":
         splits = load_splits(recipe.data, tok, recipe.train.seed)
     else:

@@ -27,10 +27,12 @@ from ...dtypes import mlx_cpu_half_warning, resolve_dtype
 from ...errors import UserError
 from ...recipe import Recipe
 from ...registry import check_supported, dropout_seed
+from ...tokens import plan_tokens
 from ..base import MemoryProbe, ModelInfo, PhaseHook, StepResult, World
 from . import evaluation as E
 from . import model as M
 from . import objectives as P
+from . import tokens as T
 from .memory import apply_budget
 from .optimizers import make_optimizer
 from .update import evaluate_gradients, streamed_update
@@ -64,6 +66,8 @@ class MLXBackend:
                                             config=stored)
         self.model, self.config = M.load_base(model_dir, recipe.model, dtype)
         self.adapted = M.add_adapters(self.model, recipe)
+        self.tokens = plan_tokens(recipe, model_dir)
+        T.add_token_rows(self.model, self.tokens)
         self.adapter_cfg = adapter_config(recipe, len(M.inner(self.model).layers), str(model_dir),
                                           dtype)
         if recipe.adapter.init_from:
@@ -211,6 +215,7 @@ class MLXBackend:
         directory.mkdir(parents=True, exist_ok=True)
         mx.save_safetensors(str(directory / ADAPTER_WEIGHTS), M.adapter_weights(self.model))
         (directory / ADAPTER_CONFIG).write_text(json.dumps(self.adapter_cfg, indent=2))
+        T.save_token_rows(self.model, self.tokens, directory)
 
     def load_adapter(self, directory: Path) -> None:
         check_compatible(read_adapter_config(directory), self.adapter_cfg, str(directory))
@@ -228,6 +233,7 @@ class MLXBackend:
                             hint="the adapter was trained on another model size")
         self.model.load_weights([(k, weights[k].astype(expected[k].dtype)) for k in expected],
                                 strict=False)
+        T.load_token_rows(self.model, self.tokens, directory)
         mx.eval(self.model.trainable_parameters())
 
     def save_state(self, directory: Path) -> None:

@@ -15,6 +15,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from . import inference
 from .model import DTYPES
+from .tokens import unwrap_rows, write_rows
 
 
 def fused_model(model_dir: str | Path, adapter_dir: str | Path | None, dtype: str):
@@ -27,6 +28,9 @@ def fused_model(model_dir: str | Path, adapter_dir: str | Path | None, dtype: st
     if fused:
         model.update_modules(tree_unflatten(fused))
     model = dequantize_model(model)
+    if adapter_dir is not None:
+        unwrap_rows(model)  # the rows go into the (now float) embedding and head themselves
+        write_rows(model, Path(adapter_dir))
     model.set_dtype(DTYPES[dtype])
     mx.eval(model.parameters())
     return model, config

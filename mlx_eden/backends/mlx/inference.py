@@ -14,6 +14,7 @@ import numpy as np
 
 from ...errors import UserError
 from .model import DTYPES, load_base
+from .tokens import attach_rows
 
 
 def load(model_dir: str | Path, adapter_dir: str | Path | None = None, as_trained: bool = False):
@@ -39,6 +40,7 @@ def load(model_dir: str | Path, adapter_dir: str | Path | None = None, as_traine
             raise UserError("the adapter does not fit this base: " + lines[min(1, len(lines) - 1)]
                             .strip(), file=str(adapter_dir),
                             hint="pass the base model the adapter was trained on") from None
+        attach_rows(model, adapter_dir)  # new-token rows (tokens.add), if the adapter has them
     model.eval()
     mx.eval(model.parameters())
     return model, config

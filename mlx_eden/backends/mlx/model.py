@@ -21,7 +21,9 @@ from ...adapters import adapted_layers, lora_a_init, module_keys
 from ...errors import UserError
 from ...recipe import Recipe
 from .checkpoint import KeyedDropout, layer_forward
-from .chunked_loss import ce_sum, checkpointed_ce_sum, chunked_ce_sum, head_parts
+from .chunked_loss import ce_sum, checkpointed_ce_sum, chunked_ce_sum
+from .chunked_loss import head_parts as _plain_head_parts
+from .tokens import RowsEmbedding, RowsHead, is_token_key, rows_head_parts
 
 DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
 
@@ -110,6 +112,13 @@ def head_module(model) -> nn.Module:
     return model.lm_head
 
 
+def head_parts(module):
+    """The head's arrays and function; a head with new-token rows (tokens.add) adds them."""
+    if isinstance(module, (RowsEmbedding, RowsHead)):
+        return rows_head_parts(module)
+    return _plain_head_parts(module)
+
+
 def head(model, h: mx.array) -> mx.array:
     arrays, fn = head_parts(head_module(model))
     return fn(h, arrays)
@@ -134,7 +143,8 @@ def loss_sum(model, inputs, targets, weights, segments, *, packed: bool, checkpo
 
 
 def adapter_weights(model) -> dict[str, mx.array]:
-    return dict(tree_flatten(model.trainable_parameters()))
+    """The LoRA/DoRA tensors (new-token rows are saved apart: backends/mlx/tokens.py)."""
+    return {k: v for k, v in tree_flatten(model.trainable_parameters()) if not is_token_key(k)}
 
 
 def count_params(model) -> tuple[int, int]:

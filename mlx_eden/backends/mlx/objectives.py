@@ -12,7 +12,7 @@ import numpy as np
 
 from ... import objectives as O
 from . import model as M
-from .chunked_loss import cross_entropy, head_parts
+from .chunked_loss import cross_entropy
 
 OPS = O.Ops(log_sigmoid=lambda x: -nn.softplus(-x), sigmoid=mx.sigmoid, maximum=mx.maximum,
             stop_gradient=mx.stop_gradient, where=mx.where, to_float=lambda a: float(a.item()))
@@ -22,7 +22,7 @@ def row_logps(model, inputs: mx.array, targets: mx.array, weights: mx.array,
               checkpoint: bool = False) -> mx.array:
     """(B,) sum of log p(target) over each row's trained positions (one sample per row)."""
     h = M.hidden_states(model, inputs, "causal", checkpoint)
-    arrays, fn = head_parts(M.head_module(model))
+    arrays, fn = M.head_parts(M.head_module(model))
     logits = fn(h, arrays).astype(mx.float32)
     return -(cross_entropy(logits, targets) * weights).sum(axis=1)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ...errors import UserError
+from .tokens import FILE_KEY, PEFT_ROWS
 
 # peft parameter suffix -> (mlx-lm suffix, stored transposed?)
 _SUFFIXES = {
@@ -38,7 +39,7 @@ def trainable_by_mlx_name(causal_lm) -> dict[str, tuple[torch.nn.Parameter, bool
     for name, p in causal_lm.named_parameters():
         if not p.requires_grad:
             continue
-        mapped = mlx_name(name)
+        mapped = mlx_name(name) or ((PEFT_ROWS[name], False) if name in PEFT_ROWS else None)
         if mapped is None:
             raise RuntimeError(f"unexpected trainable parameter {name}")
         out[mapped[0]] = (p, mapped[1])
@@ -51,17 +52,19 @@ def to_mlx_layout(t: torch.Tensor, transposed: bool) -> torch.Tensor:
 
 
 def adapter_tensors(params: dict[str, tuple[torch.nn.Parameter, bool]]) -> dict[str, torch.Tensor]:
-    """The adapter in mlx-lm names and shapes, float32."""
-    return {k: to_mlx_layout(p, tr) for k, (p, tr) in params.items()}
+    """The adapter in mlx-lm names and shapes, float32 (new-token rows are saved apart)."""
+    return {k: to_mlx_layout(p, tr) for k, (p, tr) in params.items() if k not in FILE_KEY}
 
 
 def load_adapter_tensors(params, weights: dict[str, torch.Tensor], where: str) -> None:
     """Copy mlx-layout `weights` into the peft parameters (shapes checked)."""
-    missing = sorted(set(params) - set(weights))
+    missing = sorted(set(params) - set(weights) - set(FILE_KEY))
     if missing:
         raise UserError(f"adapter lacks {len(missing)} tensors, e.g. {missing[0]}", file=where)
     with torch.no_grad():
         for k, (p, transposed) in params.items():
+            if k in FILE_KEY:  # new-token rows: tokens.safetensors (tokens.load_rows)
+                continue
             w = weights[k].T if transposed else weights[k]
             if tuple(w.shape) != tuple(p.shape):
                 raise UserError(f"{k} has shape {tuple(weights[k].shape)}, the model needs "

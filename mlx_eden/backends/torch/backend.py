@@ -29,11 +29,13 @@ from ...adapters import (
 from ...data.batching import Batch
 from ...recipe import Recipe
 from ...registry import check_supported, dropout_seed
+from ...tokens import plan_tokens
 from ..base import MemoryProbe, ModelInfo, StepResult, World
 from . import adapter_io as io
 from . import evaluation as E
 from . import model as M
 from . import objectives as P
+from . import tokens as T
 from .optimizers import make_optimizer, set_learning_rate, state_from_mlx, state_to_mlx
 
 OPTIMIZER_STATE = "optimizer.safetensors"
@@ -67,7 +69,9 @@ class TorchBackend:
         torch.manual_seed(t.seed)
         self.dtype, dtype_note = M.compute_dtype(recipe.model.dtype)
         base, self.config = M.load_base(model_dir, recipe.model, self.dtype)
-        self.model, adapted = M.add_adapters(base, recipe)
+        self.tokens = plan_tokens(recipe, model_dir)
+        self.model, adapted = M.add_adapters(base, recipe, T.token_indices(self.tokens, base))
+        T.init_rows(self.model, self.tokens)
         self.lm = M.causal_lm(self.model)
         if t.grad_checkpoint:
             M.enable_checkpointing(self.lm)
@@ -189,6 +193,7 @@ class TorchBackend:
         directory.mkdir(parents=True, exist_ok=True)
         save_file(io.adapter_tensors(self.params), str(directory / ADAPTER_WEIGHTS))
         (directory / ADAPTER_CONFIG).write_text(json.dumps(self.adapter_cfg, indent=2))
+        T.save_rows(self.params, self.tokens, self.lm, directory)
         io.save_peft(self.model, directory / PEFT_DIR, self.recipe.model.path)
 
     def load_adapter(self, directory: Path) -> None:
@@ -196,6 +201,7 @@ class TorchBackend:
         check_compatible(read_adapter_config(directory), self.adapter_cfg, str(directory))
         weights = load_file(str(directory / ADAPTER_WEIGHTS))
         io.load_adapter_tensors(self.params, weights, str(directory / ADAPTER_WEIGHTS))
+        T.load_rows(self.params, self.tokens, directory)
 
     def save_state(self, directory: Path) -> None:
         flat = state_to_mlx(self.optimizer, self.recipe.train.optimizer, self.params,

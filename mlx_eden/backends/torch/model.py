@@ -89,7 +89,7 @@ def load_base(path: Path, spec, dtype: torch.dtype):
     return model, config
 
 
-def add_adapters(model, recipe: Recipe):
+def add_adapters(model, recipe: Recipe, token_indices: dict | None = None):
     """Wrap `model` with peft LoRA/DoRA on the recipe's projections and layers, then set our
     seeded init (identical to the MLX backend's). Returns (peft model, adapted module names)."""
     from peft import LoraConfig, get_peft_model
@@ -101,7 +101,7 @@ def add_adapters(model, recipe: Recipe):
         r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout, use_rslora=a.rslora,
         use_dora=a.type == "dora", target_modules=list(a.target_names), bias="none",
         layers_to_transform=None if len(layers) == n_layers else layers,
-        task_type="CAUSAL_LM")
+        trainable_token_indices=token_indices, task_type="CAUSAL_LM")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation chatter from peft/transformers internals
         peft_model = get_peft_model(model, config)
