@@ -78,7 +78,7 @@ class MetricsLog:
         self.file.close()
 
 
-def make_plans(recipe: Recipe, splits, pad_id: int, world: World = World()):
+def make_plans(recipe: Recipe, splits, pad_id: int, world: World | None = None):
     """Train and validation plans. Data parallel: built with the global micro-batch (ranks x
     train.batch_size), each rank trains its slice of every training batch (run/world.py) and
     evaluates the whole validation split, so every rank takes the same early-stopping call."""
@@ -87,6 +87,7 @@ def make_plans(recipe: Recipe, splits, pad_id: int, world: World = World()):
         return (PreferencePlan(splits.train, t.batch_size, pad_id, t.objective, t.seed),
                 PreferencePlan(splits.valid, t.batch_size, pad_id, t.objective, t.seed)
                 if splits.valid else None)
+    world = world or World()
     size = t.batch_size * world.size
     train = BatchPlan(splits.train, size, d.max_seq_length, pad_id, d.packing, t.seed)
     valid = (BatchPlan(splits.valid, size, d.max_seq_length, pad_id, d.packing, t.seed)

@@ -21,11 +21,8 @@ import threading
 import mlx.core as mx
 import mlx.nn as nn
 
+from ...errors import PeerLost
 from ..base import World
-
-
-class PeerLost(RuntimeError):
-    """Another rank died: raised with one line for the CLI."""
 
 
 def join(world: World) -> World:

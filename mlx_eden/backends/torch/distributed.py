@@ -15,11 +15,8 @@ import socket
 import torch
 import torch.distributed as dist
 
+from ...errors import PeerLost
 from ..base import World
-
-
-class PeerLost(RuntimeError):
-    """Another rank died or hung: raised with one line for the CLI."""
 
 
 def join(world: World, timeout_s: float) -> World:
@@ -43,7 +40,8 @@ def _collective(world: World, fn):
     try:
         return fn()
     except (RuntimeError, OSError) as e:  # gloo raises RuntimeError subclasses (DistBackendError)
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first.split("] ", 1)[-1][:100]  # gloo prefixes its source file and line
         raise PeerLost(f"rank {world.rank} of {world.size}: another rank stopped or stopped "
                        f"answering ({first}); the last checkpoint is intact, resume with "
                        "--resume") from None

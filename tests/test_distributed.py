@@ -1,0 +1,162 @@
+"""Data parallel on loopback, 2 ranks, each backend, through the real CLI and launchers.
+
+Per backend one scenario does it all: a 1-rank run with micro-batch 4 is the reference; a
+2-rank run with micro-batch 2 (the same global batch) has one rank stopped after its first
+checkpoint; the other must exit non-zero with one line within 60 s and leave that checkpoint
+intact; the 2-rank run resumed through the launcher (torchrun / mlx.launch) then finishes.
+Every step's loss, the validation losses and the final adapter must equal the reference's to
+1e-5: the steps before the stop show the sharded batches and all-rank sums, those after it that
+the resume continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import EDEN, ROOT, needs_torch, run_cli
+
+pytestmark = [pytest.mark.slow]
+
+DEMO = ROOT / "recipes" / "tiny-demo.yaml"
+BIN = Path(sys.executable).parent
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+STEPS = 9
+
+
+def sets(model, batch: int) -> list[str]:
+    base = {"model.path": model, "data.max_seq_length": 96, "data.packing": "false",
+            "train.batch_size": batch, "train.max_steps": STEPS, "train.save_every": 3,
+            "train.eval_every": 3, "train.eval_batches": 1, "train.num_threads": 1,
+            "train.log_every": 1, "model.dtype": "float32", "train.distributed_timeout": 10}
+    return [x for k, v in base.items() for x in ("--set", f"{k}={v}")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def events(run: Path, kind: str) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == kind]
+
+
+def adapter(directory: Path) -> dict:
+    from safetensors.numpy import load_file
+
+    return load_file(str(directory / "adapters.safetensors"))
+
+
+def rank_env(backend: str, rank: int, tmp: Path, port: int) -> dict:
+    """What torchrun / mlx.launch put in a rank's environment (started by hand here, so no
+    launcher's agent stops the survivor for us: the survivor must notice on its own)."""
+    if backend == "torch":
+        return {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    hostfile = tmp / "hosts.json"
+    hostfile.write_text(json.dumps([[f"127.0.0.1:{port}"], [f"127.0.0.1:{port + 1}"]]))
+    return {"MLX_RANK": str(rank), "MLX_HOSTFILE": str(hostfile)}
+
+
+def launcher(backend: str, port: int) -> list[str]:
+    if backend == "torch":
+        return [str(BIN / "torchrun"), "--nproc-per-node", "2", "--master-port", str(port),
+                "-m", "mlx_eden.cli"]
+    return [str(BIN / "mlx.launch"), "--hosts", "127.0.0.1,127.0.0.1", "--starting-port",
+            str(port), "--", sys.executable, "-m", "mlx_eden.cli"]
+
+
+def wait_for_checkpoint(run: Path, procs, timeout: float = 300) -> bool:
+    end = time.time() + timeout
+    while time.time() < end and all(p.poll() is None for p in procs):
+        metrics = run / "metrics.jsonl"
+        if metrics.exists() and '"what": "checkpoint"' in metrics.read_text():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def stop_one_rank(backend: str, model: Path, run: Path, tmp: Path, how: int) -> dict:
+    """Start 2 ranks by hand, stop rank 1 with `how` after the first checkpoint; report how
+    rank 0 ended."""
+    port = free_port()
+    args = EDEN + ["train", str(DEMO), *sets(model, 2), "--backend", backend, "--no-dashboard",
+                   "--output", str(run)]
+    procs = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, **ONE_THREAD,
+                                              **rank_env(backend, r, tmp, port)})
+             for r in (0, 1)]
+    try:
+        assert wait_for_checkpoint(run, procs), procs[0].stderr.read()
+        procs[1].send_signal(how)
+        stopped = time.monotonic()
+        code = procs[0].wait(timeout=90)
+        return {"code": code, "seconds": time.monotonic() - stopped,
+                "stderr": procs[0].stderr.read()}
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def scenario(backend: str, model: Path, tmp: Path, how: int) -> None:
+    one = tmp / "one"
+    run_cli("train", DEMO, *sets(model, 4), "--backend", backend, "--no-dashboard", "--output",
+            one, check=True, env=ONE_THREAD)
+    two = tmp / "two"
+    ended = stop_one_rank(backend, model, two, tmp, how)
+    lines = ended["stderr"].strip().splitlines()
+    print(backend, "survivor:", ended["code"], f"{ended['seconds']:.1f} s", lines[-1:])
+    assert ended["code"] != 0 and ended["seconds"] < 60
+    assert lines and lines[-1].startswith("error:") and "Traceback" not in ended["stderr"]
+    assert "another rank" in lines[-1] or "no answer" in lines[-1]
+    cut = max(e["step"] for e in events(two, "train"))
+    assert cut < STEPS  # really cut short
+    checkpoints = sorted((two / "checkpoints").glob("step-*"))
+    assert checkpoints, "the first checkpoint was published"
+    state = json.loads((checkpoints[-1] / "trainer_state.json").read_text())
+    assert adapter(checkpoints[-1]).keys() == adapter(one / "adapter").keys()  # loads whole
+
+    proc = subprocess.run(launcher(backend, free_port()) + [
+        "train", str(DEMO), *sets(model, 2), "--backend", backend, "--no-dashboard",
+        "--output", str(two), "--resume"], cwd=ROOT, capture_output=True, text=True,
+        timeout=600, env={**os.environ, **ONE_THREAD})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    info = json.loads((two / "run.json").read_text())
+    assert info["distributed"]["world_size"] == 2 and len(info["distributed"]["hosts"]) == 2
+    assert info["resumed_from"].endswith(f"step-{state['step']:07d}")
+
+    a, b = events(one, "train"), events(two, "train")
+    assert [e["step"] for e in b] == list(range(1, STEPS + 1))
+    dloss = np.abs(np.array([e["loss"] for e in a]) - [e["loss"] for e in b]).max()
+    dval = max(abs(x["val_loss"] - y["val_loss"])
+               for x, y in zip(events(one, "eval"), events(two, "eval"), strict=True))
+    wa, wb = adapter(one / "adapter"), adapter(two / "adapter")
+    worst = max(float(np.abs(wa[k] - wb[k]).max()) for k in wa)
+    print(backend, "2 ranks vs 1: max |dloss|", dloss, "|dval|", dval, "adapter", worst)
+    assert dloss <= 1e-5 and dval <= 1e-5 and worst <= 1e-5
+    assert sum(e["tokens"] for e in a) == sum(e["tokens"] for e in b)  # all-rank token counts
+
+
+@needs_torch
+@pytest.mark.torch
+def test_torch_two_ranks_equal_one_rank_with_double_batch(tiny_qwen2, tmp_path):
+    """torchrun/gloo: a killed rank stops the other (gloo sees the closed connection)."""
+    scenario("torch", tiny_qwen2, tmp_path, signal.SIGKILL)
+
+
+def test_mlx_two_ranks_equal_one_rank_with_double_batch(tiny_qwen2, tmp_path):
+    """mlx.launch/ring: a rank that hangs (SIGSTOP: its sockets stay open, nothing answers)
+    stops the other after train.distributed_timeout (the watchdog)."""
+    scenario("mlx", tiny_qwen2, tmp_path, signal.SIGSTOP)
