@@ -160,3 +160,59 @@ def test_mlx_two_ranks_equal_one_rank_with_double_batch(tiny_qwen2, tmp_path):
     """mlx.launch/ring: a rank that hangs (SIGSTOP: its sockets stay open, nothing answers)
     stops the other after train.distributed_timeout (the watchdog)."""
     scenario("mlx", tiny_qwen2, tmp_path, signal.SIGSTOP)
+
+
+# ----------------------------------------------------------------------------- no processes
+
+
+def test_shards_are_the_global_batch_in_order():
+    from mlx_eden.backends.base import World
+    from mlx_eden.data.batching import Batch
+    from mlx_eden.run.world import shard
+
+    ids = np.arange(5 * 3).reshape(5, 3)
+    batch = Batch(ids, ids + 1, np.ones((5, 3), np.float32), np.ones((5, 3), np.int32), False)
+    parts = [shard(batch, World(r, 2)) for r in (0, 1)]
+    assert [p.shape[0] for p in parts] == [3, 2]
+    assert np.array_equal(np.concatenate([p.inputs for p in parts]), ids)
+    assert sum(p.trained_tokens for p in parts) == batch.trained_tokens
+    short = [shard(Batch(ids[:2], ids[:2], batch.mask[:2], batch.segments[:2], False),
+                   World(r, 3)).shape[0] for r in range(3)]
+    assert short == [1, 1, 0]  # a short last batch leaves a rank an empty share
+
+
+def test_the_launcher_in_the_environment_decides_the_backend(monkeypatch, tmp_path):
+    from mlx_eden.backends.base import choose_backend, detect_world
+    from mlx_eden.errors import UserError
+
+    hostfile = tmp_path / "hosts.json"
+    hostfile.write_text('[["10.0.0.1:5000"], ["10.0.0.2:5000"]]')
+    monkeypatch.setenv("MLX_RANK", "1")
+    monkeypatch.setenv("MLX_HOSTFILE", str(hostfile))
+    world = detect_world()
+    assert (world.rank, world.size, world.launcher, world.owner) == (1, 2, "mlx.launch", False)
+    assert world.hosts == ("10.0.0.1:5000", "10.0.0.2:5000")
+    assert choose_backend("auto")[0] == "mlx"
+    with pytest.raises(UserError, match="cannot join a group started by mlx.launch"):
+        choose_backend("torch")
+    monkeypatch.delenv("MLX_RANK")
+    for k, v in {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "h", "MASTER_PORT": "1"}.items():
+        monkeypatch.setenv(k, v)
+    assert detect_world().launcher == "torchrun" and detect_world().owner
+    with pytest.raises(UserError, match="train.backend mlx cannot join"):
+        choose_backend("mlx")
+
+
+def test_plan_prices_the_all_reduce_per_rank():
+    """r=64 on all seven projections of Qwen2.5-32B: 537M float32 gradients, 2.1 GB a step."""
+    from mlx_eden.memory.session import plan_recipe
+    from mlx_eden.recipe import load_recipe
+
+    recipe = load_recipe(ROOT / "recipes" / "qwen2.5-32b-eden-m3max.yaml")
+    one, _ = plan_recipe(recipe, "mac-64gb", None, False, 1)
+    two, _ = plan_recipe(recipe, "mac-64gb", None, False, 2)
+    assert "communication buffer" not in one.estimate.components
+    payload = [v for k, v in two.estimate.notes.items() if k.startswith("all-reduce payload")]
+    assert payload == [536_870_912 * 4] == [two.estimate.trainable_params * 4]
+    assert two.estimate.sizes["communication buffer"] == payload[0] + 3 * (32 << 20)
+    assert two.predicted_peak_bytes >= one.predicted_peak_bytes
