@@ -216,3 +216,23 @@ def test_plan_prices_the_all_reduce_per_rank():
     assert payload == [536_870_912 * 4] == [two.estimate.trainable_params * 4]
     assert two.estimate.sizes["communication buffer"] == payload[0] + 3 * (32 << 20)
     assert two.predicted_peak_bytes >= one.predicted_peak_bytes
+
+
+def test_ranks_that_would_start_from_different_checkpoints_are_refused(tmp_path):
+    """A rank that finds another copy of the run directory (or none) must not train other
+    weights silently. The collective is the part replaced here: its answer is given."""
+    from mlx_eden.backends.base import World
+    from mlx_eden.errors import UserError
+    from mlx_eden.run.rundir import RunDir
+    from mlx_eden.run.world import check_same_start
+
+    class Answered:
+        def __init__(self, steps):
+            self.world, self.steps = World(0, len(steps)), steps
+
+        def gather(self, value):
+            return self.steps
+
+    check_same_start(Answered([3, 3]), 3, RunDir(tmp_path))
+    with pytest.raises(UserError, match=r"different steps \(3, 0\)"):
+        check_same_start(Answered([3, 0]), 3, RunDir(tmp_path))

@@ -160,6 +160,10 @@ class Backend(Protocol):
     def load_state(self, directory: Path) -> None:
         """Restore adapter weights and optimizer state written by save_adapter/save_state."""
 
+    def gather(self, value: int) -> list[int]:
+        """Every rank's `value`, in rank order (data parallel: a collective, all ranks call it;
+        one process: [value])."""
+
     def memory(self) -> dict:
         """Current memory figures in bytes: active, peak, cache (where known) and rss."""
 

@@ -29,7 +29,7 @@ from .reference import reference_pass
 from .rundir import RunDir, run_info, sha256
 from .runplan import RunPlan
 from .samples import Sampler, make_sampler
-from .world import ShardedPlan, check_world, world_info
+from .world import ShardedPlan, check_same_start, check_world, world_info
 
 # Sections whose change makes a checkpoint unusable (tensor shapes, base weights).
 # The optimizer too: its state on disk has another layout (torch would train on the wrong state).
@@ -211,6 +211,7 @@ def _prepare_locked(recipe, rundir, resume, backend_name, why, model_dir, tok, s
                        lambda event: None)
     checkpoint, state = (restore_checkpoint(rundir, impl, warnings) if resume
                          else (None, TrainerState()))
+    check_same_start(impl, state.step, rundir)
     if resume and impl.world.owner:
         rundir.truncate_logs(state.step)
     if changed:

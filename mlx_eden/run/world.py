@@ -51,6 +51,16 @@ def check_world(recipe, world: World) -> None:
                         hint="train DPO/KTO in one process (without torchrun / mlx.launch)")
 
 
+def check_same_start(backend, step: int, rundir) -> None:
+    """Every rank must start from the same step (the same checkpoint): a rank that finds
+    another copy of the run directory, or none, would train other weights without a word."""
+    steps = backend.gather(step) if backend.world.size > 1 else [step]
+    if len(set(steps)) > 1:
+        raise UserError(f"the ranks start from different steps ({', '.join(map(str, steps))})",
+                        file=str(rundir.checkpoints), hint="every rank needs the same run "
+                        "directory: a shared folder, or a copy at the same path on each machine")
+
+
 def world_info(world: World, backend: str) -> dict:
     """run.json's `distributed` entry."""
     transport = {"torch": "gloo", "mlx": "ring"}.get(backend, backend) if world.size > 1 else None

@@ -260,6 +260,9 @@ class MLXBackend:
         self.optimizer.state.update(restored)
         mx.eval(self.optimizer.state)
 
+    def gather(self, value: int) -> list[int]:
+        return D.gather(self.world, self.recipe.train.distributed_timeout, value)
+
     def memory(self) -> dict:
         return {"active": mx.get_active_memory(), "peak": max(self._run_peak, mx.get_peak_memory()),
                 "cache": mx.get_cache_memory(), "rss": _rss_bytes()}

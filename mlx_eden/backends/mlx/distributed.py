@@ -72,7 +72,12 @@ def all_sum_step(world: World, timeout_s: float, grads, loss: mx.array,
     return grads, counters[0], int(counters[1].item()), float(world.size)
 
 
-def barrier(world: World, timeout_s: float) -> None:
-    """All ranks reach this point (a 1-value all_sum), or the process ends with one line."""
-    if world.size > 1:
-        _watched(world, timeout_s, mx.distributed.all_sum(mx.array(1.0)))
+def gather(world: World, timeout_s: float, value: int) -> list[int]:
+    """Every rank's `value` (exact below 2**24), in rank order: an all_sum of one-hot rows."""
+    if world.size <= 1:
+        return [value]
+    row = mx.zeros((world.size,), mx.float32)
+    row[world.rank] = value
+    total = mx.distributed.all_sum(row)
+    _watched(world, timeout_s, total)
+    return [int(v) for v in total.tolist()]

@@ -213,6 +213,9 @@ class TorchBackend:
         self.steps_done = state_from_mlx(self.optimizer, self.recipe.train.optimizer,
                                          self.params, flat)
 
+    def gather(self, value: int) -> list[int]:
+        return D.gather(self.world, value)
+
     def memory(self) -> dict:
         rss, peak = _rss_bytes()
         return {"active": rss, "peak": peak, "cache": 0, "rss": rss}

@@ -66,6 +66,15 @@ def all_sum_step(world: World, params: list[torch.Tensor], loss: float,
     return float(small[0]), [int(c) for c in small[1:].tolist()]
 
 
+def gather(world: World, value: int) -> list[int]:
+    """Every rank's `value`, in rank order (a collective: every rank calls it)."""
+    if world.size <= 1:
+        return [value]
+    values = [None] * world.size
+    _collective(world, lambda: dist.all_gather_object(values, int(value)))
+    return values
+
+
 def leave() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
