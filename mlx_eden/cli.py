@@ -13,7 +13,7 @@ import traceback
 
 import click
 
-from .errors import UserError
+from .errors import PeerLost, UserError
 
 # name -> (module under mlx_eden.commands, attribute, one-line help)
 COMMANDS = {
@@ -96,6 +96,8 @@ def fault_line(e: Exception) -> str:
     if isinstance(e, OSError) and e.errno in FS_HINTS:
         where = f"{e.filename}: " if e.filename else ""
         return f"{where}{FS_HINTS[e.errno]}"
+    if isinstance(e, PeerLost):
+        return str(e)
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return (f"{type(e).__name__}: {text[:300]} (set EDEN_DEBUG=1 for the traceback and report "
             "it if the input looks right)")

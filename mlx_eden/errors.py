@@ -52,3 +52,8 @@ class UserErrors(UserError):
 class DamagedFile(UserError):
     """A file the project wrote (or a model folder holds) is unreadable: truncated, corrupt, not
     the expected JSON. Resume uses it to fall back to an older checkpoint."""
+
+
+class PeerLost(RuntimeError):
+    """Data parallel: another rank died or stopped answering. Not bad input (exit 1), but its
+    message is already the whole line (which rank, what to do), so the CLI prints it as is."""

@@ -179,6 +179,9 @@ class TrainSpec:
     keep_checkpoints: int = _f(3, "Keep the newest K checkpoints.")
     early_stopping: EarlyStoppingSpec = _f(EarlyStoppingSpec, "Early stopping on val loss.")
     num_threads: int | None = _f(None, "CPU threads for the torch backend; null = all cores.")
+    distributed_timeout: float = _f(
+        300.0, "Data parallel (torchrun / mlx.launch): seconds a rank waits for the others at "
+        "a gradient all-reduce before it stops with an error (a peer died or hangs).")
     objective: Literal["sft", "dpo", "kto"] = _f(
         "sft", "sft = next-token loss; dpo = preference pairs (chosen/rejected); kto = single "
         "answers with a thumbs up/down label. The reference is the model before this run.")
@@ -623,6 +626,7 @@ def _validate(r: Recipe, src: _Source) -> list[UserError]:
           "must be at least 1 or null")
     check(a.alpha > 0, "adapter.alpha", "must be positive")
     check(t.log_every > 0, "train.log_every", "must be positive")
+    check(t.distributed_timeout > 0, "train.distributed_timeout", "must be positive")
     check(t.eval_every >= 0, "train.eval_every", "must be >= 0")
     check(t.save_every >= 0, "train.save_every", "must be >= 0")
     check(t.keep_checkpoints >= 1, "train.keep_checkpoints", "must be at least 1")

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 # A command needs a download (or a program this box does not have) when it names one of these.
 NEEDS_DOWNLOAD = ("Qwen/", "runs/qwen", "recipes/qwen", "/data/", "path/to/")
-NOT_OURS = ("make ", "pip ", "ollama ", "mlx_lm.")  # the two commands, installs, other tools
+NOT_OURS = ("make ", "pip ", "ollama ", "mlx_lm.", "mlx.", "torchrun ")  # ours: eden-mlx only
 TRAIN_STEPS = "train.max_steps=4"
 
 

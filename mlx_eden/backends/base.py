@@ -10,14 +10,16 @@ adds `peft/`, so the loop never knows the layout), evaluation (`load_adapter`, `
 `sequence_logprobs` for choice scoring and DPO/KTO), and the optional memory capability
 (`memory_probe()` returns None where a backend has none: no `hasattr` probes, no attribute
 assigned from outside). What a backend cannot train is refused by `registry.check_supported`
-with the reason, before anything loads. `World` is the process-group placeholder for data
-parallel: one process today.
+with the reason, before anything loads. `World` is the process group of data-parallel
+training (one process unless a launcher started several).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
+import os
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,11 +59,39 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class World:
-    """The process group a backend trains in. Data parallel will set size > 1 and have rank 0
-    own the run directory; until then every run is one process."""
+    """The process group a backend trains in (data parallel). One process: rank 0 of 1. Under
+    `torchrun` (gloo) or `mlx.launch` (ring) size > 1; rank 0 alone owns the run directory.
+    `launcher` names the launcher found in the environment, `hosts` the group's addresses."""
 
     rank: int = 0
     size: int = 1
+    launcher: str | None = None  # "torchrun" | "mlx.launch"
+    hosts: tuple[str, ...] = ()
+
+    @property
+    def owner(self) -> bool:
+        """Whether this process writes the run directory, metrics and the dashboard."""
+        return self.rank == 0
+
+
+def detect_world() -> World:
+    """The process group the launcher announced in the environment, not yet joined:
+    torchrun sets RANK/WORLD_SIZE/LOCAL_RANK, mlx.launch sets MLX_RANK and MLX_HOSTFILE."""
+    env = os.environ
+    if int(env.get("WORLD_SIZE", "1") or 1) > 1 and "RANK" in env:
+        master = f"{env.get('MASTER_ADDR', '127.0.0.1')}:{env.get('MASTER_PORT', '')}"
+        return World(int(env["RANK"]), int(env["WORLD_SIZE"]), "torchrun", (master,))
+    if "MLX_RANK" in env and env.get("MLX_HOSTFILE"):
+        hostfile = env["MLX_HOSTFILE"]
+        try:
+            hosts = json.loads(Path(hostfile).read_text())
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot read the mlx.launch hostfile ({e})", file=hostfile,
+                            hint="launch with mlx.launch --hostfile hosts.json") from None
+        if len(hosts) > 1:
+            flat = tuple(",".join(h) if isinstance(h, list) else str(h) for h in hosts)
+            return World(int(env["MLX_RANK"]), len(hosts), "mlx.launch", flat)
+    return World()
 
 
 PhaseHook = Callable[[str], None]
@@ -130,6 +160,10 @@ class Backend(Protocol):
     def load_state(self, directory: Path) -> None:
         """Restore adapter weights and optimizer state written by save_adapter/save_state."""
 
+    def gather(self, value: int) -> list[int]:
+        """Every rank's `value`, in rank order (data parallel: a collective, all ranks call it;
+        one process: [value])."""
+
     def memory(self) -> dict:
         """Current memory figures in bytes: active, peak, cache (where known) and rss."""
 
@@ -146,6 +180,13 @@ def choose_backend(requested: str, recipe: Recipe | None = None) -> tuple[str, s
     torch when installed (MLX's CPU backend is far slower on x86) and able to train `recipe`
     (registry.unsupported: e.g. QLoRA and adamw8bit are mlx only), else mlx with the reason."""
     apple = platform.system() == "Darwin" and platform.machine() == "arm64"
+    launched = {"torchrun": "torch", "mlx.launch": "mlx"}.get(detect_world().launcher or "")
+    if launched and requested in ("auto", launched):
+        requested = launched  # a launcher's group can only be joined by its own framework
+    elif launched:
+        raise UserError(f"train.backend {requested} cannot join a group started by "
+                        f"{detect_world().launcher}", key="train.backend",
+                        hint=f"use --backend {launched} (or auto) with this launcher")
     if requested == "torch":
         if not has_module("torch") or not has_module("peft"):
             raise UserError("the torch backend needs the torch extra",

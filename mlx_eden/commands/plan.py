@@ -26,16 +26,20 @@ def device_option(f):
 @click.option("--fit", "fit", is_flag=True,
               help="If it does not fit, find the cheapest recipe changes that make it fit.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def plan(recipe_file, overrides, device, budget_gb, fit, as_json):
+@click.option("--ranks", type=click.IntRange(min=1), default=None, help="Data-parallel "
+              "processes (torchrun / mlx.launch): prices each rank's communication buffer and "
+              "prints the all-reduce payload. Default: the launcher's, else 1.")
+def plan(recipe_file, overrides, device, budget_gb, fit, as_json, ranks):
     """Predict the peak memory of training RECIPE_FILE, component by component, against the
     device's budget. Reads only config.json (or a shipped config for known Qwen models)."""
+    from ..backends.base import detect_world
     from ..memory.fit import user_flags
     from ..memory.session import plan_recipe
     from ..recipe import load_recipe
     from ..ui.memoryplan import render_data_peak, render_fit, render_plan
 
     recipe = load_recipe(recipe_file, overrides)
-    result, fitted = plan_recipe(recipe, device, budget_gb, fit)
+    result, fitted = plan_recipe(recipe, device, budget_gb, fit, ranks or detect_world().size)
     final = fitted.plan if fitted else result  # what --json reports (after the changes)
     shapes, why = _data_shapes(recipe)
     if as_json:

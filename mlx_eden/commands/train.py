@@ -27,7 +27,7 @@ EXIT_CODES = {"completed": 0, "early_stopped": 0, "nan": 1, "interrupted": 130}
 def train(recipe_file, overrides, output, resume, backend, no_dashboard, device, budget_gb,
           fit, force):
     """Fine-tune per RECIPE_FILE and write a run directory."""
-    from ..backends.base import choose_backend, hide_torch_from_transformers
+    from ..backends.base import choose_backend, detect_world, hide_torch_from_transformers
 
     recipe = load_recipe(recipe_file, overrides)
     choice = choose_backend(backend or recipe.train.backend, recipe)
@@ -57,13 +57,15 @@ def train(recipe_file, overrides, output, resume, backend, no_dashboard, device,
 
     # The live dashboard on a terminal, plain lines otherwise; stopped however the run ends.
     # Trackers stay open through eval.after_train: the suites' verdict is theirs too.
-    with trackers(recipe.output.report_to, recipe_file) as tracking:
-        with console_listener(recipe.train.log_every, no_dashboard) as listener:
+    # Data parallel (torchrun / mlx.launch): the other ranks show, track and evaluate nothing.
+    owner = detect_world().owner
+    with trackers(recipe.output.report_to if owner else [], recipe_file) as tracking:
+        with console_listener(recipe.train.log_every, no_dashboard or not owner) as listener:
             stop = run_training(recipe, output=output, resume=resume,
                                 listeners=[listener, *tracking], backend=choice,
                                 memory_plan=memory)
         code = EXIT_CODES.get(stop.status, 1)
-        if code == 0 and recipe.eval.after_train and recipe.eval.suites:
+        if code == 0 and owner and recipe.eval.after_train and recipe.eval.suites:
             code = _evaluate(recipe, output or recipe.output_dir, choice[0], tracking)
     sys.exit(code)
 

@@ -117,12 +117,13 @@ def _yaml(v) -> str:
         if isinstance(v, float) else str(v)
 
 
-def search(recipe: Recipe, shape: ModelShape, device: Device, source: str = "") -> FitResult:
+def search(recipe: Recipe, shape: ModelShape, device: Device, source: str = "",
+           ranks: int = 1) -> FitResult:
     """The recipe changes (cumulative, mildest first) after which the plan fits, or the
     strongest combination when nothing fits."""
     overrides: dict = {}
     why: dict = {}
-    plan = make_plan(recipe, shape, device, source)
+    plan = make_plan(recipe, shape, device, source, ranks)
     for name, knob in KNOBS:
         if plan.fits:
             break
@@ -130,7 +131,7 @@ def search(recipe: Recipe, shape: ModelShape, device: Device, source: str = "") 
         options = knob(current, shape)
         for option in options:
             trial = make_plan(with_overrides(recipe, {**overrides, **option}), shape, device,
-                              source)
+                              source, ranks)
             if trial.fits or option is options[-1]:
                 if trial.predicted_peak_bytes < plan.predicted_peak_bytes:
                     overrides.update(option)

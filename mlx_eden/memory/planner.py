@@ -45,6 +45,7 @@ from .devices import Device
 from .shapes import ModelShape
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+ALL_REDUCE_GROUP_BYTES = 32 << 20  # mlx.nn.average_gradients' all_reduce_size default
 COMPONENTS = ("base weights", "adapters", "optimizer state", "gradients", "saved activations",
               "logits and loss", "layer transient", "update transient", "headroom")
 
@@ -67,10 +68,13 @@ class Settings:
     checkpoint: bool
     loss_chunk: int
     packed: bool
+    ranks: int = 1  # data parallel: processes (torchrun / mlx.launch), each with `batch` rows
 
     @classmethod
-    def from_recipe(cls, recipe: Recipe, shape: ModelShape, metal: bool = False) -> Settings:
-        """`metal`: the device runs bf16 natively (decides what model.dtype: auto means)."""
+    def from_recipe(cls, recipe: Recipe, shape: ModelShape, metal: bool = False,
+                    ranks: int = 1) -> Settings:
+        """`metal`: the device runs bf16 natively (decides what model.dtype: auto means);
+        `ranks`: data-parallel processes (the plan is per rank)."""
         a, t, q = recipe.adapter, recipe.train, recipe.model.quantize
         dtype, _ = resolve_dtype(recipe.model.dtype, fast_half=metal,
                                  config={"torch_dtype": shape.dtype})
@@ -88,7 +92,7 @@ class Settings:
                    rank=a.rank, targets=tuple(a.target_names), adapted_layers=layers,
                    dora=a.type == "dora", optimizer=t.optimizer, checkpoint=t.grad_checkpoint,
                    loss_chunk=0 if preference else t.loss_chunk,
-                   packed=recipe.data.packing and not preference)
+                   packed=recipe.data.packing and not preference, ranks=ranks)
 
     @property
     def dt(self) -> int:
@@ -221,8 +225,13 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
             "gradients": p_bytes, "layer transient": layer_t + (0 if s.checkpoint else one_layer)}
     # With accumulation each layer's gradients are added into the accumulated ones as soon as
     # they exist (backends/mlx/update.py evaluate_gradients), so there is never a second copy.
+    names = COMPONENTS
+    if s.ranks > 1:  # the gradient all-reduce after the backward pass (backends/*/distributed)
+        phases["all-reduce"] = {"gradients": 0 if accumulate else p_bytes,
+                                "communication buffer": communication_bytes(p_bytes)}
+        names = COMPONENTS[:-1] + ("communication buffer", "headroom")
     phase = max(phases, key=lambda k: sum(phases[k].values()))
-    components = {c: resident.get(c, 0) + phases[phase].get(c, 0) for c in COMPONENTS}
+    components = {c: resident.get(c, 0) + phases[phase].get(c, 0) for c in names}
     components["headroom"] = headroom(shape, w, s)
     sizes = {**resident, "gradients": p_bytes, "saved activations": saved,
              "logits and loss": loss, "layer transient": layer_t,
@@ -231,9 +240,22 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
              "saved activations with checkpointing": ckpt_inputs + one_layer,
              "logits and loss unchunked": loss_peak(shape, w, 0),
              "logits and loss, 512-token chunks": loss_peak(shape, w, 512)}
+    if s.ranks > 1:
+        sizes["communication buffer"] = communication_bytes(p_bytes)
+        # a ring all-reduce sends (and receives) 2 (N-1)/N of this per rank
+        notes[f"all-reduce payload per optimizer step ({trainable:,} float32 "
+              "gradients)"] = p_bytes
     return Estimate(shape.params_total, trainable, sizes, components, phase,
                     {k: sum(resident.values()) + sum(v.values()) for k, v in phases.items()},
                     notes)
+
+
+def communication_bytes(gradient_bytes: int) -> int:
+    """The all-reduce's own memory: mlx-nn's average_gradients concatenates the gradients into
+    32 MiB groups and returns a reduced copy of all of them while the accumulated gradients are
+    still referenced (backends/mlx/distributed.py): the copy, plus a group's concatenation, its
+    sum and its mean in flight."""
+    return gradient_bytes + 3 * min(ALL_REDUCE_GROUP_BYTES, gradient_bytes)
 
 
 def headroom(shape: ModelShape, w: Work, s: Settings) -> int:
@@ -280,8 +302,9 @@ class Plan:
                 "settings": self.settings.__dict__ | {"targets": list(self.settings.targets)}}
 
 
-def make_plan(recipe: Recipe, shape: ModelShape, device: Device, source: str = "") -> Plan:
-    settings = Settings.from_recipe(recipe, shape, metal=device.kind == "apple")
+def make_plan(recipe: Recipe, shape: ModelShape, device: Device, source: str = "",
+              ranks: int = 1) -> Plan:
+    settings = Settings.from_recipe(recipe, shape, metal=device.kind == "apple", ranks=ranks)
     return Plan(recipe.model.path, source, shape, settings, device, estimate(shape, settings))
 
 

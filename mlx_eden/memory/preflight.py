@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..backends.base import detect_world
 from ..errors import UserError
 from ..recipe import Recipe
 from ..run.runplan import RunPlan
@@ -24,7 +25,7 @@ def preflight(recipe: Recipe, *, device: str | None = None, budget_gb: float | N
     `budget_gb` is GiB, like every memory figure. `overrides`: the user's --set values,
     repeated in the suggested commands."""
     try:
-        plan, fitted = plan_recipe(recipe, device, budget_gb, fit)
+        plan, fitted = plan_recipe(recipe, device, budget_gb, fit, detect_world().size)
     except UserError as e:
         # An unknown Hub id has no config here before its download, which names any problem
         # itself: a second line about the plan would only bury that one.

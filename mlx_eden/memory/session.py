@@ -30,11 +30,12 @@ def resolve_device(name: str | None, budget_gb: float | None) -> Device:
 
 
 def plan_recipe(recipe: Recipe, device_name: str | None = None, budget_gb: float | None = None,
-                fit: bool = False) -> tuple[Plan, FitResult | None]:
-    """The plan of `recipe` and, with `fit` and when it does not fit, the fit search."""
+                fit: bool = False, ranks: int = 1) -> tuple[Plan, FitResult | None]:
+    """The plan of `recipe` (per rank of `ranks` data-parallel processes) and, with `fit` and
+    when it does not fit, the fit search."""
     cfg, source = load_config(recipe.model.path, recipe.model.revision)
     shape = shape_from_config(cfg)
     device = resolve_device(device_name, budget_gb)
-    result = make_plan(recipe, shape, device, source)
-    fitted = search(recipe, shape, device, source) if fit and not result.fits else None
+    result = make_plan(recipe, shape, device, source, ranks)
+    fitted = search(recipe, shape, device, source, ranks) if fit and not result.fits else None
     return result, fitted

@@ -139,6 +139,8 @@ class TrainingLoop:
     # ------------------------------------------------------------------ saving
 
     def _save_adapter(self, final: Path, step: int, what: str) -> None:
+        if not self.backend.world.owner:
+            return  # data parallel: rank 0 alone writes the run directory
         tmp = self.rundir.tmp_dir(final.name)
         self.backend.save_adapter(tmp)
         publish_dir(tmp, final)
@@ -149,6 +151,8 @@ class TrainingLoop:
         weights of step k are known to be good when step k+1's loss comes out finite, so it is
         published then (see `_publish_pending`) and dropped if that loss is NaN."""
         self._drop_pending()
+        if not self.backend.world.owner:
+            return
         final = self.rundir.checkpoint_path(state.step)
         tmp = self.rundir.tmp_dir(final.name)
         self.backend.save_adapter(tmp)

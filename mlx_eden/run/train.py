@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..backends.base import choose_backend, load_backend
+from ..backends.base import World, choose_backend, detect_world, load_backend
 from ..data.batching import BatchPlan
 from ..data.preference import PreferencePlan, load_preference
 from ..data.splits import load_splits
@@ -29,6 +29,7 @@ from .reference import reference_pass
 from .rundir import RunDir, run_info, sha256
 from .runplan import RunPlan
 from .samples import Sampler, make_sampler
+from .world import ShardedPlan, check_same_start, check_world, world_info
 
 # Sections whose change makes a checkpoint unusable (tensor shapes, base weights).
 # The optimizer too: its state on disk has another layout (torch would train on the wrong state).
@@ -77,16 +78,21 @@ class MetricsLog:
         self.file.close()
 
 
-def make_plans(recipe: Recipe, splits, pad_id: int):
+def make_plans(recipe: Recipe, splits, pad_id: int, world: World | None = None):
+    """Train and validation plans. Data parallel: built with the global micro-batch (ranks x
+    train.batch_size), each rank trains its slice of every training batch (run/world.py) and
+    evaluates the whole validation split, so every rank takes the same early-stopping call."""
     d, t = recipe.data, recipe.train
     if t.objective != "sft":
         return (PreferencePlan(splits.train, t.batch_size, pad_id, t.objective, t.seed),
                 PreferencePlan(splits.valid, t.batch_size, pad_id, t.objective, t.seed)
                 if splits.valid else None)
-    train = BatchPlan(splits.train, t.batch_size, d.max_seq_length, pad_id, d.packing, t.seed)
-    valid = (BatchPlan(splits.valid, t.batch_size, d.max_seq_length, pad_id, d.packing, t.seed)
+    world = world or World()
+    size = t.batch_size * world.size
+    train = BatchPlan(splits.train, size, d.max_seq_length, pad_id, d.packing, t.seed)
+    valid = (BatchPlan(splits.valid, size, d.max_seq_length, pad_id, d.packing, t.seed)
              if splits.valid else None)
-    return train, valid
+    return (ShardedPlan(train, world) if world.size > 1 else train), valid
 
 
 def preference_plans(train, valid) -> dict:
@@ -167,8 +173,11 @@ def prepare_run(recipe: Recipe, *, output: str | None = None, resume: bool = Fal
     else:
         splits = load_preference(recipe.data, tok, recipe.train.seed, recipe.train.objective)
     check_valid_split(recipe, splits)
+    world = detect_world()
+    check_world(recipe, world)
     rundir = RunDir(output or recipe.output_dir)
-    rundir.prepare(resume)
+    if world.owner:  # the other ranks only read it (the checkpoint a resume starts from)
+        rundir.prepare(resume)
     try:  # the lock is released if anything below fails (an in-process caller may retry)
         return _prepare_locked(recipe, rundir, resume, backend_name, why, model_dir, tok,
                                splits, started, memory_plan)
@@ -192,8 +201,9 @@ def _prepare_locked(recipe, rundir, resume, backend_name, why, model_dir, tok, s
     probe = impl.memory_probe()  # None: the backend has no per-phase memory instruments
     if probe is not None and memory_plan is not None:
         probe.set_budget(memory_plan.budget_bytes)
+    extra["distributed"] = world_info(impl.world, backend_name)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    train_plan, valid_plan = make_plans(recipe, splits, pad_id)
+    train_plan, valid_plan = make_plans(recipe, splits, pad_id, impl.world)
     if resume and recipe.train.objective != "sft" and rundir.complete_checkpoints():
         # The reference is the model before any update: read (or, if the file is gone,
         # compute) it before the checkpoint's weights replace the starting ones.
@@ -201,7 +211,8 @@ def _prepare_locked(recipe, rundir, resume, backend_name, why, model_dir, tok, s
                        lambda event: None)
     checkpoint, state = (restore_checkpoint(rundir, impl, warnings) if resume
                          else (None, TrainerState()))
-    if resume:
+    check_same_start(impl, state.step, rundir)
+    if resume and impl.world.owner:
         rundir.truncate_logs(state.step)
     if changed:
         warnings.append("resumed with recipe changes: " + ", ".join(changed))
@@ -257,21 +268,23 @@ def execute_run(p: PreparedRun, listeners: list[Listener] = ()) -> StopEvent:
     log = None
     profiler = None
     status, error = "error", None
+    owner = p.impl.world.owner  # data parallel: rank 0 alone logs, shows and writes
     try:
-        log = MetricsLog(p.rundir.metrics)
-        sinks = [log, *listeners]
+        log = MetricsLog(p.rundir.metrics) if owner else None
+        sinks = [log, *listeners] if owner else []
 
         def emit(event: Event) -> None:
             for sink in sinks:
                 sink(event)
 
-        probe = p.impl.memory_probe()
+        probe = p.impl.memory_probe() if owner else None
         if probe is not None:  # memory.jsonl + MemoryEvents, per phase of a step
             profiler = MemoryProfiler(probe, p.rundir.memory, emit).attach(record_weights=False)
             sinks.append(profiler)  # last: a MemoryEvent it emits follows the event behind it
-        p.rundir.write_run_json(_info(p, "running"))
+        if owner:
+            p.rundir.write_run_json(_info(p, "running"))
         loop = TrainingLoop(p.recipe, p.impl, p.train_plan, p.valid_plan, p.rundir, emit,
-                            p.sampler)
+                            p.sampler if owner else None)  # samples: shown by rank 0 only
         emit(start_event(p, loop.total))
         if p.recipe.train.objective != "sft":  # shows its progress; a resume reads the file
             reference_pass(p.impl, preference_plans(p.train_plan, p.valid_plan), p.recipe,
@@ -299,7 +312,8 @@ def execute_run(p: PreparedRun, listeners: list[Listener] = ()) -> StopEvent:
                 except OSError:
                     pass  # a full disk; run.json below still says how the run ended
         try:
-            _write_final(p, status, error)
+            if owner:
+                _write_final(p, status, error)
         finally:
             p.rundir.unlock()
 

@@ -28,7 +28,8 @@ from ...errors import UserError
 from ...recipe import Recipe
 from ...registry import check_supported, dropout_seed
 from ...tokens import plan_tokens
-from ..base import MemoryProbe, ModelInfo, PhaseHook, StepResult, World
+from ..base import MemoryProbe, ModelInfo, PhaseHook, StepResult, World, detect_world
+from . import distributed as D
 from . import evaluation as E
 from . import model as M
 from . import objectives as P
@@ -59,6 +60,7 @@ class MLXBackend:
         check_supported(recipe, self.name)
         self.recipe = recipe
         t = recipe.train
+        self.world = D.join(detect_world())
         mx.random.seed(t.seed)
         fast_half = mx.default_device().type == mx.DeviceType.gpu  # Metal: native bf16/fp16
         stored = json.loads((Path(model_dir) / "config.json").read_text())
@@ -130,6 +132,8 @@ class MLXBackend:
         tokens = sum(b.trained_tokens for b in batches)
         loss, grads = None, None
         for b in batches:
+            if not len(b.inputs):
+                continue  # data parallel: this rank's share of a short last batch is empty
             part, g = self._micro[b.packed](*self._arrays(b))
             self._phase("forward", part)
             loss = part if loss is None else loss + part
@@ -137,8 +141,13 @@ class MLXBackend:
             del part, g  # the accumulation adds in place instead of holding a third copy
             evaluate_gradients(loss, grads)  # bound memory to one micro-batch's graph
             self._phase("backward")
+        if grads is None:  # every share was empty: this rank adds zeros to the all-reduce
+            loss = mx.array(0.0)
+            grads = tree_map(mx.zeros_like, self.model.trainable_parameters())
+        timeout = self.recipe.train.distributed_timeout
+        grads, loss, tokens, factor = D.all_sum_step(self.world, timeout, grads, loss, tokens)
         self.optimizer.learning_rate = lr
-        norm = streamed_update(self.model, self.optimizer, grads, 1.0 / tokens,
+        norm = streamed_update(self.model, self.optimizer, grads, factor / tokens,
                                self.recipe.train.max_grad_norm)
         self._phase("update")
         return StepResult(loss=loss.item() / tokens, tokens=tokens, grad_norm=norm.item())
@@ -256,6 +265,9 @@ class MLXBackend:
         self.optimizer.state.clear()
         self.optimizer.state.update(restored)
         mx.eval(self.optimizer.state)
+
+    def gather(self, value: int) -> list[int]:
+        return D.gather(self.world, self.recipe.train.distributed_timeout, value)
 
     def memory(self) -> dict:
         return {"active": mx.get_active_memory(), "peak": max(self._run_peak, mx.get_peak_memory()),

@@ -30,8 +30,9 @@ from ...data.batching import Batch
 from ...recipe import Recipe
 from ...registry import check_supported, dropout_seed
 from ...tokens import plan_tokens
-from ..base import MemoryProbe, ModelInfo, StepResult, World
+from ..base import MemoryProbe, ModelInfo, StepResult, World, detect_world
 from . import adapter_io as io
+from . import distributed as D
 from . import evaluation as E
 from . import model as M
 from . import objectives as P
@@ -64,6 +65,7 @@ class TorchBackend:
         check_supported(recipe, self.name)
         self.recipe = recipe
         t = recipe.train
+        self.world = D.join(detect_world(), t.distributed_timeout)
         self.threads = M.cpu_threads(t.num_threads)
         torch.set_num_threads(self.threads)
         torch.manual_seed(t.seed)
@@ -118,6 +120,8 @@ class TorchBackend:
         loss, sums = 0.0, {}
         preference = t.objective != "sft"
         for b in batches:  # backward per micro-batch: memory holds one micro-batch's graph
+            if not len(b.inputs):
+                continue  # data parallel: this rank's share of a short last batch is empty
             if preference:
                 part, metrics = P.batch_loss(self.model, b, self.recipe)
                 O.add(sums, metrics, P.OPS.to_float)
@@ -128,6 +132,7 @@ class TorchBackend:
         trained = tokens
         if preference:  # DPO/KTO: the mean over items (pairs / answers), as TRL
             tokens = sum(b.items for b in batches)
+        loss, (tokens, trained) = D.all_sum_step(self.world, params, loss, [tokens, trained])
         with torch.no_grad():
             for p in params:
                 if p.grad is not None:
@@ -213,6 +218,9 @@ class TorchBackend:
         flat = load_file(str(directory / OPTIMIZER_STATE))
         self.steps_done = state_from_mlx(self.optimizer, self.recipe.train.optimizer,
                                          self.params, flat)
+
+    def gather(self, value: int) -> list[int]:
+        return D.gather(self.world, value)
 
     def memory(self) -> dict:
         rss, peak = _rss_bytes()
