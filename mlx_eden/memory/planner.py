@@ -42,6 +42,7 @@ from .activations import (
     swiglu_forward_extra,
 )
 from .devices import Device
+from .loftq import loftq_spike
 from .shapes import ModelShape
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -67,6 +68,7 @@ class Settings:
     checkpoint: bool
     loss_chunk: int
     packed: bool
+    loftq: bool = False  # adapter.init: loftq (a float layer at a time while loading)
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, shape: ModelShape, metal: bool = False) -> Settings:
@@ -88,7 +90,8 @@ class Settings:
                    rank=a.rank, targets=tuple(a.target_names), adapted_layers=layers,
                    dora=a.type == "dora", optimizer=t.optimizer, checkpoint=t.grad_checkpoint,
                    loss_chunk=0 if preference else t.loss_chunk,
-                   packed=recipe.data.packing and not preference)
+                   packed=recipe.data.packing and not preference,
+                   loftq=a.init == "loftq")
 
     @property
     def dt(self) -> int:
@@ -219,14 +222,20 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         # the backward pass holds all gradients and the lowest layer's activations.
         phases["backward, bottom layer"] = {
             "gradients": p_bytes, "layer transient": layer_t + (0 if s.checkpoint else one_layer)}
+    if s.loftq:
+        # Counted on top of everything resident: the optimizer state and gradients do not exist
+        # yet while loading, so this over-states the load phase by their size.
+        phases["load, LoftQ"] = {"load transient": loftq_spike(shape, s.targets, s.rank, s.dt)}
     # With accumulation each layer's gradients are added into the accumulated ones as soon as
     # they exist (backends/mlx/update.py evaluate_gradients), so there is never a second copy.
     phase = max(phases, key=lambda k: sum(phases[k].values()))
-    components = {c: resident.get(c, 0) + phases[phase].get(c, 0) for c in COMPONENTS}
+    names = COMPONENTS if not s.loftq else COMPONENTS[:-1] + ("load transient", "headroom")
+    components = {c: resident.get(c, 0) + phases[phase].get(c, 0) for c in names}
     components["headroom"] = headroom(shape, w, s)
     sizes = {**resident, "gradients": p_bytes, "saved activations": saved,
              "logits and loss": loss, "layer transient": layer_t,
-             "update transient": update_t, "headroom": components["headroom"]}
+             "update transient": update_t, "headroom": components["headroom"],
+             **({"load transient": phases["load, LoftQ"]["load transient"]} if s.loftq else {})}
     notes = {"saved activations without checkpointing": stack,
              "saved activations with checkpointing": ckpt_inputs + one_layer,
              "logits and loss unchunked": loss_peak(shape, w, 0),

@@ -33,6 +33,7 @@ def _describe(plan: Plan) -> dict[str, str]:
             "logits and loss": chunk,
             "layer transient": "one layer's backward buffers",
             "update transient": f"one {UPDATE_GROUP_BYTES >> 20} MiB group of the streamed update",
+            "load transient": "LoftQ at load: one float layer and its SVD",
             "headroom": "one op's output past the limit"}
 
 
