@@ -222,15 +222,17 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         # the backward pass holds all gradients and the lowest layer's activations.
         phases["backward, bottom layer"] = {
             "gradients": p_bytes, "layer transient": layer_t + (0 if s.checkpoint else one_layer)}
+    held = {k: resident for k in phases}
     if s.loftq:
-        # Counted on top of everything resident: the optimizer state and gradients do not exist
-        # yet while loading, so this over-states the load phase by their size.
+        # While loading only the quantized base and the fresh adapters exist (no optimizer
+        # state or gradients yet), plus one float layer being initialised.
         phases["load, LoftQ"] = {"load transient": loftq_spike(shape, s.targets, s.rank, s.dt)}
+        held["load, LoftQ"] = {"base weights": weights, "adapters": p_bytes}
     # With accumulation each layer's gradients are added into the accumulated ones as soon as
     # they exist (backends/mlx/update.py evaluate_gradients), so there is never a second copy.
-    phase = max(phases, key=lambda k: sum(phases[k].values()))
+    phase = max(phases, key=lambda k: sum(held[k].values()) + sum(phases[k].values()))
     names = COMPONENTS if not s.loftq else COMPONENTS[:-1] + ("load transient", "headroom")
-    components = {c: resident.get(c, 0) + phases[phase].get(c, 0) for c in names}
+    components = {c: held[phase].get(c, 0) + phases[phase].get(c, 0) for c in names}
     components["headroom"] = headroom(shape, w, s)
     sizes = {**resident, "gradients": p_bytes, "saved activations": saved,
              "logits and loss": loss, "layer transient": layer_t,
@@ -241,7 +243,7 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
              "logits and loss unchunked": loss_peak(shape, w, 0),
              "logits and loss, 512-token chunks": loss_peak(shape, w, 512)}
     return Estimate(shape.params_total, trainable, sizes, components, phase,
-                    {k: sum(resident.values()) + sum(v.values()) for k, v in phases.items()},
+                    {k: sum(held[k].values()) + sum(v.values()) for k, v in phases.items()},
                     notes)
 
 
