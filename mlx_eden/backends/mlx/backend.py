@@ -240,7 +240,8 @@ class MLXBackend:
         self.model.load_weights([(k, weights[k].astype(expected[k].dtype)) for k in expected],
                                 strict=False)
         T.load_token_rows(self.model, self.tokens, directory)
-        self.loftq_base = L.load_base(self.model, directory, wrapped=True) or self.loftq_base
+        stored = L.apply_stored_base(self.model, directory, wrapped=True)
+        self.loftq_base = stored or self.loftq_base  # saved again with this run's adapters
         mx.eval(self.model.trainable_parameters())
 
     def save_state(self, directory: Path) -> None:

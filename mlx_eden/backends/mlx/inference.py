@@ -37,7 +37,7 @@ def load(model_dir: str | Path, adapter_dir: str | Path | None = None, as_traine
             raise UserError(f"cannot load the model: {e}", file=str(model_dir)) from None
     model.set_dtype(mx.float32)
     if adapter_dir is not None:
-        loftq.load_base(model, Path(adapter_dir), wrapped=False)
+        loftq.apply_stored_base(model, Path(adapter_dir), wrapped=False)
         try:
             load_adapters(model, str(adapter_dir))
         except ValueError as e:  # mlx-lm lists every mismatching tensor; the first says it

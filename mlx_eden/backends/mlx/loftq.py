@@ -9,7 +9,8 @@ LoRA scale s folded in so that mlx-lm's `y = x Wq^T + s (x A) B` starts at the r
 With iters=1, Q = quant(W): exactly the base `model.quantize` already loads, so nothing extra is
 stored. With iters>1, Q differs; the quantized weights of the adapted layers are stored in every
 adapter folder (loftq_base.safetensors, hard links to one copy in the run directory, so each
-folder is self-contained at no extra disk) and every later load (resume, eval, init_from, fuse) uses them.
+folder is self-contained at no extra disk), and every later load (resume, eval, init_from, fuse,
+export --verify) puts them into the base.
 
 The float W comes from a second, lazy load of the checkpoint, one layer at a time: the load-time
 spike is one float layer plus the SVD's workspace (the planner prices it: memory/loftq.py).
@@ -87,7 +88,7 @@ def residual(w: np.ndarray, q, a, b, scale: float, group_size: int, bits: int) -
 
 def float_weights(model_dir: Path, dtype: str):
     """The checkpoint's float weights by module name, read lazily (nothing is read until a
-    weight is evaluated), in the compute dtype as load_base casts them."""
+    weight is evaluated), in the compute dtype as model.load_base casts them."""
     from mlx_lm.utils import load_model
 
     model, config = load_model(Path(model_dir), lazy=True)
@@ -141,7 +142,7 @@ def save_base(directory: Path, tensors: dict[str, mx.array], source: Path | None
     return source
 
 
-def load_base(model, directory: Path, wrapped: bool) -> dict[str, mx.array] | None:
+def apply_stored_base(model, directory: Path, wrapped: bool) -> dict[str, mx.array] | None:
     """Put a stored LoftQ base (if `directory` has one) into `model`'s quantized layers.
     `wrapped`: the layers already carry LoRA (their base sits under `.linear`)."""
     path = Path(directory) / BASE_FILE
