@@ -51,7 +51,8 @@ def adapter_config(recipe: Recipe, n_layers: int, base_model: str,
                             "keys": module_keys(a.target_names)},
         "model": base_model,
         "eden": {"alpha": a.alpha, "rslora": a.rslora, "targets": list(a.target_names),
-                 "layers": a.layers, "model_layers": n_layers, **quantize},
+                 "layers": a.layers, "model_layers": n_layers, **quantize,
+                 **({"loftq": {"iters": a.loftq_iters}} if a.init == "loftq" else {})},
     }
 
 

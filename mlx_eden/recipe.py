@@ -71,6 +71,14 @@ class AdapterSpec:
     layers: int = _f(-1, "Adapt the last N decoder layers; -1 = all.")
     init_from: str | None = _f(None, "Start from this adapter folder (a previous round or "
                                   "stage) instead of fresh weights.")
+    init: Literal["default", "loftq"] = _f(
+        "default", "How fresh adapter weights start: default (A random, B zero: base + adapter "
+        "= the quantized base) or loftq (QLoRA from a float checkpoint: A and B from a rank-r "
+        "SVD of each layer's quantization error, so base + adapter starts closer to the float "
+        "weights; mlx backend, needs model.quantize.bits).")
+    loftq_iters: int = _f(1, "LoftQ alternations of quantize and SVD. 1: the base is the plain "
+                          "quantized base; more: the base changes too and is stored with the "
+                          "adapter (loftq_base.safetensors).")
 
     @property
     def scale(self) -> float:
@@ -591,6 +599,12 @@ def _validate(r: Recipe, src: _Source) -> list[UserError]:
           f"use names from {', '.join(PROJECTIONS)} or a preset all/attention/mlp")
     check(bool(a.targets), "adapter.targets", "must name at least one projection")
     q = r.model.quantize
+    check(a.loftq_iters >= 1, "adapter.loftq_iters", "must be at least 1")
+    if a.init == "loftq":
+        check(bool(q.bits), "adapter.init", "loftq needs a base quantized at load time",
+              "set model.quantize.bits (e.g. 4) and point model.path at a float checkpoint")
+        check(a.type == "lora", "adapter.init", "loftq initializes LoRA adapters only",
+              "use adapter.type: lora")
     check(q.bits is None or q.bits in QUANT_BITS, "model.quantize.bits",
           f"must be {', '.join(map(str, QUANT_BITS))} or null")
     check(q.group_size in QUANT_GROUPS, "model.quantize.group_size",

@@ -113,6 +113,9 @@ def unsupported(recipe: Recipe, backend: str) -> list[tuple[str, str]]:
     spec = optimizer_spec(recipe.train.optimizer)
     if backend not in spec.backends:
         gaps.append(("train.optimizer", spec.refusal))
+    if backend == "torch" and recipe.adapter.init == "loftq":
+        gaps.append(("adapter.init", "LoftQ initializes a base quantized at load time (QLoRA), "
+                     "which trains on the mlx backend only"))
     if backend == "torch" and recipe.model.quantize.bits:
         gaps.append(("model.quantize.bits", "QLoRA (a quantized base) trains on the mlx "
                      "backend only"))

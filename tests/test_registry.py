@@ -71,7 +71,11 @@ BACKEND_TABLES = {
     "model.dtype": lambda b: dict_keys(BACKEND_DIR / b / "model.py", "DTYPES") | {"auto"},
     "adapter.type": lambda b: {"lora", "dora"} if 'use_dora=a.type == "dora"' in
     (BACKEND_DIR / b / "model.py").read_text() else {"lora"},
+    "adapter.init": lambda b: {"default", "loftq"} if (BACKEND_DIR / b / "loftq.py").is_file()
+    else {"default"},
 }
+# Choices that are valid only together with other keys.
+NEEDS = {"adapter.init=loftq": ["model.quantize.bits=4"]}
 
 
 def test_every_literal_is_either_neutral_or_has_a_table_per_backend():
@@ -90,7 +94,8 @@ def test_every_choice_is_built_by_the_backend_or_refused_with_a_reason(backend):
     for key, table in BACKEND_TABLES.items():
         have = table(backend)
         for choice in keys[key]:
-            recipe = load_recipe(ROOT / "recipes" / "tiny-demo.yaml", [f"{key}={choice}"])
+            recipe = load_recipe(ROOT / "recipes" / "tiny-demo.yaml",
+                                 [f"{key}={choice}", *NEEDS.get(f"{key}={choice}", [])])
             gaps = dict(unsupported(recipe, backend))
             if choice in have:
                 assert key not in gaps, (backend, key, choice)

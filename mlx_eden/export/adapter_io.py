@@ -53,6 +53,10 @@ def load_adapter(directory: str | Path) -> Adapter:
     if config.get("fine_tune_type", "lora") not in ("lora", "dora"):
         raise UserError(f"a {config['fine_tune_type']} fine-tune is not an adapter",
                         file=str(directory / ADAPTER_CONFIG))
+    if "loftq" in config.get("eden", {}):
+        raise UserError("a LoftQ adapter corrects its own quantized base, which a PEFT or "
+                        "llama.cpp LoRA cannot carry", file=str(directory / ADAPTER_CONFIG),
+                        hint="merge it with `eden-mlx fuse` and export the fused folder")
     path = directory / ADAPTER_WEIGHTS
     if not path.is_file():
         raise UserError(f"no {ADAPTER_WEIGHTS}", file=str(directory))

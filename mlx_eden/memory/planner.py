@@ -42,6 +42,7 @@ from .activations import (
     swiglu_forward_extra,
 )
 from .devices import Device
+from .loftq import loftq_spike
 from .shapes import ModelShape
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -69,6 +70,7 @@ class Settings:
     loss_chunk: int
     packed: bool
     ranks: int = 1  # data parallel: processes (torchrun / mlx.launch), each with `batch` rows
+    loftq: bool = False  # adapter.init: loftq (a float layer at a time while loading)
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, shape: ModelShape, metal: bool = False,
@@ -92,7 +94,8 @@ class Settings:
                    rank=a.rank, targets=tuple(a.target_names), adapted_layers=layers,
                    dora=a.type == "dora", optimizer=t.optimizer, checkpoint=t.grad_checkpoint,
                    loss_chunk=0 if preference else t.loss_chunk,
-                   packed=recipe.data.packing and not preference, ranks=ranks)
+                   packed=recipe.data.packing and not preference, ranks=ranks,
+                   loftq=a.init == "loftq")
 
     @property
     def dt(self) -> int:
@@ -223,19 +226,30 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         # the backward pass holds all gradients and the lowest layer's activations.
         phases["backward, bottom layer"] = {
             "gradients": p_bytes, "layer transient": layer_t + (0 if s.checkpoint else one_layer)}
+    held = {k: resident for k in phases}
+    if s.loftq:
+        # While loading only the quantized base and the fresh adapters exist (no optimizer
+        # state or gradients yet), plus one float layer being initialised.
+        phases["load, LoftQ"] = {"load transient": loftq_spike(shape, s.targets, s.rank, s.dt)}
+        held["load, LoftQ"] = {"base weights": weights, "adapters": p_bytes}
     # With accumulation each layer's gradients are added into the accumulated ones as soon as
     # they exist (backends/mlx/update.py evaluate_gradients), so there is never a second copy.
-    names = COMPONENTS
+    extra: tuple[str, ...] = ()
     if s.ranks > 1:  # the gradient all-reduce after the backward pass (backends/*/distributed)
         phases["all-reduce"] = {"gradients": 0 if accumulate else p_bytes,
                                 "communication buffer": communication_bytes(p_bytes)}
-        names = COMPONENTS[:-1] + ("communication buffer", "headroom")
-    phase = max(phases, key=lambda k: sum(phases[k].values()))
-    components = {c: resident.get(c, 0) + phases[phase].get(c, 0) for c in names}
+        held["all-reduce"] = resident
+        extra += ("communication buffer",)
+    if s.loftq:
+        extra += ("load transient",)
+    names = COMPONENTS[:-1] + extra + ("headroom",)
+    phase = max(phases, key=lambda k: sum(held[k].values()) + sum(phases[k].values()))
+    components = {c: held[phase].get(c, 0) + phases[phase].get(c, 0) for c in names}
     components["headroom"] = headroom(shape, w, s)
     sizes = {**resident, "gradients": p_bytes, "saved activations": saved,
              "logits and loss": loss, "layer transient": layer_t,
-             "update transient": update_t, "headroom": components["headroom"]}
+             "update transient": update_t, "headroom": components["headroom"],
+             **({"load transient": phases["load, LoftQ"]["load transient"]} if s.loftq else {})}
     notes = {"saved activations without checkpointing": stack,
              "saved activations with checkpointing": ckpt_inputs + one_layer,
              "logits and loss unchunked": loss_peak(shape, w, 0),
@@ -246,7 +260,7 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         notes[f"all-reduce payload per optimizer step ({trainable:,} float32 "
               "gradients)"] = p_bytes
     return Estimate(shape.params_total, trainable, sizes, components, phase,
-                    {k: sum(resident.values()) + sum(v.values()) for k, v in phases.items()},
+                    {k: sum(held[k].values()) + sum(v.values()) for k, v in phases.items()},
                     notes)
 
 

@@ -27,6 +27,8 @@ def reference_key(plans: dict[str, PreferencePlan], recipe) -> str:
         h.update(f"{name}:{plans[name].digest()}".encode())
     h.update(f"{recipe.model.path}|{recipe.model.dtype}|{recipe.model.quantize}|"
              f"{recipe.adapter.init_from}".encode())
+    if recipe.adapter.init == "loftq":  # the starting adapter is not zero: another reference
+        h.update(f"|loftq{recipe.adapter.loftq_iters}".encode())
     return h.hexdigest()
 
 

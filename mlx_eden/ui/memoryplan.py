@@ -34,6 +34,7 @@ def _describe(plan: Plan) -> dict[str, str]:
             "layer transient": "one layer's backward buffers",
             "update transient": f"one {UPDATE_GROUP_BYTES >> 20} MiB group of the streamed update",
             "communication buffer": "reduced gradient copy + 3 x 32 MiB all-reduce groups",
+            "load transient": "LoftQ at load: one float layer and its SVD",
             "headroom": "one op's output past the limit"}
 
 

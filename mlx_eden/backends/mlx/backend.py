@@ -31,6 +31,7 @@ from ...tokens import plan_tokens
 from ..base import MemoryProbe, ModelInfo, PhaseHook, StepResult, World, detect_world
 from . import distributed as D
 from . import evaluation as E
+from . import loftq as L
 from . import model as M
 from . import objectives as P
 from . import tokens as T
@@ -70,6 +71,9 @@ class MLXBackend:
         self.adapted = M.add_adapters(self.model, recipe)
         self.tokens = plan_tokens(recipe, model_dir)
         T.add_token_rows(self.model, self.tokens)
+        self._loftq_file = None  # the last loftq_base.safetensors written (hard-link source)
+        self.loftq_base = (L.initialize(self.model, model_dir, recipe, dtype)
+                           if recipe.adapter.init == "loftq" else {})
         self.adapter_cfg = adapter_config(recipe, len(M.inner(self.model).layers), str(model_dir),
                                           dtype)
         if recipe.adapter.init_from:
@@ -225,6 +229,8 @@ class MLXBackend:
         mx.save_safetensors(str(directory / ADAPTER_WEIGHTS), M.adapter_weights(self.model))
         (directory / ADAPTER_CONFIG).write_text(json.dumps(self.adapter_cfg, indent=2))
         T.save_token_rows(self.model, self.tokens, directory)
+        if self.loftq_base:
+            self._loftq_file = L.save_base(directory, self.loftq_base, self._loftq_file)
 
     def load_adapter(self, directory: Path) -> None:
         check_compatible(read_adapter_config(directory), self.adapter_cfg, str(directory))
@@ -243,6 +249,8 @@ class MLXBackend:
         self.model.load_weights([(k, weights[k].astype(expected[k].dtype)) for k in expected],
                                 strict=False)
         T.load_token_rows(self.model, self.tokens, directory)
+        stored = L.apply_stored_base(self.model, directory, wrapped=True)
+        self.loftq_base = stored or self.loftq_base  # saved again with this run's adapters
         mx.eval(self.model.trainable_parameters())
 
     def save_state(self, directory: Path) -> None:

@@ -13,6 +13,7 @@ import mlx.core as mx
 import numpy as np
 
 from ...errors import UserError
+from . import loftq
 from .model import DTYPES, load_base
 from .tokens import attach_rows
 
@@ -23,7 +24,10 @@ def load(model_dir: str | Path, adapter_dir: str | Path | None = None, as_traine
     from mlx_lm.tuner.utils import load_adapters
     from mlx_lm.utils import load_model
 
-    trained = _trained_quantization(adapter_dir) if as_trained else None
+    # A LoftQ adapter corrects its own quantized base (B@A ~ W - deq(Q)): on the float base it
+    # would count the correction twice, so it always gets the base it was trained on.
+    trained = (_trained_quantization(adapter_dir) if as_trained or _is_loftq(adapter_dir)
+               else None)
     if trained:  # the base as the run trained it: a float base quantized at load (QLoRA)
         model, config = load_base(Path(model_dir), trained, trained.dtype)
     else:
@@ -33,6 +37,7 @@ def load(model_dir: str | Path, adapter_dir: str | Path | None = None, as_traine
             raise UserError(f"cannot load the model: {e}", file=str(model_dir)) from None
     model.set_dtype(mx.float32)
     if adapter_dir is not None:
+        loftq.apply_stored_base(model, Path(adapter_dir), wrapped=False)
         try:
             load_adapters(model, str(adapter_dir))
         except ValueError as e:  # mlx-lm lists every mismatching tensor; the first says it
@@ -44,6 +49,12 @@ def load(model_dir: str | Path, adapter_dir: str | Path | None = None, as_traine
     model.eval()
     mx.eval(model.parameters())
     return model, config
+
+
+def _is_loftq(adapter_dir) -> bool:
+    from ...adapters import read_adapter_config
+
+    return adapter_dir is not None and "loftq" in read_adapter_config(adapter_dir).get("eden", {})
 
 
 def _trained_quantization(adapter_dir):
