@@ -239,3 +239,14 @@ def test_gguf_lora_refuses_and_points_to_fuse(tmp_path, stage1):
                    tmp_path / "a.gguf")
     assert proc.returncode == 2 and "fuse" in proc.stderr and "embedding rows" in proc.stderr
     assert not (tmp_path / "a.gguf").exists()
+
+
+@pytest.mark.parametrize("command", ["chat", "serve"])
+def test_chat_and_serve_point_to_fuse(command, stage1):
+    """They load the base's tokenizer and embedding: an adapter with new rows is refused in one
+    line, not served as if the tokens were ordinary text."""
+    _, _, run = stage1
+    proc = run_cli(command, run)
+    assert proc.returncode == 2, proc.stderr
+    assert "fuse" in proc.stderr and "<STYLE_TERSE>" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

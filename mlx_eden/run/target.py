@@ -11,6 +11,7 @@ from ..errors import UserError
 from ..hub import resolve_model
 from ..recipe import Recipe, recipe_from_dict
 from ..safeio import published
+from ..tokens import read_tokens
 from .rundir import RunDir
 
 
@@ -61,6 +62,14 @@ def resolve_target(run_dir: str | None, model: str | None, adapter: str | None) 
             raise UserError("no adapter there (no adapters.safetensors)", file=str(chosen),
                             hint="point at a run's adapter/ or best/ folder")
         read_adapter_config(chosen)  # one line if its config is missing or damaged
+        added = read_tokens(chosen)
+        if added:
+            # chat and serve load the base's tokenizer and embedding (mlx-lm, transformers): the
+            # trained rows and the one-id tokens exist only in a fused folder.
+            raise UserError(f"this adapter adds tokens ({', '.join(added['tokens'])}) in spare "
+                            "embedding rows, which chat and serve do not load",
+                            file=str(chosen), hint="fuse it first (eden-mlx fuse --model BASE --adapter "
+                            "ADAPTER --output FUSED) and use --model FUSED")
     return Target(model_dir, chosen, recipe, backend, label)
 
 
