@@ -56,6 +56,7 @@ def lora_run(tmp_path_factory, tiny_qwen2):
     out, proc = train(tmp_path_factory.mktemp("runs"), "lora", tiny_qwen2, **{
         "train.max_steps": 30, "train.eval_every": 10, "train.save_every": 10})
     assert proc.returncode == 0, proc.stderr
+    (out / "stdout.txt").write_text(proc.stdout)
     return out
 
 
@@ -82,6 +83,21 @@ def test_loss_falls_and_run_dir_is_complete(lora_run):
         "adapters.safetensors", "adapter_config.json", "optimizer.safetensors",
         "trainer_state.json"}
     assert not [p for p in lora_run.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_phases_of_the_wall_time_are_recorded(lora_run):
+    """run.json and the plain log's last line say where the time went (run/phases.py)."""
+    phases = json.loads((lora_run / "run.json").read_text())["phases"]
+    assert list(phases) == ["startup", "planning", "data", "model_load", "first_step",
+                            "train_steps", "eval", "checkpoints", "best_adapter", "other",
+                            "total"]
+    assert all(v > 0 for k, v in phases.items() if k != "other"), phases
+    times = [e["step_time"] for e in events(lora_run, "train")]
+    assert abs(phases["first_step"] - times[0]) < 0.01  # the compiling step, apart
+    assert abs(phases["train_steps"] - sum(times[1:])) < 0.05
+    assert phases["total"] >= sum(times) + phases["eval"] + phases["startup"]
+    last = (lora_run / "stdout.txt").read_text().splitlines()[-1]
+    assert last.startswith("phases startup=") and f"total={phases['total']:.1f}s" in last
 
 
 def test_mlx_lm_loads_the_adapter_with_the_same_logits(lora_run, tiny_qwen2):

@@ -27,7 +27,36 @@ EXIT_CODES = {"completed": 0, "early_stopped": 0, "nan": 1, "interrupted": 130}
 def train(recipe_file, overrides, output, resume, backend, no_dashboard, device, budget_gb,
           fit, force):
     """Fine-tune per RECIPE_FILE and write a run directory."""
-    from ..backends.base import choose_backend, detect_world, hide_torch_from_transformers
+    from ..backends.base import detect_world
+    from ..run.phases import Phases
+
+    phases = Phases()  # start-up: from process start to here (interpreter, click, recipe.py)
+    with phases.time("planning"):
+        recipe, choice, memory = _plan(recipe_file, overrides, backend, device, budget_gb, fit,
+                                       force)
+    with phases.time("startup"):  # the run's own imports
+        from ..run.train import run_training
+        from ..ui.dashboard import console_listener
+        from ..ui.tracking import trackers
+
+    # The live dashboard on a terminal, plain lines otherwise; stopped however the run ends.
+    # Trackers stay open through eval.after_train: the suites' verdict is theirs too.
+    # Data parallel (torchrun / mlx.launch): the other ranks show, track and evaluate nothing.
+    owner = detect_world().owner
+    with trackers(recipe.output.report_to if owner else [], recipe_file) as tracking:
+        with console_listener(recipe.train.log_every, no_dashboard or not owner) as listener:
+            stop = run_training(recipe, output=output, resume=resume,
+                                listeners=[listener, *tracking], backend=choice,
+                                memory_plan=memory, phases=phases)
+        code = EXIT_CODES.get(stop.status, 1)
+        if code == 0 and owner and recipe.eval.after_train and recipe.eval.suites:
+            code = _evaluate(recipe, output or recipe.output_dir, choice[0], tracking)
+    sys.exit(code)
+
+
+def _plan(recipe_file, overrides, backend, device, budget_gb, fit, force):
+    """The recipe, the backend (name, why) and the memory plan (MLX only; None for torch)."""
+    from ..backends.base import choose_backend, hide_torch_from_transformers
 
     recipe = load_recipe(recipe_file, overrides)
     choice = choose_backend(backend or recipe.train.backend, recipe)
@@ -50,24 +79,7 @@ def train(recipe_file, overrides, output, resume, backend, no_dashboard, device,
         except DoesNotFit as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(EXIT_DOES_NOT_FIT)
-
-    from ..run.train import run_training
-    from ..ui.dashboard import console_listener
-    from ..ui.tracking import trackers
-
-    # The live dashboard on a terminal, plain lines otherwise; stopped however the run ends.
-    # Trackers stay open through eval.after_train: the suites' verdict is theirs too.
-    # Data parallel (torchrun / mlx.launch): the other ranks show, track and evaluate nothing.
-    owner = detect_world().owner
-    with trackers(recipe.output.report_to if owner else [], recipe_file) as tracking:
-        with console_listener(recipe.train.log_every, no_dashboard or not owner) as listener:
-            stop = run_training(recipe, output=output, resume=resume,
-                                listeners=[listener, *tracking], backend=choice,
-                                memory_plan=memory)
-        code = EXIT_CODES.get(stop.status, 1)
-        if code == 0 and owner and recipe.eval.after_train and recipe.eval.suites:
-            code = _evaluate(recipe, output or recipe.output_dir, choice[0], tracking)
-    sys.exit(code)
+    return recipe, choice, memory
 
 
 def _evaluate(recipe, run_root, backend: str, listeners=()) -> int:

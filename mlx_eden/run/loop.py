@@ -24,6 +24,7 @@ from ..recipe import Recipe
 from ..safeio import publish_dir, read_json_object, write_json_atomic
 from ..units import to_gib
 from .events import EvalEvent, Event, Listener, SaveEvent, StepEvent, StopEvent, WarningEvent
+from .phases import Phases
 from .rundir import RunDir
 from .schedule import learning_rate, warmup_steps
 
@@ -83,10 +84,12 @@ class _StopFlag:
 
 class TrainingLoop:
     def __init__(self, recipe: Recipe, backend: Backend, train: BatchPlan, valid: BatchPlan | None,
-                 rundir: RunDir, emit: Listener, sampler: Callable[[int], Event] | None = None):
+                 rundir: RunDir, emit: Listener, sampler: Callable[[int], Event] | None = None,
+                 phases: Phases | None = None):
         self.recipe, self.backend, self.train, self.valid = recipe, backend, train, valid
         self.rundir, self.emit = rundir, emit
         self.sampler = sampler  # eval.samples (run/samples.py): answered after each evaluation
+        self.phases = phases or Phases(started=time.time())
         t = recipe.train
         self.total = total_steps(t, len(train))
         self._pending: tuple[Path, Path, Path, int] | None = None
@@ -105,16 +108,17 @@ class TrainingLoop:
         loss_sum, tokens, sums = 0.0, 0, {}
         limit = self.recipe.train.eval_batches
         preference = self.recipe.train.objective != "sft"
-        for i, batch in enumerate(self.valid.in_order()):
-            if 0 <= limit <= i:
-                break
-            if preference:  # the validation preference loss, per item (what early stopping uses)
-                s, n, metrics = self.backend.preference_loss(batch)
-                add_metrics(sums, metrics, float)
-            else:
-                s, n = self.backend.eval_loss(batch)
-            loss_sum += s
-            tokens += n
+        with self.phases.time("eval"):
+            for i, batch in enumerate(self.valid.in_order()):
+                if 0 <= limit <= i:
+                    break
+                if preference:  # the validation preference loss, per item (early stopping's)
+                    s, n, metrics = self.backend.preference_loss(batch)
+                    add_metrics(sums, metrics, float)
+                else:
+                    s, n = self.backend.eval_loss(batch)
+                loss_sum += s
+                tokens += n
         val = loss_sum / max(tokens, 1)
         es = self.recipe.train.early_stopping
         improved = state.best_val_loss is None or val < state.best_val_loss - es.min_delta
@@ -131,7 +135,9 @@ class TrainingLoop:
                           metrics=finish_metrics(sums, tokens) if preference else {})
         self.emit(event)
         if self.sampler is not None:
-            self.emit(self.sampler(state.step))
+            with self.phases.time("samples"):
+                answers = self.sampler(state.step)
+            self.emit(answers)
         if improved:
             self._save_adapter(self.rundir.best, state.step, "best")
         return event
@@ -141,9 +147,10 @@ class TrainingLoop:
     def _save_adapter(self, final: Path, step: int, what: str) -> None:
         if not self.backend.world.owner:
             return  # data parallel: rank 0 alone writes the run directory
-        tmp = self.rundir.tmp_dir(final.name)
-        self.backend.save_adapter(tmp)
-        publish_dir(tmp, final)
+        with self.phases.time("best_adapter"):
+            tmp = self.rundir.tmp_dir(final.name)
+            self.backend.save_adapter(tmp)
+            publish_dir(tmp, final)
         self.emit(SaveEvent(step=step, path=str(final), what=what))
 
     def checkpoint(self, state: TrainerState, verified: bool = True) -> None:
@@ -154,14 +161,15 @@ class TrainingLoop:
         if not self.backend.world.owner:
             return
         final = self.rundir.checkpoint_path(state.step)
-        tmp = self.rundir.tmp_dir(final.name)
-        self.backend.save_adapter(tmp)
-        self.backend.save_state(tmp)
-        write_json_atomic(tmp / "trainer_state.json", dataclasses.asdict(state))
-        # adapter/ is the backend's own adapter folder of these same weights (torch adds peft/):
-        # written now, published with the checkpoint, so the loop never copies a layout.
-        adapter_tmp = self.rundir.tmp_dir("adapter")
-        self.backend.save_adapter(adapter_tmp)
+        with self.phases.time("checkpoints"):
+            tmp = self.rundir.tmp_dir(final.name)
+            self.backend.save_adapter(tmp)
+            self.backend.save_state(tmp)
+            write_json_atomic(tmp / "trainer_state.json", dataclasses.asdict(state))
+            # adapter/ is the backend's own adapter folder of these same weights (torch adds
+            # peft/): written now, published with the checkpoint: the loop never copies a layout.
+            adapter_tmp = self.rundir.tmp_dir("adapter")
+            self.backend.save_adapter(adapter_tmp)
         self._pending = (tmp, adapter_tmp, final, state.step)
         if verified:
             self._publish_pending()
@@ -171,10 +179,12 @@ class TrainingLoop:
             return
         tmp, adapter_tmp, final, step = self._pending
         self._pending = None
-        publish_dir(tmp, final)
-        self.rundir.prune(self.recipe.train.keep_checkpoints)
+        with self.phases.time("checkpoints"):
+            publish_dir(tmp, final)
+            self.rundir.prune(self.recipe.train.keep_checkpoints)
         self.emit(SaveEvent(step=step, path=str(final), what="checkpoint"))
-        publish_dir(adapter_tmp, self.rundir.adapter)
+        with self.phases.time("checkpoints"):
+            publish_dir(adapter_tmp, self.rundir.adapter)
         self.emit(SaveEvent(step=step, path=str(self.rundir.adapter), what="adapter"))
 
     def _drop_pending(self) -> None:
@@ -201,6 +211,9 @@ class TrainingLoop:
                 t0 = time.perf_counter()
                 result = self.backend.train_step(batches, lr, step)
                 dt = time.perf_counter() - t0
+                # The first step of a process traces and compiles: timed apart from the rest.
+                self.phases.add("train_steps" if "first_step" in self.phases.seconds
+                                else "first_step", dt)
                 if not (math.isfinite(result.loss) and math.isfinite(result.grad_norm)):
                     return self._diverged(state, step, f"loss {result.loss}, grad norm "
                                           f"{result.grad_norm}")
@@ -254,6 +267,7 @@ class TrainingLoop:
                           best_val_loss=state.best_val_loss,
                           extra={"best_step": state.best_step,
                                  "trained_tokens": state.trained_tokens,
-                                 "elapsed": state.elapsed})
+                                 "elapsed": state.elapsed,
+                                 "phases": self.phases.to_dict()})
         self.emit(event)
         return event

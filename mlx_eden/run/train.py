@@ -24,6 +24,7 @@ from ..safeio import disk_full, open_append
 from ..tokens import recipe_tokenizer
 from .events import Event, Listener, StartEvent, StopEvent, WarningEvent
 from .loop import TrainerState, TrainingLoop
+from .phases import Phases
 from .profiler import MemoryProfiler
 from .reference import reference_pass
 from .rundir import RunDir, run_info, sha256
@@ -118,6 +119,7 @@ class PreparedRun:
     extra: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     sampler: Sampler | None = None  # eval.samples
+    phases: Phases = field(default_factory=Phases)
 
 
 def restore_checkpoint(rundir: RunDir, impl, warnings: list[str]):
@@ -161,17 +163,21 @@ def data_history(old_info: dict | None, files: list[str], warnings: list[str]) -
 
 def prepare_run(recipe: Recipe, *, output: str | None = None, resume: bool = False,
                 backend: tuple[str, str] | None = None,
-                memory_plan: RunPlan | None = None) -> PreparedRun:
-    """Load model, tokenizer and data, lock the run directory and restore a checkpoint."""
+                memory_plan: RunPlan | None = None, phases: Phases | None = None) -> PreparedRun:
+    """Load model, tokenizer and data, lock the run directory and restore a checkpoint.
+    `phases`: the run's clock (commands/train.py starts it at process start)."""
     started = time.time()
+    phases = phases or Phases(started=time.time())  # in-process caller: no start-up to count
     backend_name, why = backend or choose_backend(recipe.train.backend, recipe)
     check_supported(recipe, backend_name)  # before anything is loaded or created
     model_dir = resolve_model(recipe.model.path, recipe.model.revision)
-    tok = recipe_tokenizer(recipe, model_dir)
-    if recipe.train.objective == "sft":
-        splits = load_splits(recipe.data, tok, recipe.train.seed)
-    else:
-        splits = load_preference(recipe.data, tok, recipe.train.seed, recipe.train.objective)
+    with phases.time("data"):
+        tok = recipe_tokenizer(recipe, model_dir)
+        if recipe.train.objective == "sft":
+            splits = load_splits(recipe.data, tok, recipe.train.seed)
+        else:
+            splits = load_preference(recipe.data, tok, recipe.train.seed,
+                                     recipe.train.objective)
     check_valid_split(recipe, splits)
     world = detect_world()
     check_world(recipe, world)
@@ -180,14 +186,14 @@ def prepare_run(recipe: Recipe, *, output: str | None = None, resume: bool = Fal
         rundir.prepare(resume)
     try:  # the lock is released if anything below fails (an in-process caller may retry)
         return _prepare_locked(recipe, rundir, resume, backend_name, why, model_dir, tok,
-                               splits, started, memory_plan)
+                               splits, started, memory_plan, phases)
     except BaseException:
         rundir.unlock()
         raise
 
 
 def _prepare_locked(recipe, rundir, resume, backend_name, why, model_dir, tok, splits, started,
-                    memory_plan) -> PreparedRun:
+                    memory_plan, phases) -> PreparedRun:
     old_info = rundir.read_run_json() if resume and rundir.run_json.exists() else None
     warnings: list[str] = []
     changed = check_resumable(rundir, recipe, old_info) if old_info else []
@@ -196,14 +202,16 @@ def _prepare_locked(recipe, rundir, resume, backend_name, why, model_dir, tok, s
     if splits.mix:  # weighted data.train: the realized count per source
         extra["data_mix"] = splits.mix
 
-    impl = load_backend(backend_name)
-    info = impl.setup(recipe, model_dir)
+    with phases.time("model_load"):
+        impl = load_backend(backend_name)
+        info = impl.setup(recipe, model_dir)
     probe = impl.memory_probe()  # None: the backend has no per-phase memory instruments
     if probe is not None and memory_plan is not None:
         probe.set_budget(memory_plan.budget_bytes)
     extra["distributed"] = world_info(impl.world, backend_name)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    train_plan, valid_plan = make_plans(recipe, splits, pad_id, impl.world)
+    with phases.time("data"):
+        train_plan, valid_plan = make_plans(recipe, splits, pad_id, impl.world)
     if resume and recipe.train.objective != "sft" and rundir.complete_checkpoints():
         # The reference is the model before any update: read (or, if the file is gone,
         # compute) it before the checkpoint's weights replace the starting ones.
@@ -229,7 +237,7 @@ def _prepare_locked(recipe, rundir, resume, backend_name, why, model_dir, tok, s
                         f"data.max_seq_length={recipe.data.max_seq_length}")
     return PreparedRun(recipe, rundir, backend_name, why, impl, info, splits, train_plan,
                        valid_plan, state, checkpoint, started, extra, warnings,
-                       make_sampler(recipe, tok, impl))
+                       make_sampler(recipe, tok, impl), phases)
 
 
 def check_valid_split(recipe, splits) -> None:
@@ -252,6 +260,7 @@ def _info(p: PreparedRun, status: str, ended: float | None = None, **more) -> di
 def _write_final(p: PreparedRun, status: str, error: str | None) -> None:
     """The last run.json write; on a full disk, free the run's temporary folders and retry."""
     more = {"error": error} if error else {}
+    more["phases"] = p.phases.to_dict()
     for attempt in (1, 2):
         try:
             p.rundir.write_run_json(_info(p, status, time.time(), **more))
@@ -284,7 +293,8 @@ def execute_run(p: PreparedRun, listeners: list[Listener] = ()) -> StopEvent:
         if owner:
             p.rundir.write_run_json(_info(p, "running"))
         loop = TrainingLoop(p.recipe, p.impl, p.train_plan, p.valid_plan, p.rundir, emit,
-                            p.sampler if owner else None)  # samples: shown by rank 0 only
+                            p.sampler if owner else None,  # samples: shown by rank 0 only
+                            p.phases)
         emit(start_event(p, loop.total))
         if p.recipe.train.objective != "sft":  # shows its progress; a resume reads the file
             reference_pass(p.impl, preference_plans(p.train_plan, p.valid_plan), p.recipe,
@@ -333,10 +343,11 @@ def start_event(p: PreparedRun, total: int) -> StartEvent:
 
 def run_training(recipe: Recipe, *, output: str | None = None, resume: bool = False,
                  listeners: list[Listener] = (), backend: tuple[str, str] | None = None,
-                 memory_plan: RunPlan | None = None) -> StopEvent:
+                 memory_plan: RunPlan | None = None, phases: Phases | None = None) -> StopEvent:
     """Train per `recipe`; return the final StopEvent (status completed, early_stopped, nan,
     interrupted). `backend` is a resolved (name, why) from choose_backend, else the recipe's;
-    `memory_plan` is what the memory plan hands to the run (budget, predicted peak)."""
+    `memory_plan` is what the memory plan hands to the run (budget, predicted peak); `phases`
+    the run's clock, started by the command (seconds per phase land in run.json)."""
     prepared = prepare_run(recipe, output=output, resume=resume, backend=backend,
-                           memory_plan=memory_plan)
+                           memory_plan=memory_plan, phases=phases)
     return execute_run(prepared, listeners)

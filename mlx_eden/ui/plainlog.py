@@ -21,6 +21,7 @@ from ..run.events import (
     StopEvent,
     WarningEvent,
 )
+from ..run.phases import describe as describe_phases
 
 
 class PlainLog:
@@ -73,3 +74,5 @@ class PlainLog:
             self._print(f"warning step={e.step} {e.message}")
         elif isinstance(e, StopEvent):
             self._print(f"stop step={e.step} status={e.status} reason={e.reason!r}")
+            if e.extra.get("phases"):  # where the wall time went (run/phases.py)
+                self._print("phases " + describe_phases(e.extra["phases"]))

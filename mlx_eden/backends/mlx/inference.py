@@ -21,8 +21,11 @@ from .tokens import attach_rows
 def load(model_dir: str | Path, adapter_dir: str | Path | None = None, as_trained: bool = False):
     """An mlx-lm model in float32 (quantized layers keep their packed weights, with float32
     scales), with the adapter attached unfused as mlx-lm's LoRA/DoRA layers."""
-    from mlx_lm.tuner.utils import load_adapters
     from mlx_lm.utils import load_model
+
+    from .tuner import tuner_utils
+
+    load_adapters = tuner_utils().load_adapters
 
     # A LoftQ adapter corrects its own quantized base (B@A ~ W - deq(Q)): on the float base it
     # would count the correction twice, so it always gets the base it was trained on.

@@ -62,8 +62,9 @@ def add_adapters(model: nn.Module, recipe: Recipe) -> list[str]:
     """Freeze the base and add LoRA/DoRA layers (mlx-lm's) with our seeded init.
 
     Returns the names of the adapted modules."""
-    from mlx_lm.tuner.utils import linear_to_lora_layers
+    from .tuner import tuner_utils
 
+    linear_to_lora_layers = tuner_utils().linear_to_lora_layers
     a = recipe.adapter
     layers = inner(model).layers
     count = len(adapted_layers(len(layers), a.layers))
