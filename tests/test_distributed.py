@@ -236,3 +236,21 @@ def test_ranks_that_would_start_from_different_checkpoints_are_refused(tmp_path)
     check_same_start(Answered([3, 3]), 3, RunDir(tmp_path))
     with pytest.raises(UserError, match=r"different steps \(3, 0\)"):
         check_same_start(Answered([3, 0]), 3, RunDir(tmp_path))
+
+
+def test_a_jaccl_launch_is_detected_from_its_device_file(monkeypatch, tmp_path):
+    """mlx.launch --backend jaccl (RDMA over Thunderbolt 5) writes no hostfile: the group size is
+    the device file's length and the transport is JACCL (the hardware is not here: detection and
+    run.json only)."""
+    from mlx_eden.backends.base import detect_world
+    from mlx_eden.run.world import world_info
+
+    devices = tmp_path / "ibv.json"
+    devices.write_text('[[null, "rdma_en3"], ["rdma_en3", null]]')  # as launch_jaccl writes it
+    monkeypatch.setenv("MLX_RANK", "0")
+    monkeypatch.setenv("MLX_IBV_DEVICES", str(devices))
+    monkeypatch.setenv("MLX_JACCL_COORDINATOR", "10.0.0.1:32323")
+    world = detect_world()
+    assert (world.rank, world.size, world.transport) == (0, 2, "jaccl")
+    assert world_info(world, "mlx") == {"world_size": 2, "backend": "jaccl",
+                                        "launcher": "mlx.launch", "hosts": ["10.0.0.1:32323"]}

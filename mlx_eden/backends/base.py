@@ -67,6 +67,7 @@ class World:
     size: int = 1
     launcher: str | None = None  # "torchrun" | "mlx.launch"
     hosts: tuple[str, ...] = ()
+    transport: str | None = None  # "gloo" | "ring" | "jaccl" (what the launcher set up)
 
     @property
     def owner(self) -> bool:
@@ -74,23 +75,33 @@ class World:
         return self.rank == 0
 
 
+def _launch_file(path: str) -> list:
+    try:
+        return list(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, TypeError) as e:
+        raise UserError(f"cannot read the file mlx.launch wrote ({e})", file=path,
+                        hint="launch with mlx.launch --hostfile hosts.json") from None
+
+
 def detect_world() -> World:
     """The process group the launcher announced in the environment, not yet joined:
-    torchrun sets RANK/WORLD_SIZE/LOCAL_RANK, mlx.launch sets MLX_RANK and MLX_HOSTFILE."""
+    torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; mlx.launch sets MLX_RANK and, for the ring backend,
+    MLX_HOSTFILE (one address list per rank), for JACCL (RDMA over Thunderbolt 5) MLX_IBV_DEVICES
+    (one device list per rank) and MLX_JACCL_COORDINATOR."""
     env = os.environ
     if int(env.get("WORLD_SIZE", "1") or 1) > 1 and "RANK" in env:
         master = f"{env.get('MASTER_ADDR', '127.0.0.1')}:{env.get('MASTER_PORT', '')}"
-        return World(int(env["RANK"]), int(env["WORLD_SIZE"]), "torchrun", (master,))
+        return World(int(env["RANK"]), int(env["WORLD_SIZE"]), "torchrun", (master,), "gloo")
     if "MLX_RANK" in env and env.get("MLX_HOSTFILE"):
-        hostfile = env["MLX_HOSTFILE"]
-        try:
-            hosts = json.loads(Path(hostfile).read_text())
-        except (OSError, ValueError) as e:
-            raise UserError(f"cannot read the mlx.launch hostfile ({e})", file=hostfile,
-                            hint="launch with mlx.launch --hostfile hosts.json") from None
+        hosts = _launch_file(env["MLX_HOSTFILE"])
         if len(hosts) > 1:
             flat = tuple(",".join(h) if isinstance(h, list) else str(h) for h in hosts)
-            return World(int(env["MLX_RANK"]), len(hosts), "mlx.launch", flat)
+            return World(int(env["MLX_RANK"]), len(hosts), "mlx.launch", flat, "ring")
+    if "MLX_RANK" in env and env.get("MLX_IBV_DEVICES"):
+        devices = _launch_file(env["MLX_IBV_DEVICES"])
+        if len(devices) > 1:
+            coordinator = (env.get("MLX_JACCL_COORDINATOR", ""),)
+            return World(int(env["MLX_RANK"]), len(devices), "mlx.launch", coordinator, "jaccl")
     return World()
 
 

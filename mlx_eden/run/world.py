@@ -63,6 +63,7 @@ def check_same_start(backend, step: int, rundir) -> None:
 
 def world_info(world: World, backend: str) -> dict:
     """run.json's `distributed` entry."""
-    transport = {"torch": "gloo", "mlx": "ring"}.get(backend, backend) if world.size > 1 else None
+    transport = (world.transport or {"torch": "gloo", "mlx": "ring"}.get(backend, backend)
+                 if world.size > 1 else None)
     return {"world_size": world.size, "backend": transport, "launcher": world.launcher,
             "hosts": list(world.hosts)}

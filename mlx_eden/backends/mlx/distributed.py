@@ -26,10 +26,11 @@ from ..base import World
 
 
 def join(world: World) -> World:
-    """Join mlx.launch's ring group; its size must be the one the launcher announced."""
+    """Join mlx.launch's group (ring, or JACCL over Thunderbolt 5 RDMA); its size must be the
+    one the launcher announced."""
     if world.size <= 1:
         return world
-    group = mx.distributed.init(strict=True, backend="ring")
+    group = mx.distributed.init(strict=True, backend=world.transport or "ring")
     if group.size() != world.size or group.rank() != world.rank:
         raise PeerLost(f"mx.distributed gave rank {group.rank()} of {group.size()}, the "
                        f"launcher announced {world.rank} of {world.size}")
