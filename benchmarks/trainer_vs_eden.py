@@ -1,13 +1,13 @@
 """Whole-run time of `eden-mlx train` (torch backend, `model.dtype: auto`) against a plain
 transformers `Trainer` + peft LoRA setup (fp32, as the EPYC team runs it today), on the coder
 journey's shape of work: LoRA r=8 / alpha 32 on the attention projections, dropout 0.1, batch 2 x
-accumulation 8, lr 2e-4 cosine with 3% warm-up, per-layer checkpointing, max 2048 tokens, one
+accumulation 8, lr 2e-4 cosine with 3% warm-up, no checkpointing, max 2048 tokens, one
 epoch of seeded synthetic conversations whose code answers vary in length (20-1,400 tokens).
 
     (a) eden       eden-mlx train recipes/qwen2.5-coder-7b-cpu.yaml --set model.dtype=auto
-                   (bf16 compute where the CPU has native bf16, float32 elsewhere; packing as
-                   the recipe says)
+                   (bf16 compute where the CPU has native bf16, float32 elsewhere)
     (b) eden-fp32  the same with model.dtype=float32 (splits the gain: dtype vs the rest)
+    (b') eden-packed  (a) with data.packing=true (the packing mask's cost against its saving)
     (c) trainer    Trainer + peft, fp32, DataCollatorForSeq2Seq, the prompt masked with -100,
                    chat template from the tokenizer (what a user writes from the docs)
 
@@ -42,7 +42,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "trainer_vs_eden.json"
 WORK = ROOT / "benchmarks" / "work" / "trainer_vs_eden"
 RECIPE = ROOT / "recipes" / "qwen2.5-coder-7b-cpu.yaml"
-SYSTEMS = ("eden", "eden-fp32", "trainer")
+SYSTEMS = ("eden", "eden-fp32", "eden-packed", "trainer")
+# eden-mlx systems: their --set overrides on top of the recipe
+EDEN = {"eden": ["model.dtype=auto"], "eden-fp32": ["model.dtype=float32"],
+        "eden-packed": ["model.dtype=auto", "data.packing=true"]}
 # ~38M parameters: 12 layers of 512 (GQA 8/2 heads), MLP 1536, 1,024-token vocabulary.
 MODEL = ["--hidden", "512", "--layers", "12", "--heads", "8", "--kv-heads", "2",
          "--intermediate", "1536", "--vocab", "1024"]
@@ -109,13 +112,13 @@ def _env(threads: int | None) -> dict:
     return {**os.environ, **n, "TOKENIZERS_PARALLELISM": "false"}
 
 
-def run_eden(model: Path, data: Path, out: Path, dtype: str, threads: int | None) -> dict:
+def run_eden(model: Path, data: Path, out: Path, sets: list[str], threads: int | None) -> dict:
     cmd = [sys.executable, "-m", "mlx_eden.cli", "train", str(RECIPE), "--no-dashboard",
-           "--output", str(out), "--set", f"model.path={model}", "--set", f"model.dtype={dtype}",
+           "--output", str(out), "--set", f"model.path={model}",
            "--set", f"data.train={data}/train.jsonl", "--set", f"data.valid={data}/valid.jsonl",
            "--set", "data.test=[]", "--set", "data.split=[]", "--set", "train.epochs=1"]
-    if threads:
-        cmd += ["--set", f"train.num_threads={threads}"]
+    for item in sets + ([f"train.num_threads={threads}"] if threads else []):
+        cmd += ["--set", item]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=_env(threads))
     if proc.returncode != 0:
         raise RuntimeError(f"eden-mlx train failed:\n{proc.stderr[-3000:]}")
@@ -144,8 +147,14 @@ def trainer_worker(model_dir: str, data: str, out: str) -> dict:
     """(c), inside its own process: what the seed's training script does."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq,
-                              Trainer, TrainerCallback, TrainingArguments)
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     train, valid = (trainer_rows(tok, Path(data) / f"{s}.jsonl") for s in ("train", "valid"))
@@ -164,7 +173,7 @@ def trainer_worker(model_dir: str, data: str, out: str) -> dict:
     args = TrainingArguments(
         output_dir=out, per_device_train_batch_size=BATCH, gradient_accumulation_steps=ACCUMULATION,
         learning_rate=LR, num_train_epochs=1, lr_scheduler_type="cosine", warmup_ratio=0.03,
-        max_grad_norm=1.0, gradient_checkpointing=True, logging_steps=1000, save_strategy="no",
+        max_grad_norm=1.0, logging_steps=1000, save_strategy="no",
         report_to=[], use_cpu=True, dataloader_num_workers=0, seed=0, disable_tqdm=True)
     collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
     trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collator,
@@ -219,7 +228,7 @@ def one_run(system: str, model: Path, data: Path, rnd: int, threads: int | None)
     if system == "trainer":
         got = run_trainer(model, data, out, threads)
     else:
-        got = run_eden(model, data, out, "auto" if system == "eden" else "float32", threads)
+        got = run_eden(model, data, out, EDEN[system], threads)
     wall = time.perf_counter() - started
     marks = got.pop("marks")
     steps = [b - a for a, b in zip(marks, marks[1:], strict=False)]

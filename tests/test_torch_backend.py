@@ -214,9 +214,9 @@ def _val_loss(impl, plan) -> float:
 
 def test_auto_is_bf16_where_native_with_fp32_adapters_and_the_same_val_loss(tiny_qwen2):
     """`model.dtype: auto` on a CPU with native bf16 (this box: avx512_bf16) runs the base in
-    bf16 and keeps adapters, gradients and Adam state float32; after 12 steps its validation
-    loss is within 1% of float32's (measured: 0.02%), and training moved it (> 1%), so the
-    bound compares trained models."""
+    bf16 and keeps adapters, gradients and Adam state float32; after 8 steps its validation
+    loss is within 1% of float32's (measured: 0.02%, 5.7588 vs 5.7598), and training moved it
+    (6.30 -> 5.76: more than 1%), so the bound compares trained models."""
     import torch
 
     from mlx_eden.dtypes import cpu_bf16_flags
@@ -228,7 +228,7 @@ def test_auto_is_bf16_where_native_with_fp32_adapters_and_the_same_val_loss(tiny
         train_plan, valid_plan = plans(recipe, tiny_qwen2, vary=False)
         impl = backend("torch", recipe, tiny_qwen2)
         start[dtype] = _val_loss(impl, valid_plan)
-        train(impl, [train_plan.batch(i) for i in range(2)], 12, lr=1e-2)
+        train(impl, [train_plan.batch(0)], 8, lr=1e-2)
         val[dtype] = _val_loss(impl, valid_plan)
         if dtype == "auto":
             frozen = {p.dtype for p in impl.model.parameters() if not p.requires_grad}
