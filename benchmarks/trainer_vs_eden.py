@@ -172,7 +172,7 @@ def trainer_worker(model_dir: str, data: str, out: str) -> dict:
 
     args = TrainingArguments(
         output_dir=out, per_device_train_batch_size=BATCH, gradient_accumulation_steps=ACCUMULATION,
-        learning_rate=LR, num_train_epochs=1, lr_scheduler_type="cosine", warmup_ratio=0.03,
+        learning_rate=LR, num_train_epochs=1, lr_scheduler_type="cosine", warmup_steps=0.03,
         max_grad_norm=1.0, logging_steps=1000, save_strategy="no",
         report_to=[], use_cpu=True, dataloader_num_workers=0, seed=0, disable_tqdm=True)
     collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
