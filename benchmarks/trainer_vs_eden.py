@@ -279,8 +279,6 @@ def main(argv=None) -> None:
     if args.trainer_worker:
         print(json.dumps(trainer_worker(*json.loads(args.trainer_worker))))
         return
-    from mlx_eden.run.rundir import versions
-
     model, data = build_model(), write_data(args.conversations)
     systems, runs = args.systems.split(","), []
     before, started = conditions(), time.time()
@@ -288,26 +286,36 @@ def main(argv=None) -> None:
         for system in systems[rnd % len(systems):] + systems[: rnd % len(systems)]:
             runs.append(one_run(system, model, data, rnd, args.threads))
             r = runs[-1]
-            print(f"round {rnd} {system:9s} wall {r['wall_seconds']:6.1f} s  step "
+            print(f"round {rnd} {system:11s} wall {r['wall_seconds']:6.1f} s  step "
                   f"{r['step_median'] or 0:.2f} s  val {r['val_loss']:.4f}  {r['dtype']}  "
                   f"load {r['load_avg_after']}", flush=True)
-    result = {"benchmark": "trainer_vs_eden", "seconds": round(time.time() - started, 1),
-              "machine": {"cpu": next((ln.split(":", 1)[1].strip() for ln in
-                                       open("/proc/cpuinfo") if ln.startswith("model name")),
-                                      "?"), "cores": os.cpu_count(), "versions": versions()},
-              "conditions": {"start": before, "end": conditions()},
-              "settings": {"rounds": args.rounds, "threads": args.threads, "conversations": args.conversations,
-                           "model": MODEL, "batch": BATCH, "accumulation": ACCUMULATION,
-                           "max_seq_length": MAX_LEN, "rank": RANK, "alpha": ALPHA,
-                           "dropout": DROPOUT, "targets": TARGETS, "recipe": RECIPE.name},
+            write(args, runs, before, started, None)  # every run: a cut-short benchmark keeps its data
+    result = write(args, runs, before, started, conditions())
+    print(json.dumps(result["summary"], indent=1))
+    print(f"wrote {args.output} in {result['seconds']:.0f} s")
+
+
+def write(args, runs: list[dict], before: dict, started: float, after: dict | None) -> dict:
+    """All rounds so far to --output (temp name, then renamed); `complete` once all ran."""
+    from mlx_eden.run.rundir import versions
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
+                if ln.startswith("model name")), "?")
+    result = {"benchmark": "trainer_vs_eden", "complete": after is not None,
+              "seconds": round(time.time() - started, 1),
+              "machine": {"cpu": cpu, "cores": os.cpu_count(), "versions": versions()},
+              "conditions": {"start": before, "end": after},
+              "settings": {"rounds": args.rounds, "threads": args.threads,
+                           "conversations": args.conversations, "model": MODEL, "batch": BATCH,
+                           "accumulation": ACCUMULATION, "max_seq_length": MAX_LEN,
+                           "rank": RANK, "alpha": ALPHA, "dropout": DROPOUT,
+                           "targets": TARGETS, "recipe": RECIPE.name},
               "summary": summarise(runs), "runs": runs}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.output.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, args.output)
-    print(json.dumps(result["summary"], indent=1))
-    print(f"wrote {args.output} in {result['seconds']:.0f} s")
-
+    return result
 
 if __name__ == "__main__":
     main()
