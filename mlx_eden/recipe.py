@@ -53,8 +53,9 @@ class ModelSpec:
     quantize: QuantizeSpec = _f(QuantizeSpec, "Base-weight quantization for QLoRA.")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = _f(
         "auto", "Compute dtype of the (non-quantized) base weights and activations. auto: the "
-        "checkpoint's own dtype on Metal, float32 on CPUs (MLX has no fast CPU bf16: 7x "
-        "slower; torch: float32 unless set). Adapter weights always train in float32.")
+        "checkpoint's own dtype on Metal, float32 on MLX's CPU backend (no fast CPU bf16: 7x "
+        "slower), bfloat16 on the torch backend where the CPU has native bf16 (AVX512-BF16/AMX), "
+        "else float32. Adapter weights and optimizer state always train in float32.")
     trust_remote_code: bool = _f(False, "Allow model code from the hub (torch backend only).")
 
 

@@ -1,11 +1,12 @@
 """`model.dtype: auto` (the default): the checkpoint's float dtype where half precision is native
-(Metal), float32 on CPUs; recorded in run.json; an explicit bf16 on MLX's CPU backend warns."""
+(Metal), float32 on MLX's CPU backend, bf16 on the torch backend where the CPU has native bf16;
+recorded in run.json; an explicit bf16 on MLX's CPU backend warns."""
 
 from __future__ import annotations
 
 import json
 
-from mlx_eden.dtypes import checkpoint_dtype, resolve_dtype
+from mlx_eden.dtypes import checkpoint_dtype, cpu_bf16_flags, resolve_dtype, resolve_torch_dtype
 from mlx_eden.memory.devices import get_device
 from mlx_eden.memory.fit import with_overrides
 from mlx_eden.memory.planner import make_plan
@@ -61,10 +62,26 @@ def test_auto_is_recorded_and_explicit_bf16_on_the_cpu_warns(tmp_path, tiny_qwen
     assert "model.dtype=bfloat16 is slow here" in proc.stdout  # on screen (plain log)
 
 
+def test_torch_auto_reads_the_cpu_flags(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    assert cpu_bf16_flags(str(info)) == ["avx512_bf16", "amx_bf16"]
+    info.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_vnni\n")
+    assert cpu_bf16_flags(str(info)) == []
+    assert cpu_bf16_flags(str(tmp_path / "missing")) == []
+    assert resolve_torch_dtype("auto", ["avx512_bf16"])[0] == "bfloat16"
+    assert resolve_torch_dtype("auto", [])[0] == "float32"
+    assert resolve_torch_dtype("float32", ["amx_bf16"]) == ("float32", "model.dtype in the recipe")
+
+
 @needs_torch
-def test_torch_backend_auto_is_float32():
+def test_torch_backend_auto_is_bf16_exactly_where_native():
     import torch
 
     from mlx_eden.backends.torch.model import compute_dtype
 
-    assert compute_dtype("auto") == (torch.float32, None)
+    native = bool(cpu_bf16_flags()) and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    dtype, why, note = compute_dtype("auto")
+    assert dtype == (torch.bfloat16 if native else torch.float32) and note is None
+    assert why.startswith("auto: bfloat16" if native else "auto: float32")
+    assert compute_dtype("float32") == (torch.float32, "model.dtype in the recipe", None)

@@ -69,7 +69,7 @@ class TorchBackend:
         self.threads = M.cpu_threads(t.num_threads)
         torch.set_num_threads(self.threads)
         torch.manual_seed(t.seed)
-        self.dtype, dtype_note = M.compute_dtype(recipe.model.dtype)
+        self.dtype, dtype_reason, dtype_note = M.compute_dtype(recipe.model.dtype)
         base, self.config = M.load_base(model_dir, recipe.model, self.dtype)
         self.tokens = plan_tokens(recipe, model_dir)
         self.model, adapted = M.add_adapters(base, recipe, T.token_indices(self.tokens, base))
@@ -88,8 +88,7 @@ class TorchBackend:
         total, trainable = M.count_params(self.model)
         extra = {"adapted_modules": len(adapted), "threads": self.threads,
                  "dtype": str(self.dtype).removeprefix("torch."),
-                 "dtype_reason": "auto: float32 on the torch backend (bfloat16 only when set)"
-                 if recipe.model.dtype == "auto" else "model.dtype in the recipe"}
+                 "dtype_reason": dtype_reason}
         if dtype_note:
             extra["dtype_note"] = dtype_note
         return ModelInfo(path=str(model_dir), model_type=self.config.get("model_type", "?"),
