@@ -226,3 +226,22 @@ def test_the_priced_spike_covers_the_measured_one():
                               check=True, cwd=ROOT).stdout)
     priced = LAYER_COPIES * 1024 * 2048 * 4
     assert 0.6 * priced < grew < priced, (grew, priced)
+
+
+def test_evaluation_scores_the_plain_base_then_the_stored_one(loftq_run, tiny_small, tmp_path):
+    """`--baseline base` of a LoftQ run scores the base as training loads it (plain 4-bit, no
+    LoftQ adapter); the adapter then brings its own stored base. Without the zero-adapter setup
+    the "base" scores would be base + LoftQ's starting adapter (and its SVDs recomputed)."""
+    from mlx_eden.eval.runner import evaluate
+
+    sets = [f"model.path={tiny_small}", *QLORA, "adapter.loftq_iters=2", "data.max_seq_length=64"]
+    loftq = load_recipe(DEMO, sets)
+
+    def heldout(recipe, adapter, out):
+        summary = evaluate(recipe, adapter=adapter, out_dir=tmp_path / out, only=("heldout",),
+                           backend="mlx")
+        return summary["suites"]["heldout"]["loss"]
+
+    base = heldout(loftq, None, "base")
+    assert base == heldout(load_recipe(DEMO, [*sets, "adapter.init=default"]), None, "plain")
+    assert heldout(loftq, loftq_run[0] / "adapter", "trained") != pytest.approx(base, rel=1e-4)

@@ -20,6 +20,7 @@ from ..run.rundir import RunDir
 from ..safeio import published, write_json_atomic
 from ..tokens import recipe_tokenizer
 from .metrics import classification_report, exact_match
+from .runner import untrained
 
 
 def adapter_dir(run: RunDir, which: str) -> Path:
@@ -45,7 +46,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", adapter: str = "best"
     tok = recipe_tokenizer(recipe, model_dir)
     chosen = adapter_dir(run, adapter)
     backend = load_backend("mlx")
-    backend.setup(recipe, model_dir)
+    backend.setup(untrained(recipe), model_dir)
     backend.load_adapter(chosen)
     prompts, refs = zip(*(prompt_and_reference(r, tok, recipe.data) for r in records), strict=True)
     stop = stop_ids(tok)
