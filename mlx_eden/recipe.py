@@ -180,6 +180,10 @@ class TrainSpec:
     grad_checkpoint: bool = _f(False, "Recompute each decoder layer in the backward pass.")
     loss_chunk: int = _f(0, "Compute the loss over this many tokens at a time so the full "
                          "batch x sequence x vocabulary logits never exist; 0 = off.")
+    attention: Literal["blockwise", "fused"] = _f(
+        "blockwise", "MLX attention in training and evaluation: blockwise keeps no batch x "
+        "heads x length^2 scores for backward (recomputes them a block of queries at a time); "
+        "fused = mx.fast.scaled_dot_product_attention with a full mask.")
     seed: int = _f(0, "Seeds adapter init, dropout, data order and splits.")
     log_every: int = _f(10, "Report training loss every N optimizer steps.")
     eval_every: int = _f(50, "Evaluate on the validation split every N steps; 0 = only at the end.")

@@ -111,12 +111,13 @@ class MLXBackend:
 
         def micro(inputs, targets, weights, segments, packed):
             fn = partial(M.loss_sum, model, packed=packed, checkpoint=t.grad_checkpoint,
-                         chunk=t.loss_chunk)
+                         chunk=t.loss_chunk, blockwise=t.attention == "blockwise")
             return nn.value_and_grad(model, fn)(inputs, targets, weights, segments)
 
         def evaluate(inputs, targets, weights, segments, packed):
             return M.loss_sum(model, inputs, targets, weights, segments, packed=packed,
-                              checkpoint=False, chunk=t.loss_chunk, grad=False)
+                              checkpoint=False, chunk=t.loss_chunk, grad=False,
+                              blockwise=t.attention == "blockwise")
 
         self._micro = {p: mx.compile(partial(micro, packed=p), inputs=state, outputs=state)
                        for p in (False, True)}

@@ -22,6 +22,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
+from .attention import installed
+
 
 class KeyedDropout(nn.Module):
     """nn.Dropout that draws from `_key` when one is set (underscore: not a parameter)."""
@@ -50,7 +52,8 @@ def _call(layer: nn.Module, h: mx.array, mask, key: mx.array | None) -> mx.array
     for d, k in zip(drops, mx.random.split(key, len(drops)) if drops else [], strict=True):
         d._key = k
     try:
-        return layer(h, mask)
+        with installed(layer):
+            return layer(h, mask)
     finally:
         for d in drops:
             d._key = None

@@ -97,6 +97,14 @@ def attention_mask(segments: mx.array) -> mx.array:
     return mx.expand_dims(same & causal, 1)
 
 
+def layer_mask(segments: mx.array, packed: bool, blockwise: bool):
+    """What the decoder layers get as their mask: the segment ids themselves for the blockwise
+    attention (backends/mlx/attention.py; all one segment when not packed), else a full mask."""
+    if blockwise:
+        return segments if packed else mx.zeros_like(segments)
+    return attention_mask(segments) if packed else "causal"
+
+
 def hidden_states(model, inputs: mx.array, mask, checkpoint: bool) -> mx.array:
     """(B, L) ids → (B, L, D) final normed hidden states."""
     m = inner(model)
@@ -126,11 +134,11 @@ def head(model, h: mx.array) -> mx.array:
 
 
 def loss_sum(model, inputs, targets, weights, segments, *, packed: bool, checkpoint: bool,
-             chunk: int, grad: bool = True) -> mx.array:
+             chunk: int, grad: bool = True, blockwise: bool = False) -> mx.array:
     """Summed cross-entropy over trained targets (the caller divides by their count).
 
     grad=False (evaluation) skips the work that only the backward pass needs."""
-    mask = attention_mask(segments) if packed else "causal"
+    mask = layer_mask(segments, packed, blockwise)
     h = hidden_states(model, inputs, mask, checkpoint)  # (B, L, D)
     module = head_module(model)
     arrays, fn = head_parts(module)

@@ -1,0 +1,112 @@
+"""Blockwise attention that keeps no (B, H, L, L) array for backward.
+
+Why: on MLX's CPU backend `mx.fast.scaled_dot_product_attention` falls back to unfused ops, so a
+training step keeps the float32 scores and probabilities of every layer (B·H·L² each: 16.8 MB
+per layer at batch 4 × 512 with 4 heads) until backward; on the tiny model they were most of the
+peak. Here (flash-attention style) the forward runs in blocks of queries and keeps only its
+output and each row's logsumexp; backward recomputes each block's probabilities from Q, K, V.
+Each block reads only the keys up to its last query (causal), and its input depends
+(`mx.depends`) on the previous block's result: MLX orders a graph breadth-first, so without it
+every block's scores would be alive together.
+
+The attention is reached through mlx-lm's own layers: `installed` swaps the module-level
+`scaled_dot_product_attention` their Attention calls, and a layer called with a (B, L) integer
+mask (segment ids: which sample of a packed row each position belongs to) gets the blockwise
+path. Every other call (a cache, a 4-D mask, "causal", sinks) goes to mlx-lm's function as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import mlx.core as mx
+
+BLOCK = 128  # queries per block; tiny model, B=4 x 512: whole-step peak 0.120 GB (64: 0.118, fused 0.181), fwd+bwd time ~ fused
+_NEG = -1e9  # finite: a masked score; every row keeps its diagonal, so none is all masked
+
+
+def _scores(q, k, seg, i0, i1, prev):
+    """Masked scores of queries i0:i1 against keys 0:i1: (B, Hk, (i1-i0)·rep, i1)."""
+    rep = q.shape[2] // k.shape[2]
+    qb = q[:, :, i0 * rep:i1 * rep]
+    if prev is not None:
+        qb = mx.depends(qb, prev)  # one block at a time (see the module docstring)
+    s = qb @ k[:, :, :i1].swapaxes(-1, -2)
+    keep = mx.arange(i0, i1)[:, None] >= mx.arange(i1)[None, :]
+    keep = (keep & (seg[:, i0:i1, None] == seg[:, None, :i1]))[:, None, :, None]
+    B, Hk, _, _ = s.shape
+    return mx.where(keep, s.reshape(B, Hk, i1 - i0, rep, i1), _NEG).reshape(s.shape)
+
+
+def _blocks(n: int, block: int):
+    return [(i0, min(n, i0 + block)) for i0 in range(0, n, block)]
+
+
+@mx.custom_function
+def _attend(q, k, v, seg):
+    """q (B, Hk, L·rep, D), already scaled: the rep query heads that share a K/V head, interleaved by position;
+    k and v (B, Hk, L, D) → (output like q, logsumexp (B, Hk, L·rep, 1))."""
+    outs, lses = [], []
+    for i0, i1 in _blocks(k.shape[2], BLOCK):
+        s = _scores(q, k, seg, i0, i1, outs[-1] if outs else None)
+        # One exp per score (mx.logsumexp then exp(s - lse) would take two: exp dominated)
+        top = mx.max(s, axis=-1, keepdims=True)
+        e = mx.exp(s - top)
+        total = mx.sum(e, axis=-1, keepdims=True)
+        outs.append((e @ v[:, :, :i1]) / total)
+        lses.append(top + mx.log(total))
+    return mx.concatenate(outs, axis=2), mx.concatenate(lses, axis=2)
+
+
+@_attend.vjp
+def _attend_vjp(primals, cotangents, outputs):
+    q, k, v, seg = primals
+    do, (o, lse) = cotangents[0], outputs
+    L, rep = k.shape[2], q.shape[2] // k.shape[2]
+    delta = mx.sum(do * o, axis=-1, keepdims=True)  # rowsum(dO ∘ O) = rowsum(P ∘ dP)
+    dq, dk, dv = [], mx.zeros(k.shape, k.dtype), mx.zeros(v.shape, v.dtype)
+    for i0, i1 in _blocks(L, BLOCK):
+        r0, r1 = i0 * rep, i1 * rep
+        s = _scores(q, k, seg, i0, i1, [dk, dv] if i0 else None)
+        p = mx.exp(s - lse[:, :, r0:r1])
+        dob = do[:, :, r0:r1]
+        ds = p * (dob @ v[:, :, :i1].swapaxes(-1, -2) - delta[:, :, r0:r1])
+        dq.append(ds @ k[:, :, :i1])
+        pad = [(0, 0), (0, 0), (0, L - i1), (0, 0)]
+        dv = dv + mx.pad(p.swapaxes(-1, -2) @ dob, pad)
+        dk = dk + mx.pad(ds.swapaxes(-1, -2) @ q[:, :, r0:r1], pad)
+    return mx.concatenate(dq, axis=2), dk, dv, mx.zeros_like(seg)
+
+
+def blockwise_attention(q, k, v, scale: float, segments: mx.array) -> mx.array:
+    """Causal attention within segments. q (B, H, L, D), k/v (B, Hk, L, D), segments (B, L)."""
+    B, H, L, D = q.shape
+    Hk = k.shape[1]
+    rows = q.reshape(B, Hk, H // Hk, L, D).transpose(0, 1, 3, 2, 4).reshape(B, Hk, -1, D)
+    out, _ = _attend(rows * scale, k, v, segments)
+    return out.reshape(B, Hk, L, H // Hk, D).transpose(0, 1, 3, 2, 4).reshape(B, H, L, D)
+
+
+def _dispatch(original):
+    def sdpa(queries, keys, values, cache, scale, mask, sinks=None):
+        if (cache is None and sinks is None and isinstance(mask, mx.array) and mask.ndim == 2):
+            return blockwise_attention(queries, keys, values, scale, mask)
+        return original(queries, keys, values, cache=cache, scale=scale, mask=mask, sinks=sinks)
+    sdpa.original = original
+    return sdpa
+
+
+@contextlib.contextmanager
+def installed(layer):
+    """While inside, `layer`'s attention takes a (B, L) segment-id mask (blockwise path)."""
+    module = sys.modules[type(layer.self_attn).__module__]
+    original = getattr(module, "scaled_dot_product_attention", None)
+    if original is None or hasattr(original, "original"):  # unknown layout, or already in
+        yield
+        return
+    module.scaled_dot_product_attention = _dispatch(original)
+    try:
+        yield
+    finally:
+        module.scaled_dot_product_attention = original
