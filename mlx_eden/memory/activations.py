@@ -43,10 +43,19 @@ class Work:
     packed: bool = False
     dora: bool = False
     quantized: bool = False
+    attn_block: int = 0     # train.attention: blockwise → its query block; 0 = fused (full L x L)
 
     @property
     def tokens(self) -> int:
         return self.batch * self.seq
+
+    @property
+    def score_rows(self) -> int:
+        """Query rows whose scores over all keys exist at once (blockwise: one block)."""
+        return min(self.attn_block, self.seq) if self.attn_block else self.seq
+
+
+ATTENTION_BLOCK = 128  # backends/mlx/attention.BLOCK (a test keeps them equal)
 
 
 MLP = frozenset(MLP_PROJECTIONS)
@@ -72,8 +81,11 @@ def layer_parts(s: ModelShape, w: Work, bottom: bool = False) -> tuple[int, int]
         attn += T * s.hidden * lora_in                           # LoRA input of q/k/v
     if needs_attention:
         attn += T * (q + 2 * kv) * dt                            # scaled q, k, v
-        attn += w.batch * s.heads * w.seq * w.seq * dt           # softmax probabilities
-        attn += (w.batch if w.packed else 1) * w.seq * w.seq     # boolean mask
+        if w.attn_block:                                         # blockwise: output, logsumexp
+            attn += T * q * dt + w.batch * s.heads * w.seq * F32
+        else:
+            attn += w.batch * s.heads * w.seq * w.seq * dt       # softmax probabilities
+            attn += (w.batch if w.packed else 1) * w.seq * w.seq  # boolean mask
         attn += 2 * w.seq * s.head_dim * F32                     # RoPE cos/sin
         if s.qk_norm:                                            # q/k RMSNorm inputs
             attn += T * (q + kv) * dt * (1 if dt == F32 else 2)
@@ -195,7 +207,10 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
     the probabilities' gradient's buffer, donated, unless the layer was just recomputed) and
     three T x hidden float32 buffers (the output's gradient, the query's, and their sum)."""
     squares = 1 if w.dt == F32 and not checkpoint else 2
-    return squares * w.batch * s.heads * w.seq * w.seq * F32 + 3 * w.tokens * s.hidden * F32
+    if w.attn_block:  # a block's scores, probabilities and their gradient (attention.py)
+        squares = 3
+    return (squares * w.batch * s.heads * w.score_rows * w.seq * F32
+            + 3 * w.tokens * s.hidden * F32)
 
 
 def attention_forward_peak(s: ModelShape, w: Work) -> int:
@@ -207,8 +222,9 @@ def attention_forward_peak(s: ModelShape, w: Work) -> int:
     q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
     T = w.tokens
     return (T * s.hidden * w.dt + T * (q + 2 * kv) * w.dt
-            + 2 * w.batch * s.heads * w.seq * w.seq * w.dt
-            + (w.batch if w.packed else 1) * w.seq * w.seq + 2 * w.seq * s.head_dim * F32)
+            + 2 * w.batch * s.heads * w.score_rows * w.seq * w.dt
+            + (0 if w.attn_block else (w.batch if w.packed else 1) * w.seq * w.seq)
+            + 2 * w.seq * s.head_dim * F32)
 
 
 def dora_weights_kept(s: ModelShape, w: Work) -> int:

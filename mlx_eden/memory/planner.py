@@ -26,6 +26,7 @@ from ..recipe import Recipe
 from ..registry import UPDATE_GROUP_BYTES, optimizer_spec
 from .activations import (
     ATTENTION,
+    ATTENTION_BLOCK,
     F32,
     Work,
     attention_backward_transient,
@@ -71,6 +72,7 @@ class Settings:
     packed: bool
     ranks: int = 1  # data parallel: processes (torchrun / mlx.launch), each with `batch` rows
     loftq: bool = False  # adapter.init: loftq (a float layer at a time while loading)
+    attn_block: int = 0  # train.attention: blockwise (its query block), 0 = fused
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, shape: ModelShape, metal: bool = False,
@@ -95,7 +97,8 @@ class Settings:
                    dora=a.type == "dora", optimizer=t.optimizer, checkpoint=t.grad_checkpoint,
                    loss_chunk=0 if preference else t.loss_chunk,
                    packed=recipe.data.packing and not preference, ranks=ranks,
-                   loftq=a.init == "loftq")
+                   loftq=a.init == "loftq",
+                   attn_block=ATTENTION_BLOCK if t.attention == "blockwise" else 0)
 
     @property
     def dt(self) -> int:
@@ -103,7 +106,7 @@ class Settings:
 
     def work(self) -> Work:
         return Work(self.batch, self.seq, self.dt, self.rank, frozenset(self.targets),
-                    self.packed, self.dora, bool(self.quant_bits))
+                    self.packed, self.dora, bool(self.quant_bits), self.attn_block)
 
 
 # --------------------------------------------------------------------------- static sizes
