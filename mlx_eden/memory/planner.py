@@ -98,7 +98,8 @@ class Settings:
                    loss_chunk=0 if preference else t.loss_chunk,
                    packed=recipe.data.packing and not preference, ranks=ranks,
                    loftq=a.init == "loftq",
-                   attn_block=ATTENTION_BLOCK if t.attention == "blockwise" else 0)
+                   attn_block=ATTENTION_BLOCK if t.attention == "blockwise" and not preference
+                   else 0)  # DPO/KTO (objectives.py) take the fused attention
 
     @property
     def dt(self) -> int:
