@@ -67,11 +67,12 @@ def test_blockwise_attention_holds_less_at_the_peak():
     assert blockwise < 0.5 * fused, (blockwise, fused)
 
 
-@pytest.fixture(scope="module")
-def adapted(tiny_qwen2):
-    recipe = load_recipe(None, [f"model.path={tiny_qwen2}", "model.dtype=float32",
+@pytest.fixture(scope="module", params=["qwen2", "qwen3"])
+def adapted(request):
+    model_dir = request.getfixturevalue(f"tiny_{request.param}")
+    recipe = load_recipe(None, [f"model.path={model_dir}", "model.dtype=float32",
                                 "adapter.rank=4", "adapter.layers=-1", "adapter.dropout=0.0"])
-    model, _ = M.load_base(tiny_qwen2, recipe.model, "float32")
+    model, _ = M.load_base(model_dir, recipe.model, "float32")
     M.add_adapters(model, recipe)
     rng = np.random.default_rng(0)
     for _, module in model.named_modules():  # lora_b = 0 would leave lora_a's gradient zero
