@@ -65,14 +65,15 @@ def layer_parts(s: ModelShape, w: Work, bottom: bool = False) -> tuple[int, int]
     mlp = len(t & MLP) * T * w.rank * F32
     if dt != F32:
         attn += T * s.hidden * F32
-    needs_attention = not bottom or bool(t & QKV)
+    scores_grad, values_grad = attention_grads(t, bottom)
     if not bottom:
         attn += T * s.hidden * dt                                # layer input (RMSNorm grad)
     if t & QKV:
         attn += T * s.hidden * lora_in                           # LoRA input of q/k/v
-    if needs_attention:
-        attn += T * (q + 2 * kv) * dt                            # scaled q, k, v
+    if scores_grad or values_grad:
         attn += w.batch * s.heads * w.seq * w.seq * dt           # softmax probabilities
+    if scores_grad:
+        attn += T * _qkv_kept(s, t, bottom) * dt                 # scaled q, k, v
         attn += (w.batch if w.packed else 1) * w.seq * w.seq     # boolean mask
         attn += 2 * w.seq * s.head_dim * F32                     # RoPE cos/sin
         if s.qk_norm:                                            # q/k RMSNorm inputs
@@ -89,6 +90,29 @@ def layer_parts(s: ModelShape, w: Work, bottom: bool = False) -> tuple[int, int]
     if w.dora:
         attn, mlp = attn + _dora(s, w, t & ATTENTION), mlp + _dora(s, w, t & MLP)
     return attn, mlp
+
+
+def attention_grads(targets, bottom: bool) -> tuple[bool, bool]:
+    """(scores, values): does the layer's attention backward form the gradient of the scores,
+    and of the values? MLX differentiates only along paths to the trainable arrays, so in the
+    lowest adapted layer (whose input needs no gradient) the scores' gradient exists only for a
+    q_proj or k_proj adapter and the values' only for v_proj; with o_proj alone neither (its
+    gradient needs only the attention output). Measured on the in-sample mechanism draws
+    (benchmarks/planner_heldout.py, "mech-*-bottom"): pricing the full attention backward put
+    o_proj-only 24% over, v_proj-only 10%."""
+    if not bottom:
+        return True, True
+    return bool(targets & {"q_proj", "k_proj"}), "v_proj" in targets
+
+
+def _qkv_kept(s: ModelShape, targets, bottom: bool) -> int:
+    """Width of the scaled q, k, v kept for the scores' gradient: dq needs k, dk needs q, and
+    both need v (the probabilities' gradient is dout @ v^T). In the lowest adapted layer only
+    the adapted side's partner is kept."""
+    q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
+    if not bottom:
+        return q + 2 * kv
+    return kv + (kv if "q_proj" in targets else 0) + (q if "k_proj" in targets else 0)
 
 
 def swiglu_kept(targets, bottom: bool) -> int:
@@ -143,18 +167,31 @@ def _logit_bytes(w: Work) -> int:
 def loss_forward_transient(s: ModelShape, w: Work, chunk: int) -> int:
     """Extra bytes, on top of what the loss keeps, at its fullest moment in the forward pass.
     Plain: the logits (compute dtype and float32) next to the exponentials. Chunked: one chunk's
-    logits, exponentials and two float32 gradient buffers (the softmax part and the scattered
-    one-hot), plus the normed hidden states the chunks read. Measured on MLX 0.32 in strict mode
-    (T=512-1024, D=256-512, V=1-4k, chunks of 64-256 rows): within ~0.5 x T x D x dt."""
+    buffers (chunk_entry_bytes) plus the normed hidden states the chunks read."""
     if not chunk:
         return w.tokens * s.vocab * _logit_bytes(w)
     rows = min(chunk, w.tokens)
-    # In float32 two more float32 chunk buffers are alive (the cast to float32 is a no-op, so
-    # the head's output stays referenced by the gradient's gather): measured on the planner's
-    # in-sample draws (benchmarks/planner_heldout.py, 64-128-row chunks, V 4-32k), the forward
-    # was 2-20% under with the bfloat16 count; 5 buffers put it within 3%.
-    per_entry = _logit_bytes(w) + 2 * F32 if w.dt != F32 else 5 * F32
-    return rows * s.vocab * per_entry + w.tokens * s.hidden * w.dt
+    return rows * s.vocab * chunk_entry_bytes(w, chunks=-(-w.tokens // chunk)) \
+        + w.tokens * s.hidden * w.dt
+
+
+def chunk_entry_bytes(w: Work, chunks: int) -> int:
+    """Bytes per (row, vocabulary entry) alive while a loss chunk runs (chunked_loss.py: its
+    loss and its hidden-state gradient are formed together). Measured in MLX 0.32 strict mode,
+    standalone (value_and_grad of the compiled chunked loss, V 4k-152k, 64-256-row chunks, 1-8
+    chunks) and in whole runs (benchmarks/planner_heldout.py, in_sample_mechanisms "mech-chunk-*"):
+    - the head's output when it is its own buffer (bfloat16; in float32 the cast is a no-op),
+      plus two float32 buffers: the exponentials and the logits' gradient (softmax minus the
+      scattered one-hot, one buffer donated into the other);
+    - with more than one chunk two more float32 buffers: the next chunk's first buffers are
+      allocated before this chunk's are released (the count does not depend on how many chunks,
+      1 to 8 measured). bf16: 10 bytes with one chunk, 18 with several, in every case; float32:
+      12 and 20, or one buffer fewer (8 and 16) when MLX donates the head's output to the
+      exponentials: it donates only a buffer nothing else still holds, which depends on thread
+      timing (the same whole run measured 99.6 MiB once and 115.5 MiB twice, mech-chunk-f32-big).
+      The plan counts the run that is not lucky: a run must fit either way."""
+    ahead = 2 * F32 if chunks > 1 else 0
+    return w.dt + 2 * F32 + ahead
 
 
 def loss_backward_transient(s: ModelShape, w: Work, chunk: int) -> int:
@@ -184,18 +221,29 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     the bf16 count; recomputed layers keep the count). One buffer too in a lowest layer that
     keeps less than the full swiglu (no gate_proj adapter: only up_proj's gradient is formed)."""
     T = w.tokens
-    n = 3 if checkpoint else 2 if w.dt != F32 and swiglu_kept(w.targets, bottom) == 4 else 1
+    if checkpoint:
+        n = 2 if w.dt == F32 else 3
+    else:
+        n = 2 if w.dt != F32 and swiglu_kept(w.targets, bottom) == 4 else 1
     size = F32 if w.targets & MLP else w.dt
     return n * T * s.intermediate * size + T * s.hidden * F32
 
 
-def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False) -> int:
+def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
+                                 bottom: bool = False) -> int:
     """Extra bytes while a layer's attention backward runs: the gradients of the probabilities
-    and of the scores (B x heads x L x L each, float32; in float32 the scores' gradient takes
+    and of the scores (B x heads x L x L each, in the compute dtype: MLX's unfused attention
+    and its vjp stay in the inputs' dtype; measured standalone, value_and_grad of
+    mx.fast.scaled_dot_product_attention in strict mode: bf16 forward + backward peaks at 3
+    bf16 squares, the kept probabilities and these two; in float32 the scores' gradient takes
     the probabilities' gradient's buffer, donated, unless the layer was just recomputed) and
-    three T x hidden float32 buffers (the output's gradient, the query's, and their sum)."""
+    three T x hidden float32 buffers (the output's gradient, the query's, and their sum). In the
+    lowest adapted layer without a q/k adapter no square gradient is formed (attention_grads):
+    only the output's gradient."""
+    if not attention_grads(w.targets, bottom)[0]:
+        return w.tokens * s.hidden * F32
     squares = 1 if w.dt == F32 and not checkpoint else 2
-    return squares * w.batch * s.heads * w.seq * w.seq * F32 + 3 * w.tokens * s.hidden * F32
+    return squares * w.batch * s.heads * w.seq * w.seq * w.dt + 3 * w.tokens * s.hidden * F32
 
 
 def attention_forward_peak(s: ModelShape, w: Work) -> int:
@@ -207,7 +255,7 @@ def attention_forward_peak(s: ModelShape, w: Work) -> int:
     q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
     T = w.tokens
     return (T * s.hidden * w.dt + T * (q + 2 * kv) * w.dt
-            + 2 * w.batch * s.heads * w.seq * w.seq * w.dt
+            + (1 if w.dt == F32 else 2) * w.batch * s.heads * w.seq * w.seq * w.dt
             + (w.batch if w.packed else 1) * w.seq * w.seq + 2 * w.seq * s.head_dim * F32)
 
 

@@ -189,7 +189,7 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
     only = n == 1  # the top layer is the lowest: no gradient leaves it
     # A lowest layer without attention adapters runs no attention backward at all.
     attention_t = 0 if only and not w.targets & ATTENTION else \
-        base - top_mlp + attention_backward_transient(shape, w, s.checkpoint)
+        base - top_mlp + attention_backward_transient(shape, w, s.checkpoint, only)
     layer_t = max(base + mlp_backward_transient(shape, w, s.checkpoint, only), attention_t)
     accumulate = s.grad_accumulation > 1
     update_t = int(optimizer_spec(s.optimizer).update_copies * min(UPDATE_GROUP_BYTES, p_bytes))
