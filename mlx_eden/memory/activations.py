@@ -221,8 +221,8 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     the bf16 count; recomputed layers keep the count). One buffer too in a lowest layer that
     keeps less than the full swiglu (no gate_proj adapter: only up_proj's gradient is formed)."""
     T = w.tokens
-    if checkpoint:
-        n = 2 if w.dt == F32 else 3
+    if checkpoint and not bottom:
+        n = 3
     else:
         n = 2 if w.dt != F32 and swiglu_kept(w.targets, bottom) == 4 else 1
     size = F32 if w.targets & MLP else w.dt
