@@ -242,7 +242,7 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
     only the output's gradient."""
     if not attention_grads(w.targets, bottom)[0]:
         return w.tokens * s.hidden * F32
-    squares = 1 if w.dt == F32 and not checkpoint else 2
+    squares = 1 if (w.dt == F32) != checkpoint else 2
     return squares * w.batch * s.heads * w.seq * w.seq * w.dt + 3 * w.tokens * s.hidden * F32
 
 
