@@ -226,6 +226,8 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     else:
         n = 2 if w.dt != F32 and swiglu_kept(w.targets, bottom) == 4 else 1
     size = F32 if w.targets & MLP else w.dt
+    if checkpoint and not bottom and w.dt != F32 and not {"gate_proj", "up_proj"} <= w.targets:
+        size = w.dt
     return n * T * s.intermediate * size + T * s.hidden * F32
 
 
