@@ -38,3 +38,23 @@ def test_the_logits_gradient_is_in_the_backward_phase(wide_vocab):
     for part in ("backward", "peak"):
         assert abs(rows[part]["error"]) < 0.10, rows[part]
 
+
+
+@pytest.mark.parametrize("chunk", [64, 256])
+def test_chunked_loss_buffers_follow_the_number_of_chunks(wide_vocab, chunk):
+    """A loss chunk holds its logits and two float32 buffers and, when another chunk follows,
+    two float32 buffers of the next one (bf16: no donation, so no dependence on thread
+    timing). 2 x 128 tokens: 64-row chunks are four, 256 rows one."""
+    rows = _profile(wide_vocab, "model.dtype=bfloat16", "data.max_seq_length=128",
+                    f"train.loss_chunk={chunk}")
+    assert abs(rows["peak"]["error"]) < 0.05, rows["peak"]
+
+
+def test_lowest_layer_with_o_proj_alone_prices_no_attention_backward(tiny_qwen2):
+    """In the lowest adapted layer an o_proj adapter needs only the attention's output: no
+    gradient of the scores or the values is formed (priced as a full attention backward, the
+    backward phase was 24% over)."""
+    rows = _profile(tiny_qwen2, "model.dtype=bfloat16", "data.max_seq_length=256",
+                    "adapter.targets=[o_proj]", "adapter.layers=1",
+                    "train.grad_checkpoint=true")
+    assert abs(rows["backward"]["error"]) < 0.05, rows["backward"]
