@@ -221,12 +221,17 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     the bf16 count; recomputed layers keep the count). One buffer too in a lowest layer that
     keeps less than the full swiglu (no gate_proj adapter: only up_proj's gradient is formed)."""
     T = w.tokens
+    # The lowest adapted layer forms no input gradient, recomputed or not: the count without
+    # recomputation (mech-*-bottom-ckpt: 3 buffers put the MLP-bound ones 10-25% over).
     if checkpoint and not bottom:
         n = 3
     else:
         n = 2 if w.dt != F32 and swiglu_kept(w.targets, bottom) == 4 else 1
     size = F32 if w.targets & MLP else w.dt
-    if checkpoint and not bottom and w.dt != F32 and not {"gate_proj", "up_proj"} <= w.targets:
+    # A recomputed bfloat16 layer's buffers stay bfloat16 unless gate_proj and up_proj are both
+    # adapted (mech-e/g-*: with one MLP adapter, or down with one of them, float32 buffers put
+    # them 9-22% over; with gate and up, bfloat16 ones 8% under). Measured, not traced.
+    if checkpoint and w.dt != F32 and not {"gate_proj", "up_proj"} <= w.targets:
         size = w.dt
     return n * T * s.intermediate * size + T * s.hidden * F32
 
@@ -239,9 +244,12 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
     mx.fast.scaled_dot_product_attention in strict mode: bf16 forward + backward peaks at 3
     bf16 squares, the kept probabilities and these two; in float32 the scores' gradient takes
     the probabilities' gradient's buffer, donated, unless the layer was just recomputed) and
-    three T x hidden float32 buffers (the output's gradient, the query's, and their sum). In the
-    lowest adapted layer without a q/k adapter no square gradient is formed (attention_grads):
-    only the output's gradient."""
+    three T x hidden float32 buffers (the output's gradient, the query's, and their sum). In a
+    just recomputed bfloat16 layer one square only (the in-sample mechanism draws "mech-d/e/f-*",
+    attention-bound checkpointed bf16 runs: two squares put them 10-13% over, one within 4%; the
+    same donation, which the float32 count shows the other way round: measured, not traced).
+    In the lowest adapted layer without a q/k adapter no square gradient is formed
+    (attention_grads): only the output's gradient."""
     if not attention_grads(w.targets, bottom)[0]:
         return w.tokens * s.hidden * F32
     squares = 1 if (w.dt == F32) != checkpoint else 2
@@ -251,9 +259,10 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
 def attention_forward_peak(s: ModelShape, w: Work) -> int:
     """Bytes alive at a layer's softmax in the forward pass when the layer keeps nothing
     (checkpointing): its normed input, the scaled queries, keys and values, the mask, RoPE's
-    tables, and the scores next to the probabilities (B x heads x L x L each). Checked on the
-    in-sample draws (benchmarks/planner_heldout.py): -1.5% and +11% on the forward phase of the
-    two checkpointed float32 ones, where the layer's kept activations gave -24% and +5%."""
+    tables, and the scores next to the probabilities (B x heads x L x L each). In float32 the
+    probabilities take the scores' buffer (donated): the forward phase of the in-sample
+    mechanism draws mech-qonly-a, mech-konly and mech-q-bottom-ckpt (benchmarks/
+    planner_heldout.py, checkpointed float32) was 34-62% over with both squares, 0-5% with one."""
     q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
     T = w.tokens
     return (T * s.hidden * w.dt + T * (q + 2 * kv) * w.dt
