@@ -263,11 +263,30 @@ def attention_forward_peak(s: ModelShape, w: Work) -> int:
     probabilities take the scores' buffer (donated): the forward phase of the in-sample
     mechanism draws mech-qonly-a, mech-konly and mech-q-bottom-ckpt (benchmarks/
     planner_heldout.py, checkpointed float32) was 34-62% over with both squares, 0-5% with one."""
-    q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
+    kv = s.kv_heads * s.head_dim
     T = w.tokens
-    return (T * s.hidden * w.dt + T * (q + 2 * kv) * w.dt
+    return (T * s.hidden * w.dt + T * kv * w.dt
             + (1 if w.dt == F32 else 2) * w.batch * s.heads * w.seq * w.seq * w.dt
             + (w.batch if w.packed else 1) * w.seq * w.seq + 2 * w.seq * s.head_dim * F32)
+
+
+def mlp_forward_peak(s: ModelShape, w: Work) -> int:
+    """Bytes alive at a layer's MLP in the forward pass when the layer keeps nothing
+    (checkpointing). MLX orders a graph breadth-first, so gate_proj and up_proj run side by
+    side: each one's base output and, adapted, its LoRA output in float32 and that output's
+    cast to the compute dtype are alive together (with the normed input, and its float32 cast
+    for the LoRA products). Later moments hold less or as much: the swiglu's two inputs and
+    output, or its output and (bf16, down_proj adapted) that output's float32 cast.
+    Measured on the in-sample mechanism draws mech-c-* (checkpointed, all seven adapters,
+    intermediate 640 and 1536): bf16 8 and fp32 4 T x I-entry units of 2 and 4 bytes, within
+    0.3 MiB of 5.5-12.5 MiB."""
+    T, t = w.tokens, w.targets
+    side = sum(w.dt + ((F32 + (w.dt if w.dt != F32 else 0)) if p in t else 0)
+               for p in ("gate_proj", "up_proj"))
+    down = w.dt + (F32 if "down_proj" in t and w.dt != F32 else 0)
+    per_entry = max(side, 3 * w.dt, down)
+    x = T * s.hidden * (w.dt + (F32 if w.dt != F32 and t & {"gate_proj", "up_proj"} else 0))
+    return T * s.intermediate * per_entry + x
 
 
 def dora_weights_kept(s: ModelShape, w: Work) -> int:

@@ -39,6 +39,7 @@ from .activations import (
     loss_peak,
     loss_saved,
     mlp_backward_transient,
+    mlp_forward_peak,
     swiglu_forward_extra,
 )
 from .devices import Device
@@ -216,11 +217,12 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
             "saved activations": saved - w.tokens * shape.hidden * w.dt,
             "layer transient": swiglu_forward_extra(shape, w, True)}
     if s.checkpoint:
-        # Checkpointed, the forward through the top layer holds its activations until its
-        # output exists, on top of the layer inputs kept so far.
+        # Checkpointed, the forward through the top layer keeps nothing for the backward
+        # (it is recomputed there): on top of the layer inputs kept so far, its fullest
+        # moment is the softmax or the MLP's projections.
         phases["forward, top layer"] = {"saved activations": ckpt_inputs,
-                                        "layer transient": max(top_attn, top_mlp,
-                                                               attention_forward_peak(shape, w))}
+                                        "layer transient": max(attention_forward_peak(shape, w),
+                                                               mlp_forward_peak(shape, w))}
     if not accumulate:
         # Going down the layers, activations are freed as gradients appear: the other end of
         # the backward pass holds all gradients and the lowest layer's activations.
