@@ -275,16 +275,17 @@ def mlp_forward_peak(s: ModelShape, w: Work) -> int:
     (checkpointing). MLX orders a graph breadth-first, so gate_proj and up_proj run side by
     side: each one's base output and, adapted, its LoRA output in float32 and that output's
     cast to the compute dtype are alive together (with the normed input, and its float32 cast
-    for the LoRA products). Later moments hold less or as much: the swiglu's two inputs and
-    output, or its output and (bf16, down_proj adapted) that output's float32 cast.
-    Measured on the in-sample mechanism draws mech-c-* (checkpointed, all seven adapters,
-    intermediate 640 and 1536): bf16 8 and fp32 4 T x I-entry units of 2 and 4 bytes, within
-    0.3 MiB of 5.5-12.5 MiB."""
+    for the LoRA products). Then the swiglu: its two inputs and two internals (the four buffers
+    a layer keeps for its backward, see swiglu_kept, are alive together in the forward too), and
+    last its output and (bf16, down_proj adapted) that output's float32 cast. Measured on the
+    in-sample mechanism draws (checkpointed): mech-c-* (all seven adapters, intermediate 640 and
+    1536) bf16 8 and fp32 4 T x I-entry units of 2 and 4 bytes, mech-gate-bottom-ckpt (gate_proj
+    alone, fp32) 4 as well: within 0.5 MiB of 5.5-12.5 MiB."""
     T, t = w.tokens, w.targets
     side = sum(w.dt + ((F32 + (w.dt if w.dt != F32 else 0)) if p in t else 0)
                for p in ("gate_proj", "up_proj"))
     down = w.dt + (F32 if "down_proj" in t and w.dt != F32 else 0)
-    per_entry = max(side, 3 * w.dt, down)
+    per_entry = max(side, 4 * w.dt, down)
     x = T * s.hidden * (w.dt + (F32 if w.dt != F32 and t & {"gate_proj", "up_proj"} else 0))
     return T * s.intermediate * per_entry + x
 
