@@ -147,7 +147,7 @@ def measure(c: dict) -> dict:
     return {"peak": m.peak, "phases": m.phases, "step_seconds": m.step_seconds}
 
 
-_CACHE_LOCK = threading.Lock()
+_CACHE_LOCK, _MODEL_LOCK = threading.Lock(), threading.Lock()
 
 
 def measure_child(c: dict) -> dict:
@@ -205,7 +205,9 @@ def measured_phases(e) -> dict[str, int]:
 
 
 def compare(c: dict, reuse: bool) -> dict | None:
-    pred, got = predict(c), run_child(c, reuse)
+    with _MODEL_LOCK:  # --jobs: two configurations of one shape must not build it at once
+        pred = predict(c)
+    got = run_child(c, reuse)
     if got is None:
         return None
     phases = {}
