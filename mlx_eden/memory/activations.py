@@ -187,8 +187,10 @@ def chunk_entry_bytes(w: Work, chunks: int) -> int:
       allocated before this chunk's are released (the count does not depend on how many chunks,
       1 to 8 measured). bf16: 10 bytes with one chunk, 18 with several, in every case; float32:
       12 and 20, or one buffer fewer (8 and 16) when MLX donates the head's output to the
-      exponentials: it donates only a buffer nothing else still holds, which depends on thread
-      timing (the same whole run measured 99.6 MiB once and 115.5 MiB twice, mech-chunk-f32-big).
+      exponentials: it donates only a buffer nothing else still holds (array::is_donatable, a
+      use count of 1), and the CPU stream's worker thread holds a task's inputs until the task
+      ends, so it depends on thread timing (the same whole run measured 99.6 MiB once and
+      115.5 MiB twice, mech-chunk-f32-big).
       The plan counts the run that is not lucky: a run must fit either way."""
     ahead = 2 * F32 if chunks > 1 else 0
     return w.dt + 2 * F32 + ahead
