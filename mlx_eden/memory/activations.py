@@ -74,20 +74,26 @@ def layer_parts(s: ModelShape, w: Work, bottom: bool = False) -> tuple[int, int]
     mlp = len(t & MLP) * T * w.rank * F32
     if dt != F32:
         attn += T * s.hidden * F32
-    needs_attention = not bottom or bool(t & QKV)
+    scores_grad, values_grad = attention_grads(t, bottom)
     if not bottom:
         attn += T * s.hidden * dt                                # layer input (RMSNorm grad)
     if t & QKV:
         attn += T * s.hidden * lora_in                           # LoRA input of q/k/v
-    if needs_attention:
-        attn += T * (q + 2 * kv) * dt                            # scaled q, k, v
-        # blockwise: its output and logsumexp. Not calibrated: whole_run's tiny epoch (4 x 512)
-        # measured 0.112 GiB against 93.2 MiB planned (-18%; the fused path: -29%).
-        if w.attn_block:
-            attn += T * q * dt + w.batch * s.heads * w.seq * F32
-        else:
+    rest = scores_grad  # RoPE tables and q/k norm inputs kept
+    if w.attn_block:
+        # blockwise (its own custom VJP): scaled q, k, v, its output and logsumexp. Not
+        # calibrated: whole_run's tiny epoch (4 x 512) measured 0.112 GiB against 93.2 MiB
+        # planned (-18%; the fused path: -29%).
+        rest = not bottom or bool(t & QKV)
+        if rest:
+            attn += T * (q + 2 * kv) * dt + T * q * dt + w.batch * s.heads * w.seq * F32
+    else:
+        if scores_grad or values_grad:
             attn += w.batch * s.heads * w.seq * w.seq * dt       # softmax probabilities
+        if scores_grad:
+            attn += T * _qkv_kept(s, t, bottom) * dt             # scaled q, k, v
             attn += (w.batch if w.packed else 1) * w.seq * w.seq  # boolean mask
+    if rest:
         attn += 2 * w.seq * s.head_dim * F32                     # RoPE cos/sin
         if s.qk_norm:                                            # q/k RMSNorm inputs
             attn += T * (q + kv) * dt * (1 if dt == F32 else 2)
@@ -103,6 +109,29 @@ def layer_parts(s: ModelShape, w: Work, bottom: bool = False) -> tuple[int, int]
     if w.dora:
         attn, mlp = attn + _dora(s, w, t & ATTENTION), mlp + _dora(s, w, t & MLP)
     return attn, mlp
+
+
+def attention_grads(targets, bottom: bool) -> tuple[bool, bool]:
+    """(scores, values): does the layer's attention backward form the gradient of the scores,
+    and of the values? MLX differentiates only along paths to the trainable arrays, so in the
+    lowest adapted layer (whose input needs no gradient) the scores' gradient exists only for a
+    q_proj or k_proj adapter and the values' only for v_proj; with o_proj alone neither (its
+    gradient needs only the attention output). Measured on the in-sample mechanism draws
+    (benchmarks/planner_heldout.py, "mech-*-bottom"): pricing the full attention backward put
+    o_proj-only 24% over, v_proj-only 10%."""
+    if not bottom:
+        return True, True
+    return bool(targets & {"q_proj", "k_proj"}), "v_proj" in targets
+
+
+def _qkv_kept(s: ModelShape, targets, bottom: bool) -> int:
+    """Width of the scaled q, k, v kept for the scores' gradient: dq needs k, dk needs q, and
+    both need v (the probabilities' gradient is dout @ v^T). In the lowest adapted layer only
+    the adapted side's partner is kept."""
+    q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
+    if not bottom:
+        return q + 2 * kv
+    return kv + (kv if "q_proj" in targets else 0) + (q if "k_proj" in targets else 0)
 
 
 def swiglu_kept(targets, bottom: bool) -> int:
@@ -157,18 +186,33 @@ def _logit_bytes(w: Work) -> int:
 def loss_forward_transient(s: ModelShape, w: Work, chunk: int) -> int:
     """Extra bytes, on top of what the loss keeps, at its fullest moment in the forward pass.
     Plain: the logits (compute dtype and float32) next to the exponentials. Chunked: one chunk's
-    logits, exponentials and two float32 gradient buffers (the softmax part and the scattered
-    one-hot), plus the normed hidden states the chunks read. Measured on MLX 0.32 in strict mode
-    (T=512-1024, D=256-512, V=1-4k, chunks of 64-256 rows): within ~0.5 x T x D x dt."""
+    buffers (chunk_entry_bytes) plus the normed hidden states the chunks read."""
     if not chunk:
         return w.tokens * s.vocab * _logit_bytes(w)
     rows = min(chunk, w.tokens)
-    # In float32 two more float32 chunk buffers are alive (the cast to float32 is a no-op, so
-    # the head's output stays referenced by the gradient's gather): measured on the planner's
-    # in-sample draws (benchmarks/planner_heldout.py, 64-128-row chunks, V 4-32k), the forward
-    # was 2-20% under with the bfloat16 count; 5 buffers put it within 3%.
-    per_entry = _logit_bytes(w) + 2 * F32 if w.dt != F32 else 5 * F32
-    return rows * s.vocab * per_entry + w.tokens * s.hidden * w.dt
+    return rows * s.vocab * chunk_entry_bytes(w, chunks=-(-w.tokens // chunk)) \
+        + w.tokens * s.hidden * w.dt
+
+
+def chunk_entry_bytes(w: Work, chunks: int) -> int:
+    """Bytes per (row, vocabulary entry) alive while a loss chunk runs (chunked_loss.py: its
+    loss and its hidden-state gradient are formed together). Measured in MLX 0.32 strict mode,
+    standalone (value_and_grad of the compiled chunked loss, V 4k-152k, 64-256-row chunks, 1-8
+    chunks) and in whole runs (benchmarks/planner_heldout.py, in_sample_mechanisms "mech-chunk-*"):
+    - the head's output when it is its own buffer (bfloat16; in float32 the cast is a no-op),
+      plus two float32 buffers: the exponentials and the logits' gradient (softmax minus the
+      scattered one-hot, one buffer donated into the other);
+    - with more than one chunk two more float32 buffers: the next chunk's first buffers are
+      allocated before this chunk's are released (the count does not depend on how many chunks,
+      1 to 8 measured). bf16: 10 bytes with one chunk, 18 with several, in every case; float32:
+      12 and 20, or one buffer fewer (8 and 16) when MLX donates the head's output to the
+      exponentials: it donates only a buffer nothing else still holds (array::is_donatable, a
+      use count of 1), and the CPU stream's worker thread holds a task's inputs until the task
+      ends, so it depends on thread timing (the same whole run measured 99.6 MiB once and
+      115.5 MiB twice, mech-chunk-f32-big).
+      The plan counts the run that is not lucky: a run must fit either way."""
+    ahead = 2 * F32 if chunks > 1 else 0
+    return w.dt + 2 * F32 + ahead
 
 
 def loss_backward_transient(s: ModelShape, w: Work, chunk: int) -> int:
@@ -198,35 +242,75 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     the bf16 count; recomputed layers keep the count). One buffer too in a lowest layer that
     keeps less than the full swiglu (no gate_proj adapter: only up_proj's gradient is formed)."""
     T = w.tokens
-    n = 3 if checkpoint else 2 if w.dt != F32 and swiglu_kept(w.targets, bottom) == 4 else 1
+    # The lowest adapted layer forms no input gradient, recomputed or not: the count without
+    # recomputation (mech-*-bottom-ckpt: 3 buffers put the MLP-bound ones 10-25% over).
+    if checkpoint and not bottom:
+        n = 3
+    else:
+        n = 2 if w.dt != F32 and swiglu_kept(w.targets, bottom) == 4 else 1
     size = F32 if w.targets & MLP else w.dt
+    # A recomputed bfloat16 layer's buffers stay bfloat16 unless gate_proj and up_proj are both
+    # adapted (mech-e/g-*: with one MLP adapter, or down with one of them, float32 buffers put
+    # them 9-22% over; with gate and up, bfloat16 ones 8% under). Measured, not traced.
+    if checkpoint and w.dt != F32 and not {"gate_proj", "up_proj"} <= w.targets:
+        size = w.dt
     return n * T * s.intermediate * size + T * s.hidden * F32
 
 
-def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False) -> int:
+def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
+                                 bottom: bool = False) -> int:
     """Extra bytes while a layer's attention backward runs: the gradients of the probabilities
-    and of the scores (B x heads x L x L each, float32; in float32 the scores' gradient takes
+    and of the scores (B x heads x L x L each, in the compute dtype: MLX's unfused attention
+    and its vjp stay in the inputs' dtype; measured standalone, value_and_grad of
+    mx.fast.scaled_dot_product_attention in strict mode: bf16 forward + backward peaks at 3
+    bf16 squares, the kept probabilities and these two; in float32 the scores' gradient takes
     the probabilities' gradient's buffer, donated, unless the layer was just recomputed) and
-    three T x hidden float32 buffers (the output's gradient, the query's, and their sum)."""
-    squares = 1 if w.dt == F32 and not checkpoint else 2
     if w.attn_block:  # a block's scores, probabilities and their gradient (attention.py)
-        squares = 3
-    return (squares * w.batch * s.heads * w.score_rows * w.seq * F32
-            + 3 * w.tokens * s.hidden * F32)
+        return (3 * w.batch * s.heads * w.score_rows * w.seq * F32
+                + 3 * w.tokens * s.hidden * F32)
+    if not attention_grads(w.targets, bottom)[0]:
+        return w.tokens * s.hidden * F32
+    squares = 1 if (w.dt == F32) != checkpoint else 2
+    return squares * w.batch * s.heads * w.seq * w.seq * w.dt + 3 * w.tokens * s.hidden * F32
 
 
 def attention_forward_peak(s: ModelShape, w: Work) -> int:
     """Bytes alive at a layer's softmax in the forward pass when the layer keeps nothing
     (checkpointing): its normed input, the scaled queries, keys and values, the mask, RoPE's
-    tables, and the scores next to the probabilities (B x heads x L x L each). Checked on the
-    in-sample draws (benchmarks/planner_heldout.py): -1.5% and +11% on the forward phase of the
-    two checkpointed float32 ones, where the layer's kept activations gave -24% and +5%."""
-    q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
+    tables, and the scores next to the probabilities (B x heads x L x L each). In float32 the
+    probabilities take the scores' buffer (donated): the forward phase of the in-sample
+    mechanism draws mech-qonly-a, mech-konly and mech-q-bottom-ckpt (benchmarks/
+    planner_heldout.py, checkpointed float32) was 34-62% over with both squares, 0-5% with one."""
+    kv = s.kv_heads * s.head_dim
     T = w.tokens
-    return (T * s.hidden * w.dt + T * (q + 2 * kv) * w.dt
-            + 2 * w.batch * s.heads * w.score_rows * w.seq * w.dt
-            + (0 if w.attn_block else (w.batch if w.packed else 1) * w.seq * w.seq)
-            + 2 * w.seq * s.head_dim * F32)
+    if w.attn_block:
+        q = s.heads * s.head_dim
+        return (T * s.hidden * w.dt + T * (q + 2 * kv) * w.dt
+                + 2 * w.batch * s.heads * w.score_rows * w.seq * w.dt
+                + 2 * w.seq * s.head_dim * F32)
+    return (T * s.hidden * w.dt + T * kv * w.dt
+            + (1 if w.dt == F32 else 2) * w.batch * s.heads * w.seq * w.seq * w.dt
+            + (w.batch if w.packed else 1) * w.seq * w.seq + 2 * w.seq * s.head_dim * F32)
+
+
+def mlp_forward_peak(s: ModelShape, w: Work) -> int:
+    """Bytes alive at a layer's MLP in the forward pass when the layer keeps nothing
+    (checkpointing). MLX orders a graph breadth-first, so gate_proj and up_proj run side by
+    side: each one's base output and, adapted, its LoRA output in float32 and that output's
+    cast to the compute dtype are alive together (with the normed input, and its float32 cast
+    for the LoRA products). Then the swiglu: its two inputs and two internals (the four buffers
+    a layer keeps for its backward, see swiglu_kept, are alive together in the forward too), and
+    last its output and (bf16, down_proj adapted) that output's float32 cast. Measured on the
+    in-sample mechanism draws (checkpointed): mech-c-* (all seven adapters, intermediate 640 and
+    1536) bf16 8 and fp32 4 T x I-entry units of 2 and 4 bytes, mech-gate-bottom-ckpt (gate_proj
+    alone, fp32) 4 as well: within 0.5 MiB of 5.5-12.5 MiB."""
+    T, t = w.tokens, w.targets
+    side = sum(w.dt + ((F32 + (w.dt if w.dt != F32 else 0)) if p in t else 0)
+               for p in ("gate_proj", "up_proj"))
+    down = w.dt + (F32 if "down_proj" in t and w.dt != F32 else 0)
+    per_entry = max(side, 4 * w.dt, down)
+    x = T * s.hidden * (w.dt + (F32 if w.dt != F32 and t & {"gate_proj", "up_proj"} else 0))
+    return T * s.intermediate * per_entry + x
 
 
 def dora_weights_kept(s: ModelShape, w: Work) -> int:

@@ -40,6 +40,7 @@ from .activations import (
     loss_peak,
     loss_saved,
     mlp_backward_transient,
+    mlp_forward_peak,
     swiglu_forward_extra,
 )
 from .devices import Device
@@ -193,7 +194,7 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
     only = n == 1  # the top layer is the lowest: no gradient leaves it
     # A lowest layer without attention adapters runs no attention backward at all.
     attention_t = 0 if only and not w.targets & ATTENTION else \
-        base - top_mlp + attention_backward_transient(shape, w, s.checkpoint)
+        base - top_mlp + attention_backward_transient(shape, w, s.checkpoint, only)
     layer_t = max(base + mlp_backward_transient(shape, w, s.checkpoint, only), attention_t)
     accumulate = s.grad_accumulation > 1
     update_t = int(optimizer_spec(s.optimizer).update_copies * min(UPDATE_GROUP_BYTES, p_bytes))
@@ -220,11 +221,12 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
             "saved activations": saved - w.tokens * shape.hidden * w.dt,
             "layer transient": swiglu_forward_extra(shape, w, True)}
     if s.checkpoint:
-        # Checkpointed, the forward through the top layer holds its activations until its
-        # output exists, on top of the layer inputs kept so far.
+        # Checkpointed, the forward through the top layer keeps nothing for the backward
+        # (it is recomputed there): on top of the layer inputs kept so far, its fullest
+        # moment is the softmax or the MLP's projections.
         phases["forward, top layer"] = {"saved activations": ckpt_inputs,
-                                        "layer transient": max(top_attn, top_mlp,
-                                                               attention_forward_peak(shape, w))}
+                                        "layer transient": max(attention_forward_peak(shape, w),
+                                                               mlp_forward_peak(shape, w))}
     if not accumulate:
         # Going down the layers, activations are freed as gradients appear: the other end of
         # the backward pass holds all gradients and the lowest layer's activations.
