@@ -26,7 +26,8 @@ def wide_vocab(models_dir):
 
 def _profile(model, *sets):
     args = ["profile", ROOT / "recipes" / "tiny-demo.yaml", "--set", f"model.path={model}",
-            "--set", "train.backend=mlx", "--set", "train.batch_size=2", "--steps", "2",
+            "--set", "train.backend=mlx", "--set", "train.attention=fused",
+            "--set", "train.batch_size=2", "--steps", "2",
             "--json"]
     for s in sets:
         args += ["--set", s]
@@ -61,7 +62,8 @@ def _phases(model, *sets) -> dict[str, tuple[int, int]]:
     from mlx_eden.memory.shapes import load_config, shape_from_config
     from mlx_eden.recipe import load_recipe
 
-    sets = [f"model.path={model}", "train.backend=mlx", *sets]
+    # The fused attention: the path these mechanisms were measured on (blockwise: its own tests).
+    sets = [f"model.path={model}", "train.backend=mlx", "train.attention=fused", *sets]
     out = subprocess.run([sys.executable, "-c", _MEASURE, str(model), *sets], check=True,
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     measured = json.loads(out.stdout.strip().splitlines()[-1])

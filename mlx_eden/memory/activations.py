@@ -265,6 +265,13 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
     mx.fast.scaled_dot_product_attention in strict mode: bf16 forward + backward peaks at 3
     bf16 squares, the kept probabilities and these two; in float32 the scores' gradient takes
     the probabilities' gradient's buffer, donated, unless the layer was just recomputed) and
+    three T x hidden float32 buffers (the output's gradient, the query's, and their sum). In a
+    just recomputed bfloat16 layer one square only (the in-sample mechanism draws "mech-d/e/f-*",
+    attention-bound checkpointed bf16 runs: two squares put them 10-13% over, one within 4%; the
+    same donation, which the float32 count shows the other way round: measured, not traced).
+    In the lowest adapted layer without a q/k adapter no square gradient is formed
+    (attention_grads): only the output's gradient. Blockwise attention (train.attention): a
+    query block's scores, probabilities and their gradient, in float32 (its own VJP)."""
     if w.attn_block:  # a block's scores, probabilities and their gradient (attention.py)
         return (3 * w.batch * s.heads * w.score_rows * w.seq * F32
                 + 3 * w.tokens * s.hidden * F32)
