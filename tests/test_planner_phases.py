@@ -84,7 +84,7 @@ def test_chunked_loss_buffers_follow_the_number_of_chunks(wide_vocab, chunk):
     was 4 bytes per entry under: -2 MiB here), 256 rows one (4 bytes over: +8 MiB).
 
     The measured forward is the planner's count or that plus one bfloat16 (rows x V) buffer.
-    This Qwen3 model with an untied head gave the second 9 times in 9 on the shared box
+    This Qwen3 model with an untied head gave the second 11 times in 11 (load average 1 to 10)
     (+0.98 MiB at 64 rows, +3.97 MiB at 256: 2 bytes x rows x 8,192; also at planner2's commit
     95a645b, where this test had passed), while the same shape as Qwen2, or with a tied head,
     matched the count to 0.2% in the same minute. The cause is not pinned down (planner3's
