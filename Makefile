@@ -110,7 +110,7 @@ lint: install
 	$(VENV)/bin/ruff check mlx_eden tests benchmarks
 
 bench: install-test
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) runs models .pytest_cache

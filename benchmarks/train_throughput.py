@@ -23,65 +23,38 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _common import (  # benchmarks/ is sys.path[0] when run as python benchmarks/...
+    KEYS,
+    MLX_LM_STEP,
+    MLX_LM_VAL,
+    QWEN2_40M,
+    QWEN2_150M,
+    ROOT,
+    TINY,
+    blas_env,
+    matmul_rate,
+    run_stamped,
+)
+
 import mlx_eden.backends.mlx  # noqa: F401  (MKL before mlx.core, as in training)
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "train_throughput.json"
 MAX_LEN, LR, LOSS_CHUNK = 1024, 1e-4, 1024
-KEYS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
 # TinySpec fields, training samples (one epoch), rounds per rank, LoRA ranks, micro-batch.
 # Sized so the whole run stays near 20 minutes on a shared 2-core box: fewer samples and a
 # smaller micro-batch (more steps from the same samples) for the bigger models.
 MODELS = {
-    "tiny-1.3M": dict(spec=dict(), samples=24, rounds=2, ranks=(8, 16), batch=4,
+    "tiny-1.3M": dict(spec=TINY, samples=24, rounds=2, ranks=(8, 16), batch=4,
                       tools=("mlx_lm", "eden_packed", "eden_unpacked")),
-    "qwen2-40M": dict(spec=dict(hidden=512, layers=8, heads=8, kv_heads=2, intermediate=1536,
-                                vocab=32768), samples=16, rounds=1, ranks=(8, 16), batch=4),
-    "qwen2-150M": dict(spec=dict(hidden=768, layers=14, heads=12, kv_heads=2,
-                                 intermediate=2304, vocab=65536),
-                       samples=10, rounds=1, ranks=(16,), batch=2),
+    "qwen2-40M": dict(spec=QWEN2_40M, samples=16, rounds=1, ranks=(8, 16), batch=4),
+    "qwen2-150M": dict(spec=QWEN2_150M, samples=10, rounds=1, ranks=(16,), batch=2),
 }
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-STAMP = re.compile(r"^@([\d.]+) (.*)$")
-MLX_LM_STEP = re.compile(r"^\s*(\d+)\s+[\d.]+ [▼▲]\s+([\d,]+)\s+([\d.]+)k\s*$")
-MLX_LM_VAL = re.compile(r"^\s*\d+\s+val\s")
-MLX_LM_WRAPPER = """
-import atexit, runpy, sys, time
-sys.modules["torch"] = None  # as eden-mlx does: transformers would import torch for nothing
-import mlx.core as mx
-
-class Stamped:  # prefix each output line with the time it was written (mlx-lm prints a line
-    def __init__(self, f):  # per step; its tok/s is rounded to an integer, too coarse here)
-        self.f, self.fresh = f, True
-    def write(self, s):
-        for part in s.splitlines(keepends=True):
-            if self.fresh:
-                self.f.write(f"@{time.perf_counter():.6f} ")
-            self.f.write(part)
-            self.fresh = part.endswith("\\n")
-        return len(s)
-    def __getattr__(self, name):
-        return getattr(self.f, name)
-
-def report():
-    mkl = "libmkl_rt" in open("/proc/self/maps").read()
-    print(f"BENCH peak_bytes={mx.get_peak_memory()} mkl={mkl}", flush=True)
-
-sys.stdout = Stamped(sys.stdout)
-atexit.register(report)
-sys.argv = ["mlx_lm"] + sys.argv[1:]
-runpy.run_module("mlx_lm", run_name="__main__")
-"""
 
 
 # ---------------------------------------------------------------------------- data and models
@@ -162,20 +135,6 @@ def model_flops(facts: dict, lengths: list[int]) -> float:
 
 # ---------------------------------------------------------------------------- running the tools
 
-def _run(cmd: list[str], log: Path, env: dict) -> dict:
-    """Run to completion; return wall time and peak RSS of that child (wait4, not a sum)."""
-    start = time.perf_counter()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env={**os.environ, **env})
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[:4]} failed ({proc.returncode}); see {log}:\n"
-                           + log.read_text()[-2000:])
-    return {"wall": time.perf_counter() - start, "rss_bytes": usage.ru_maxrss * 1024}
-
-
 def mlx_lm_batches(model_dir: Path, data: Path, batch: int) -> list[list[int]]:
     """Sample lengths of each of mlx-lm's training batches, from its own dataset classes and
     batch iterator seeded as `mlx_lm lora` seeds it (np.random.seed(seed) at start)."""
@@ -203,34 +162,27 @@ def run_mlx_lm(model_dir: Path, data: Path, rank: int, work: Path, batches) -> d
               "mask_prompt": False, "seed": 0, "grad_checkpoint": False,
               "lora_parameters": {"rank": rank, "scale": 2.0, "dropout": 0.0, "keys": KEYS}}
     (work / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
-    from mlx_eden.backends.mlx import blas
-
-    env = {"KMP_BLOCKTIME": "0"}
-    if blas.mkl_library():
-        env["LD_PRELOAD"] = blas.mkl_library()
-    proc = _run([sys.executable, "-c", MLX_LM_WRAPPER, "lora", "-c", str(work / "config.yaml")],
-                work / "log.txt", env)
-    text = ANSI.sub("", (work / "log.txt").read_text())
+    run = run_stamped(["mlx_lm", "lora", "-c", str(work / "config.yaml")], work, blas_env())
     steps, times, last = [], [], None
-    for stamp, line in (m.groups() for m in map(STAMP.match, text.splitlines()) if m):
+    for stamp, line in run["lines"]:
         step = MLX_LM_STEP.match(line)
         if step and last is not None:  # a step's time: since the previous step or validation
             steps.append(step.groups())
-            times.append(float(stamp) - last)
+            times.append(stamp - last)
         if step or MLX_LM_VAL.match(line):
-            last = float(stamp)
-    assert [int(s[0]) for s in steps] == list(range(1, iters + 1)), text[-2000:]
+            last = stamp
+    assert [int(s[0]) for s in steps] == list(range(1, iters + 1)), run["text"][-2000:]
     theirs = [sum(b) for b in batches]  # their mask: n targets per sample (one is padding)
     printed = [float(s[2]) * 1000 for s in steps]
     recount = [sum(theirs[: k + 1]) for k in range(iters)]
     assert all(abs(a - b) <= 51 for a, b in zip(printed, recount, strict=True)), (printed, recount)
-    peak = re.search(r"BENCH peak_bytes=(\d+) mkl=(\w+)", text)
     widths = [min(1 + 32 * math.ceil(max(b) / 32), MAX_LEN) - 1 for b in batches]
     return {"real_tokens": [sum(n - 1 for n in b) for b in batches], "step_times": times,
             "padding": 1 - sum(sum(n - 1 for n in b) for b in batches)
             / sum(len(b) * w for b, w in zip(batches, widths, strict=True)),
-            "peak_bytes": int(peak.group(1)), "mkl": peak.group(2) == "True",
-            "self_reported_tokens": sum(theirs), **proc}
+            "peak_bytes": run["peak_bytes"], "mkl": run["mkl"],
+            "self_reported_tokens": sum(theirs), "wall": run["wall"],
+            "rss_bytes": run["rss_bytes"]}
 
 
 def eden_overrides(model_dir: Path, data: Path, rank: int, packing: bool, batch: int,
@@ -254,9 +206,9 @@ def run_eden(model_dir: Path, data: Path, rank: int, packing: bool, batch: int,
     from mlx_eden.run.train import make_plans
 
     sets = eden_overrides(model_dir, data, rank, packing, batch, lean)
-    cmd = [sys.executable, "-m", "mlx_eden.cli", "train", str(ROOT / "recipes/tiny-demo.yaml"),
-           "--output", str(work / "run"), "--no-dashboard"]
-    proc = _run(cmd + [a for s in sets for a in ("--set", s)], work / "log.txt", {})
+    cmd = ["mlx_eden.cli", "train", str(ROOT / "recipes/tiny-demo.yaml"), "--output",
+           str(work / "run"), "--no-dashboard"]
+    run = run_stamped(cmd + [a for s in sets for a in ("--set", s)], work, blas_env())
     events = [json.loads(x) for x in (work / "run" / "metrics.jsonl").read_text().splitlines()]
     steps = [e for e in events if e["event"] == "train"]
     recipe = load_recipe(ROOT / "recipes/tiny-demo.yaml", sets)
@@ -264,7 +216,8 @@ def run_eden(model_dir: Path, data: Path, rank: int, packing: bool, batch: int,
     plan, _ = make_plans(recipe, load_splits(recipe.data, tok, recipe.train.seed), 0)
     return {"real_tokens": [e["tokens"] for e in steps],
             "step_times": [e["step_time"] for e in steps], "padding": plan.padding_fraction,
-            "peak_bytes": int(max(e["peak_memory_gb"] for e in steps) * 1e9), **proc}
+            "peak_bytes": int(max(e["peak_memory_gb"] for e in steps) * 1e9),
+            "wall": run["wall"], "rss_bytes": run["rss_bytes"]}
 
 
 # ---------------------------------------------------------------------------- summary
@@ -284,14 +237,10 @@ def summarise(run: dict, flops_per_token: float, ceiling: float) -> dict:
 
 
 def blas_speedup() -> dict:
-    code = ("import mlx_eden.backends.mlx; from mlx_eden.backends.mlx import probe, blas; "
-            "print(probe.matmul_gflops(), blas.active_blas())")
     out = {}
-    for name, env in (("default", {}), ("reference", {"EDEN_BLAS": "reference"})):
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env={**os.environ, **env}, check=True)
-        rate, which = proc.stdout.split(maxsplit=1)
-        out[name] = {"matmul_gflops": round(float(rate), 2), "blas": which.strip()}
+    for name, mode in (("default", "mkl"), ("reference", "none")):
+        rate, which = matmul_rate(blas_env(mode))
+        out[name] = {"matmul_gflops": rate, "blas": which}
     out["speedup"] = round(out["default"]["matmul_gflops"] / out["reference"]["matmul_gflops"], 1)
     return out
 
@@ -365,18 +314,30 @@ def print_table(cells: list[dict]) -> None:
                   f"{mr:.2f}x | {med['mfu']:.1%} |")
 
 
+def quick(plan: dict) -> dict:
+    """`--quick`: one round of the first rank on 8 samples (checks that the script still runs;
+    the result is printed, not written)."""
+    return {**plan, "samples": 8, "rounds": 1, "ranks": plan["ranks"][:1]}
+
+
 def main(argv: list[str]) -> None:
-    """Benchmark the models named in argv (default: all of MODELS)."""
+    """Benchmark the models named in argv (default: all of MODELS); `--quick` as above."""
     from mlx_eden.backends.mlx import probe
     from mlx_eden.commands.doctor import collect
 
+    short = "--quick" in argv
+    names = [a for a in argv if a != "--quick"] or list(MODELS)
     started = time.time()
     machine = collect()
     ceiling = machine["mlx_matmul_gflops"]
     cells = []
     with tempfile.TemporaryDirectory(prefix="eden-bench-") as tmp:
-        for name in argv or list(MODELS):
-            cells += bench_model(name, MODELS[name], Path(tmp), ceiling)
+        for name in names:
+            plan = quick(MODELS[name]) if short else MODELS[name]
+            cells += bench_model(name, plan, Path(tmp), ceiling)
+    if short:
+        print_table(cells)
+        return
     ceiling_end = probe.matmul_gflops()
     result = {"benchmark": "train_throughput", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
               "minutes": round((time.time() - started) / 60, 1), "machine": machine,

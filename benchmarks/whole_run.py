@@ -27,8 +27,8 @@ written; the first step includes compilation and is reported apart), and the loa
 BLAS rate (fp32 1024^2 matmul GFLOP/s) is measured at the start and end of the benchmark.
 
     python benchmarks/whole_run.py                     # short: tiny, 240 conversations, 3 rounds
-    python benchmarks/whole_run.py --model 40m --conversations 40
-    python benchmarks/whole_run.py --model 40m --conversations 400 --tag long
+    python benchmarks/whole_run.py --model 40m --conversations 40 --tag 40m
+    python benchmarks/whole_run.py --model 40m --conversations 220 --tag 40m-long  # mlx_lm >= 5 min
 
 Writes benchmarks/results/whole_run[-TAG].json and prints medians with their spread.
 """
@@ -42,64 +42,28 @@ import math
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import (  # benchmarks/ is sys.path[0] when run as python benchmarks/whole_run.py
+    EDEN_STEP,
+    KEYS,
+    MLX_LM_STEP,
+    QWEN2_40M,
+    ROOT,
+    TINY,
+    blas_env,
+    matmul_rate,
+    run_stamped,
+)
+
 sys.path.insert(0, str(ROOT))
 import mlx_eden.backends.mlx  # noqa: E402,F401  (MKL before mlx.core, as in training)
 
 MAX_LEN, LR, RANK, BATCH = 512, 1e-4, 8, 4
-KEYS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
-MODELS = {"tiny": {}, "40m": dict(hidden=512, layers=8, heads=8, kv_heads=2, intermediate=1536,
-                                  vocab=32768)}
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-STAMP = re.compile(r"^@([\d.]+) (.*)$")
-MLX_LM_STEP = re.compile(r"^\s*(\d+)\s+[\d.]+ [▼▲]\s+[\d,]+\s+[\d.]+k\s*$")
-EDEN_STEP = re.compile(r"^step=(\d+)/\d+ ")
-# One wrapper for both tools: runs the module as `python -m` would, stamps every output line with
-# the time it was written (both tools print one line per step; mlx_lm's own tok/s is rounded too
-# coarsely), and prints MLX's allocator peak at exit (the highest, across eden's per-phase resets).
-WRAPPER = """
-import atexit, runpy, sys, time
-sys.modules["torch"] = None  # as eden-mlx does: transformers would import torch for nothing
-
-class Stamped:
-    def __init__(self, f):
-        self.f, self.fresh = f, True
-    def write(self, s):
-        for part in s.splitlines(keepends=True):
-            if self.fresh:
-                self.f.write(f"@{time.perf_counter():.6f} ")
-            self.f.write(part)
-            self.fresh = part.endswith("\\n")
-        return len(s)
-    def __getattr__(self, name):
-        return getattr(self.f, name)
-
-import mlx.core as mx  # after the BLAS preload (LD_PRELOAD, or EDEN_BLAS=reference for both)
-peaks = [0]
-reset = mx.reset_peak_memory
-def reset_peak():  # eden resets the peak per phase of a step: keep the highest seen
-    peaks.append(mx.get_peak_memory())
-    reset()
-mx.reset_peak_memory = reset_peak
-
-def report():
-    mkl = "libmkl_rt" in open("/proc/self/maps").read()
-    peak = max(peaks + [mx.get_peak_memory()])
-    sys.stdout.write(f"BENCH peak_bytes={peak} mkl={mkl}\\n")
-    sys.stdout.flush()
-
-sys.stdout = Stamped(sys.stdout)
-atexit.register(report)
-module, sys.argv = sys.argv[1], sys.argv[1:]
-runpy.run_module(module, run_name="__main__", alter_sys=True)
-"""
+MODELS = {"tiny": TINY, "40m": QWEN2_40M}
 
 # ---------------------------------------------------------------------------- data
 
@@ -169,14 +133,6 @@ def write_chats(folder: Path, model_dir: Path, n_train: int, n_valid: int) -> di
 
 # ---------------------------------------------------------------------------- the tools
 
-def blas_env(mode: str) -> dict:
-    from mlx_eden.backends.mlx import blas
-
-    if mode == "none":
-        return {"EDEN_BLAS": "reference"}  # eden's own preload off too: the same BLAS for both
-    return {"LD_PRELOAD": blas.mkl_library(), "KMP_BLOCKTIME": "0"}
-
-
 def mlx_lm_command(model_dir: Path, data: Path, work: Path, n_train: int) -> list[str]:
     config = {"model": str(model_dir), "train": True, "data": str(data),
               "fine_tune_type": "lora", "optimizer": "adamw", "num_layers": -1,
@@ -220,27 +176,13 @@ def eden_command(model_dir: Path, data: Path, work: Path, eval_every: int) -> li
 
 def run_tool(argv: list[str], work: Path, env: dict, step_line: re.Pattern) -> dict:
     """Run one tool to completion; whole-process wall time, RSS, MLX peak and step times."""
-    log = work / "log.txt"
-    start = time.perf_counter()
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-c", WRAPPER, *argv], stdout=out,
-                                stderr=subprocess.STDOUT, cwd=work,
-                                env={**os.environ, **env, "PYTHONPATH": str(ROOT)})
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    text = ANSI.sub("", log.read_text())
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{argv[:2]} failed; see {log}:\n{text[-2000:]}")
-    stamps = [(float(s), line) for s, line in (m.groups() for m in map(STAMP.match,
-                                                                         text.splitlines()) if m)]
-    steps = [t for t, line in stamps if step_line.match(line)]
-    peak = re.search(r"BENCH peak_bytes=(\d+) mkl=(\w+)", text)
+    run = run_stamped(argv, work, env)
+    steps = [t for t, line in run["lines"] if step_line.match(line)]
     gaps = [b - a for a, b in itertools.pairwise(steps)]
-    return {"wall_s": round(wall, 3), "steps": len(steps),
+    return {"wall_s": round(run["wall"], 3), "steps": len(steps),
             "step_s_median": round(statistics.median(gaps), 4) if gaps else None,
-            "steps_s_sum": round(sum(gaps), 3),
-            "rss_gb": round(usage.ru_maxrss * 1024 / 1e9, 3),
-            "peak_gb": round(int(peak.group(1)) / 1e9, 4), "mkl": peak.group(2) == "True",
+            "steps_s_sum": round(sum(gaps), 3), "rss_gb": round(run["rss_bytes"] / 1e9, 3),
+            "peak_gb": round(run["peak_bytes"] / 1e9, 4), "mkl": run["mkl"],
             "phases": eden_phases(work)}
 
 
@@ -250,11 +192,7 @@ def eden_phases(work: Path) -> dict | None:
 
 
 def blas_rate(env: dict) -> float:
-    code = ("import mlx_eden.backends.mlx; from mlx_eden.backends.mlx import probe; "
-            "print(probe.matmul_gflops())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, **env, "PYTHONPATH": str(ROOT)})
-    return round(float(out.stdout), 1)
+    return round(matmul_rate(env)[0], 1)
 
 
 # ---------------------------------------------------------------------------- summary
