@@ -3,6 +3,8 @@ each has its own row or several share one (block-diagonal attention, positions n
 
 from __future__ import annotations
 
+import dataclasses
+
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
@@ -12,7 +14,7 @@ from mlx.utils import tree_flatten
 from mlx_eden.backends.mlx import model as M
 from mlx_eden.backends.mlx.backend import MLXBackend
 from mlx_eden.backends.mlx.chunked_loss import cross_entropy
-from mlx_eden.data.batching import BatchPlan
+from mlx_eden.data.batching import BatchPlan, collate
 from mlx_eden.data.render import Sample, load_tokenizer
 from mlx_eden.data.splits import load_splits
 from mlx_eden.recipe import load_recipe
@@ -138,3 +140,32 @@ def test_chunked_loss_equals_plain_loss(arch, tiny_qwen2, tiny_qwen3):
     value, with_head = run(40)
     assert abs(value - plain) <= 1e-5 * abs(plain)
     assert len(with_head) > len(grads)
+
+
+@pytest.mark.parametrize("chunk", [0, 96])
+def test_loss_at_trained_positions_only_equals_the_full_loss(chunk, tiny_qwen2):
+    """The MLX backend computes the head and the loss only at a batch's trained positions
+    (BatchPlan.loss_positions, padded with weight 0): the compiled micro-step and evaluation
+    give the loss and gradients of every position, and the plan does less work."""
+    _, backend, samples, pad = _setup(tiny_qwen2, chunk)
+    backend._build()
+    # Row 0 trained from position 0 on, and 8 more loss positions than trained ones: a padding
+    # entry (it points at position 0) that kept that position's weight would count it twice.
+    whole = Sample(samples[3].ids, np.ones(len(samples[3].ids), bool))
+    first = collate(samples + [whole], [[len(samples)], [1]], pad, True)
+    first.loss_positions = first.trained_tokens + 8
+    plan = BatchPlan(samples, batch_size=3, row_len=128, pad_id=pad, packing=True)
+    batches = list(plan.in_order())
+    assert all(b.trained_tokens <= b.loss_positions for b in batches)
+    assert sum(b.loss_positions for b in batches) < 0.8 * sum(b.inputs.size for b in batches)
+    for batch in (first, max(batches, key=lambda b: b.inputs.size)):  # 2 traces each: time
+        every = dataclasses.replace(batch, loss_positions=None)
+        assert len(backend._loss_arrays(batch)) == 5 and len(backend._loss_arrays(every)) == 4
+        ours, full = backend.eval_loss(batch)[0], backend.eval_loss(every)[0]
+        assert abs(ours - full) <= 1e-6 * abs(full), (ours, full)
+        (loss, grads), (loss_f, grads_f) = (backend._micro[b.packed](*backend._loss_arrays(b))
+                                            for b in (batch, every))
+        assert abs(loss.item() - loss_f.item()) <= 1e-6 * abs(loss_f.item())
+        for (name, g), (_, g_f) in zip(tree_flatten(grads), tree_flatten(grads_f), strict=True):
+            np.testing.assert_allclose(np.array(g), np.array(g_f), rtol=1e-5, atol=1e-7,
+                                       err_msg=name)

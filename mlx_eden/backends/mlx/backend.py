@@ -109,15 +109,17 @@ class MLXBackend:
         t, model = self.recipe.train, self.model
         state = [model.state, mx.random.state]
 
-        def micro(inputs, targets, weights, segments, packed):
+        def micro(inputs, targets, weights, segments, *rows, packed):
             fn = partial(M.loss_sum, model, packed=packed, checkpoint=t.grad_checkpoint,
-                         chunk=t.loss_chunk, blockwise=t.attention == "blockwise")
+                         chunk=t.loss_chunk, blockwise=t.attention == "blockwise",
+                         rows=rows[0] if rows else None)
             return nn.value_and_grad(model, fn)(inputs, targets, weights, segments)
 
-        def evaluate(inputs, targets, weights, segments, packed):
+        def evaluate(inputs, targets, weights, segments, *rows, packed):
             return M.loss_sum(model, inputs, targets, weights, segments, packed=packed,
                               checkpoint=False, chunk=t.loss_chunk, grad=False,
-                              blockwise=t.attention == "blockwise")
+                              blockwise=t.attention == "blockwise",
+                              rows=rows[0] if rows else None)
 
         self._micro = {p: mx.compile(partial(micro, packed=p), inputs=state, outputs=state)
                        for p in (False, True)}
@@ -127,6 +129,19 @@ class MLXBackend:
     @staticmethod
     def _arrays(b: Batch):
         return (mx.array(b.inputs), mx.array(b.targets), mx.array(b.mask), mx.array(b.segments))
+
+    def _loss_arrays(self, b: Batch):
+        """The loss's inputs; with `loss_positions`, also the flat trained positions (padded
+        with position 0 at weight 0) and the targets and weights taken there."""
+        arrays = self._arrays(b)
+        if b.loss_positions is None:
+            return arrays
+        trained = np.flatnonzero(b.mask.reshape(-1) > 0).astype(np.int32)
+        rows = np.zeros(max(b.loss_positions, len(trained)), np.int32)
+        rows[: len(trained)] = trained
+        targets, weights = b.targets.reshape(-1)[rows], b.mask.reshape(-1)[rows]
+        weights[len(trained):] = 0.0
+        return arrays[0], mx.array(targets), mx.array(weights), arrays[3], mx.array(rows)
 
     def train_step(self, batches: list[Batch], lr: float, step: int) -> StepResult:
         if self.recipe.train.objective != "sft":
@@ -139,7 +154,7 @@ class MLXBackend:
         for b in batches:
             if not len(b.inputs):
                 continue  # data parallel: this rank's share of a short last batch is empty
-            part, g = self._micro[b.packed](*self._arrays(b))
+            part, g = self._micro[b.packed](*self._loss_arrays(b))
             self._phase("forward", part)
             loss = part if loss is None else loss + part
             grads = g if grads is None else tree_map(mx.add, grads, g)
@@ -199,7 +214,7 @@ class MLXBackend:
             self._build()
         self.model.eval()
         try:
-            s = self._eval[batch.packed](*self._arrays(batch))
+            s = self._eval[batch.packed](*self._loss_arrays(batch))
             self._phase("eval", s)
             return s.item(), batch.trained_tokens
         finally:

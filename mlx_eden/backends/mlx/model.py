@@ -134,18 +134,24 @@ def head(model, h: mx.array) -> mx.array:
 
 
 def loss_sum(model, inputs, targets, weights, segments, *, packed: bool, checkpoint: bool,
-             chunk: int, grad: bool = True, blockwise: bool = False) -> mx.array:
+             chunk: int, grad: bool = True, blockwise: bool = False,
+             rows: mx.array | None = None) -> mx.array:
     """Summed cross-entropy over trained targets (the caller divides by their count).
 
-    grad=False (evaluation) skips the work that only the backward pass needs."""
+    grad=False (evaluation) skips the work that only the backward pass needs. `rows` (N,):
+    flat positions (into B x L) at which to compute the head and the loss; targets and weights
+    are then (N,), already taken at those positions (see data/batching.py `loss_positions`)."""
     mask = layer_mask(segments, packed, blockwise)
     h = hidden_states(model, inputs, mask, checkpoint)  # (B, L, D)
     module = head_module(model)
     arrays, fn = head_parts(module)
+    B, L, D = h.shape
+    if rows is not None:  # the trained positions only: (N, D)
+        h = h.reshape(B * L, D)[rows]
+    elif chunk:
+        h, targets, weights = h.reshape(B * L, D), targets.reshape(-1), weights.reshape(-1)
     if not chunk:
         return ce_sum(fn, h, targets, weights, arrays)
-    B, L, D = h.shape
-    h, targets, weights = h.reshape(B * L, D), targets.reshape(-1), weights.reshape(-1)
     if grad and tree_flatten(module.trainable_parameters()):
         return checkpointed_ce_sum(fn, arrays, h, targets, weights, chunk)
     return chunked_ce_sum(fn, arrays, h, targets, weights, chunk, grad=grad)
