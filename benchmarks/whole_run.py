@@ -168,8 +168,9 @@ def eden_sets(model_dir: Path, data: Path, eval_every: int) -> list[str]:
             "train.backend=mlx", "eval.after_train=false"]
 
 
-def eden_command(model_dir: Path, data: Path, work: Path, eval_every: int) -> list[str]:
-    sets = eden_sets(model_dir, data, eval_every)
+def eden_command(model_dir: Path, data: Path, work: Path, eval_every: int,
+                 extra: list[str]) -> list[str]:
+    sets = eden_sets(model_dir, data, eval_every) + extra
     return ["mlx_eden.cli", "train", str(ROOT / "recipes/tiny-demo.yaml"), "--output",
             str(work / "run"), "--no-dashboard"] + [a for s in sets for a in ("--set", s)]
 
@@ -249,6 +250,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="mkl: LD_PRELOAD libmkl_rt + KMP_BLOCKTIME=0 for both (default when "
                     "installed); none: the wheel's bundled BLAS for both")
     ap.add_argument("--tag", default="", help="result file suffix: whole_run-TAG.json")
+    ap.add_argument("--eden-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="one more eden-mlx --set (e.g. train.attention=fused); repeatable")
     return ap.parse_args(argv)
 
 
@@ -271,8 +274,8 @@ def main(argv: list[str] | None = None) -> None:
         data = root / "data"
         data_stats = write_chats(data, model_dir, args.conversations, args.valid)
         steps = eden_steps(model_dir, data)
-        tools = {"eden": (lambda w: eden_command(model_dir, data, w, max(1, steps // 2)),
-                          EDEN_STEP),
+        tools = {"eden": (lambda w: eden_command(model_dir, data, w, max(1, steps // 2),
+                                                 args.eden_set), EDEN_STEP),
                  "mlx_lm": (lambda w: mlx_lm_command(model_dir, data, w, args.conversations),
                             MLX_LM_STEP)}
         head = {"benchmark": "whole_run", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -281,7 +284,8 @@ def main(argv: list[str] | None = None) -> None:
                 "settings": {"model": args.model, "spec": MODELS[args.model], "rank": RANK,
                              "micro_batch": BATCH, "max_seq_length": MAX_LEN, "lr": LR,
                              "dtype": "float32", "eden_steps": steps,
-                             "mlx_lm_steps": args.conversations // BATCH, "data": data_stats}}
+                             "mlx_lm_steps": args.conversations // BATCH, "data": data_stats,
+                             "eden_sets": args.eden_set}}
         for r in range(args.rounds):
             rounds.append(run_round(r, tools, root, env))
             write_result(out, head, rounds, complete=False)
