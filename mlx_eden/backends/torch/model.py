@@ -21,6 +21,7 @@ from ...adapters import adapted_layers, lora_a_init
 from ...dtypes import cpu_bf16_flags, resolve_torch_dtype
 from ...errors import UserError
 from ...recipe import Recipe
+from .dropout import use_word_dropout
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _HALF_SUPPORTED = {"bfloat16": "_is_mkldnn_bf16_supported", "float16": "_is_mkldnn_fp16_supported"}
@@ -115,6 +116,7 @@ def add_adapters(model, recipe: Recipe, token_indices: dict | None = None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation chatter from peft/transformers internals
         peft_model = get_peft_model(model, config)
+    use_word_dropout(peft_model)  # bulk-drawn masks: 7% of a step faster (backends/torch/dropout.py)
     names = []
     with torch.no_grad():
         for name, module in peft_model.base_model.model.named_modules():
