@@ -124,8 +124,9 @@ def run_eden(model: Path, data: Path, out: Path, sets: list[str], threads: int |
         raise RuntimeError(f"eden-mlx train failed:\n{proc.stderr[-3000:]}")
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [e for e in events if e["event"] == "train"]
-    extra = json.loads((out / "run.json").read_text())["model"]["extra"]
-    return {"marks": [e["elapsed"] for e in steps],
+    info = json.loads((out / "run.json").read_text())
+    extra = info["model"]["extra"]
+    return {"marks": [e["elapsed"] for e in steps], "phases": info.get("phases"),
             "tokens": sum(e["tokens"] for e in steps),
             "val_loss": [e for e in events if e["event"] == "eval"][-1]["val_loss"],
             "dtype": extra["dtype"], "dtype_reason": extra["dtype_reason"]}
@@ -238,7 +239,10 @@ def one_run(system: str, model: Path, data: Path, rnd: int, threads: int | None)
             "load_avg_after": round(os.getloadavg()[0], 2), **got}
 
 
-def spread(values: list[float]) -> dict:
+def spread(values: list[float | None]) -> dict | None:
+    values = [v for v in values if v is not None]  # a one-step run has no step interval
+    if not values:
+        return None
     return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
             "max": round(max(values), 3), "all": [round(v, 3) for v in values]}
 
@@ -258,7 +262,8 @@ def summarise(runs: list[dict]) -> dict:
                 pick = {r["system"]: r for r in runs if r["round"] == rnd}
                 if system in pick and "trainer" in pick:
                     walls.append(pick["trainer"]["wall_seconds"] / pick[system]["wall_seconds"])
-                    steps.append(pick["trainer"]["step_median"] / pick[system]["step_median"])
+                    if pick["trainer"]["step_median"] and pick[system]["step_median"]:
+                        steps.append(pick["trainer"]["step_median"] / pick[system]["step_median"])
             out[system]["speedup_wall_vs_trainer"] = spread(walls)
             out[system]["speedup_step_vs_trainer"] = spread(steps)
     if "eden" in out and "eden-fp32" in out:
