@@ -62,7 +62,10 @@ def builders(backend: str) -> set[str]:
 NEUTRAL = {"data.format": ("auto", *FORMATS), "data.template": None, "data.truncation": None,
            "train.schedule": None, "train.backend": ("auto", *BACKENDS), "data.reasoning": None,
            # the formulas are mlx_eden/objectives.py, run by both backends with their own ops
-           "train.objective": ("sft", "dpo", "kto"), "train.dpo_loss": ("sigmoid", "ipo")}
+           "train.objective": ("sft", "dpo", "kto"), "train.dpo_loss": ("sigmoid", "ipo"),
+           # how MLX keeps attention for backward (both exact); torch always runs its SDPA
+           # flash kernel, which keeps no (L, L) array either way, so neither choice is refused
+           "train.attention": ("blockwise", "fused")}
 # Backend-facing Literals: the table each backend builds them from.
 BACKEND_TABLES = {
     "train.optimizer": lambda b: builders(b),
