@@ -186,33 +186,37 @@ def _logit_bytes(w: Work) -> int:
 def loss_forward_transient(s: ModelShape, w: Work, chunk: int) -> int:
     """Extra bytes, on top of what the loss keeps, at its fullest moment in the forward pass.
     Plain: the logits (compute dtype and float32) next to the exponentials. Chunked: one chunk's
-    buffers (chunk_entry_bytes) plus the normed hidden states the chunks read."""
+    buffers (chunk_rows_entries) plus the normed hidden states the chunks read."""
     if not chunk:
         return w.tokens * s.vocab * _logit_bytes(w)
-    rows = min(chunk, w.tokens)
-    return rows * s.vocab * chunk_entry_bytes(w, chunks=-(-w.tokens // chunk)) \
-        + w.tokens * s.hidden * w.dt
+    return chunk_rows_entries(w, chunk) * s.vocab + w.tokens * s.hidden * w.dt
 
 
-def chunk_entry_bytes(w: Work, chunks: int) -> int:
-    """Bytes per (row, vocabulary entry) alive while a loss chunk runs (chunked_loss.py: its
+def chunk_rows_entries(w: Work, chunk: int) -> int:
+    """(rows x bytes) per vocabulary entry alive while a loss chunk runs (chunked_loss.py: its
     loss and its hidden-state gradient are formed together). Measured in MLX 0.32 strict mode,
     standalone (value_and_grad of the compiled chunked loss, V 4k-152k, 64-256-row chunks, 1-8
-    chunks) and in whole runs (benchmarks/planner_heldout.py, in_sample_mechanisms "mech-chunk-*"):
+    chunks) and in whole runs (benchmarks/planner_heldout.py, in_sample_mechanisms "mech-chunk-*",
+    and planner4's short-last-chunk shapes, benchmarks/README):
     - the head's output when it is its own buffer (bfloat16; in float32 the cast is a no-op),
       plus two float32 buffers: the exponentials and the logits' gradient (softmax minus the
       scattered one-hot, one buffer donated into the other);
-    - with more than one chunk two more float32 buffers: the next chunk's first buffers are
-      allocated before this chunk's are released (the count does not depend on how many chunks,
-      1 to 8 measured). bf16: 10 bytes with one chunk, 18 with several, in every case; float32:
-      12 and 20, or one buffer fewer (8 and 16) when MLX donates the head's output to the
-      exponentials: it donates only a buffer nothing else still holds (array::is_donatable, a
-      use count of 1), and the CPU stream's worker thread holds a task's inputs until the task
-      ends, so it depends on thread timing (the same whole run measured 99.6 MiB once and
-      115.5 MiB twice, mech-chunk-f32-big).
-      The plan counts the run that is not lucky: a run must fit either way."""
-    ahead = 2 * F32 if chunks > 1 else 0
-    return w.dt + 2 * F32 + ahead
+    - two more float32 buffers of the next chunk when it is a full one: allocated before this
+      chunk's are released. A shorter last chunk is not started early: 1 x 160-224 tokens in
+      128-row chunks (V 8,192) measured the one-chunk figure, 8 bytes x 128 x V under the old
+      count (+42-61% on the forward phase), while 1 x 256 and 1 x 320 matched it with the next
+      chunk's buffers (same with 64-row chunks, V 32,768). The count does not depend on how
+      many full chunks follow (1 to 8 measured).
+    bf16: 10 bytes with one chunk, 18 with several; float32: 12 and 20, or one buffer fewer
+    (8 and 16) when MLX donates the head's output to the exponentials: it donates only a buffer
+    nothing else still holds (array::is_donatable, a use count of 1), and the CPU stream's worker
+    thread holds a task's inputs until the task ends, so it depends on thread timing (the same
+    whole run measured 99.6 MiB once and 115.5 MiB twice, mech-chunk-f32-big). The plan counts
+    the run that is not lucky: a run must fit either way."""
+    rows = min(chunk, w.tokens)
+    own = w.dt + 2 * F32
+    ahead = 2 * F32 if w.tokens >= 2 * chunk else 0
+    return rows * (own + ahead)
 
 
 def loss_backward_transient(s: ModelShape, w: Work, chunk: int) -> int:
