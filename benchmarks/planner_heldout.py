@@ -15,6 +15,8 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample
     .venv/bin/python benchmarks/planner_heldout.py --measured-only  # report, measure nothing
     .venv/bin/python benchmarks/planner_heldout.py --draw-round2   # (done once) round-2 set
+    .venv/bin/python benchmarks/planner_heldout.py --draw-round3   # (done once) + attention knob
+    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round3 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -50,12 +52,18 @@ HELDOUT_SEED, IN_SAMPLE_SEED = 2211, 7
 N_HELDOUT, N_IN_SAMPLE = 10, 10
 # in_sample_mechanisms: hand-made in-sample configurations, each exercising one mechanism the
 # round-1 held-out set found mispriced (round 2 fixes were verified on these, never on held-out).
-GROUPS = ("in_sample", "in_sample_mechanisms", "heldout", "heldout_round2")
+GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "heldout",
+          "heldout_round2", "heldout_round3")
 # Round 2: a fresh held-out draw (same generator, new seed), drawn and committed after the
 # round-2 planner code was frozen and before anything of it was measured. Round 1's "heldout"
 # stays in the configs and the results as history: its misses named the mechanisms fixed in
 # round 2, so re-predicted by the round-2 planner it is no longer a held-out figure.
 HELDOUT2_SEED, N_HELDOUT2 = 20261129, 10
+# Round 3: the same generator plus the attention knob (train.attention: blockwise, the default
+# since round 2, or fused), drawn after the round-3 planner code was frozen ("FROZEN:" commit).
+HELDOUT3_SEED, N_HELDOUT3 = 3112026, 10
+ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldout2", False),
+          "--draw-round3": ("heldout_round3", HELDOUT3_SEED, N_HELDOUT3, "heldout3", True)}
 STEPS = 2  # step 1 creates the optimizer state; step 2 runs with everything resident
 # Strict mode waits after every op; MLX's CPU quantized matmul is ~40x slower than its float one
 # here (memory_profile.py), so tokens per step are capped (smaller still for 4-bit bases).
@@ -64,8 +72,10 @@ PROJ = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_pr
 VOCABS = [512, 1024, 2048, 4096, 8192, 32768, 65536, 151936]
 
 
-def draw_one(rng: random.Random) -> dict:
-    """One configuration: a model shape and the recipe values, all drawn from `rng`."""
+def draw_one(rng: random.Random, attention: bool = False) -> dict:
+    """One configuration: a model shape and the recipe values, all drawn from `rng`.
+    `attention` (round 3 on) draws train.attention too, last, so the earlier rounds' seeds
+    still give their committed configurations."""
     head_dim = rng.choice([32, 64])
     heads = rng.choice([2, 4, 6, 8])
     hidden = heads * head_dim if rng.random() < 0.7 else rng.choice([128, 256, 384, 512])
@@ -97,23 +107,26 @@ def draw_one(rng: random.Random) -> dict:
         "train.optimizer": rng.choice(["adamw", "adam", "adamw8bit", "adafactor", "sgd"]),
         "train.backend": "mlx",
     }
+    if attention:
+        values["train.attention"] = rng.choice(["blockwise", "fused"])
     return {"model": model, "quant": quant, "values": values}
 
 
-def draw(seed: int, n: int, prefix: str) -> list[dict]:
+def draw(seed: int, n: int, prefix: str, attention: bool = False) -> list[dict]:
     rng = random.Random(seed)
     out = []
     for k in range(n):
-        c = draw_one(rng)
+        c = draw_one(rng, attention)
         c["name"] = f"{prefix}-{k:02d}"
         out.append(c)
     return out
 
 
 def sets(c: dict) -> list[str]:
-    """The configuration's recipe values. Every configuration here was drawn and measured with
-    the fused attention (the only one before train.attention; blockwise is the default since):
-    it stays pinned, outside the drawn values, so stored measurements keep their keys."""
+    """The configuration's recipe values. Rounds 1-2 and the first in-sample sets were drawn
+    and measured with the fused attention (the only one before train.attention): it stays
+    pinned, outside the drawn values, so stored measurements keep their keys. Round 3 and
+    in_sample_blockwise carry train.attention in their values, which wins."""
     return [f"{k}={str(v).lower() if isinstance(v, bool) else v}"
             for k, v in {"train.attention": "fused", **c["values"]}.items()]
 
@@ -304,20 +317,21 @@ def line(r: dict) -> str:
             f"{r['measured_peak_bytes'] / 2**20:8.1f} MiB  error {r['error'] * 100:+5.1f}%   {ph}")
 
 
-def draw_sets(round2: bool) -> None:
-    """--draw (round 1, done once) or --draw-round2 (done once, after the round-2 planner code
-    was frozen): write the configurations, to be committed before anything is measured."""
-    if not round2:
+def draw_sets(flag: str) -> None:
+    """--draw (round 1, done once) or --draw-round2/3 (each done once, after that round's
+    planner code was frozen): write the configurations, committed before anything is measured."""
+    if flag == "--draw":
         data = {"drawn_before_measuring": True, "generator": "benchmarks/planner_heldout.py",
                 "heldout_seed": HELDOUT_SEED, "in_sample_seed": IN_SAMPLE_SEED,
                 "heldout": draw(HELDOUT_SEED, N_HELDOUT, "heldout"),
                 "in_sample": draw(IN_SAMPLE_SEED, N_IN_SAMPLE, "in-sample")}
     else:
         data = json.loads(CONFIGS.read_text())
-        if "heldout_round2" in data:
-            raise SystemExit("heldout_round2 is already drawn (committed); not redrawing")
-        data["heldout_round2_seed"] = HELDOUT2_SEED
-        data["heldout_round2"] = draw(HELDOUT2_SEED, N_HELDOUT2, "heldout2")
+        group, seed, n, prefix, attention = ROUNDS[flag]
+        if group in data:
+            raise SystemExit(f"{group} is already drawn (committed); not redrawing")
+        data[f"{group}_seed"] = seed
+        data[group] = draw(seed, n, prefix, attention)
     CONFIGS.write_text(json.dumps(data, indent=1) + "\n")
     print(f"wrote {CONFIGS.relative_to(ROOT)}")
 
@@ -351,19 +365,35 @@ def repeats_table() -> dict:
     return out
 
 
-def measure_groups(data: dict, reuse, only: str | None, jobs: int) -> dict:
-    """Each group's rows and summary (configurations measured or taken from the cache)."""
+def cost(c: dict) -> float:
+    """A rough order of a configuration's strict-mode step time, for --cheap-first: matmul
+    work, x7 in bfloat16 and x20 on a 4-bit base (MLX's CPU kernels; round 2's step times
+    follow it within ~3x), plus a fixed per-op part."""
+    m, v = c["model"], c["values"]
+    per_token = m["layers"] * (4 * m["hidden"] ** 2 + 3 * m["hidden"] * m["intermediate"])
+    work = v["train.batch_size"] * v["data.max_seq_length"] * (per_token
+                                                                + m["hidden"] * m["vocab"])
+    work *= (7 if v["model.dtype"] == "bfloat16" else 1) * (20 if c["quant"] else 1)
+    return (work / 1e9 + 20) * v["train.grad_accumulation"]
+
+
+def measure_groups(data: dict, reuse, only: str | None, jobs: int,
+                   cheap_first: bool = False) -> dict:
+    """Each group's rows and summary (configurations measured or taken from the cache).
+    `cheap_first`: measure in order of cost(), so a stopped run has measured the most."""
     result = {}
     for group in [g for g in GROUPS if g in data]:
         if only and group != only.replace("-", "_"):
             continue
         rows, missing = [], []
-        for c, row, seconds in compare_all(data[group], reuse, jobs):
+        order = sorted(data[group], key=cost) if cheap_first else data[group]
+        for c, row, seconds in compare_all(order, reuse, jobs):
             if row is None:
                 missing.append(c["name"])
                 continue
             rows.append(row)
             print(line(row) + f"  ({seconds:.0f}s)", flush=True)
+        rows.sort(key=lambda r: r["name"])
         result[group] = {"summary": summary(rows), "configs": rows, "not_measured": missing}
         print(group, result[group]["summary"], flush=True)
     return result
@@ -373,8 +403,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(json.dumps(measure(json.loads(sys.argv[2]))))
         return
-    if "--draw" in sys.argv or "--draw-round2" in sys.argv:
-        draw_sets("--draw-round2" in sys.argv)
+    flag = next((f for f in ("--draw", *ROUNDS) if f in sys.argv), None)
+    if flag:
+        draw_sets(flag)
         return
     WORK.mkdir(parents=True, exist_ok=True)
     data = json.loads(CONFIGS.read_text())
@@ -388,7 +419,7 @@ def main() -> None:
               "machine": {"platform": platform.platform(), "mlx": metadata.version("mlx"),
                           "mlx_lm": metadata.version("mlx-lm")}}
     started = time.perf_counter()
-    result.update(measure_groups(data, reuse, only, jobs))
+    result.update(measure_groups(data, reuse, only, jobs, "--cheap-first" in sys.argv))
     if only:
         return
     rows = calibration_rows()

@@ -196,25 +196,28 @@ def chunk_rows_entries(w: Work, chunk: int) -> int:
     """(rows x bytes) per vocabulary entry alive while a loss chunk runs (chunked_loss.py: its
     loss and its hidden-state gradient are formed together). Measured in MLX 0.32 strict mode,
     standalone (value_and_grad of the compiled chunked loss, V 4k-152k, 64-256-row chunks, 1-8
-    chunks) and in whole runs (benchmarks/planner_heldout.py, in_sample_mechanisms "mech-chunk-*",
-    and planner4's short-last-chunk shapes, benchmarks/README):
-    - the head's output when it is its own buffer (bfloat16; in float32 the cast is a no-op),
-      plus two float32 buffers: the exponentials and the logits' gradient (softmax minus the
-      scattered one-hot, one buffer donated into the other);
-    - two more float32 buffers of the next chunk when it is a full one: allocated before this
-      chunk's are released. A shorter last chunk is not started early: 1 x 160-224 tokens in
-      128-row chunks (V 8,192) measured the one-chunk figure, 8 bytes x 128 x V under the old
-      count (+42-61% on the forward phase), while 1 x 256 and 1 x 320 matched it with the next
-      chunk's buffers (same with 64-row chunks, V 32,768). The count does not depend on how
-      many full chunks follow (1 to 8 measured).
-    bf16: 10 bytes with one chunk, 18 with several; float32: 12 and 20, or one buffer fewer
-    (8 and 16) when MLX donates the head's output to the exponentials: it donates only a buffer
-    nothing else still holds (array::is_donatable, a use count of 1), and the CPU stream's worker
-    thread holds a task's inputs until the task ends, so it depends on thread timing (the same
-    whole run measured 99.6 MiB once and 115.5 MiB twice, mech-chunk-f32-big). The plan counts
-    the run that is not lucky: a run must fit either way."""
+    chunks) and in whole runs (benchmarks/planner_heldout.py, "mech-chunk-*", "mech-h/i-*"):
+    - two float32 buffers, the exponentials and the logits' gradient (softmax minus the
+      scattered one-hot, one donated into the other), and the head's output: in bfloat16 its
+      own buffer, plus the logits' gradient cast back to bf16 for the head's backward matmul;
+    - two more float32 buffers of the next chunk when it is a full one, allocated before this
+      chunk's are released (1 to 8 full chunks measured: the count does not grow). A shorter
+      last chunk is not started early: 1 x 160-224 tokens in 128-row chunks (V 8,192) measured
+      the one-chunk figure, 8 bytes x 128 x V under the old count (+42-61% on the forward),
+      while 1 x 256 and 1 x 320 had the next chunk's buffers (64-row chunks, V 32,768: same).
+    One buffer races (MLX frees or donates a buffer only once nothing holds it, and the CPU
+    stream's worker thread holds a task's inputs until the task ends: thread timing), and the
+    plan counts the run that is not lucky, which must fit too. float32: 12 bytes with one chunk,
+    20 with a full next one, or 8 and 16 when the head's output is donated to the exponentials
+    (mech-chunk-f32-big measured 99.6 MiB once, 115.5 MiB twice). bfloat16: 12 and 20, or 10
+    and 18 when the head's output is gone before its gradient's cast: the same shapes went both
+    ways in different runs (a 1-layer Qwen3 with an untied head, V 8,192: 11 of 11 runs of
+    tests/test_planner_phases.py unlucky, mech-i-qwen3-untied-1l lucky; its 2-layer and tied
+    versions the other way round); heldout2-01's -8.0% was one unlucky run. MLX_BFS_MAX_WIDTH=1
+    (another evaluation order) put Qwen2 and Qwen3 alike 4 bytes over the lucky count: the
+    order decides, not the architecture."""
     rows = min(chunk, w.tokens)
-    own = w.dt + 2 * F32
+    own = 2 * F32 + (2 * w.dt if w.dt != F32 else F32)
     ahead = 2 * F32 if w.tokens >= 2 * chunk else 0
     return rows * (own + ahead)
 
