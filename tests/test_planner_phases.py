@@ -111,12 +111,13 @@ def test_the_heldout_generator_keeps_the_committed_rounds():
     committed configurations (a held-out set is fixed before measuring, never redrawn); round
     3's configurations carry train.attention, which wins over the fused pin of the others."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
+    import planner_draw as pd
     import planner_heldout as ph
 
     data = json.loads(ph.CONFIGS.read_text())
-    assert ph.draw(ph.HELDOUT_SEED, ph.N_HELDOUT, "heldout") == data["heldout"]
-    assert ph.draw(ph.HELDOUT2_SEED, ph.N_HELDOUT2, "heldout2") == data["heldout_round2"]
-    third = ph.draw(ph.HELDOUT3_SEED, ph.N_HELDOUT3, "heldout3", attention=True)
+    assert pd.draw(pd.HELDOUT_SEED, pd.N_HELDOUT, "heldout") == data["heldout"]
+    assert pd.draw(pd.HELDOUT2_SEED, pd.N_HELDOUT2, "heldout2") == data["heldout_round2"]
+    third = pd.draw(pd.HELDOUT3_SEED, pd.N_HELDOUT3, "heldout3", attention=True)
     assert {c["values"]["train.attention"] for c in third} <= {"blockwise", "fused"}
     if "heldout_round3" in data:
         assert third == data["heldout_round3"]
