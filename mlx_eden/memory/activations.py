@@ -203,7 +203,8 @@ def chunk_rows_entries(w: Work, chunk: int) -> int:
     - two more float32 buffers of the next chunk when it is a full one, allocated before this
       chunk's are released (1 to 8 full chunks measured: the count does not grow). A shorter
       last chunk is not started early: 1 x 160-224 tokens in 128-row chunks (V 8,192) measured
-      the one-chunk figure, 8 bytes x 128 x V under the old count (+42-61% on the forward),
+      the one-chunk figure (the count with them: 8 bytes x 128 x V over, +42-61% on the
+      forward),
       while 1 x 256 and 1 x 320 had the next chunk's buffers (64-row chunks, V 32,768: same).
     One buffer races (MLX frees or donates a buffer only once nothing holds it, and the CPU
     stream's worker thread holds a task's inputs until the task ends: thread timing), and the
