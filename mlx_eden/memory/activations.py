@@ -204,8 +204,8 @@ def chunk_rows_entries(w: Work, chunk: int) -> int:
       chunk's are released (1 to 8 full chunks measured: the count does not grow). A shorter
       last chunk is not started early: 1 x 160-224 tokens in 128-row chunks (V 8,192) measured
       the one-chunk figure (the count with them: 8 bytes x 128 x V over, +42-61% on the
-      forward),
-      while 1 x 256 and 1 x 320 had the next chunk's buffers (64-row chunks, V 32,768: same).
+      forward), while 1 x 256 and 1 x 320 had the next chunk's buffers (64-row chunks,
+      V 32,768: the same).
     One buffer races (MLX frees or donates a buffer only once nothing holds it, and the CPU
     stream's worker thread holds a task's inputs until the task ends: thread timing), and the
     plan counts the run that is not lucky, which must fit too. float32: 12 bytes with one chunk,
