@@ -78,18 +78,18 @@ def _error(pair: tuple[int, int]) -> float:
 
 
 def _forward_within_the_race(p: dict, rows: int) -> None:
-    """The planner prices the chunk's unlucky run (activations.chunk_rows_entries): bfloat16
-    may measure one bf16 (rows x V) buffer less (the head's output released before its
-    gradient's cast: thread timing, both seen on this very model), never more."""
+    """The planner prices the chunk's common run (activations.chunk_rows_entries): bfloat16
+    may measure one more bf16 (rows x V) buffer (the head's output still held when its
+    gradient is cast: thread timing; this model gave it 11 times in 11), never less."""
     predicted, measured = p["forward"]
     race = rows * WIDE_VOCAB.vocab * 2
-    assert (predicted - race) * 0.97 <= measured <= predicted * 1.03, (p, race)
+    assert predicted * 0.97 <= measured <= (predicted + race) * 1.03, (p, race)
 
 
 @pytest.mark.parametrize("chunk", [64, 256])
 def test_chunked_loss_buffers_follow_the_number_of_chunks(wide_vocab, chunk):
-    """A loss chunk holds its logits, their gradient's bf16 cast and two float32 buffers and,
-    when a full chunk follows, two float32 buffers of the next one. 2 x 128 tokens: 64-row
+    """A loss chunk holds its logits and two float32 buffers and, when a full chunk follows,
+    two float32 buffers of the next one. 2 x 128 tokens: 64-row
     chunks are four (the count before round 2 was 4 bytes per entry under: -2 MiB here), 256
     rows one, with no next chunk's buffers."""
     p = _phases(wide_vocab, "model.dtype=bfloat16", "data.max_seq_length=128",
