@@ -15,6 +15,8 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample
     .venv/bin/python benchmarks/planner_heldout.py --measured-only  # report, measure nothing
     .venv/bin/python benchmarks/planner_heldout.py --draw-round2   # (done once) round-2 set
+    .venv/bin/python benchmarks/planner_heldout.py --draw-round3   # (done once) + attention knob
+    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round3 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -28,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import random
 import subprocess
 import sys
 import threading
@@ -46,74 +47,21 @@ WORK = ROOT / "benchmarks" / "work" / "planner_heldout"
 CACHE = WORK / "measured.json"
 REPEATS = WORK / "repeats.json"
 RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
-HELDOUT_SEED, IN_SAMPLE_SEED = 2211, 7
-N_HELDOUT, N_IN_SAMPLE = 10, 10
-# in_sample_mechanisms: hand-made in-sample configurations, each exercising one mechanism the
-# round-1 held-out set found mispriced (round 2 fixes were verified on these, never on held-out).
-GROUPS = ("in_sample", "in_sample_mechanisms", "heldout", "heldout_round2")
-# Round 2: a fresh held-out draw (same generator, new seed), drawn and committed after the
-# round-2 planner code was frozen and before anything of it was measured. Round 1's "heldout"
-# stays in the configs and the results as history: its misses named the mechanisms fixed in
-# round 2, so re-predicted by the round-2 planner it is no longer a held-out figure.
-HELDOUT2_SEED, N_HELDOUT2 = 20261129, 10
+# in_sample_mechanisms: hand-made in-sample configurations, each exercising one mechanism a
+# held-out round found mispriced (fixes are verified on these, never on held-out ones);
+# in_sample_blockwise: in-sample configurations run again with train.attention=blockwise.
+GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "heldout",
+          "heldout_round2", "heldout_round3")
+from planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
+
 STEPS = 2  # step 1 creates the optimizer state; step 2 runs with everything resident
-# Strict mode waits after every op; MLX's CPU quantized matmul is ~40x slower than its float one
-# here (memory_profile.py), so tokens per step are capped (smaller still for 4-bit bases).
-MAX_TOKENS, MAX_TOKENS_4BIT = 1024, 512
-PROJ = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-VOCABS = [512, 1024, 2048, 4096, 8192, 32768, 65536, 151936]
-
-
-def draw_one(rng: random.Random) -> dict:
-    """One configuration: a model shape and the recipe values, all drawn from `rng`."""
-    head_dim = rng.choice([32, 64])
-    heads = rng.choice([2, 4, 6, 8])
-    hidden = heads * head_dim if rng.random() < 0.7 else rng.choice([128, 256, 384, 512])
-    kv_heads = rng.choice([k for k in (1, 2, 4, 8) if heads % k == 0])
-    arch = rng.choice(["qwen2", "qwen3"])
-    model = {"arch": arch, "hidden": hidden, "heads": heads, "kv_heads": kv_heads,
-             "layers": rng.randint(1, 4), "intermediate": 64 * rng.randint(hidden // 32,
-                                                                           hidden // 16 + 2),
-             "vocab": rng.choice(VOCABS), "tied": rng.random() < 0.5}
-    if hidden % heads:
-        model["hidden"] = heads * head_dim
-    quant = 4 if rng.random() < 0.25 else None
-    cap = MAX_TOKENS_4BIT if quant else MAX_TOKENS
-    seq = rng.choice([64, 128, 192, 256, 384, 512])
-    batch = max(1, min(rng.randint(1, 4), cap // seq))
-    k = rng.randint(1, 7)
-    targets = sorted(rng.sample(PROJ, k), key=PROJ.index)
-    rank = rng.choice([4, 8, 16, 32, 64])
-    values = {
-        "model.dtype": rng.choice(["float32", "bfloat16"]),
-        "adapter.type": "dora" if rng.random() < 0.2 else "lora",
-        "adapter.rank": rank, "adapter.alpha": 2 * rank,
-        "adapter.targets": "[" + ", ".join(targets) + "]",
-        "adapter.layers": -1 if rng.random() < 0.7 else rng.randint(1, model["layers"]),
-        "data.max_seq_length": seq, "data.packing": rng.random() < 0.5,
-        "train.batch_size": batch, "train.grad_accumulation": rng.choice([1, 1, 2]),
-        "train.grad_checkpoint": rng.random() < 0.5,
-        "train.loss_chunk": rng.choice([0, 0, 64, 128, 256]),
-        "train.optimizer": rng.choice(["adamw", "adam", "adamw8bit", "adafactor", "sgd"]),
-        "train.backend": "mlx",
-    }
-    return {"model": model, "quant": quant, "values": values}
-
-
-def draw(seed: int, n: int, prefix: str) -> list[dict]:
-    rng = random.Random(seed)
-    out = []
-    for k in range(n):
-        c = draw_one(rng)
-        c["name"] = f"{prefix}-{k:02d}"
-        out.append(c)
-    return out
 
 
 def sets(c: dict) -> list[str]:
-    """The configuration's recipe values. Every configuration here was drawn and measured with
-    the fused attention (the only one before train.attention; blockwise is the default since):
-    it stays pinned, outside the drawn values, so stored measurements keep their keys."""
+    """The configuration's recipe values. Rounds 1-2 and the first in-sample sets were drawn
+    and measured with the fused attention (the only one before train.attention): it stays
+    pinned, outside the drawn values, so stored measurements keep their keys. Round 3 and
+    in_sample_blockwise carry train.attention in their values, which wins."""
     return [f"{k}={str(v).lower() if isinstance(v, bool) else v}"
             for k, v in {"train.attention": "fused", **c["values"]}.items()]
 
@@ -237,14 +185,20 @@ def compare_all(configs: list[dict], reuse, jobs: int):
         yield from pool.map(timed, configs)
 
 
-def keep_round1(result: dict) -> None:
-    """Round 1's held-out rows as published (predicted by the round-1 planner, commit 35ec7d5)
-    are kept under "heldout_round1_published"; "heldout" is the same set re-predicted now."""
+def keep_published(result: dict) -> None:
+    """Each finished held-out round's rows as published (predicted by that round's frozen
+    planner) are kept under "heldout_round1_published" (commit 35ec7d5) and
+    "heldout_round2_published" (3ac9a48); "heldout" and "heldout_round2" are the same sets
+    re-predicted by the current planner, no longer held-out figures."""
     old = json.loads(RESULT.read_text()) if RESULT.exists() else {}
     published = old.get("heldout_round1_published") or (
         old.get("heldout") if "heldout_round2" not in old else None)
     if published:
         result["heldout_round1_published"] = published
+    # The results written by the round-2 planner are round 2's published ones.
+    second = old.get("heldout_round2_published") or old.get("heldout_round2")
+    if second:
+        result["heldout_round2_published"] = second
 
 
 def calibration_rows() -> list[dict]:
@@ -282,7 +236,9 @@ def summary(rows: list[dict]) -> dict:
     phases = [abs(p["error"]) for r in rows for p in r["phases"].values()]
     return {"configs": len(rows), "worst_peak_error": max(peaks),
             "median_peak_error": sorted(peaks)[len(peaks) // 2],
-            "worst_phase_error": max(phases, default=None)}
+            "worst_phase_error": max(phases, default=None),
+            "within_5pct": sum(e <= 0.05 for e in peaks),
+            "phases_within_10pct": f"{sum(e <= 0.10 for e in phases)} of {len(phases)}"}
 
 
 def markdown(result: dict, group: str) -> str:
@@ -302,24 +258,6 @@ def line(r: dict) -> str:
     ph = "  ".join(f"{k[:3]} {v['error'] * 100:+5.1f}%" for k, v in r["phases"].items())
     return (f"{r['name']:14s} predicted {r['predicted_peak_bytes'] / 2**20:8.1f} MiB  measured "
             f"{r['measured_peak_bytes'] / 2**20:8.1f} MiB  error {r['error'] * 100:+5.1f}%   {ph}")
-
-
-def draw_sets(round2: bool) -> None:
-    """--draw (round 1, done once) or --draw-round2 (done once, after the round-2 planner code
-    was frozen): write the configurations, to be committed before anything is measured."""
-    if not round2:
-        data = {"drawn_before_measuring": True, "generator": "benchmarks/planner_heldout.py",
-                "heldout_seed": HELDOUT_SEED, "in_sample_seed": IN_SAMPLE_SEED,
-                "heldout": draw(HELDOUT_SEED, N_HELDOUT, "heldout"),
-                "in_sample": draw(IN_SAMPLE_SEED, N_IN_SAMPLE, "in-sample")}
-    else:
-        data = json.loads(CONFIGS.read_text())
-        if "heldout_round2" in data:
-            raise SystemExit("heldout_round2 is already drawn (committed); not redrawing")
-        data["heldout_round2_seed"] = HELDOUT2_SEED
-        data["heldout_round2"] = draw(HELDOUT2_SEED, N_HELDOUT2, "heldout2")
-    CONFIGS.write_text(json.dumps(data, indent=1) + "\n")
-    print(f"wrote {CONFIGS.relative_to(ROOT)}")
 
 
 def repeat(names: list[str], data: dict, jobs: int) -> None:
@@ -351,19 +289,23 @@ def repeats_table() -> dict:
     return out
 
 
-def measure_groups(data: dict, reuse, only: str | None, jobs: int) -> dict:
-    """Each group's rows and summary (configurations measured or taken from the cache)."""
+def measure_groups(data: dict, reuse, only: str | None, jobs: int,
+                   cheap_first: bool = False) -> dict:
+    """Each group's rows and summary (configurations measured or taken from the cache).
+    `cheap_first`: measure in order of cost(), so a stopped run has measured the most."""
     result = {}
     for group in [g for g in GROUPS if g in data]:
         if only and group != only.replace("-", "_"):
             continue
         rows, missing = [], []
-        for c, row, seconds in compare_all(data[group], reuse, jobs):
+        order = sorted(data[group], key=cost) if cheap_first else data[group]
+        for c, row, seconds in compare_all(order, reuse, jobs):
             if row is None:
                 missing.append(c["name"])
                 continue
             rows.append(row)
             print(line(row) + f"  ({seconds:.0f}s)", flush=True)
+        rows.sort(key=lambda r: r["name"])
         result[group] = {"summary": summary(rows), "configs": rows, "not_measured": missing}
         print(group, result[group]["summary"], flush=True)
     return result
@@ -373,8 +315,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(json.dumps(measure(json.loads(sys.argv[2]))))
         return
-    if "--draw" in sys.argv or "--draw-round2" in sys.argv:
-        draw_sets("--draw-round2" in sys.argv)
+    flag = next((f for f in ("--draw", *ROUNDS) if f in sys.argv), None)
+    if flag:
+        draw_sets(flag, CONFIGS)
         return
     WORK.mkdir(parents=True, exist_ok=True)
     data = json.loads(CONFIGS.read_text())
@@ -388,7 +331,7 @@ def main() -> None:
               "machine": {"platform": platform.platform(), "mlx": metadata.version("mlx"),
                           "mlx_lm": metadata.version("mlx-lm")}}
     started = time.perf_counter()
-    result.update(measure_groups(data, reuse, only, jobs))
+    result.update(measure_groups(data, reuse, only, jobs, "--cheap-first" in sys.argv))
     if only:
         return
     rows = calibration_rows()
@@ -402,7 +345,7 @@ def main() -> None:
     result["metal_points"] = metal_rows()
     result["repeated_measurements_mib"] = repeats_table()
     result["seconds"] = round(time.perf_counter() - started)
-    keep_round1(result)
+    keep_published(result)
     tmp = RESULT.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(RESULT)

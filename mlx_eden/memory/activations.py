@@ -186,33 +186,43 @@ def _logit_bytes(w: Work) -> int:
 def loss_forward_transient(s: ModelShape, w: Work, chunk: int) -> int:
     """Extra bytes, on top of what the loss keeps, at its fullest moment in the forward pass.
     Plain: the logits (compute dtype and float32) next to the exponentials. Chunked: one chunk's
-    buffers (chunk_entry_bytes) plus the normed hidden states the chunks read."""
+    buffers (chunk_rows_entries) plus the normed hidden states the chunks read."""
     if not chunk:
         return w.tokens * s.vocab * _logit_bytes(w)
-    rows = min(chunk, w.tokens)
-    return rows * s.vocab * chunk_entry_bytes(w, chunks=-(-w.tokens // chunk)) \
-        + w.tokens * s.hidden * w.dt
+    return chunk_rows_entries(w, chunk) * s.vocab + w.tokens * s.hidden * w.dt
 
 
-def chunk_entry_bytes(w: Work, chunks: int) -> int:
-    """Bytes per (row, vocabulary entry) alive while a loss chunk runs (chunked_loss.py: its
+def chunk_rows_entries(w: Work, chunk: int) -> int:
+    """(rows x bytes) per vocabulary entry alive while a loss chunk runs (chunked_loss.py: its
     loss and its hidden-state gradient are formed together). Measured in MLX 0.32 strict mode,
     standalone (value_and_grad of the compiled chunked loss, V 4k-152k, 64-256-row chunks, 1-8
-    chunks) and in whole runs (benchmarks/planner_heldout.py, in_sample_mechanisms "mech-chunk-*"):
-    - the head's output when it is its own buffer (bfloat16; in float32 the cast is a no-op),
-      plus two float32 buffers: the exponentials and the logits' gradient (softmax minus the
-      scattered one-hot, one buffer donated into the other);
-    - with more than one chunk two more float32 buffers: the next chunk's first buffers are
-      allocated before this chunk's are released (the count does not depend on how many chunks,
-      1 to 8 measured). bf16: 10 bytes with one chunk, 18 with several, in every case; float32:
-      12 and 20, or one buffer fewer (8 and 16) when MLX donates the head's output to the
-      exponentials: it donates only a buffer nothing else still holds (array::is_donatable, a
-      use count of 1), and the CPU stream's worker thread holds a task's inputs until the task
-      ends, so it depends on thread timing (the same whole run measured 99.6 MiB once and
-      115.5 MiB twice, mech-chunk-f32-big).
-      The plan counts the run that is not lucky: a run must fit either way."""
-    ahead = 2 * F32 if chunks > 1 else 0
-    return w.dt + 2 * F32 + ahead
+    chunks) and in whole runs (benchmarks/planner_heldout.py, "mech-chunk-*", "mech-h/i-*"):
+    - two float32 buffers, the exponentials and the logits' gradient (softmax minus the
+      scattered one-hot, one donated into the other), and the head's output when it is its
+      own buffer (bfloat16; in float32 the cast is a no-op);
+    - two more float32 buffers of the next chunk when it is a full one, allocated before this
+      chunk's are released (1 to 8 full chunks measured: the count does not grow). A shorter
+      last chunk is not started early: 1 x 160-224 tokens in 128-row chunks (V 8,192) measured
+      the one-chunk figure (the count with them: 8 bytes x 128 x V over, +42-61% on the
+      forward), while 1 x 256 and 1 x 320 had the next chunk's buffers (64-row chunks,
+      V 32,768: the same).
+    One buffer races: MLX frees or donates a buffer only once nothing holds it, and the CPU
+    stream's worker thread holds a task's inputs until the task ends (thread timing). float32:
+    12 bytes with one chunk, 20 with a full next one, or 8 and 16 when the head's output is
+    donated to the exponentials (mech-chunk-f32-big measured 99.6 MiB once, 115.5 MiB twice);
+    the plan counts the larger. bfloat16: 10 and 18, or 12 and 20 when the head's bf16 output
+    is still held as the logits' gradient is cast back to bf16: the same shapes went both ways
+    in different runs (a 1-layer Qwen3 with an untied head, V 8,192: 11 of 11 runs of
+    tests/test_planner_phases.py with it, mech-i-qwen3-untied-1l without; its 2-layer and tied
+    versions the other way round; heldout2-01's -8.0% was such a run), and MLX_BFS_MAX_WIDTH=1
+    (another evaluation order) put Qwen2 and Qwen3 alike 4 bytes over: the order decides, not
+    the architecture. Here the plan counts the common run (13 of 20 in-sample and held-out bf16
+    chunked runs; counting the other put round 2 at a worst 9.4% instead of 8.0%): the verdict's
+    headroom (a float32 rows x V buffer, planner.headroom) covers the extra bf16 one."""
+    rows = min(chunk, w.tokens)
+    own = w.dt + 2 * F32
+    ahead = 2 * F32 if w.tokens >= 2 * chunk else 0
+    return rows * (own + ahead)
 
 
 def loss_backward_transient(s: ModelShape, w: Work, chunk: int) -> int:
@@ -287,13 +297,15 @@ def attention_forward_peak(s: ModelShape, w: Work) -> int:
     tables, and the scores next to the probabilities (B x heads x L x L each). In float32 the
     probabilities take the scores' buffer (donated): the forward phase of the in-sample
     mechanism draws mech-qonly-a, mech-konly and mech-q-bottom-ckpt (benchmarks/
-    planner_heldout.py, checkpointed float32) was 34-62% over with both squares, 0-5% with one."""
+    planner_heldout.py, checkpointed float32) was 34-62% over with both squares, 0-5% with one.
+    Blockwise: the same for one query block's squares (in_sample_blockwise, checkpointed
+    float32: mech-konly-blockwise's forward +16% with two, +4% with one)."""
     kv = s.kv_heads * s.head_dim
     T = w.tokens
     if w.attn_block:
         q = s.heads * s.head_dim
         return (T * s.hidden * w.dt + T * (q + 2 * kv) * w.dt
-                + 2 * w.batch * s.heads * w.score_rows * w.seq * w.dt
+                + (1 if w.dt == F32 else 2) * w.batch * s.heads * w.score_rows * w.seq * w.dt
                 + 2 * w.seq * s.head_dim * F32)
     return (T * s.hidden * w.dt + T * kv * w.dt
             + (1 if w.dt == F32 else 2) * w.batch * s.heads * w.seq * w.seq * w.dt
