@@ -52,7 +52,7 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in_sample_blockwise: in-sample configurations run again with train.attention=blockwise.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "heldout",
           "heldout_round2", "heldout_round3")
-from planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
+from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
 
 STEPS = 2  # step 1 creates the optimizer state; step 2 runs with everything resident
 

@@ -111,7 +111,7 @@ def test_the_heldout_generator_keeps_the_committed_rounds():
     committed configurations (a held-out set is fixed before measuring, never redrawn); round
     3's configurations carry train.attention, which wins over the fused pin of the others."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    import planner_draw as pd
+    import _planner_draw as pd
     import planner_heldout as ph
 
     data = json.loads(ph.CONFIGS.read_text())
