@@ -44,10 +44,10 @@ from .activations import (
     swiglu_forward_extra,
 )
 from .devices import Device
+from .load import DTYPE_BYTES, load_peak, weight_bytes
 from .loftq import loftq_spike
 from .shapes import ModelShape
 
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 ALL_REDUCE_GROUP_BYTES = 32 << 20  # mlx.nn.average_gradients' all_reduce_size default
 COMPONENTS = ("base weights", "adapters", "optimizer state", "gradients", "saved activations",
               "logits and loss", "layer transient", "update transient", "headroom")
@@ -112,20 +112,6 @@ class Settings:
 
 
 # --------------------------------------------------------------------------- static sizes
-
-
-def weight_bytes(shape: ModelShape, dt: int, bits: int | None, group: int) -> int:
-    """The base model as MLX holds it. mlx-lm quantizes every Linear and Embedding whose input
-    dimension is a multiple of the group size (so the embedding and lm_head too): packed
-    `bits`-bit values plus a scale and a bias per group, in the compute dtype."""
-    total = 0
-    for _, shp in shape.tensors():
-        if bits and len(shp) == 2 and shp[1] % group == 0:
-            out, inp = shp
-            total += out * inp * bits // 8 + 2 * out * (inp // group) * dt
-        else:
-            total += math.prod(shp) * dt
-    return total
 
 
 def adapter_shapes(shape: ModelShape, s: Settings) -> list[tuple[int, ...]]:
@@ -233,6 +219,13 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         phases["backward, bottom layer"] = {
             "gradients": p_bytes, "layer transient": layer_t + (0 if s.checkpoint else one_layer)}
     held = {k: resident for k in phases}
+    cast = load_peak(shape, s.dt, s.quant_bits, s.quant_group) - weights
+    if cast > 0:
+        # Loading a checkpoint stored in another dtype (or quantized at load) briefly holds a
+        # tensor's stored copy beside what is loaded (memory/load.py): before the adapters,
+        # optimizer state or any activation exist.
+        phases["load"] = {"load cast": cast}
+        held["load"] = {"base weights": weights}
     if s.loftq:
         # While loading only the quantized base and the fresh adapters exist (no optimizer
         # state or gradients yet), plus one float layer being initialised.
@@ -248,6 +241,8 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         extra += ("communication buffer",)
     if s.loftq:
         extra += ("load transient",)
+    if cast > 0:
+        extra += ("load cast",)
     names = COMPONENTS[:-1] + extra + ("headroom",)
     phase = max(phases, key=lambda k: sum(held[k].values()) + sum(phases[k].values()))
     components = {c: held[phase].get(c, 0) + phases[phase].get(c, 0) for c in names}
@@ -255,7 +250,8 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
     sizes = {**resident, "gradients": p_bytes, "saved activations": saved,
              "logits and loss": loss, "layer transient": layer_t,
              "update transient": update_t, "headroom": components["headroom"],
-             **({"load transient": phases["load, LoftQ"]["load transient"]} if s.loftq else {})}
+             **({"load transient": phases["load, LoftQ"]["load transient"]} if s.loftq else {}),
+             **({"load cast": cast} if cast > 0 else {})}
     notes = {"saved activations without checkpointing": stack,
              "saved activations with checkpointing": ckpt_inputs + one_layer,
              "logits and loss unchunked": loss_peak(shape, w, 0),

@@ -35,6 +35,7 @@ def _describe(plan: Plan) -> dict[str, str]:
             "update transient": f"one {UPDATE_GROUP_BYTES >> 20} MiB group of the streamed update",
             "communication buffer": "reduced gradient copy + 3 x 32 MiB all-reduce groups",
             "load transient": "LoftQ at load: one float layer and its SVD",
+            "load cast": "loading: a stored tensor beside its cast",
             "headroom": "one op's output past the limit"}
 
 
