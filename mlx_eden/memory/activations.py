@@ -177,18 +177,12 @@ def loss_saved(s: ModelShape, w: Work, chunk: int) -> int:
     return w.tokens * s.hidden * w.dt
 
 
-def _logit_bytes(w: Work) -> int:
-    """Bytes per (token, vocabulary entry) of the logits before the loss: the head's output in
-    the compute dtype and its float32 copy (one buffer when the compute dtype is float32)."""
-    return F32 + (w.dt if w.dt != F32 else 0)
-
-
 def loss_forward_transient(s: ModelShape, w: Work, chunk: int) -> int:
     """Extra bytes, on top of what the loss keeps, at its fullest moment in the forward pass.
     Plain: the logits (compute dtype and float32) next to the exponentials. Chunked: one chunk's
     buffers (chunk_rows_entries) plus the normed hidden states the chunks read."""
     if not chunk:
-        return w.tokens * s.vocab * _logit_bytes(w)
+        return w.tokens * s.vocab * (F32 + (w.dt if w.dt != F32 else 0))
     return chunk_rows_entries(w, chunk) * s.vocab + w.tokens * s.hidden * w.dt
 
 
@@ -199,18 +193,19 @@ def chunk_rows_entries(w: Work, chunk: int) -> int:
     chunks) and in whole runs (benchmarks/planner_heldout.py, "mech-chunk-*", "mech-h/i-*"):
     - two float32 buffers, the exponentials and the logits' gradient (softmax minus the
       scattered one-hot, one donated into the other), and the head's output when it is its
-      own buffer (bfloat16; in float32 the cast is a no-op);
+      own buffer (bfloat16; in float32 the exponentials take the head's output, donated:
+      chunked_loss.cross_entropy picks the targets first so nothing else holds it);
     - two more float32 buffers of the next chunk when it is a full one, allocated before this
       chunk's are released (1 to 8 full chunks measured: the count does not grow). A shorter
       last chunk is not started early: 1 x 160-224 tokens in 128-row chunks (V 8,192) measured
       the one-chunk figure (the count with them: 8 bytes x 128 x V over, +42-61% on the
       forward), while 1 x 256 and 1 x 320 had the next chunk's buffers (64-row chunks,
       V 32,768: the same).
-    One buffer races: MLX frees or donates a buffer only once nothing holds it, and the CPU
-    stream's worker thread holds a task's inputs until the task ends (thread timing). float32:
-    12 bytes with one chunk, 20 with a full next one, or 8 and 16 when the head's output is
-    donated to the exponentials (mech-chunk-f32-big measured 99.6 MiB once, 115.5 MiB twice);
-    the plan counts the larger. bfloat16: 10 and 18, or 12 and 20 when the head's bf16 output
+    float32: 8 bytes with one chunk, 16 with a full next one, the same in every run since the
+    pick-first barrier (48 of 48 standalone; before it, 12 and 20 when the head's output was
+    still held by the pick's task, thread timing: mech-chunk-f32-big measured 99.6 MiB once,
+    115.5 MiB twice, and the plan counted the larger). bfloat16 still races one buffer: 10 and
+    18, or 12 and 20 when the head's bf16 output
     is still held as the logits' gradient is cast back to bf16: the same shapes went both ways
     in different runs (a 1-layer Qwen3 with an untied head, V 8,192: 11 of 11 runs of
     tests/test_planner_phases.py with it, mech-i-qwen3-untied-1l without; its 2-layer and tied
@@ -220,7 +215,7 @@ def chunk_rows_entries(w: Work, chunk: int) -> int:
     chunked runs; counting the other put round 2 at a worst 9.4% instead of 8.0%): the verdict's
     headroom (a float32 rows x V buffer, planner.headroom) covers the extra bf16 one."""
     rows = min(chunk, w.tokens)
-    own = w.dt + 2 * F32
+    own = (w.dt if w.dt != F32 else 0) + 2 * F32
     ahead = 2 * F32 if w.tokens >= 2 * chunk else 0
     return rows * (own + ahead)
 

@@ -31,7 +31,8 @@ HeadFn = Callable[[mx.array, Sequence[mx.array]], mx.array]
 LOG2E = 1.4426950408889634
 
 
-def cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
+def cross_entropy(logits: mx.array, targets: mx.array, pick_first: bool = False
+                  ) -> mx.array:
     """Per-token cross-entropy, (..., V) logits → (...), equal to mlx's to float rounding.
 
     Why not `nn.losses.cross_entropy`: its logsumexp runs MLX's exp, which on x86 CPUs is a
@@ -40,12 +41,23 @@ def cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
     2**y via `mx.power` is 2-3x faster per element there, and its vjp reuses its output, so the
     backward needs no second pass of exponentials (3-4x faster value+grad on the CPU; on Metal
     both are fast). The max is a constant shift (it cancels in exact arithmetic), so no
-    gradient flows through it."""
+    gradient flows through it.
+
+    `pick_first` (the chunked loss): the target logits are picked before the exponentials
+    start (mx.depends), so the exponentials always take the float32 logits' buffer (donated).
+    Without the barrier, whether the pick's task still held it was thread timing: compiled,
+    1 x 256 tokens x 4,096 float32 logits peaked at 8 or 12 bytes per logit in 24 strict-mode
+    repeats (8 of 24 at 12), and 4 x 128-row chunks at 16 or 20; with it, 8 and 16 in 48 of
+    48, the same loss and gradient bit for bit and the same time (2.73 vs 2.74 s min over 8,
+    V 32,768). The unchunked loss keeps the plain order: there the barrier freed the logits
+    on one shape of five (a 1-layer Qwen3, untied) and not on the others, so the planner's
+    figure would have become a guess."""
     top = mx.stop_gradient(logits.max(axis=-1, keepdims=True))
-    total = mx.power(2.0, (logits - top) * LOG2E).sum(axis=-1)
-    lse = mx.log(total) + top.squeeze(-1)
     # Integer targets get no gradient (mx.checkpoint in the chunked loss would ask for one).
     picked = mx.take_along_axis(logits, mx.stop_gradient(targets)[..., None], axis=-1)
+    shifted = (mx.depends(logits, picked) if pick_first else logits) - top
+    total = mx.power(2.0, shifted * LOG2E).sum(axis=-1)
+    lse = mx.log(total) + top.squeeze(-1)
     return lse - picked.squeeze(-1)
 
 
@@ -68,10 +80,10 @@ def head_parts(module: nn.Module) -> tuple[list[mx.array], HeadFn]:
     return [module["weight"]], lambda x, a: x @ a[0].T
 
 
-def ce_sum(head: HeadFn, x, t, w, arrays) -> mx.array:
+def ce_sum(head: HeadFn, x, t, w, arrays, pick_first: bool = False) -> mx.array:
     """sum(cross_entropy(head(x), t) * w) in one piece: the unchunked loss."""
     logits = head(x, arrays).astype(mx.float32)  # (..., V)
-    return (cross_entropy(logits, t) * w).sum()
+    return (cross_entropy(logits, t, pick_first) * w).sum()
 
 
 def _after(a: mx.array, prev) -> mx.array:
@@ -98,7 +110,8 @@ def chunked_ce_sum(head: HeadFn, head_arrays: Sequence[mx.array], h: mx.array,
         total, grads, prev = None, [], None
         for s, e in bounds:
             ts, ws = t[s:e], w[s:e]
-            (part,), (g,) = mx.vjp(lambda xs, ts=ts, ws=ws: ce_sum(head, xs, ts, ws, arrays),
+            (part,), (g,) = mx.vjp(lambda xs, ts=ts, ws=ws: ce_sum(head, xs, ts, ws, arrays,
+                                                                 pick_first=True),
                                    [_after(x[s:e], prev)], [mx.array(1.0, mx.float32)])
             total = part if total is None else total + part
             grads.append(g)  # (rows, D)
