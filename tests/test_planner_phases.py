@@ -140,3 +140,75 @@ def test_lowest_layer_with_o_proj_alone_prices_no_attention_backward(models_dir)
                 "adapter.targets=[o_proj]", "adapter.layers=1", "adapter.rank=8",
                 "train.grad_checkpoint=true", "train.loss_chunk=0")
     assert abs(_error(p["backward"])) < 0.10, p
+
+
+# Loading (memory/load.py): the peak of load_base alone, in a child process (strict mode).
+_LOAD = """
+import json, sys
+import mlx_eden.backends.mlx
+import mlx.core as mx
+from mlx_eden.backends.mlx.model import load_base
+from mlx_eden.recipe import load_recipe
+recipe = load_recipe(None, [f"model.path={sys.argv[1]}", *sys.argv[3:]])
+mx.set_memory_limit(1)
+mx.reset_peak_memory()
+load_base(sys.argv[1], recipe.model, sys.argv[2])
+print(json.dumps(mx.get_peak_memory()))
+"""
+
+
+@pytest.mark.parametrize("dtype,sets", [("bfloat16", []), ("bfloat16", ["model.quantize.bits=4"]),
+                                        ("float32", ["model.quantize.bits=4"])])
+def test_the_load_peak_is_priced(wide_vocab, dtype, sets):
+    """A float32 checkpoint cast to bf16 (or quantized at load) briefly holds each tensor's
+    stored copy beside what is loaded. load_base evaluates the largest tensors first (in file
+    order the untied head comes last, beside everything else: 5% more here, 69.6 against 64.0
+    MiB at a 32,768 x 256 head) and the planner's load phase prices that order exactly."""
+    from mlx_eden.memory.load import load_peak
+    from mlx_eden.memory.planner import Settings, estimate
+    from mlx_eden.memory.shapes import load_config, shape_from_config
+    from mlx_eden.recipe import load_recipe
+
+    out = subprocess.run([sys.executable, "-c", _LOAD, str(wide_vocab), dtype, *sets],
+                         check=True, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    measured = json.loads(out.stdout.strip().splitlines()[-1])
+    shape = shape_from_config(load_config(str(wide_vocab))[0])
+    bits = 4 if sets else None
+    predicted = load_peak(shape, 2 if dtype == "bfloat16" else 4, bits, 64)
+    assert abs(predicted - measured) / measured < 0.01, (predicted, measured)
+    recipe = load_recipe(None, [f"model.path={wide_vocab}", f"model.dtype={dtype}", *sets])
+    assert estimate(shape, Settings.from_recipe(recipe, shape)).phases["load"] == predicted
+
+
+_CHUNK_RACE = """
+import json
+import mlx_eden.backends.mlx
+import mlx.core as mx
+from mlx_eden.backends.mlx.chunked_loss import chunked_ce_sum
+mx.random.seed(0)
+N, D, V = 256, 128, 4096
+W, t, w = mx.random.normal((V, D)) * 0.05, mx.random.randint(0, V, (N,)), mx.ones((N,))
+mx.eval(W, t, w)
+f = mx.compile(mx.value_and_grad(lambda x: chunked_ce_sum(lambda x, a: x @ a[0].T, [W], x, t,
+                                                          w, 256)))
+mx.set_memory_limit(1)
+peaks = []
+for _ in range(12):
+    x = mx.random.normal((N, D))
+    mx.eval(x)
+    base = mx.get_active_memory()
+    mx.reset_peak_memory()
+    mx.eval(*f(x))
+    peaks.append((mx.get_peak_memory() - base) / (N * V))
+print(json.dumps(peaks))
+"""
+
+
+def test_the_float32_loss_chunk_holds_the_same_buffers_every_time():
+    """The chunked loss picks the targets before its exponentials, so those always take the
+    float32 logits' buffer: 8 bytes per logit (+ the small (N, D) arrays) in every run.
+    Without the barrier a third of the runs held the logits too (12 bytes): thread timing."""
+    out = subprocess.run([sys.executable, "-c", _CHUNK_RACE], check=True, capture_output=True,
+                         text=True, cwd=ROOT, timeout=120)
+    peaks = json.loads(out.stdout.strip().splitlines()[-1])
+    assert all(8 <= p < 8.5 for p in peaks), peaks
