@@ -21,8 +21,13 @@ HELDOUT2_SEED, N_HELDOUT2 = 20261129, 10
 # first 8 hex digits of that "FROZEN:" commit (fb2efab7abfc), so nobody chose it (a draw with
 # an earlier placeholder seed had been printed before the freeze; it is not used).
 HELDOUT3_SEED, N_HELDOUT3 = 0xfb2efab7, 10  # = 4214160055
+# Round 4: the same generator as round 3, drawn after the round-4 planner code (the load
+# phase, the deterministic float32 loss chunk) was frozen; the seed is the first 8 hex digits
+# of that "FROZEN:" commit.
+HELDOUT4_SEED, N_HELDOUT4 = None, 12
 ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldout2", False),
-          "--draw-round3": ("heldout_round3", HELDOUT3_SEED, N_HELDOUT3, "heldout3", True)}
+          "--draw-round3": ("heldout_round3", HELDOUT3_SEED, N_HELDOUT3, "heldout3", True),
+          "--draw-round4": ("heldout_round4", HELDOUT4_SEED, N_HELDOUT4, "heldout4", True)}
 # Strict mode waits after every op; MLX's CPU quantized matmul is ~40x slower than its float one
 # here (memory_profile.py), so tokens per step are capped (smaller still for 4-bit bases).
 MAX_TOKENS, MAX_TOKENS_4BIT = 1024, 512

@@ -17,6 +17,8 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --draw-round2   # (done once) round-2 set
     .venv/bin/python benchmarks/planner_heldout.py --draw-round3   # (done once) + attention knob
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round3 --cheap-first
+    .venv/bin/python benchmarks/planner_heldout.py --draw-round4   # (done once) round-4 set
+    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round4 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -51,7 +53,7 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # held-out round found mispriced (fixes are verified on these, never on held-out ones);
 # in_sample_blockwise: in-sample configurations run again with train.attention=blockwise.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "heldout",
-          "heldout_round2", "heldout_round3")
+          "heldout_round2", "heldout_round3", "heldout_round4")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
 
 STEPS = 2  # step 1 creates the optimizer state; step 2 runs with everything resident
@@ -311,6 +313,20 @@ def measure_groups(data: dict, reuse, only: str | None, jobs: int,
     return result
 
 
+def merge_group(result: dict, group: str) -> None:
+    """--only GROUP: write that group's rows into the results JSON, every other group kept as
+    it is (the earlier rounds stay as published)."""
+    if group not in result:
+        return
+    old = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+    old[group] = result[group]
+    old.setdefault("machine_" + group, result["machine"])
+    tmp = RESULT.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(old, indent=2) + "\n")
+    tmp.replace(RESULT)
+    print(f"-> {RESULT.relative_to(ROOT)} ({group})")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(json.dumps(measure(json.loads(sys.argv[2]))))
@@ -333,6 +349,7 @@ def main() -> None:
     started = time.perf_counter()
     result.update(measure_groups(data, reuse, only, jobs, "--cheap-first" in sys.argv))
     if only:
+        merge_group(result, only.replace("-", "_"))
         return
     rows = calibration_rows()
     for r in rows:

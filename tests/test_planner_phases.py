@@ -121,6 +121,9 @@ def test_the_heldout_generator_keeps_the_committed_rounds():
     assert {c["values"]["train.attention"] for c in third} <= {"blockwise", "fused"}
     if "heldout_round3" in data:
         assert third == data["heldout_round3"]
+    if "heldout_round4" in data:
+        assert pd.draw(pd.HELDOUT4_SEED, pd.N_HELDOUT4, "heldout4", attention=True) \
+            == data["heldout_round4"]
     assert "train.attention=fused" in ph.sets(data["heldout_round2"][0])
     for c in third:
         assert ph.sets(c)[0] == f"train.attention={c['values']['train.attention']}"

@@ -241,17 +241,17 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         extra += ("communication buffer",)
     if s.loftq:
         extra += ("load transient",)
-    if cast > 0:
+    phase = max(phases, key=lambda k: sum(held[k].values()) + sum(phases[k].values()))
+    if phase == "load":  # shown only where it decides the peak (phase_peaks has it always)
         extra += ("load cast",)
     names = COMPONENTS[:-1] + extra + ("headroom",)
-    phase = max(phases, key=lambda k: sum(held[k].values()) + sum(phases[k].values()))
     components = {c: held[phase].get(c, 0) + phases[phase].get(c, 0) for c in names}
     components["headroom"] = headroom(shape, w, s)
     sizes = {**resident, "gradients": p_bytes, "saved activations": saved,
              "logits and loss": loss, "layer transient": layer_t,
              "update transient": update_t, "headroom": components["headroom"],
              **({"load transient": phases["load, LoftQ"]["load transient"]} if s.loftq else {}),
-             **({"load cast": cast} if cast > 0 else {})}
+             **({"load cast": cast} if phase == "load" else {})}
     notes = {"saved activations without checkpointing": stack,
              "saved activations with checkpointing": ckpt_inputs + one_layer,
              "logits and loss unchunked": loss_peak(shape, w, 0),
