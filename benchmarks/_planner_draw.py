@@ -24,7 +24,7 @@ HELDOUT3_SEED, N_HELDOUT3 = 0xfb2efab7, 10  # = 4214160055
 # Round 4: the same generator as round 3, drawn after the round-4 planner code (the load
 # phase, the deterministic float32 loss chunk) was frozen; the seed is the first 8 hex digits
 # of that "FROZEN:" commit.
-HELDOUT4_SEED, N_HELDOUT4 = None, 12
+HELDOUT4_SEED, N_HELDOUT4 = 0x4d88d440, 12  # FROZEN commit 4d88d440fd9e
 ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldout2", False),
           "--draw-round3": ("heldout_round3", HELDOUT3_SEED, N_HELDOUT3, "heldout3", True),
           "--draw-round4": ("heldout_round4", HELDOUT4_SEED, N_HELDOUT4, "heldout4", True)}
