@@ -132,6 +132,26 @@ def test_streamed_update_equals_the_optimizer_update(tiny_qwen3):
         np.testing.assert_allclose(np.array(got[k]), np.array(expected[k]), rtol=1e-5, atol=1e-7)
 
 
+def test_compiled_update_follows_the_learning_rate_and_step(tiny_qwen3):
+    """The group update is compiled once (update.py): the learning rate and the step count
+    (Adam's bias correction) of later steps must reach it, not the first step's values."""
+    from mlx.utils import tree_unflatten
+
+    be = _backend(tiny_qwen3)
+    _, grads = _loss_and_grads(be, synthetic_batch(2, 24, 512, packed=False, seed=5))
+    params = dict(tree_flatten(be.model.trainable_parameters()))
+    reference = optim.AdamW(learning_rate=1e-3, weight_decay=0.01, bias_correction=True)
+    opt = optim.AdamW(learning_rate=1e-3, weight_decay=0.01, bias_correction=True)
+    opt.init(be.model.trainable_parameters())
+    for lr in (1e-3, 4e-2, 0.0):
+        reference.learning_rate = opt.learning_rate = lr
+        params = reference.apply_gradients(grads, params)
+        streamed_update(be.model, opt, tree_unflatten(list(grads.items())), 1.0, None)
+    got = dict(tree_flatten(be.model.trainable_parameters()))
+    for k in params:
+        np.testing.assert_allclose(np.array(got[k]), np.array(params[k]), rtol=1e-5, atol=1e-7)
+
+
 def test_8bit_codes_round_trip_within_a_few_percent():
     """Square-root code for m: relative error ~1/(127 sqrt(|x|/max)); fourth-root code for v:
     ~2/(255 (v/max)^(1/4)). Checked where those bounds are 2% and 3%."""
