@@ -22,6 +22,8 @@ GFLOP/s) are recorded before and after the whole benchmark.
 
     python benchmarks/trainer_vs_eden.py                 # 3 rounds, 96 conversations (~15 min)
     python benchmarks/trainer_vs_eden.py --rounds 1 --conversations 32 --systems eden,trainer
+    python benchmarks/trainer_vs_eden.py --model coder7b-shape --systems eden,trainer  # the 7B's
+                                        # proportions (~10 min)
 
 Writes benchmarks/results/trainer_vs_eden.json and prints medians with their spread.
 """
@@ -46,9 +48,20 @@ SYSTEMS = ("eden", "eden-fp32", "eden-packed", "trainer")
 # eden-mlx systems: their --set overrides on top of the recipe
 EDEN = {"eden": ["model.dtype=auto"], "eden-fp32": ["model.dtype=float32"],
         "eden-packed": ["model.dtype=auto", "data.packing=true"]}
-# ~38M parameters: 12 layers of 512 (GQA 8/2 heads), MLP 1536, 1,024-token vocabulary.
-MODEL = ["--hidden", "512", "--layers", "12", "--heads", "8", "--kv-heads", "2",
-         "--intermediate", "1536", "--vocab", "1024"]
+# The stand-in models (`eden-mlx tiny` flags), chosen with --model.
+MODELS = {
+    # ~38M parameters: 12 layers of 512 (GQA 8/2 heads of 64), MLP 1536, 1,024-token vocabulary.
+    # Attention is 28-41% of a bf16 step here (head_dim 64, short hidden, tiny head).
+    "q38m": ["--hidden", "512", "--layers", "12", "--heads", "8", "--kv-heads", "2",
+             "--intermediate", "1536", "--vocab", "1024"],
+    # Qwen2.5-Coder-7B's proportions, declared before measuring: head_dim 128, 7 query heads
+    # per key/value head (28/4), MLP 5.3x hidden (18,944/3,584), untied head, and a vocabulary
+    # giving the head about the 7B's share of a token's matmul work (7B: 545M of 7.1G MACs,
+    # 7.7%; here 3.7M of 47M, 7.7%): 896 hidden (7 x 128, 1 kv head), MLP 4,736, 3 layers
+    # (the 7B has 28; 3 keeps the Trainer's epoch near 2 minutes on 2 cores), vocabulary 4,096.
+    "coder7b-shape": ["--hidden", "896", "--layers", "3", "--heads", "7", "--kv-heads", "1",
+                      "--intermediate", "4736", "--vocab", "4096", "--untied"],
+}
 # The coder recipe's training shape, mirrored on the Trainer.
 BATCH, ACCUMULATION, MAX_LEN, RANK, ALPHA, DROPOUT, LR = 2, 8, 2048, 8, 32, 0.1, 2e-4
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -95,10 +108,10 @@ def write_data(n_train: int, seed: int = 0) -> Path:
     return folder
 
 
-def build_model() -> Path:
-    path = WORK / "model-q38m"
+def build_model(name: str = "q38m") -> Path:
+    path = WORK / f"model-{name}"
     if not (path / "model.safetensors").is_file():
-        subprocess.run([sys.executable, "-m", "mlx_eden.cli", "tiny", str(path), *MODEL,
+        subprocess.run([sys.executable, "-m", "mlx_eden.cli", "tiny", str(path), *MODELS[name],
                         "--overwrite"], check=True, cwd=ROOT, capture_output=True)
     return path
 
@@ -278,13 +291,17 @@ def main(argv=None) -> None:
     ap.add_argument("--conversations", type=int, default=96, help="training conversations")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--threads", type=int, help="threads per tool (default: all cores)")
-    ap.add_argument("--output", type=Path, default=RESULT)
+    ap.add_argument("--model", choices=sorted(MODELS), default="q38m")
+    ap.add_argument("--output", type=Path, help="default: benchmarks/results/trainer_vs_eden"
+                    ".json (q38m) or trainer_vs_eden_<model>.json")
     ap.add_argument("--trainer-worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.trainer_worker:
         print(json.dumps(trainer_worker(*json.loads(args.trainer_worker))))
         return
-    model, data = build_model(), write_data(args.conversations)
+    args.output = args.output or (RESULT if args.model == "q38m" else
+                                  RESULT.with_name(f"trainer_vs_eden_{args.model}.json"))
+    model, data = build_model(args.model), write_data(args.conversations)
     systems, runs = args.systems.split(","), []
     before, started = conditions(), time.time()
     for rnd in range(args.rounds):
@@ -311,7 +328,8 @@ def write(args, runs: list[dict], before: dict, started: float, after: dict | No
               "machine": {"cpu": cpu, "cores": os.cpu_count(), "versions": versions()},
               "conditions": {"start": before, "end": after},
               "settings": {"rounds": args.rounds, "threads": args.threads,
-                           "conversations": args.conversations, "model": MODEL, "batch": BATCH,
+                           "conversations": args.conversations, "model_name": args.model,
+                           "model": MODELS[args.model], "batch": BATCH,
                            "accumulation": ACCUMULATION, "max_seq_length": MAX_LEN,
                            "rank": RANK, "alpha": ALPHA, "dropout": DROPOUT,
                            "targets": TARGETS, "recipe": RECIPE.name},
