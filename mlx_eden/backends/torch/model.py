@@ -90,7 +90,7 @@ def load_base(path: Path, spec, dtype: torch.dtype):
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    # bf16: attention as blocked bf16 matmuls, 1.5-2.2x faster than sdpa's CPU flash kernel
+    # bf16: attention as blocked bf16 matmuls, 1.5-2.6x faster than sdpa's CPU flash kernel
     # (backends/torch/attention.py); float32 keeps sdpa (no faster blocked at long widths).
     attn = "sdpa" if dtype == torch.float32 else attention.register()
     try:
