@@ -1,6 +1,6 @@
 """`model.dtype: auto`: the fastest exact compute dtype for the device, decided in one place.
 
-Why auto is the default (issue 22, measured on this project's 2-core Xeon, MLX CPU backend):
+Why auto is the default (issue 22, measured on a 2-core x86 box, MLX CPU backend):
 one epoch of 240 tiny-model conversations took 11.5 s in float32 and 80 s in bfloat16, because
 MLX's CPU backend has no fast bf16 kernels (it converts around every matmul); a 40M model went
 from 27 s to more than 5 minutes. On Metal, bf16/fp16 are native and halve the memory, so auto
@@ -9,9 +9,11 @@ keeps the checkpoint's own float dtype there, as `mlx_lm.lora` does.
 On the torch backend auto is bfloat16 where the CPU has native bf16 kernels (AVX512-BF16 or
 AMX: Zen 4 EPYC, Sapphire Rapids Xeon) and float32 elsewhere, where bf16 is emulated and slower.
 The base weights and activations run in bf16; adapters, their gradients and the optimizer state
-stay float32 (backends/torch/model.py). Measured on this project's 2-core AVX512-BF16 Xeon (38M
-model, batch 2 x 512, one thread): the base's matmuls ran 1.9x faster than in float32 (attention,
-about a third of a step, did not speed up), and the tiny model's validation loss after training
+stay float32 (backends/torch/model.py). Measured on this project's 2-core AMD EPYC (Zen 4,
+AVX512-BF16; one thread, 2026-11-29): the matmul shapes of the 38M and 7B-proportioned
+stand-ins (768 x 512 x 1536 ... 768 x 4736 x 896) ran 2.0-2.3x faster in bf16 (197-218 GFLOP/s)
+than in float32 (93-98); PyTorch's CPU flash attention did not speed up, so bf16 bases run attention as
+blocked matmuls (backends/torch/attention.py). The tiny model's validation loss after training
 moved by 0.02% (tests/test_torch_backend.py); whole runs: benchmarks/trainer_vs_eden.py.
 """
 
