@@ -13,8 +13,9 @@ stay float32 (backends/torch/model.py). Measured on this project's 2-core AMD EP
 AVX512-BF16; one thread, 2026-11-29): the matmul shapes of the 38M and 7B-proportioned
 stand-ins (768 x 512 x 1536 ... 768 x 4736 x 896) ran 2.0-2.3x faster in bf16 (197-218 GFLOP/s)
 than in float32 (93-98); PyTorch's CPU flash attention did not speed up, so bf16 bases run
-attention as blocked matmuls (backends/torch/attention.py). The tiny model's validation loss after training
-moved by 0.02% (tests/test_torch_backend.py); whole runs: benchmarks/trainer_vs_eden.py.
+attention as blocked matmuls (backends/torch/attention.py). The tiny model's validation loss
+after training moved by 0.02% (tests/test_torch_backend.py); whole runs:
+benchmarks/trainer_vs_eden.py.
 """
 
 from __future__ import annotations

@@ -32,6 +32,14 @@ def test_blocked_causal_equals_sdpa_forward_and_backward(length):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
+def _count_blocked(attention, monkeypatch) -> list:
+    """A list that grows by one on every call of the real blocked_causal (a spy, not a mock)."""
+    calls, real = [], attention.blocked_causal
+    monkeypatch.setattr(attention, "blocked_causal",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
 def _loss(impl, batch) -> float:
     import torch
 
@@ -46,9 +54,7 @@ def test_bf16_base_runs_blocked_attention_close_to_sdpa(tiny_qwen2, monkeypatch)
 
     if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         pytest.skip("no native bf16 here: the base stays float32 (sdpa)")
-    calls = []
-    real = attention.blocked_causal
-    monkeypatch.setattr(attention, "blocked_causal", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = _count_blocked(attention, monkeypatch)
     recipe = make_recipe(tiny_qwen2, "model.dtype=bfloat16", "data.packing=false")
     train_plan, _ = plans(recipe, tiny_qwen2, vary=False)
     impl = backend("torch", recipe, tiny_qwen2)
@@ -69,9 +75,7 @@ def test_packed_rows_and_generation_keep_sdpa(tiny_qwen2, monkeypatch):
 
     if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         pytest.skip("no native bf16 here: the base stays float32 (sdpa)")
-    calls = []
-    real = attention.blocked_causal
-    monkeypatch.setattr(attention, "blocked_causal", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = _count_blocked(attention, monkeypatch)
     recipe = make_recipe(tiny_qwen2, "model.dtype=bfloat16", "data.packing=true")
     train_plan, _ = plans(recipe, tiny_qwen2)
     impl = backend("torch", recipe, tiny_qwen2)
