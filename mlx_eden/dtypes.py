@@ -10,9 +10,9 @@ On the torch backend auto is bfloat16 where the CPU has native bf16 kernels (AVX
 AMX: Zen 4 EPYC, Sapphire Rapids Xeon) and float32 elsewhere, where bf16 is emulated and slower.
 The base weights and activations run in bf16; adapters, their gradients and the optimizer state
 stay float32 (backends/torch/model.py). Measured on this project's 2-core AMD EPYC (Zen 4,
-AVX512-BF16; one thread, 2026-11-29): the matmul shapes of the 38M and 7B-proportioned
-stand-ins (768 x 512 x 1536 ... 768 x 4736 x 896) ran 2.0-2.3x faster in bf16 (197-218 GFLOP/s)
-than in float32 (93-98); PyTorch's CPU flash attention did not speed up, so bf16 bases run
+AVX512-BF16; quiet, one thread, 2026-11-29): the matmul shapes of the 38M and 7B-proportioned
+stand-ins (768 x 512 x 1536 ... 768 x 4736 x 896) ran 2.0-2.3x faster in bf16 (204-221 GFLOP/s)
+than in float32 (92-101); PyTorch's CPU flash attention did not speed up, so bf16 bases run
 attention as blocked matmuls (backends/torch/attention.py). The tiny model's validation loss
 after training moved by 0.02% (tests/test_torch_backend.py); whole runs:
 benchmarks/trainer_vs_eden.py.
