@@ -19,6 +19,8 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round3 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --draw-round4   # (done once) round-4 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round4 --jobs 2 --cheap-first
+    .venv/bin/python benchmarks/planner_heldout.py --draw-round5   # (done once) round-5 set
+    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round5 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -52,8 +54,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in_sample_mechanisms: hand-made in-sample configurations, each exercising one mechanism a
 # held-out round found mispriced (fixes are verified on these, never on held-out ones);
 # in_sample_blockwise: in-sample configurations run again with train.attention=blockwise.
-GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "heldout",
-          "heldout_round2", "heldout_round3", "heldout_round4")
+# in_sample_blockwise_ckpt: round 5's in-sample draws for the blockwise attention's backward
+# (hand-made shapes, B x L, heads, KV heads, dtype, checkpointing varied one at a time).
+GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
+          "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
 
 STEPS = 2  # step 1 creates the optimizer state; step 2 runs with everything resident

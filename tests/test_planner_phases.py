@@ -124,6 +124,9 @@ def test_the_heldout_generator_keeps_the_committed_rounds():
     if "heldout_round4" in data:
         assert pd.draw(pd.HELDOUT4_SEED, pd.N_HELDOUT4, "heldout4", attention=True) \
             == data["heldout_round4"]
+    if "heldout_round5" in data:
+        assert pd.draw(pd.HELDOUT5_SEED, pd.N_HELDOUT5, "heldout5", attention=True) \
+            == data["heldout_round5"]
     assert "train.attention=fused" in ph.sets(data["heldout_round2"][0])
     for c in third:
         assert ph.sets(c)[0] == f"train.attention={c['values']['train.attention']}"
@@ -215,3 +218,23 @@ def test_the_float32_loss_chunk_holds_the_same_buffers_every_time():
                          text=True, cwd=ROOT, timeout=120)
     peaks = json.loads(out.stdout.strip().splitlines()[-1])
     assert all(8 <= p < 8.5 for p in peaks), peaks
+
+
+# mech5-qwen2-h256-8x2-2l-f32-1x1024-ckpt-qv of planner_heldout.py's round-5 in-sample set.
+LONG_ROWS = TinySpec(hidden=256, heads=8, kv_heads=2, layers=2, intermediate=256, vocab=512,
+                     tied=False)
+
+
+def test_blockwise_backward_keeps_every_earlier_blocks_score_gradient(models_dir):
+    """A checkpointed layer's blockwise attention over 1 x 1,024 tokens (8 query blocks): each
+    block's score gradient lives until its dq matmul, which MLX runs last, so at the last block
+    seven earlier ones are alive beside its own two squares (activations.blockwise_backward_bytes).
+    The count before round 5 (three float32 squares of one block) was 20% under here; without
+    the earlier blocks, 27% under."""
+    model = write_tiny(models_dir / "tiny-long-rows", LONG_ROWS)
+    p = _phases(model, "train.attention=blockwise", "model.dtype=float32",
+                "data.max_seq_length=1024", "data.packing=false", "train.batch_size=1",
+                "train.grad_checkpoint=true", "train.loss_chunk=128", "adapter.rank=8",
+                "adapter.alpha=16", "adapter.targets=[q_proj, v_proj]", "adapter.layers=-1",
+                "train.optimizer=adamw", "train.grad_accumulation=1")
+    assert abs(_error(p["backward"])) < 0.05, p

@@ -275,15 +275,48 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
     attention-bound checkpointed bf16 runs: two squares put them 10-13% over, one within 4%; the
     same donation, which the float32 count shows the other way round: measured, not traced).
     In the lowest adapted layer without a q/k adapter no square gradient is formed
-    (attention_grads): only the output's gradient. Blockwise attention (train.attention): a
-    query block's scores, probabilities and their gradient, in float32 (its own VJP)."""
-    if w.attn_block:  # a block's scores, probabilities and their gradient (attention.py)
-        return (3 * w.batch * s.heads * w.score_rows * w.seq * F32
-                + 3 * w.tokens * s.hidden * F32)
+    (attention_grads): only the output's gradient. Blockwise attention (train.attention): see
+    blockwise_backward_bytes."""
+    if w.attn_block:
+        # A recomputed lowest layer holds 3 T x hidden float32 less than its kept attention
+        # part at this moment. Measured, not traced: the round-5 in-sample 1-layer checkpointed
+        # draws (mech5-*-1l-*-ckpt-*, bf16 and fp32, T 1,024-2,048) were 2.8-6.0 MiB (3 such
+        # buffers) over with all of it; not so without checkpointing (mech5-qwen3-*-nockpt-qkvo).
+        less = 3 * w.tokens * s.hidden * F32 if checkpoint and bottom else 0
+        return blockwise_backward_bytes(s, w) - less
     if not attention_grads(w.targets, bottom)[0]:
         return w.tokens * s.hidden * F32
     squares = 1 if (w.dt == F32) != checkpoint else 2
     return squares * w.batch * s.heads * w.seq * w.seq * w.dt + 3 * w.tokens * s.hidden * F32
+
+
+def blockwise_backward_bytes(s: ModelShape, w: Work) -> int:
+    """Bytes the blockwise attention's backward (backends/mlx/attention._attend_vjp) holds at
+    its fullest moment, the last query block, beyond what the layer keeps. All in the compute
+    dtype (q, k and v are in it, so the scores, probabilities and gradients are too; the count
+    before round 5 took float32 and one block: mech5-*-1l-bf16-2x512-ckpt-q was +105% with it). Block j forms
+    B x heads x rows x i1 entries (causal: keys up to its last query i1), and its scores'
+    gradient ds_j lives until dq_j = ds_j @ k runs; only the final concatenation waits for
+    that matmul, so MLX runs it late and every earlier block's ds is still alive at the last
+    block, beside that block's probabilities and ds. Plus the dk and dv accumulators
+    (B x KV heads x L x head size each), alive through all blocks.
+    Measured (round-5 in-sample draws, benchmarks/planner_heldout.py in_sample_blockwise_ckpt:
+    2-16 blocks, B 1-4, 4-16 heads, 1-8 KV heads, bf16 and fp32, checkpointed or not): the
+    earlier blocks' term is what grows with the block count (at 1 x 2,048 tokens, 16 blocks,
+    the count before was 47% under in fp32, 15% in bf16); the accumulators are what grows with the KV width (8
+    and 4 KV heads of 8 and 4 were 6-11% under without them). Standalone (mx.vjp of
+    blockwise_attention, strict mode, 1 x 256-2,048 tokens, 8 heads, fp32) the peak was 3.9,
+    9.0, 25.9 and 83.6 MiB against 3.5, 9, 26 and 84 from the squares; making each block wait
+    for the previous block's dq as well (one more array in its `mx.depends`) held it at 3.4
+    last-block squares at every length: a cheaper backward the attention could have."""
+    entries = [(i1 - i0) * i1 for i0, i1 in _blocks(w.seq, w.attn_block)]
+    squares = w.batch * s.heads * w.dt * (sum(entries[:-1]) + 2 * entries[-1])
+    return squares + 2 * w.tokens * s.kv_heads * s.head_dim * w.dt  # + the dk, dv accumulators
+
+
+def _blocks(n: int, block: int) -> list[tuple[int, int]]:
+    """backends/mlx/attention._blocks: the query blocks (start, end) of a length-n row."""
+    return [(i0, min(n, i0 + block)) for i0 in range(0, n, block)]
 
 
 def attention_forward_peak(s: ModelShape, w: Work) -> int:
@@ -293,14 +326,15 @@ def attention_forward_peak(s: ModelShape, w: Work) -> int:
     probabilities take the scores' buffer (donated): the forward phase of the in-sample
     mechanism draws mech-qonly-a, mech-konly and mech-q-bottom-ckpt (benchmarks/
     planner_heldout.py, checkpointed float32) was 34-62% over with both squares, 0-5% with one.
-    Blockwise: the same for one query block's squares (in_sample_blockwise, checkpointed
-    float32: mech-konly-blockwise's forward +16% with two, +4% with one)."""
+    Blockwise: the same for one query block's squares, two in either dtype since the mask is
+    an additive bias (attention.py: the biased scores beside the scores; round 5's in-sample
+    mech5-qwen2-h256-8x2-1l-f32-2x512-ckpt-q forward was 25% under with one, +2.5% with two)."""
     kv = s.kv_heads * s.head_dim
     T = w.tokens
     if w.attn_block:
         q = s.heads * s.head_dim
         return (T * s.hidden * w.dt + T * (q + 2 * kv) * w.dt
-                + (1 if w.dt == F32 else 2) * w.batch * s.heads * w.score_rows * w.seq * w.dt
+                + 2 * w.batch * s.heads * w.score_rows * w.seq * w.dt
                 + 2 * w.seq * s.head_dim * F32)
     return (T * s.hidden * w.dt + T * kv * w.dt
             + (1 if w.dt == F32 else 2) * w.batch * s.heads * w.seq * w.seq * w.dt
