@@ -277,6 +277,10 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
     In the lowest adapted layer without a q/k adapter no square gradient is formed
     (attention_grads): only the output's gradient. Blockwise attention (train.attention): see
     blockwise_backward_bytes."""
+    if w.attn_block and bottom and not w.targets & QKV:
+        # Nothing below the attention is trained: its custom VJP never runs (the output's
+        # gradient only, as in the fused rule below).
+        return w.tokens * s.hidden * F32
     if w.attn_block:
         # A recomputed lowest layer holds 3 T x hidden float32 less than its kept attention
         # part at this moment. Measured, not traced: the round-5 in-sample 1-layer checkpointed
