@@ -28,7 +28,7 @@ HELDOUT4_SEED, N_HELDOUT4 = 0x4d88d440, 12  # FROZEN commit 4d88d440fd9e
 # Round 5: the same generator, drawn after the round-5 planner code (the blockwise attention's
 # backward: every earlier block's score gradient alive, in the compute dtype, and the dk/dv
 # accumulators) was frozen; the seed is the first 8 hex digits of that "FROZEN:" commit.
-HELDOUT5_SEED, N_HELDOUT5 = None, 12
+HELDOUT5_SEED, N_HELDOUT5 = 0x984e97ef, 12  # FROZEN commit 984e97efa15e
 ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldout2", False),
           "--draw-round3": ("heldout_round3", HELDOUT3_SEED, N_HELDOUT3, "heldout3", True),
           "--draw-round4": ("heldout_round4", HELDOUT4_SEED, N_HELDOUT4, "heldout4", True),
