@@ -32,10 +32,10 @@ import sys
 
 import mlx.core as mx
 
+from .exp2 import LN2, LOG2E, exp2
 from .swiglu import swiglu as fast_swiglu
 
 BLOCK = 128  # queries per block; tiny model, B=4 x 512: whole-step peak 0.120 GB (64: 0.118, fused 0.181)
-LOG2E, LN2 = 1.4426950408889634, 0.6931471805599453
 _NEG = float("-inf")  # a masked score; every row keeps its diagonal, so none is all masked
 
 
@@ -60,13 +60,6 @@ def _blocks(n: int, block: int):
     return [(i0, min(n, i0 + block)) for i0 in range(0, n, block)]
 
 
-def _exp2(x):
-    """2^x. Why not exp: MLX's CPU exp runs ~80 M elements/s here (a scalar polynomial per
-    element), `mx.power(2, x)` ~240 M (measured at (4, 2, 1024, 512), compiled or not), and on the
-    tiny model the attention's exponentials were most of a step. On Metal both are fast."""
-    return mx.power(mx.array(2.0, x.dtype), x)
-
-
 @mx.custom_function
 def _attend(q, k, v, seg):
     """q (B, Hk, L·rep, D), already scaled by scale·log2(e) (scores in base-2 units): the rep query heads that share a K/V head, interleaved by position;
@@ -74,9 +67,9 @@ def _attend(q, k, v, seg):
     outs, lses = [], []
     for i0, i1 in _blocks(k.shape[2], BLOCK):
         s = _scores(q, k, seg, i0, i1, outs[-1] if outs else None)
-        # One power of 2 per score (mx.logsumexp then 2^(s - lse) would take two); see _exp2
+        # One power of 2 per score (mx.logsumexp then 2^(s - lse) would take two); see exp2.py
         top = mx.max(s, axis=-1, keepdims=True)
-        e = _exp2(s - top)
+        e = exp2(s - top)
         total = mx.sum(e, axis=-1, keepdims=True)
         outs.append((e @ v[:, :, :i1]) / total)
         lses.append(top + mx.log2(total))
@@ -93,7 +86,7 @@ def _attend_vjp(primals, cotangents, outputs):
     for i0, i1 in _blocks(L, BLOCK):
         r0, r1 = i0 * rep, i1 * rep
         s = _scores(q, k, seg, i0, i1, [dk, dv] if i0 else None)
-        p = _exp2(s - lse[:, :, r0:r1])
+        p = exp2(s - lse[:, :, r0:r1])
         dob = do[:, :, r0:r1]
         ds = p * (dob @ v[:, :, :i1].swapaxes(-1, -2) - delta[:, :, r0:r1])  # d/d(natural score)
         dq.append(ds @ k[:, :, :i1])

@@ -27,8 +27,9 @@ from collections.abc import Callable, Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
+from .exp2 import LOG2E, exp2
+
 HeadFn = Callable[[mx.array, Sequence[mx.array]], mx.array]
-LOG2E = 1.4426950408889634
 
 
 def cross_entropy(logits: mx.array, targets: mx.array, pick_first: bool = False
@@ -56,7 +57,7 @@ def cross_entropy(logits: mx.array, targets: mx.array, pick_first: bool = False
     # Integer targets get no gradient (mx.checkpoint in the chunked loss would ask for one).
     picked = mx.take_along_axis(logits, mx.stop_gradient(targets)[..., None], axis=-1)
     shifted = (mx.depends(logits, picked) if pick_first else logits) - top
-    total = mx.power(2.0, shifted * LOG2E).sum(axis=-1)
+    total = exp2(shifted * LOG2E).sum(axis=-1)
     lse = mx.log(total) + top.squeeze(-1)
     return lse - picked.squeeze(-1)
 

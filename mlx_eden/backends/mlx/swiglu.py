@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-LOG2E = 1.4426950408889634
+from .exp2 import LOG2E, exp2
 
 
 def _sigmoid(g: mx.array) -> mx.array:
     # In float32: in float16, 2^(-g log2 e) overflows already below g = -11, where silu(g) is
     # still ~1e-4 (bfloat16 has float32's range; casting costs little next to the power).
     wide = g.astype(mx.float32) if g.dtype in (mx.float16, mx.bfloat16) else g
-    return (1.0 / (1.0 + mx.power(mx.array(2.0, wide.dtype), wide * -LOG2E))).astype(g.dtype)
+    return (1.0 / (1.0 + exp2(wide * -LOG2E))).astype(g.dtype)
 
 
 @mx.custom_function
