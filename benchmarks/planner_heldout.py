@@ -57,6 +57,7 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in_sample_blockwise_ckpt: round 5's in-sample draws for the blockwise attention's backward
 # (hand-made shapes, B x L, heads, KV heads, dtype, checkpointing varied one at a time).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
+          "in_sample_round6",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
 

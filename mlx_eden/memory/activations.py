@@ -297,25 +297,27 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
 def blockwise_backward_bytes(s: ModelShape, w: Work) -> int:
     """Bytes the blockwise attention's backward (backends/mlx/attention._attend_vjp) holds at
     its fullest moment, the last query block, beyond what the layer keeps. All in the compute
-    dtype (q, k and v are in it, so the scores, probabilities and gradients are too; the count
-    before round 5 took float32 and one block: mech5-*-1l-bf16-2x512-ckpt-q was +105% with it). Block j forms
-    B x heads x rows x i1 entries (causal: keys up to its last query i1), and its scores'
-    gradient ds_j lives until dq_j = ds_j @ k runs; only the final concatenation waits for
-    that matmul, so MLX runs it late and every earlier block's ds is still alive at the last
-    block, beside that block's probabilities and ds. Plus the dk and dv accumulators
-    (B x KV heads x L x head size each), alive through all blocks.
-    Measured (round-5 in-sample draws, benchmarks/planner_heldout.py in_sample_blockwise_ckpt:
-    2-16 blocks, B 1-4, 4-16 heads, 1-8 KV heads, bf16 and fp32, checkpointed or not): the
-    earlier blocks' term is what grows with the block count (at 1 x 2,048 tokens, 16 blocks,
-    the count before was 47% under in fp32, 15% in bf16); the accumulators are what grows with the KV width (8
-    and 4 KV heads of 8 and 4 were 6-11% under without them). Standalone (mx.vjp of
-    blockwise_attention, strict mode, 1 x 256-2,048 tokens, 8 heads, fp32) the peak was 3.9,
-    9.0, 25.9 and 83.6 MiB against 3.5, 9, 26 and 84 from the squares; making each block wait
-    for the previous block's dq as well (one more array in its `mx.depends`) held it at 3.4
-    last-block squares at every length: a cheaper backward the attention could have."""
+    dtype (q, k and v are in it, so the scores, probabilities and gradients are too). Each
+    block waits for the previous block's dq, dk and dv (`mx.depends`), so one block's squares
+    are alive at a time: its probabilities and its scores' gradient (B x heads x rows x i1,
+    causal: keys up to its last query i1). Beside them the earlier blocks' dq pieces, which only
+    the final concatenation reads (the rows before the last block, at the query width), and
+    the dk and dv accumulators with their next values (4 x B x L x KV width).
+    Before round 6 no block waited for dq: MLX ran every dq matmul last, so every earlier
+    block's ds was alive at the last block (1 x 2,048 tokens, 8 heads, fp32: 83.6 MiB in a
+    standalone mx.vjp, 27.0 MiB with the wait, 3.4 last-block squares at 512-2,048 tokens).
+    Measured (whole steps, strict mode, benchmarks/planner_heldout.py: the round-6 in-sample
+    draws mech6-* and round 5's mech5-* re-measured with the wait; 2-12 blocks, B 1-3, 3-16
+    heads, 1-8 KV heads including KV = heads, head size 32-64, bf16 and fp32, checkpointed or
+    not): a least-squares fit over the 18 upper-layer draws gave 2.1 squares and 4.4 KV-width
+    buffers beside the dq pieces; with these counts the attention-bound ones came within 6% of
+    their backward phase (the round-5 count, with every earlier block: up to +86%).
+    """
     entries = [(i1 - i0) * i1 for i0, i1 in _blocks(w.seq, w.attn_block)]
-    squares = w.batch * s.heads * w.dt * (sum(entries[:-1]) + 2 * entries[-1])
-    return squares + 2 * w.tokens * s.kv_heads * s.head_dim * w.dt  # + the dk, dv accumulators
+    squares = 2 * w.batch * s.heads * max(entries) * w.dt
+    last = w.batch * (w.seq - _blocks(w.seq, w.attn_block)[-1][0])  # the last block's rows
+    dq = (w.tokens - last) * s.heads * s.head_dim * w.dt
+    return squares + dq + 4 * w.tokens * s.kv_heads * s.head_dim * w.dt
 
 
 def _blocks(n: int, block: int) -> list[tuple[int, int]]:
