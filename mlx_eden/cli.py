@@ -5,10 +5,12 @@ the traceback only when EDEN_DEBUG=1."""
 
 from __future__ import annotations
 
+import atexit
 import errno
 import importlib
 import os
 import sys
+import threading
 import traceback
 
 import click
@@ -57,6 +59,19 @@ def cli():
 
 
 def main(argv=None) -> None:
+    """Run one command; as the process's entry point (no argv), exit without the interpreter's
+    teardown when that is safe (see quick_exit)."""
+    try:
+        _dispatch(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    if argv is None and isinstance(code, int | None) and teardown_skippable():
+        quick_exit(code or 0)
+    sys.exit(code)
+
+
+def _dispatch(argv) -> None:
     # transformers prints an advisory when torch is absent (the mlx backend needs no torch).
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     try:
@@ -77,6 +92,28 @@ def main(argv=None) -> None:
             traceback.print_exc()
         click.echo(f"error: {fault_line(e)}", err=True)
         sys.exit(1)
+
+
+def teardown_skippable() -> bool:
+    """No profiler or tracer waiting for the interpreter's end (cProfile writes after the
+    module returns), no other thread that a normal exit would wait for, not debugging."""
+    return (sys.getprofile() is None and sys.gettrace() is None
+            and os.environ.get("EDEN_DEBUG") != "1"
+            and all(t.daemon or t is threading.main_thread() for t in threading.enumerate()))
+
+
+def quick_exit(code: int) -> None:
+    """atexit handlers, flushed stdout/stderr, then os._exit: the interpreter's own teardown
+    (freeing every module: transformers alone has ~1,500) is skipped. Why: after a tiny whole
+    `train` run (run.json written, files closed) that teardown took 0.10-0.15 s of the 12 s wall
+    time (2 cores; 0.19/0.15 s normal vs 0.10/0.02 s quick, alternated)."""
+    atexit._run_exitfuncs()  # what a normal exit runs first: loggers, temp folders, wrappers
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more to write
+            pass
+    os._exit(code)
 
 
 FS_HINTS = {
