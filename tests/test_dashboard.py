@@ -21,7 +21,8 @@ from mlx_eden.run.events import (
     StopEvent,
     WarningEvent,
 )
-from mlx_eden.ui.dashboard import Dashboard, console_listener, wants_dashboard
+from mlx_eden.ui.console import console_listener, wants_dashboard
+from mlx_eden.ui.dashboard import Dashboard
 from mlx_eden.ui.plainlog import PlainLog
 from mlx_eden.ui.runstate import History, RunState
 from mlx_eden.ui.textchart import block_chart, by_step, sparkline

@@ -36,7 +36,7 @@ def train(recipe_file, overrides, output, resume, backend, no_dashboard, device,
                                        force)
     with phases.time("startup"):  # the run's own imports
         from ..run.train import run_training
-        from ..ui.dashboard import console_listener
+        from ..ui.console import console_listener
         from ..ui.tracking import trackers
 
     # The live dashboard on a terminal, plain lines otherwise; stopped however the run ends.

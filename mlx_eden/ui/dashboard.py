@@ -9,20 +9,16 @@ screen would change; panels are re-rendered only when their inputs changed. That
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TextIO
+from collections.abc import Callable
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
 from rich.segment import Segment
 
-from ..run.events import Event, Listener, StartEvent, StopEvent
+from ..run.events import Event, StartEvent, StopEvent
 from . import panels
-from .plainlog import PlainLog
 from .runstate import RunState
 
 MIN_ROWS = 23  # 80x24 minus the line the cursor sits on after the run
@@ -171,24 +167,3 @@ class Dashboard:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def wants_dashboard(stream: TextIO, no_dashboard: bool = False) -> bool:
-    """The live view only on a real, capable terminal; CI, nohup and pipes get plain lines."""
-    if no_dashboard:
-        return False
-    console = Console(file=stream)
-    return console.is_terminal and not console.is_dumb_terminal
-
-
-@contextmanager
-def console_listener(log_every: int, no_dashboard: bool = False,
-                     stream: TextIO | None = None) -> Iterator[Listener]:
-    """The listener for `eden-mlx train`'s console: a Dashboard or a PlainLog. Whatever ends the
-    run (StopEvent, an exception, a second Ctrl-C), the live display is stopped on exit."""
-    stream = stream or sys.stdout
-    if not wants_dashboard(stream, no_dashboard):
-        yield PlainLog(log_every, stream=stream)
-        return
-    with Dashboard(Console(file=stream)) as dashboard:
-        yield dashboard
