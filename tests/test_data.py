@@ -199,31 +199,3 @@ def test_packing_segments_and_masks():
             assert b.mask[r, at : at + n].tolist() == samples[i].mask[1:].astype(float).tolist()
             at += n
     assert b.trained_tokens == sum(s.trained for s in samples)
-
-
-def test_many_records_tokenize_as_one_by_one(tokenizer, monkeypatch):
-    """render_records encodes the pieces of many records in one tokenizer call, in chunks: the
-    ids, masks, drops and truncations are those of each record tokenized alone, across a chunk
-    edge too."""
-    import mlx_eden.data.render as render
-
-    monkeypatch.setattr(render, "RENDER_CHUNK", 3)  # 7 records: chunks of 3, 3 and 1
-    words = "one two three four five six seven eight nine ten".split()
-    records = [Record("chat", {"messages": [
-        {"role": "user", "content": " ".join(words[:n])},
-        {"role": "assistant", "content": "\n" + " ".join(words[n:])},
-        {"role": "user", "content": "again?"},
-        {"role": "assistant", "content": " ".join(words[::n])}]}, "x.jsonl", n)
-        for n in range(1, 8)]
-    data = spec(max_seq_length=110, truncation="truncate")
-    samples, stats = render_records(records, tokenizer, data)
-    alone = []
-    for r in records:
-        text, spans = render.record_text(r, tokenizer, data)
-        cuts = render._pieces(text, spans)
-        parts = [ids(tokenizer, p) for p, _ in cuts]
-        alone.append(([i for part in parts for i in part][:110],
-                      [t for (_, t), part in zip(cuts, parts) for _ in part][:110]))
-    assert [(s.ids.tolist(), s.mask.tolist()) for s in samples] == alone
-    assert [s.where for s in samples] == [r.where for r in records]
-    assert stats.truncated > 0 and stats.samples == 7

@@ -240,73 +240,41 @@ def tokenize_text(tok, text: str, spans) -> Sample:
     the span edges, so a prompt gets the same ids whether or not its answer follows: an answer
     starting with "\n" would otherwise merge with the prompt's last newline into one token that
     eval and inference, which send the prompt alone, never produce."""
-    return tokenize_texts(tok, [(text, spans)])[0]
-
-
-def tokenize_texts(tok, items: list[tuple[str, list]]) -> list[Sample]:
-    """`tokenize_text` of each (text, spans), with one tokenizer call for all their pieces. Why:
-    one call per record cost 0.8 ms of per-call overhead on top of the encoding; the 240-chat
-    train split of benchmarks/whole_run.py tokenized in 0.19 s instead of 0.41 s (busy 2 cores,
-    3 repeats). Each piece is encoded alone either way, so the ids are the same."""
-    cuts = [_pieces(text, spans) for text, spans in items]
-    flat = [p for pieces in cuts for p, _ in pieces]
-    enc = tok(flat, add_special_tokens=False)["input_ids"] if flat else []
-    samples, at = [], 0
-    for pieces in cuts:
-        parts, at = enc[at:at + len(pieces)], at + len(pieces)
-        ids = np.asarray([i for part in parts for i in part], dtype=np.int32)
-        mask = np.asarray([t for (_, t), part in zip(pieces, parts, strict=True) for _ in part],
-                          bool)
-        samples.append(Sample(ids, mask))
-    return samples
-
-
-def _pieces(text: str, spans) -> list[tuple[str, bool]]:
-    """`text` cut at the span edges: (piece, trained), empty pieces left out."""
     pieces, pos = [], 0
     for s, e in sorted(spans):
         pieces += [(text[pos:s], False), (text[s:e], True)]
         pos = e
-    return [(p, t) for p, t in pieces + [(text[pos:], False)] if p]
-
-
-RENDER_CHUNK = 512  # records per tokenizer call: bounds the pieces held at once
+    pieces = [(p, t) for p, t in pieces + [(text[pos:], False)] if p]
+    enc = tok([p for p, _ in pieces], add_special_tokens=False)["input_ids"] if pieces else []
+    ids = np.asarray([i for piece in enc for i in piece], dtype=np.int32)
+    mask = np.asarray([t for (_, t), piece in zip(pieces, enc, strict=True) for _ in piece], bool)
+    return Sample(ids, mask)
 
 
 def render_records(records: list[Record], tok, spec) -> tuple[list[Sample], RenderStats]:
     """Tokenize records per the recipe's DataSpec, applying the truncation policy."""
     samples, stats = [], RenderStats()
-    for start in range(0, len(records), RENDER_CHUNK):
-        chunk, texts = records[start:start + RENDER_CHUNK], []
-        for r in chunk:
-            text, spans = record_text(r, tok, spec)
-            if not unicodedata.is_normalized("NFC", text):
-                stats.not_nfc.append(r.where)
-            stats.reasoning += spec.reasoning == "keep" and has_reasoning(r)
-            texts.append((text, spans))
-        for r, s in zip(chunk, tokenize_texts(tok, texts), strict=True):
-            s.where = r.where
-            kept = _within_length(s, spec, stats)
-            if kept is not None:
-                samples.append(kept)
-                stats.trained_tokens += kept.trained
+    for r in records:
+        text, spans = record_text(r, tok, spec)
+        if not unicodedata.is_normalized("NFC", text):
+            stats.not_nfc.append(r.where)
+        stats.reasoning += spec.reasoning == "keep" and has_reasoning(r)
+        s = tokenize_text(tok, text, spans)
+        s.where = r.where
+        stats.lengths.append(len(s.ids))
+        if len(s.ids) > spec.max_seq_length:
+            if spec.truncation == "drop":
+                stats.dropped += 1
+                continue
+            s = Sample(s.ids[: spec.max_seq_length], s.mask[: spec.max_seq_length], s.where)
+            stats.truncated += 1
+        if s.trained == 0:  # nothing left to learn from (e.g. truncated inside the prompt)
+            stats.dropped += 1
+            continue
+        samples.append(s)
+        stats.trained_tokens += s.trained
     stats.samples = len(samples)
     return samples, stats
-
-
-def _within_length(s: Sample, spec, stats: RenderStats) -> Sample | None:
-    """The sample after data.truncation at data.max_seq_length, or None if dropped."""
-    stats.lengths.append(len(s.ids))
-    if len(s.ids) > spec.max_seq_length:
-        if spec.truncation == "drop":
-            stats.dropped += 1
-            return None
-        s = Sample(s.ids[: spec.max_seq_length], s.mask[: spec.max_seq_length], s.where)
-        stats.truncated += 1
-    if s.trained == 0:  # nothing left to learn from (e.g. truncated inside the prompt)
-        stats.dropped += 1
-        return None
-    return s
 
 
 def prompt_and_reference(record: Record, tok, spec) -> tuple[list[int], str]:
