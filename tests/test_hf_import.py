@@ -1,7 +1,8 @@
-"""data/hf_import.py builds `transformers.models` from the scan `import transformers` already did:
-the same module tables, the same tokenizer class and token ids as transformers' own import, with
-the second scan gone. Each side runs in a fresh interpreter (the module is built once per
-process), with one hash seed so the tables' set orders agree."""
+"""data/hf_import.py builds `transformers.models` from the scan `import transformers` already did,
+and serves that scan from a cache file: the same module tables, the same tokenizer class and
+token ids as transformers' own import, with the second scan gone (first run) and both gone (next
+runs). Each side runs in a fresh interpreter (the module is built once per process), with one
+hash seed so the tables' set orders agree."""
 
 from __future__ import annotations
 
@@ -24,13 +25,15 @@ else:
 toks = [load_tokenizer(d) for d in dirs]
 from transformers.utils import import_utils
 models = sys.modules["transformers.models"]
+scan = import_utils.create_import_structure_from_path
 chat = [{"role": "system", "content": "Be brief."},
         {"role": "user", "content": "안녕하세요, what is 2+2?"},
         {"role": "assistant", "content": "4. 사"},
         {"role": "user", "content": "And <think>x</think>?"},
         {"role": "assistant", "content": "Still 4."}]
 print(json.dumps({
-    "scanned": import_utils.create_import_structure_from_path.cache_info().misses,
+    "scanned": scan.cache_info().misses,  # folders scanned; transformers' own function again
+    "hooks": [type(f).__name__ for f in sys.meta_path],
     "tables": {name: sorted(map(str, getattr(models, name))) if isinstance(getattr(models, name), (set, list))
                else sorted((k, str(sorted(v) if isinstance(v, (set, list)) else v))
                            for k, v in getattr(models, name).items())
@@ -48,8 +51,9 @@ print(json.dumps({
 """
 
 
-def _probe(mode: str, dirs: list) -> dict:
-    env = {**os.environ, "PYTHONHASHSEED": "0", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+def _probe(mode: str, dirs: list, cache) -> dict:
+    env = {**os.environ, "PYTHONHASHSEED": "0", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+           "XDG_CACHE_HOME": str(cache)}
     out = subprocess.run([sys.executable, "-c", PROBE, mode, *map(str, dirs)], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -68,11 +72,36 @@ def tokenizer_dirs(tiny_qwen2, tiny_qwen3, request) -> list:
     return dirs
 
 
-def test_same_module_tokenizers_and_ids_with_one_scan(tokenizer_dirs):
-    eden, plain = _probe("eden", tokenizer_dirs), _probe("transformers", tokenizer_dirs)
-    assert eden["tokenizers"] == plain["tokenizers"]
-    assert all(t["class"].startswith("transformers.models.qwen2.") for t in eden["tokenizers"])
-    for key in ("tables", "import_structure", "file", "path", "spec"):
-        assert eden[key] == plain[key], key
-    # transformers scans its ~560 model folders twice on its own, once through hf_import.
-    assert eden["scanned"] < 0.6 * plain["scanned"], (eden["scanned"], plain["scanned"])
+def test_same_module_tokenizers_and_ids_with_one_scan_then_none(tokenizer_dirs, tmp_path):
+    cold = _probe("eden", tokenizer_dirs, tmp_path)
+    (cached,) = (tmp_path / "mlx-eden").glob("transformers-models-*.pickle")
+    warm = _probe("eden", tokenizer_dirs, tmp_path)
+    plain = _probe("transformers", tokenizer_dirs, tmp_path)
+    for eden in (cold, warm):
+        assert eden["tokenizers"] == plain["tokenizers"]
+        for key in ("tables", "import_structure", "file", "path", "spec"):
+            assert eden[key] == plain[key], key
+        assert "_ScanCache" not in eden["hooks"]
+    assert all(t["class"].startswith("transformers.models.qwen2.") for t in cold["tokenizers"])
+    # transformers scans its ~560 model folders twice on its own, once on a cold cache, and
+    # not at all from the cache file (what is left: the few packages imported, one folder each).
+    assert cold["scanned"] < 0.6 * plain["scanned"], (cold["scanned"], plain["scanned"])
+    assert warm["scanned"] < 0.02 * plain["scanned"], (warm["scanned"], plain["scanned"])
+    assert cached.stat().st_size > 10_000
+
+
+def test_fingerprint_follows_every_file(tmp_path):
+    from mlx_eden.data.hf_import import fingerprint
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.py").write_text("__all__ = ['X']\n")
+    before = fingerprint(tmp_path)
+    assert fingerprint(tmp_path) == before
+    (tmp_path / "a" / "x.py").write_text("__all__ = ['X', 'Y']\n")  # edited in place
+    edited = fingerprint(tmp_path)
+    (tmp_path / "a" / "b").mkdir()
+    (tmp_path / "a" / "b" / "y.py").write_text("")  # a new file in a new folder
+    added = fingerprint(tmp_path)
+    assert len({before, edited, added}) == 3
+    os.utime(tmp_path / "a" / "x.py", ns=(1, 1))  # same content, another mtime
+    assert fingerprint(tmp_path) not in {before, edited, added}
