@@ -88,6 +88,10 @@ def test_same_module_tokenizers_and_ids_with_one_scan_then_none(tokenizer_dirs, 
     assert cold["scanned"] < 0.6 * plain["scanned"], (cold["scanned"], plain["scanned"])
     assert warm["scanned"] < 0.02 * plain["scanned"], (warm["scanned"], plain["scanned"])
     assert cached.stat().st_size > 10_000
+    cached.write_bytes(b"cut")  # a damaged cache file: scanned again and rewritten
+    again = _probe("eden", tokenizer_dirs, tmp_path)
+    assert again["tables"] == plain["tables"] and again["tokenizers"] == plain["tokenizers"]
+    assert cached.stat().st_size > 10_000
 
 
 def test_fingerprint_follows_every_file(tmp_path):

@@ -147,8 +147,10 @@ def _wrap_scan(module) -> None:
         except OSError:
             return scan(module_path)
         try:
-            return pickle.loads(file.read_bytes())
-        except (OSError, pickle.UnpicklingError, EOFError, ValueError):
+            structure = pickle.loads(file.read_bytes())
+            if isinstance(structure, dict):
+                return structure
+        except Exception:  # noqa: BLE001  (missing, cut or foreign file: scan and rewrite it)
             pass
         structure = scan(module_path)
         _write(file, structure)
