@@ -104,7 +104,7 @@ def teardown_skippable() -> bool:
 
 def quick_exit(code: int) -> None:
     """atexit handlers, flushed stdout/stderr, then os._exit: the interpreter's own teardown
-    (freeing ~900 modules and their objects; transformers' import alone leaves 0.1 s of it) is
+    (freeing ~750 modules and their objects; transformers' import alone leaves 0.1 s of it) is
     skipped. Why: after a tiny-model `train` run had written run.json and closed its files, the
     process took 0.20 s more to end, 0.05 s with this (minima of 7 runs each, alternated, busy
     2 cores; 0.10-0.15 s saved on a quieter box)."""
