@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import atexit
 import errno
+import fcntl
 import importlib
 import os
+import stat
 import sys
 import threading
 import traceback
@@ -96,10 +98,34 @@ def _dispatch(argv) -> None:
 
 def teardown_skippable() -> bool:
     """No profiler or tracer waiting for the interpreter's end (cProfile writes after the
-    module returns), no other thread that a normal exit would wait for, not debugging."""
+    module returns), no other thread that a normal exit would wait for, no file still open for
+    writing (its Python buffer is flushed only by the teardown), not debugging."""
     return (sys.getprofile() is None and sys.gettrace() is None
             and os.environ.get("EDEN_DEBUG") != "1"
-            and all(t.daemon or t is threading.main_thread() for t in threading.enumerate()))
+            and all(t.daemon or t is threading.main_thread() for t in threading.enumerate())
+            and not files_open_for_writing())
+
+
+def files_open_for_writing() -> bool:
+    """Whether this process holds a regular file open for writing (fds above stderr). Why: a
+    file object left open (a logger's handler, a writer nobody closed) may hold bytes in its
+    buffer that only its finalizer writes; os._exit would lose them. Unknown: assume so."""
+    fds = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+    try:
+        names = os.listdir(fds)
+    except OSError:
+        return True
+    for name in names:
+        fd = int(name)
+        if fd <= 2:
+            continue
+        try:
+            st, flags = os.fstat(fd), fcntl.fcntl(fd, fcntl.F_GETFL)
+        except OSError:  # the listing's own fd, already closed
+            continue
+        if stat.S_ISREG(st.st_mode) and flags & os.O_ACCMODE != os.O_RDONLY:
+            return True
+    return False
 
 
 def quick_exit(code: int) -> None:

@@ -22,6 +22,10 @@ class Canary:
 
 cli.canary = Canary()
 atexit.register(lambda: os.write(1, b"ATEXIT\n"))
+if sys.argv[1] == "open-file":
+    log = open(sys.argv[2], "w")  # left open: its buffered line is written by the teardown
+    log.write("kept\n")
+    sys.argv.pop(2)
 if sys.argv[1] == "profiled":
     import cProfile
     cProfile.Profile().enable()
@@ -54,3 +58,10 @@ def test_debug_and_profiler_keep_the_ordinary_exit():
     for out in (_run("plain", "recipe", "keys", debug=True), _run("profiled", "recipe", "keys")):
         assert out.returncode == 0
         assert "ATEXIT" in out.stdout and "TEARDOWN" in out.stdout
+
+
+def test_a_file_left_open_for_writing_keeps_the_ordinary_exit(tmp_path):
+    log = tmp_path / "log.txt"
+    out = _run("open-file", str(log), "recipe", "keys")
+    assert out.returncode == 0 and "TEARDOWN" in out.stdout
+    assert log.read_text() == "kept\n"  # with os._exit the buffered line would be lost
