@@ -29,10 +29,15 @@ HELDOUT4_SEED, N_HELDOUT4 = 0x4d88d440, 12  # FROZEN commit 4d88d440fd9e
 # backward: every earlier block's score gradient alive, in the compute dtype, and the dk/dv
 # accumulators) was frozen; the seed is the first 8 hex digits of that "FROZEN:" commit.
 HELDOUT5_SEED, N_HELDOUT5 = 0x984e97ef, 12  # FROZEN commit 984e97efa15e
+# Round 6: the same generator, drawn after the round-6 planner code (the one-block blockwise
+# backward after the dq wait in attention._attend_vjp, and our SwiGLU's MLP buffers) was
+# frozen; the seed is the first 8 hex digits of that "FROZEN:" commit.
+HELDOUT6_SEED, N_HELDOUT6 = None, 12
 ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldout2", False),
           "--draw-round3": ("heldout_round3", HELDOUT3_SEED, N_HELDOUT3, "heldout3", True),
           "--draw-round4": ("heldout_round4", HELDOUT4_SEED, N_HELDOUT4, "heldout4", True),
-          "--draw-round5": ("heldout_round5", HELDOUT5_SEED, N_HELDOUT5, "heldout5", True)}
+          "--draw-round5": ("heldout_round5", HELDOUT5_SEED, N_HELDOUT5, "heldout5", True),
+          "--draw-round6": ("heldout_round6", HELDOUT6_SEED, N_HELDOUT6, "heldout6", True)}
 # Strict mode waits after every op; MLX's CPU quantized matmul is ~40x slower than its float one
 # here (memory_profile.py), so tokens per step are capped (smaller still for 4-bit bases).
 MAX_TOKENS, MAX_TOKENS_4BIT = 1024, 512

@@ -21,6 +21,9 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round4 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --draw-round5   # (done once) round-5 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round5 --jobs 2 --cheap-first
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round6 --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --draw-round6   # (done once) round-6 set
+    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round6 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -56,9 +59,12 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in_sample_blockwise: in-sample configurations run again with train.attention=blockwise.
 # in_sample_blockwise_ckpt: round 5's in-sample draws for the blockwise attention's backward
 # (hand-made shapes, B x L, heads, KV heads, dtype, checkpointing varied one at a time).
+# in_sample_round6: new hand-made shapes for round 6's repricing (mech6-*): the blockwise
+# backward after the dq wait, KV heads = heads, one recomputed layer, our SwiGLU's MLP.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6",
-          "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5")
+          "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
+          "heldout_round6")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
 
 STEPS = 2  # step 1 creates the optimizer state; step 2 runs with everything resident

@@ -127,6 +127,9 @@ def test_the_heldout_generator_keeps_the_committed_rounds():
     if "heldout_round5" in data:
         assert pd.draw(pd.HELDOUT5_SEED, pd.N_HELDOUT5, "heldout5", attention=True) \
             == data["heldout_round5"]
+    if "heldout_round6" in data:
+        assert pd.draw(pd.HELDOUT6_SEED, pd.N_HELDOUT6, "heldout6", attention=True) \
+            == data["heldout_round6"]
     assert "train.attention=fused" in ph.sets(data["heldout_round2"][0])
     for c in third:
         assert ph.sets(c)[0] == f"train.attention={c['values']['train.attention']}"

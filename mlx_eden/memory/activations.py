@@ -249,8 +249,25 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     T = w.tokens
     # The lowest adapted layer forms no input gradient, recomputed or not: the count without
     # recomputation (mech-*-bottom-ckpt: 3 buffers put the MLP-bound ones 10-25% over).
-    if checkpoint and not bottom:
-        n = 3
+    if checkpoint:
+        # Recomputed through our SwiGLU, one buffer fewer than through mlx-lm's (3 in an upper
+        # layer, 2 in a bf16 lowest one keeping the full swiglu, else 1) unless gate_proj and
+        # up_proj are both adapted: the MLP-bound checkpointed in-sample draws of rounds 5 and
+        # 6 (mech5/mech6-*-ckpt-*, 13 of them, fp32 and bf16, upper and lowest layers) were
+        # 0.6-3.6 such buffers over with those; with gate and up adapted (mech6-*-ckpt-all and
+        # -mlp, fp32 and bf16) one fewer put them 4-7% under, the count as before 0-5% over.
+        if not bottom:
+            n = 3 if {"gate_proj", "up_proj"} <= w.targets else 2
+        else:
+            n = 1 if w.dt != F32 and swiglu_kept(w.targets, True) == 4 else 0
+    elif not bottom:
+        # An upper layer, not recomputed, through our SwiGLU (backends/mlx/swiglu.py, since
+        # round 5): a float32 buffer per adapted MLP projection (one fewer in bf16). Measured,
+        # not traced: the round-6 in-sample draws mech6-*-i1280/i1600-*-nockpt-* (no MLP
+        # adapter, down, up, gate+up, all three; fp32 and bf16) were -11% to +28% with the
+        # count before; with this one their backward phases are within 7%.
+        n = max(0, len(w.targets & MLP) - (0 if w.dt == F32 else 1))
+        return n * T * s.intermediate * F32 + T * s.hidden * F32
     else:
         n = 2 if w.dt != F32 and swiglu_kept(w.targets, bottom) == 4 else 1
     size = F32 if w.targets & MLP else w.dt
@@ -362,7 +379,11 @@ def mlp_forward_peak(s: ModelShape, w: Work) -> int:
     side = sum(w.dt + ((F32 + (w.dt if w.dt != F32 else 0)) if p in t else 0)
                for p in ("gate_proj", "up_proj"))
     down = w.dt + (F32 if "down_proj" in t and w.dt != F32 else 0)
-    per_entry = max(side, 4 * w.dt, down)
+    # Our SwiGLU (backends/mlx/swiglu.py, compiled: its element-wise steps fuse) has its two
+    # inputs and its output alive, not mlx-lm's four buffers: mech6-qwen2-h320-5x5-1l-i640-f32-
+    # 2x384-ckpt-qkvo, the one MLP-bound checkpointed forward of round 6's in-sample draws,
+    # went from +5.9% to +0.8% (the measurements above were with mlx-lm's swiglu).
+    per_entry = max(side, 3 * w.dt, down)
     x = T * s.hidden * (w.dt + (F32 if w.dt != F32 and t & {"gate_proj", "up_proj"} else 0))
     return T * s.intermediate * per_entry + x
 
