@@ -32,7 +32,7 @@ HELDOUT5_SEED, N_HELDOUT5 = 0x984e97ef, 12  # FROZEN commit 984e97efa15e
 # Round 6: the same generator, drawn after the round-6 planner code (the one-block blockwise
 # backward after the dq wait in attention._attend_vjp, and our SwiGLU's MLP buffers) was
 # frozen; the seed is the first 8 hex digits of that "FROZEN:" commit.
-HELDOUT6_SEED, N_HELDOUT6 = None, 12
+HELDOUT6_SEED, N_HELDOUT6 = 0x9c10e8bf, 12  # FROZEN commit 9c10e8bfddf1
 ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldout2", False),
           "--draw-round3": ("heldout_round3", HELDOUT3_SEED, N_HELDOUT3, "heldout3", True),
           "--draw-round4": ("heldout_round4", HELDOUT4_SEED, N_HELDOUT4, "heldout4", True),
