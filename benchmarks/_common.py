@@ -77,13 +77,13 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 def blas_env(mode: str = "mkl") -> dict:
     """Environment that gives a child MLX process the BLAS `mode`: "mkl" preloads the venv's
-    libmkl_rt.so with KMP_BLOCKTIME=0 (what eden does in-process; mlx_lm needs LD_PRELOAD), "none"
+    libmkl_rt.so with eden's KMP_BLOCKTIME (what eden does in-process; mlx_lm needs LD_PRELOAD), "none"
     the wheel's bundled reference BLAS (eden's own preload off too)."""
     from mlx_eden.backends.mlx import blas
 
     if mode == "none" or not blas.mkl_library():
         return {"EDEN_BLAS": "reference"}
-    return {"LD_PRELOAD": blas.mkl_library(), "KMP_BLOCKTIME": "0"}
+    return {"LD_PRELOAD": blas.mkl_library(), "KMP_BLOCKTIME": blas.KMP_BLOCKTIME}
 
 
 def run_stamped(module_argv: list[str], work: Path, env: dict) -> dict:

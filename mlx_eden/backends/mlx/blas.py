@@ -20,6 +20,9 @@ import glob
 import os
 import sys
 
+# Milliseconds MKL's OpenMP workers spin after a call (see the module docstring).
+KMP_BLOCKTIME = "0"
+
 _loaded: str | None = None
 
 
@@ -39,7 +42,7 @@ def preload() -> str | None:
     if "mlx.core" in sys.modules:
         return None  # too late: libmlx already bound its BLAS symbols
     # Read by MKL's OpenMP runtime when it starts, i.e. at the first BLAS call, after this.
-    os.environ.setdefault("KMP_BLOCKTIME", "0")
+    os.environ.setdefault("KMP_BLOCKTIME", KMP_BLOCKTIME)
     for path in _candidates():
         try:
             ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
