@@ -10,7 +10,8 @@ page faults and 1.68 s of system time with glibc's defaults, 63,000 and 0.85 s w
 threshold at 32 MiB (glibc's maximum on 64-bit) and the trim threshold at 1 GiB. Each alone
 falls short: the mmap threshold alone 395,000 faults, the trim threshold alone 2.9 M (setting a
 threshold turns off glibc's dynamic mmap threshold, so every block above 128 KiB was mapped).
-Results are unchanged: only where the bytes come from. Blocks above 32 MiB (a large model's weights) are still mmapped and returned.
+Results are unchanged: only where the bytes come from. Blocks above 32 MiB (a large model's
+weights) are still mmapped and returned.
 
 MLX's peak (mx.get_peak_memory, what the planner prices) does not change; the process keeps up
 to its peak heap in RSS until exit instead of shrinking between steps. On Metal MLX's buffers do
