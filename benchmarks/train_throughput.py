@@ -4,7 +4,8 @@ Same locally built Qwen2 models (tiny, ~40M, ~150M), same deterministic chat dat
 length spread (30-1000 tokens), same LoRA (all seven projections, every layer), same micro-batch,
 one epoch each, tools alternated round by round (the machine is shared: ratios are taken within a
 round). Both tools run MLX on the same BLAS: mlx-lm gets MKL through LD_PRELOAD and the same
-KMP_BLOCKTIME=0 that our preload sets, so the ratio measures the trainers, not the BLAS.
+KMP_BLOCKTIME that our preload sets (blas.KMP_BLOCKTIME), so the ratio measures the trainers, not
+the BLAS.
 
 What is counted (both tools alike):
 - trained tokens: loss-bearing targets that are real tokens (n - 1 per n-token sample, prompt
@@ -346,7 +347,8 @@ def main(argv: list[str]) -> None:
               "settings": {"max_seq_length": MAX_LEN, "lr": LR, "epochs": 1,
                            "lora": "all 7 projections, every layer, scale 2, dropout 0",
                            "eden_loss_chunk": LOSS_CHUNK,
-                           "mlx_lm_env": "LD_PRELOAD=libmkl_rt, KMP_BLOCKTIME=0",
+                           "mlx_lm_env": "LD_PRELOAD=libmkl_rt, KMP_BLOCKTIME="
+                                         + str(blas_env().get("KMP_BLOCKTIME")),
                            "models": MODELS,
                            "mfu_formula": model_flops.__doc__.split("\n\n")[1].strip()},
               "cells": cells}

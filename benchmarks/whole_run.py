@@ -10,8 +10,9 @@ the training steps, evaluation and checkpoint writes all count. Both tools get:
   epoch of the train split, the same validation split evaluated twice (mlx_lm: before step 1 and
   after the last, as it always does; eden: in the middle and after the last), each tool's default
   checkpoint cadence (every 100 steps) and its final adapter write;
-- the same BLAS: MKL preloaded for both (LD_PRELOAD of the venv's libmkl_rt.so, KMP_BLOCKTIME=0)
-  with `--blas mkl` (the default when the mkl wheel is installed), or no preload for either;
+- the same BLAS: MKL preloaded for both (LD_PRELOAD of the venv's libmkl_rt.so, eden's
+  KMP_BLOCKTIME) with `--blas mkl` (the default when the mkl wheel is installed), or no preload
+  for either;
 - torch hidden from transformers in both (eden does this itself; mlx_lm would otherwise import it
   for nothing), which only helps mlx_lm.
 
@@ -247,7 +248,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--valid", type=int, default=8, help="validation split size")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--blas", choices=("mkl", "none"), default=None,
-                    help="mkl: LD_PRELOAD libmkl_rt + KMP_BLOCKTIME=0 for both (default when "
+                    help="mkl: LD_PRELOAD libmkl_rt + eden's KMP_BLOCKTIME for both (default when "
                     "installed); none: the wheel's bundled BLAS for both")
     ap.add_argument("--tag", default="", help="result file suffix: whole_run-TAG.json")
     ap.add_argument("--eden-set", action="append", default=[], metavar="KEY=VALUE",

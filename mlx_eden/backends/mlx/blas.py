@@ -10,7 +10,15 @@ MKL's OpenMP threads spin for 200 ms after each call (KMP_BLOCKTIME) waiting for
 runs its element-wise ops (softmax, SiLU, the loss) on one thread between matmuls, so on a small
 CPU the spinning workers steal the very cores those ops need: a 40M-parameter LoRA step
 (4 x 256 tokens) took ~16 s with the default and 10-12 s with KMP_BLOCKTIME=0 here (one A/B on
-a shared 2-core box). We set it (unless the user did) before MKL starts.
+a shared 2-core box). Not spinning at all has its own cost: every MKL call then wakes its worker
+through the kernel, and a training step makes hundreds of small ones (the blockwise attention's
+per-head matmuls, the LoRA products): the tiny whole-run epoch (60 steps) made ~100,000 context
+switches. With 1 ms the worker stays awake across a step's run of matmuls and sleeps through
+the longer element-wise stretches: that epoch's steps took 7.9-8.4 s against 9.7-11.7 s with 0
+(3 alternated pairs, load 1.4 falling to 0.7; ~20,000 context switches), the 40M model's 9 steps
+19.8-23.4 s (median 21.2) against 21.5-22.4 (21.9), 4 pairs. On a box whose cores are busy
+with other work (load ~4) the spin cost more than it saved (15.7-18.3 s against 12.7-18.7).
+We set it (unless the user did) before MKL starts.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import os
 import sys
 
 # Milliseconds MKL's OpenMP workers spin after a call (see the module docstring).
-KMP_BLOCKTIME = "0"
+KMP_BLOCKTIME = "1"
 
 _loaded: str | None = None
 
