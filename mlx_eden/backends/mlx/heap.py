@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's largest accepted value on 64-bit (HEAP_MAX / 2)
@@ -37,9 +36,9 @@ def keep_freed_memory() -> bool:
     if _applied is not None:
         return _applied
     _applied = False
-    if not sys.platform.startswith("linux") or os.environ.get("EDEN_HEAP") == "system":
+    if os.environ.get("EDEN_HEAP") == "system":
         return False
-    try:
+    try:  # glibc by its capability, not the platform's name: macOS and musl have no libc.so.6
         libc = ctypes.CDLL("libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # musl or another libc: leave its allocator alone
