@@ -151,6 +151,18 @@ def swiglu_forward_extra(s: ModelShape, w: Work, bottom: bool) -> int:
     return (4 - swiglu_kept(w.targets, bottom)) * w.tokens * s.intermediate * w.dt
 
 
+def swiglu_between(s: ModelShape, w: Work, layers: int) -> int:
+    """Bytes the adapted layers strictly between the lowest and the top one keep less than
+    swiglu_kept's full count, not checkpointed: our SwiGLU (backends/mlx/swiglu.py, a custom
+    VJP since round 5) holds its two inputs and its output, 3 T x I buffers, not mlx-lm's 4.
+    The top and lowest layers stay at the count their backward transients were fitted with.
+    Measured, not traced: the round-7 in-sample draws mech7-*-nockpt-* (fp32 and bf16, 1 to 5
+    layers, peak at the loss) were up to 4.8 T x I (+14%) over with 4 in every layer, the
+    excess growing by about one buffer per layer; the 1- and 2-layer draws of rounds 5-7 were
+    within 4% with 4 (3 in every layer put them up to 8% under)."""
+    return max(0, layers - 2) * w.tokens * s.intermediate * w.dt
+
+
 def _dora(s: ModelShape, w: Work, targets) -> int:
     """mlx-lm's DoRA (tuner/dora.py) rescales each output by m / ||W + BA||: the unscaled output
     is kept for m's gradient, and a quantized base is dequantized per call and kept (the input's

@@ -41,6 +41,7 @@ from .activations import (
     loss_saved,
     mlp_backward_transient,
     mlp_forward_peak,
+    swiglu_between,
     swiglu_forward_extra,
 )
 from .devices import Device
@@ -168,7 +169,8 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
     top_attn, top_mlp = layer_parts(shape, w, bottom=n == 1)
     one_layer = top_attn + top_mlp
     stack = (n - 1) * layer_saved(shape, w) + layer_saved(shape, w, bottom=True) \
-        + w.tokens * shape.hidden * w.dt  # + the final RMSNorm's input
+        + w.tokens * shape.hidden * w.dt \
+        - swiglu_between(shape, w, n)  # + the final RMSNorm's input; - see swiglu_between
     ckpt_inputs = (n + 1) * w.tokens * shape.hidden * w.dt + n * dora_weights_kept(shape, w)
     saved = ckpt_inputs if s.checkpoint else stack
     loss = loss_peak(shape, w, s.loss_chunk)
