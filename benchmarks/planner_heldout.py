@@ -25,6 +25,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --draw-round6   # (done once) round-6 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round6 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round7 --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round7-dora --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -63,9 +64,11 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in_sample_round6: new hand-made shapes for round 6's repricing (mech6-*): the blockwise
 # backward after the dq wait, KV heads = heads, one recomputed layer, our SwiGLU's MLP.
 # in_sample_round7: new hand-made shapes for round 7 (mech7-*): non-checkpointed runs of 1-5
-# layers whose peak is at the loss (our SwiGLU's kept buffers in the layers between).
+# layers whose peak is at the loss (our SwiGLU's kept buffers in the layers between);
+# in_sample_round7_dora: DoRA's recomputed backward (round 6's DoRA misses), not yet repriced.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
+          "in_sample_round7_dora",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
