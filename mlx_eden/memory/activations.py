@@ -158,8 +158,8 @@ def swiglu_between(s: ModelShape, w: Work, layers: int) -> int:
     The top and lowest layers stay at the count their backward transients were fitted with.
     Measured, not traced: the round-7 in-sample draws mech7-*-nockpt-* (fp32 and bf16, 1 to 5
     layers, peak at the loss) were up to 4.8 T x I (+14%) over with 4 in every layer, the
-    excess growing by about one buffer per layer; the 1- and 2-layer draws of rounds 5-7 were
-    within 4% with 4 (3 in every layer put them up to 8% under)."""
+    excess growing by about one buffer per layer past the second; 3 in every layer moved the
+    2-layer draws of rounds 6-7 4-7 points lower (mech7-*-2l-*-kup to -7.8%)."""
     return max(0, layers - 2) * w.tokens * s.intermediate * w.dt
 
 
