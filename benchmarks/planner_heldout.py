@@ -26,6 +26,8 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round6 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round7 --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round7-dora --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --draw-round7   # (done once) round-7 set
+    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round7 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -70,7 +72,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
-          "heldout_round6")
+          "heldout_round6", "heldout_round7")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
 
 STEPS = 2  # step 1 creates the optimizer state; step 2 runs with everything resident

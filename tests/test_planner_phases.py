@@ -130,6 +130,9 @@ def test_the_heldout_generator_keeps_the_committed_rounds():
     if "heldout_round6" in data:
         assert pd.draw(pd.HELDOUT6_SEED, pd.N_HELDOUT6, "heldout6", attention=True) \
             == data["heldout_round6"]
+    if "heldout_round7" in data:
+        assert pd.draw(pd.HELDOUT7_SEED, pd.N_HELDOUT7, "heldout7", attention=True) \
+            == data["heldout_round7"]
     assert "train.attention=fused" in ph.sets(data["heldout_round2"][0])
     for c in third:
         assert ph.sets(c)[0] == f"train.attention={c['values']['train.attention']}"
