@@ -116,23 +116,10 @@ def test_the_heldout_generator_keeps_the_committed_rounds():
 
     data = json.loads(ph.CONFIGS.read_text())
     assert pd.draw(pd.HELDOUT_SEED, pd.N_HELDOUT, "heldout") == data["heldout"]
-    assert pd.draw(pd.HELDOUT2_SEED, pd.N_HELDOUT2, "heldout2") == data["heldout_round2"]
+    for key, seed, n, prefix, attention in pd.ROUNDS.values():  # every later round, as committed
+        assert pd.draw(seed, n, prefix, attention=attention) == data[key]
     third = pd.draw(pd.HELDOUT3_SEED, pd.N_HELDOUT3, "heldout3", attention=True)
     assert {c["values"]["train.attention"] for c in third} <= {"blockwise", "fused"}
-    if "heldout_round3" in data:
-        assert third == data["heldout_round3"]
-    if "heldout_round4" in data:
-        assert pd.draw(pd.HELDOUT4_SEED, pd.N_HELDOUT4, "heldout4", attention=True) \
-            == data["heldout_round4"]
-    if "heldout_round5" in data:
-        assert pd.draw(pd.HELDOUT5_SEED, pd.N_HELDOUT5, "heldout5", attention=True) \
-            == data["heldout_round5"]
-    if "heldout_round6" in data:
-        assert pd.draw(pd.HELDOUT6_SEED, pd.N_HELDOUT6, "heldout6", attention=True) \
-            == data["heldout_round6"]
-    if "heldout_round7" in data:
-        assert pd.draw(pd.HELDOUT7_SEED, pd.N_HELDOUT7, "heldout7", attention=True) \
-            == data["heldout_round7"]
     assert "train.attention=fused" in ph.sets(data["heldout_round2"][0])
     for c in third:
         assert ph.sets(c)[0] == f"train.attention={c['values']['train.attention']}"

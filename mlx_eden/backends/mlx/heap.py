@@ -27,15 +27,9 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's largest accepted value on 64-bit (HEAP_MAX / 2)
 TRIM_THRESHOLD = 1024 * 1024 * 1024
 
-_applied: bool | None = None
-
-
 def keep_freed_memory() -> bool:
-    """Set glibc's mmap and trim thresholds (once per process); True if they are set."""
-    global _applied
-    if _applied is not None:
-        return _applied
-    _applied = False
+    """Set glibc's mmap and trim thresholds (the package runs it once, at import); True if
+    they are set."""
     if os.environ.get("EDEN_HEAP") == "system":
         return False
     try:  # glibc by its capability, not the platform's name: macOS and musl have no libc.so.6
@@ -44,6 +38,5 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # musl or another libc: leave its allocator alone
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    _applied = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-                    and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-    return _applied
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+                and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
