@@ -1,7 +1,6 @@
-"""data/hf_import.py builds `transformers.models` from the scan `import transformers` already did,
-and serves that scan from a cache file: the same module tables, the same tokenizer class and
-token ids as transformers' own import, with the second scan gone (first run) and both gone (next
-runs). Each side runs in a fresh interpreter (the module is built once per process), with one
+"""data/hf_import.py serves transformers' model-folder scan from a cache file: the same module
+tables, the same tokenizer class and token ids as transformers' own import, with the second scan
+gone (first run) and both gone (next runs). Each side runs in a fresh interpreter (the module is built once per process), with one
 hash seed so the tables' set orders agree."""
 
 from __future__ import annotations

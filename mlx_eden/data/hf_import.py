@@ -1,25 +1,17 @@
-"""Import transformers' AutoTokenizer without scanning its model folders twice.
+"""Import transformers' AutoTokenizer without scanning its model folders on every run.
 
 Why: `import transformers` reads every file under transformers/models (~560 folders, ~1,700
 files) to build its lazy import table, and the first `transformers.models.*` import (AutoTokenizer
-lives there) builds the same table again for `transformers.models`: the scan's lru_cache holds
-128 folders, so the second pass hits nothing. Measured on the tiny whole run (2 cores,
-transformers 5.24, min of 5 alternated in fresh processes): `from transformers import
-AutoTokenizer` after `import transformers` took 0.28 s, of which 0.24 s is that second scan.
+lives there) builds the same table again: the scan's lru_cache holds 128 folders, so the second
+pass hits nothing. Measured on the tiny whole run (2 cores, transformers 5.24, min of 5
+alternated in fresh processes): each scan 0.2-0.25 s quiet, 0.7 s on a busy box.
 
-`transformers/models/__init__.py` does nothing but
-`sys.modules[__name__] = _LazyModule(__name__, _file, define_import_structure(_file), ...)`;
-`transformers/__init__.py` already computed that structure (with a "models." prefix, kept in
-define_import_structure's own cache). We build the same `_LazyModule` from it, so the tokenizer
-class, its module and every later `transformers.models.*` import are what transformers gives
-(tests/test_hf_import.py compares the module's tables and the token ids). Anything unexpected
-(another transformers layout, the module already imported) falls back to the ordinary import.
-
-The first scan itself (0.2-0.25 s quiet, 0.7 s on a busy box) is kept in a cache file keyed by
-the path, size and mtime of every file under transformers/models (a changed, added or removed
-file means a new scan) and the transformers and Python versions: `_ScanCache` puts it in front
-of transformers' own scan function while `auto_tokenizer` imports transformers, and takes it
-away after.
+The scan is kept in a cache file keyed by the path, size and mtime of every file under
+transformers/models (a changed, added or removed file means a new scan) and the transformers
+and Python versions: `_ScanCache` puts it in front of transformers' own scan function while
+`auto_tokenizer` imports transformers and AutoTokenizer, and takes it away after. So a first run
+scans once (the second scan reads the file the first wrote) and later runs not at all; the
+module tables, the tokenizer class and its ids are transformers' own (tests/test_hf_import.py).
 """
 
 from __future__ import annotations
@@ -27,63 +19,29 @@ from __future__ import annotations
 import hashlib
 import importlib.abc
 import importlib.machinery
-import importlib.util
 import os
 import pickle
 import sys
 from pathlib import Path
 
-MODELS = "transformers.models"
-# The one line of transformers/models/__init__.py that builds the module at run time (5.x).
-EXPECTED = ("sys.modules[__name__] = _LazyModule(__name__, _file, define_import_structure(_file), "
-            "module_spec=__spec__)")
-
-
 IMPORT_UTILS = "transformers.utils.import_utils"
 
 
 def auto_tokenizer():
-    """`transformers.AutoTokenizer`: the model-folder scan from the cache file (when this
-    imports transformers), `transformers.models` built from that scan."""
+    """`transformers.AutoTokenizer`, the model-folder scans served from the cache file (when
+    this imports transformers)."""
     if "transformers" not in sys.modules:
         sys.meta_path.insert(0, _ScanCache())
     try:
         import transformers
 
-        if MODELS not in sys.modules:
-            try:
-                _install_models(transformers)
-            except Exception:  # noqa: BLE001  (any surprise: transformers' own import below)
-                sys.modules.pop(MODELS, None)
-        return transformers.AutoTokenizer
+        return transformers.AutoTokenizer  # imports transformers.models: its scan, cached too
     finally:  # transformers' own scan function again: the cache serves this import only
         _ScanCache.remove()
         utils = sys.modules.get(IMPORT_UTILS)
         scan = getattr(utils, "create_import_structure_from_path", None)
         if hasattr(scan, "original"):
             utils.create_import_structure_from_path = scan.original
-
-
-def _install_models(transformers) -> None:
-    from transformers.utils import import_utils
-
-    spec = importlib.util.find_spec(MODELS)
-    if spec is None or spec.origin is None:
-        return
-    source = Path(spec.origin).read_text(encoding="utf-8")
-    if source.rstrip().splitlines()[-1].strip() != EXPECTED:
-        return  # another transformers: its own import
-    folder = Path(transformers.__file__).parent / "models"
-    # The same call as transformers/__init__.py: a cache hit, not a scan. Its frozenset() entry
-    # also holds transformers' top-level names (no "models." prefix): not ours.
-    prefixed = import_utils.define_import_structure(folder, prefix="models")
-    cut = len("models.")
-    structure = {backends: {name[cut:]: objects for name, objects in modules.items()
-                            if name.startswith("models.")}
-                 for backends, modules in prefixed.items()}
-    module = import_utils._LazyModule(MODELS, spec.origin, structure, module_spec=spec)
-    sys.modules[MODELS] = module
-    transformers.models = module  # what the import system sets on the parent package
 
 
 def cache_dir() -> Path:
@@ -142,6 +100,13 @@ def _wrap_scan(module) -> None:
         folder = module_path if os.path.isdir(module_path) else os.path.dirname(module_path)
         if os.path.normpath(folder) != models:
             return scan(module_path)  # the sub-folders: transformers' own (lru-cached) scan
+        if not memo:  # transformers asks twice in one import (see the module docstring)
+            memo.append(models_scan(module_path))
+        return memo[0]
+
+    memo = []
+
+    def models_scan(module_path):
         try:
             file = cache_dir() / f"transformers-models-{version}-{fingerprint(models)}.pickle"
         except OSError:
