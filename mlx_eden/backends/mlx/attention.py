@@ -60,8 +60,7 @@ def _blocks(n: int, block: int):
     return [(i0, min(n, i0 + block)) for i0 in range(0, n, block)]
 
 
-@mx.custom_function
-def _attend(q, k, v, seg):
+def _forward(q, k, v, seg):
     """q (B, Hk, L·rep, D), already scaled by scale·log2(e) (scores in base-2 units): the rep query heads that share a K/V head, interleaved by position;
     k and v (B, Hk, L, D) → (output like q, base-2 logsumexp (B, Hk, L·rep, 1))."""
     outs, lses = [], []
@@ -76,8 +75,9 @@ def _attend(q, k, v, seg):
     return mx.concatenate(outs, axis=2), mx.concatenate(lses, axis=2)
 
 
-@_attend.vjp
-def _attend_vjp(primals, cotangents, outputs):
+def _backward(primals, cotangents, outputs, wait_dob: bool = True):
+    """The gradients of `_forward` with respect to q, k and v, one query block at a time.
+    `wait_dob=False` is the formula before round 8 (kept for the A/B and the bit-identity test)."""
     q, k, v, seg = primals
     do, (o, lse) = cotangents[0], outputs
     L, rep = k.shape[2], q.shape[2] // k.shape[2]
@@ -90,9 +90,16 @@ def _attend_vjp(primals, cotangents, outputs):
         # (mx.vjp of blockwise_attention, strict mode, 1 x 2,048 tokens, 8 heads, fp32): peak
         # 83.6 -> 27.0 MiB (3.4 last-block squares at any length); gradients bit-identical; a
         # tiny-model step at 4 x 512 min 228 vs 231 ms (25 alternated rounds, busy 2-core box).
-        s = _scores(q, k, seg, i0, i1, [dk, dv, dq[-1]] if i0 else None)
+        prev = [dk, dv, dq[-1]] if i0 else None
+        s = _scores(q, k, seg, i0, i1, prev)
         p = exp2(s - lse[:, :, r0:r1])
         dob = do[:, :, r0:r1]
+        if prev is not None and wait_dob:
+            # The output gradient's slice waits too: dO.V^T reads nothing of the chain, so MLX
+            # would compute every block's (B, Hk, rows, i1) square early, all alive together
+            # (float32, KV heads = heads, no checkpointing: in_sample_blockwise_ckpt up to 25%
+            # over the plan). MEASURED below (round 8).
+            dob = mx.depends(dob, prev)
         ds = p * (dob @ v[:, :, :i1].swapaxes(-1, -2) - delta[:, :, r0:r1])  # d/d(natural score)
         dq.append(ds @ k[:, :, :i1])
         pad = [(0, 0), (0, 0), (0, L - i1), (0, 0)]
@@ -101,6 +108,14 @@ def _attend_vjp(primals, cotangents, outputs):
     # The scores are in base-2 units (q carries log2(e)): d(natural)/d(base 2) = ln 2, applied
     # to the (B, Hk, L, D) results rather than to every score.
     return mx.concatenate(dq, axis=2) * LN2, dk * LN2, dv, mx.zeros_like(seg)
+
+
+_attend = mx.custom_function(_forward)
+
+
+@_attend.vjp
+def _attend_vjp(primals, cotangents, outputs):
+    return _backward(primals, cotangents, outputs)
 
 
 def blockwise_attention(q, k, v, scale: float, segments: mx.array) -> mx.array:

@@ -1,0 +1,140 @@
+"""A/B: does making each block's output-gradient slice wait (`mx.depends(dob, prev)` in
+backends/mlx/attention._backward) cost step time? Memory is the planner's business
+(benchmarks/planner_heldout.py); this measures the training step on the MLX backend, float32.
+
+Both variants run in one process on the same model and batch: A is the formula without the wait
+(`_backward(wait_dob=False)`), B the shipped one. Each is a compiled value_and_grad of the
+training loss (blockwise attention, packed rows, LoRA on every projection) followed by an AdamW
+update, timed from call to `mx.eval` of the new parameters, the same way for both; the order
+alternates every round (A B, B A, ...). Before timing, the gradients of A and B are compared
+(bit-identical expected). Load average is recorded at start and end.
+
+    .venv/bin/python benchmarks/blockwise_wait_ab.py                 # tiny + 40m, 7 rounds
+    .venv/bin/python benchmarks/blockwise_wait_ab.py --models tiny --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import mlx_eden.backends.mlx  # noqa: E402,F401  (first: MKL before mlx.core, see its blas.py)
+
+# isort: split
+import mlx.core as mx  # noqa: E402
+import mlx.nn as nn  # noqa: E402
+import mlx.optimizers as optim  # noqa: E402
+import numpy as np  # noqa: E402
+from _common import QWEN2_40M  # noqa: E402
+from mlx.utils import tree_flatten  # noqa: E402
+
+from mlx_eden.backends.mlx import attention as A  # noqa: E402
+from mlx_eden.backends.mlx import model as M  # noqa: E402
+from mlx_eden.recipe import load_recipe  # noqa: E402
+from mlx_eden.tiny import TinySpec, write_tiny  # noqa: E402
+
+RESULT = ROOT / "benchmarks" / "results" / "blockwise_wait_ab.json"
+# (model spec, batch, length); tiny_mha: KV heads = heads, where the wait changes the memory
+MODELS = {"tiny": (dict(), 4, 512), "tiny_mha": (dict(kv_heads=4), 4, 512),
+          "40m": (QWEN2_40M, 2, 512)}
+
+_unchained = mx.custom_function(A._forward)
+_unchained.vjp(partial(A._backward, wait_dob=False))
+VARIANTS = {"A_no_wait": _unchained, "B_wait": A._attend}
+
+
+def _batch(B: int, L: int, V: int):
+    rng = np.random.default_rng(0)
+    segments = np.repeat([[0] * 200 + [1] * (L - 200)], B, axis=0)
+    return (mx.array(rng.integers(0, V, (B, L))), mx.array(rng.integers(0, V, (B, L))),
+            mx.array(np.ones((B, L), np.float32)), mx.array(segments))
+
+
+def _steps(model_dir: Path, B: int, L: int):
+    """One compiled gradient function and optimizer per variant, on one shared model."""
+    recipe = load_recipe(None, [f"model.path={model_dir}", "model.dtype=float32",
+                                "adapter.rank=8", "adapter.layers=-1"])
+    model, _ = M.load_base(model_dir, recipe.model, "float32")
+    M.add_adapters(model, recipe)
+    arrays = _batch(B, L, model.args.vocab_size)
+    loss = partial(M.loss_sum, model, packed=True, checkpoint=False, chunk=0, blockwise=True)
+    fns, grads = {}, {}
+    for name, attend in VARIANTS.items():
+        A._attend = attend  # blockwise_attention looks it up when traced (first call)
+        try:
+            fn = mx.compile(nn.value_and_grad(model, loss))
+            _, g = fn(*arrays)
+            mx.eval(g)
+        finally:
+            A._attend = VARIANTS["B_wait"]
+        fns[name], grads[name] = fn, dict(tree_flatten(g))
+    a, b = grads.values()
+    identical = all(mx.array_equal(a[k], b[k]).item() for k in a)
+
+    def step(name: str, opt: optim.Optimizer) -> float:
+        t = time.perf_counter()
+        _, g = fns[name](*arrays)
+        opt.update(model, g)
+        mx.eval(model.trainable_parameters(), opt.state)
+        return time.perf_counter() - t
+
+    return step, identical
+
+
+def run(name: str, rounds: int, root: Path) -> dict:
+    spec, B, L = MODELS[name]
+    step, identical = _steps(write_tiny(root / name, TinySpec(**spec)), B, L)
+    opts = {v: optim.AdamW(1e-5) for v in VARIANTS}
+    for v in VARIANTS:  # warm-up: optimizer state, compiled update
+        step(v, opts[v])
+        step(v, opts[v])
+    times = {v: [] for v in VARIANTS}
+    for r in range(rounds):
+        for v in (list(VARIANTS) if r % 2 == 0 else list(VARIANTS)[::-1]):
+            times[v].append(step(v, opts[v]))
+    out = {"batch": B, "length": L, "spec": spec, "gradients_bit_identical": identical}
+    for v, ts in times.items():
+        ms = sorted(t * 1e3 for t in ts)
+        out[v] = {"median_ms": round(statistics.median(ms), 1), "min_ms": round(ms[0], 1),
+                  "max_ms": round(ms[-1], 1), "all_ms": [round(t * 1e3, 1) for t in ts]}
+    out["ratio_B_over_A_median"] = round(out["B_wait"]["median_ms"] / out["A_no_wait"]["median_ms"], 3)
+    # Noise: B/A of each round's adjacent pair; its spread is what a "no change" looks like here
+    pairs = sorted(b / a for a, b in zip(times["A_no_wait"], times["B_wait"], strict=True))
+    q = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else pairs * 3
+    out["paired_ratio"] = {"median": round(statistics.median(pairs), 3),
+                           "q1": round(q[0], 3), "q3": round(q[2], 3),
+                           "all": [round(x, 3) for x in pairs]}
+    print(name, json.dumps(out), flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="tiny,tiny_mha,40m")
+    ap.add_argument("--rounds", type=int, default=7, help="timed steps per variant and model")
+    ap.add_argument("--out", type=Path, default=RESULT)
+    args = ap.parse_args()
+    result = {"load_start": os.getloadavg(), "mlx": mx.__version__, "rounds": args.rounds,
+              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with tempfile.TemporaryDirectory() as tmp:
+        result["models"] = {m: run(m, args.rounds, Path(tmp)) for m in args.models.split(",")}
+    result["load_end"] = os.getloadavg()
+    tmp_out = args.out.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(result, indent=1) + "\n")
+    tmp_out.replace(args.out)
+    print("load", result["load_start"], "->", result["load_end"], "wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
