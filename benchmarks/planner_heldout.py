@@ -12,6 +12,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --draw      # (done once) write the configs
     .venv/bin/python benchmarks/planner_heldout.py             # measure both sets, compare
     .venv/bin/python benchmarks/planner_heldout.py --reuse     # planner changed: re-predict only
+    .venv/bin/python benchmarks/planner_heldout.py --repredict # in-sample groups, stored rows
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample
     .venv/bin/python benchmarks/planner_heldout.py --measured-only  # report, measure nothing
     .venv/bin/python benchmarks/planner_heldout.py --draw-round2   # (done once) round-2 set
@@ -28,6 +29,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round7-dora --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --draw-round7   # (done once) round-7 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round7 --jobs 2 --cheap-first
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-blockwise --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -68,9 +70,12 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in_sample_round7: new hand-made shapes for round 7 (mech7-*): non-checkpointed runs of 1-5
 # layers whose peak is at the loss (our SwiGLU's kept buffers in the layers between);
 # in_sample_round7_dora: DoRA's recomputed backward (round 6's DoRA misses), not yet repriced.
+# in_sample_round8_blockwise: new hand-made shapes (mech8-*) for the blockwise backward after
+# its output-gradient wait (round 8): non-checkpointed, mostly float32 with KV heads = heads.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
+          "in_sample_round8_blockwise",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
@@ -183,6 +188,11 @@ def compare(c: dict, reuse: bool) -> dict | None:
     got = run_child(c, reuse)
     if got is None:
         return None
+    return row(c, pred, got)
+
+
+def row(c: dict, pred: dict, got: dict) -> dict:
+    """One configuration's result row: the prediction against the measurement."""
     phases = {}
     for name, value in pred["phases"].items():
         m = got["phases"].get(name)
@@ -193,6 +203,38 @@ def compare(c: dict, reuse: bool) -> dict | None:
             "error": round((pred["peak"] - got["peak"]) / got["peak"], 4),
             "predicted_phase": pred["phase"], "phases": phases,
             "step_seconds": round(got["step_seconds"], 2)}
+
+
+def repredict_in_sample() -> None:
+    """--repredict: every stored in-sample group (and the calibration set) predicted again by
+    the current planner against the measurements already in the results JSON; nothing is
+    measured (the measurement cache under benchmarks/work is not committed, so --reuse on a
+    fresh clone would measure everything again). Held-out groups keep their published rows."""
+    result = json.loads(RESULT.read_text())
+    data = json.loads(CONFIGS.read_text())
+    for group in [g for g in result if g.startswith("in_sample") and g in data]:
+        stored = {r["name"]: r for r in result[group]["configs"]}
+        rows = []
+        for c in data[group]:
+            r = stored.get(c["name"])
+            if r is None:
+                continue
+            got = {"peak": r["measured_peak_bytes"], "step_seconds": r.get("step_seconds", 0),
+                   "phases": {k: v["measured"] for k, v in r["phases"].items()}}
+            rows.append(row(c, predict(c), got))
+        rows.sort(key=lambda r: r["name"])
+        before = result[group]["summary"].get("worst_peak_error")
+        result[group] = {**result[group], "summary": summary(rows), "configs": rows}
+        print(f"{group}: worst {before} -> {result[group]['summary']['worst_peak_error']}",
+              result[group]["summary"], flush=True)
+    rows = calibration_rows()
+    result["calibration_in_sample"] = {**result["calibration_in_sample"],
+                                       "summary": summary(rows), "configs": rows}
+    print("calibration_in_sample", result["calibration_in_sample"]["summary"], flush=True)
+    tmp = RESULT.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(RESULT)
+    print(f"-> {RESULT.relative_to(ROOT)} (in-sample groups re-predicted)")
 
 
 def compare_all(configs: list[dict], reuse, jobs: int):
@@ -357,6 +399,9 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     data = json.loads(CONFIGS.read_text())
     jobs = int(sys.argv[sys.argv.index("--jobs") + 1]) if "--jobs" in sys.argv else 1
+    if "--repredict" in sys.argv:
+        repredict_in_sample()
+        return
     if "--repeat" in sys.argv:
         repeat(sys.argv[sys.argv.index("--repeat") + 1].split(","), data, jobs)
         return

@@ -121,3 +121,20 @@ def test_planner_prices_the_blockwise_attention(tiny_qwen2):
     # kept: output and logsumexp instead of the probabilities; transients: one block's squares
     for f, b in zip(fused_parts, blockwise_parts, strict=True):
         assert b < f, (b, f)
+
+
+def test_output_gradient_wait_keeps_gradients_bit_identical(adapted, monkeypatch):
+    """Each block's dO slice waits for the previous block (attention._backward, round 8): an
+    ordering change only, so the model's gradients equal the formula without the wait bit for
+    bit (packed rows, three segments, two query blocks)."""
+    model, arrays = adapted
+    unchained = mx.custom_function(A._forward)
+    unchained.vjp(partial(A._backward, wait_dob=False))
+    out = []
+    for attend in (A._attend, unchained):
+        monkeypatch.setattr(A, "_attend", attend)
+        fn = partial(M.loss_sum, model, packed=True, checkpoint=False, chunk=0, blockwise=True)
+        out.append(dict(tree_flatten(nn.value_and_grad(model, fn)(*arrays)[1])))
+    assert out[0].keys() == out[1].keys() and out[0]
+    for name, a in out[0].items():
+        assert mx.array_equal(a, out[1][name]).item(), name
