@@ -1,9 +1,9 @@
-"""A/B: does making each block's output-gradient slice wait (`mx.depends(dob, prev)` in
-backends/mlx/attention._backward) cost step time? Memory is the planner's business
-(benchmarks/planner_heldout.py); this measures the training step on the MLX backend, float32.
+"""A/B: does making each block's output-gradient slice wait (`mx.depends(dob, prev)`,
+backends/mlx/attention._backward(wait_dob=True)) cost step time? Its memory is measured by
+benchmarks/planner_heldout.py's strict runs; this times the training step (MLX backend, float32).
 
-Both variants run in one process on the same model and batch: A is the formula without the wait
-(`_backward(wait_dob=False)`), B the shipped one. Each is a compiled value_and_grad of the
+Both variants run in one process on the same model and batch: A is the shipped formula (no
+wait), B the one with the wait. Each is a compiled value_and_grad of the
 training loss (blockwise attention, packed rows, LoRA on every projection) followed by an AdamW
 update, timed from call to `mx.eval` of the new parameters, the same way for both; the order
 alternates every round (A B, B A, ...). Before timing, the gradients of A and B are compared
@@ -11,6 +11,7 @@ alternates every round (A B, B A, ...). Before timing, the gradients of A and B 
 
     .venv/bin/python benchmarks/blockwise_wait_ab.py                 # tiny + 40m, 7 rounds
     .venv/bin/python benchmarks/blockwise_wait_ab.py --models tiny --rounds 3
+    .venv/bin/python benchmarks/blockwise_wait_ab.py --memory   # strict peaks, A and B
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,9 +51,10 @@ RESULT = ROOT / "benchmarks" / "results" / "blockwise_wait_ab.json"
 MODELS = {"tiny": (dict(), 4, 512), "tiny_mha": (dict(kv_heads=4), 4, 512),
           "40m": (QWEN2_40M, 2, 512)}
 
-_unchained = mx.custom_function(A._forward)
-_unchained.vjp(partial(A._backward, wait_dob=False))
-VARIANTS = {"A_no_wait": _unchained, "B_wait": A._attend}
+_waiting = mx.custom_function(A._forward)
+_waiting.vjp(partial(A._backward, wait_dob=True))
+VARIANTS = {"A_no_wait": A._attend, "B_wait": _waiting}
+MEMORY_GROUP = "in_sample_round8_blockwise"  # benchmarks/planner_heldout_configs.json
 
 
 def _batch(B: int, L: int, V: int):
@@ -77,7 +80,7 @@ def _steps(model_dir: Path, B: int, L: int):
             _, g = fn(*arrays)
             mx.eval(g)
         finally:
-            A._attend = VARIANTS["B_wait"]
+            A._attend = VARIANTS["A_no_wait"]
         fns[name], grads[name] = fn, dict(tree_flatten(g))
     a, b = grads.values()
     identical = all(mx.array_equal(a[k], b[k]).item() for k in a)
@@ -119,21 +122,71 @@ def run(name: str, rounds: int, root: Path) -> dict:
     return out
 
 
+def memory_child(name: str, variant: str) -> None:
+    """In a child process (strict mode holds for the whole process): one in-sample round-8
+    configuration's strict whole-step memory (planner_heldout.measure) with `variant`."""
+    import planner_heldout as ph
+
+    A._attend = VARIANTS[variant]
+    c = next(c for c in json.loads(ph.CONFIGS.read_text())[MEMORY_GROUP] if c["name"] == name)
+    print(json.dumps(ph.measure(c)))
+
+
+def memory(out: dict) -> dict:
+    """{config: {variant: [peak MiB, backward MiB]}} over MEMORY_GROUP, each run in a child."""
+    import planner_heldout as ph
+
+    got = {}
+    for c in json.loads(ph.CONFIGS.read_text())[MEMORY_GROUP]:
+        for v in VARIANTS:
+            proc = subprocess.run([sys.executable, __file__, "--child", c["name"], v],
+                                  capture_output=True, text=True, check=True)
+            m = json.loads(proc.stdout.strip().splitlines()[-1])
+            got.setdefault(c["name"], {})[v] = [round(m["peak"] / 2**20, 2),
+                                                round(m["phases"]["backward"] / 2**20, 2)]
+            print(c["name"], v, got[c["name"]][v], flush=True)
+    return got
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        memory_child(sys.argv[2], sys.argv[3])
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="tiny,tiny_mha,40m")
     ap.add_argument("--rounds", type=int, default=7, help="timed steps per variant and model")
     ap.add_argument("--out", type=Path, default=RESULT)
+    ap.add_argument("--append", action="store_true", help="add this run to --out's runs")
+    ap.add_argument("--memory", action="store_true",
+                    help=f"instead: strict peaks of {MEMORY_GROUP}, A and B, into --out")
     args = ap.parse_args()
-    result = {"load_start": os.getloadavg(), "mlx": mx.__version__, "rounds": args.rounds,
-              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if args.memory:
+        result = json.loads(args.out.read_text())
+        result["memory_strict_mib"] = {"group": MEMORY_GROUP, "columns": ["peak", "backward"],
+                                       "configs": memory(result)}
+        tmp_out = args.out.with_suffix(".json.tmp")
+        tmp_out.write_text(json.dumps(result, indent=1) + "\n")
+        tmp_out.replace(args.out)
+        return
+    run_ = {"load_start": os.getloadavg(), "mlx": mx.__version__, "rounds": args.rounds,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with tempfile.TemporaryDirectory() as tmp:
-        result["models"] = {m: run(m, args.rounds, Path(tmp)) for m in args.models.split(",")}
-    result["load_end"] = os.getloadavg()
+        run_["models"] = {m: run(m, args.rounds, Path(tmp)) for m in args.models.split(",")}
+    run_["load_end"] = os.getloadavg()
+    runs = json.loads(args.out.read_text())["runs"] if args.append and args.out.exists() else []
+    runs.append(run_)
+    pooled = {}  # per model: every run's paired B/A ratios together
+    for r in runs:
+        for m, got in r["models"].items():
+            pooled.setdefault(m, []).extend(got["paired_ratio"]["all"])
+    summary = {m: {"paired_ratio_median": round(statistics.median(x), 3),
+                   "paired_ratio_min": min(x), "paired_ratio_max": max(x), "pairs": len(x)}
+               for m, x in pooled.items()}
     tmp_out = args.out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(result, indent=1) + "\n")
+    tmp_out.write_text(json.dumps({"benchmark": "blockwise_wait_ab", "summary": summary,
+                                   "runs": runs}, indent=1) + "\n")
     tmp_out.replace(args.out)
-    print("load", result["load_start"], "->", result["load_end"], "wrote", args.out)
+    print("load", run_["load_start"], "->", run_["load_end"], "wrote", args.out, summary)
 
 
 if __name__ == "__main__":

@@ -124,14 +124,14 @@ def test_planner_prices_the_blockwise_attention(tiny_qwen2):
 
 
 def test_output_gradient_wait_keeps_gradients_bit_identical(adapted, monkeypatch):
-    """Each block's dO slice waits for the previous block (attention._backward, round 8): an
-    ordering change only, so the model's gradients equal the formula without the wait bit for
-    bit (packed rows, three segments, two query blocks)."""
+    """attention._backward(wait_dob=True), the measured alternative (each block's dO slice
+    waits for the previous block): an ordering change only, so the model's gradients equal the
+    shipped formula's bit for bit (packed rows, three segments, two query blocks)."""
     model, arrays = adapted
-    unchained = mx.custom_function(A._forward)
-    unchained.vjp(partial(A._backward, wait_dob=False))
+    waiting = mx.custom_function(A._forward)
+    waiting.vjp(partial(A._backward, wait_dob=True))
     out = []
-    for attend in (A._attend, unchained):
+    for attend in (A._attend, waiting):
         monkeypatch.setattr(A, "_attend", attend)
         fn = partial(M.loss_sum, model, packed=True, checkpoint=False, chunk=0, blockwise=True)
         out.append(dict(tree_flatten(nn.value_and_grad(model, fn)(*arrays)[1])))

@@ -75,9 +75,18 @@ def _forward(q, k, v, seg):
     return mx.concatenate(outs, axis=2), mx.concatenate(lses, axis=2)
 
 
-def _backward(primals, cotangents, outputs, wait_dob: bool = True):
+def _backward(primals, cotangents, outputs, wait_dob: bool = False):
     """The gradients of `_forward` with respect to q, k and v, one query block at a time.
-    `wait_dob=False` is the formula before round 8 (kept for the A/B and the bit-identity test)."""
+
+    `wait_dob=True` makes each block's output-gradient slice wait for the previous block too
+    (dO·Vᵀ reads nothing of the chain, so MLX may compute every block's square early). Measured
+    in round 8 and not shipped (benchmarks/blockwise_wait_ab.py, results/blockwise_wait_ab.json):
+    gradients bit-identical and the step neither faster nor slower (B/A median 0.995, 1.002,
+    0.998 over 60 alternated pairs each: tiny, tiny with KV heads = heads, 40M; quartiles within
+    ±2%), but the strict whole-step peak moved both ways on the 8 new in-sample shapes
+    (benchmarks/planner_heldout.py in_sample_round8_blockwise; the same in two runs): -3.0% and
+    -2.2% on the float32 non-checkpointed draws with KV heads = heads, +4.2% on the checkpointed
+    one, +3.0-3.5% on the bfloat16 one; the others within 0.2% or moving ±2% between runs."""
     q, k, v, seg = primals
     do, (o, lse) = cotangents[0], outputs
     L, rep = k.shape[2], q.shape[2] // k.shape[2]
@@ -95,11 +104,7 @@ def _backward(primals, cotangents, outputs, wait_dob: bool = True):
         p = exp2(s - lse[:, :, r0:r1])
         dob = do[:, :, r0:r1]
         if prev is not None and wait_dob:
-            # The output gradient's slice waits too: dO.V^T reads nothing of the chain, so MLX
-            # would compute every block's (B, Hk, rows, i1) square early, all alive together
-            # (float32, KV heads = heads, no checkpointing: in_sample_blockwise_ckpt up to 25%
-            # over the plan). MEASURED below (round 8).
-            dob = mx.depends(dob, prev)
+            dob = mx.depends(dob, prev)  # off: see the docstring
         ds = p * (dob @ v[:, :, :i1].swapaxes(-1, -2) - delta[:, :, r0:r1])  # d/d(natural score)
         dq.append(ds @ k[:, :, :i1])
         pad = [(0, 0), (0, 0), (0, L - i1), (0, 0)]
