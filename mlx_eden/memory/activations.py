@@ -341,6 +341,10 @@ def blockwise_backward_bytes(s: ModelShape, w: Work) -> int:
     not): a least-squares fit over the 18 upper-layer draws gave 2.1 squares and 4.4 KV-width
     buffers beside the dq pieces; with these counts the attention-bound ones came within 6% of
     their backward phase (the round-5 count, with every earlier block: up to +86%).
+    Round 8 checked it on 8 new shapes (in_sample_round8_blockwise: not checkpointed, mostly
+    float32 with KV heads = heads, where dO·Vᵀ does not wait for the chain): backward -4.9% to
+    +7.1%, no common sign, so unchanged; making dO wait too was measured and not shipped
+    (attention._backward's docstring).
     """
     entries = [(i1 - i0) * i1 for i0, i1 in _blocks(w.seq, w.attn_block)]
     squares = 2 * w.batch * s.heads * max(entries) * w.dt
