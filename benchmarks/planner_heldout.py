@@ -30,6 +30,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --draw-round7   # (done once) round-7 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round7 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-blockwise --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-fused --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -72,10 +73,14 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in_sample_round7_dora: DoRA's recomputed backward (round 6's DoRA misses), not yet repriced.
 # in_sample_round8_blockwise: new hand-made shapes (mech8-*) for the blockwise backward after
 # its output-gradient wait (round 8): non-checkpointed, mostly float32 with KV heads = heads.
+# in_sample_round8_fused: new hand-made shapes for round 8 (mech8-*): the fused attention's
+# backward (round 7's misses heldout7-04/-01): packed (array mask) or causal, KV heads = heads
+# or fewer, fp32 and bf16, checkpointed or not.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
           "in_sample_round8_blockwise",
+          "in_sample_round8_fused",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)

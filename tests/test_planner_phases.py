@@ -255,3 +255,33 @@ def test_layers_between_keep_three_swiglu_buffers(models_dir):
                 "train.optimizer=sgd", "train.grad_accumulation=1")
     for phase in ("forward", "backward"):
         assert abs(_error(p[phase])) < 0.05, p
+
+
+
+# Round 8's in-sample mechanism (benchmarks/planner_heldout.py, in_sample_round8_fused): the
+# fused attention's backward on packed rows, 8 heads = 8 KV heads of size 16, so the squares
+# are nearly all of the step (heldout7-04's kind of shape, at its own in-sample size).
+MANY_SMALL_HEADS = TinySpec(hidden=128, heads=8, kv_heads=8, layers=2, intermediate=384,
+                            vocab=1024, tied=False, seed=8)
+PACKED_SETS = ("model.dtype=float32", "data.max_seq_length=512", "data.packing=true",
+               "train.batch_size=1", "train.grad_checkpoint=true", "train.loss_chunk=128",
+               "adapter.rank=16", "adapter.alpha=32",
+               "adapter.targets=[q_proj, k_proj, v_proj, o_proj]", "adapter.layers=-1",
+               "train.optimizer=adamw", "train.grad_accumulation=1")
+
+
+def test_fused_backward_prices_the_packed_masks_gradient(models_dir):
+    """Packed, the fused attention masks with `where` over an array mask; without GQA its
+    gradient is one more B x heads x L x L square (8 MiB here) than a causal run's, unless MLX
+    donates it (thread timing: 7 of 10 runs of this shape had it, the stored one too,
+    mech8-qwen2-h128-8x8-2l-f32-1x512-ckpt-packed-qkvo: 37.99 MiB backward). The plan counts
+    it at this size (activations.masked_grad_squares), so a run measures the plan or one square
+    less, never more. The mutation tried (masked_grad_squares returning 0) put the plan at 30.7 MiB:
+    19% under the stored run (the first assertion), and under this run when it holds the
+    square."""
+    model = write_tiny(models_dir / "tiny-many-small-heads", MANY_SMALL_HEADS)
+    p = _phases(model, *PACKED_SETS)
+    predicted, measured = p["backward"]
+    square = 1 * 8 * 512 * 512 * 4
+    assert abs(predicted - 37.99 * 2**20) < 0.05 * 37.99 * 2**20, p
+    assert (predicted - square) * 0.97 <= measured <= predicted * 1.03, p

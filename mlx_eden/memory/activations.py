@@ -319,8 +319,31 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
         return blockwise_backward_bytes(s, w) - less
     if not attention_grads(w.targets, bottom)[0]:
         return w.tokens * s.hidden * F32
-    squares = 1 if (w.dt == F32) != checkpoint else 2
+    squares = (1 if (w.dt == F32) != checkpoint else 2) + masked_grad_squares(s, w, checkpoint)
     return squares * w.batch * s.heads * w.seq * w.seq * w.dt + 3 * w.tokens * s.hidden * F32
+
+
+RACED_SQUARE = 1_500_000  # score entries (B x heads x L x L) from which the square is counted
+
+
+def masked_grad_squares(s: ModelShape, w: Work, checkpoint: bool) -> int:
+    """Extra squares the fused attention's backward holds for a packed row's mask. Packed, the
+    mask is an array (B x 1 x L x L bool, model.attention_mask), which MLX's unfused SDPA
+    applies as `where(mask, scores, min)`; without GQA (KV heads = heads: no head reshape
+    between the mask and the scores) the gradient of that `where` is one more B x heads x L x L
+    square in the compute dtype, unless MLX donates it a buffer, which depends on thread timing
+    and, measured, on the square's size (the longer its ops run, the likelier another task
+    still holds the buffer). Measured, not traced (benchmarks/planner_heldout.py,
+    in_sample_round8_fused, mech8-*, runs repeated in fresh processes; never in a causal or a
+    GQA run): at 1.6-6.3 M score entries 14 of 17 runs held it (8 x 8 heads of size 16, fp32,
+    1 x 512: 7 of 10, 8 MiB each; 448, 640, 768 and 1,024 tokens; bf16 checkpointed or not),
+    at 0.5-1.2 M 2 of 16 (1 x 384: 0 of 4; 3 x 256, 2 x 512 bf16: 0 of 3; 1 x 256: 1 of 3).
+    The plan counts the common run of each size: from RACED_SQUARE entries (mech8 fp32 packed
+    shapes -17% to -25% -> +2%, 6 x 6 heads at 1 x 1,024 -23% -> -10%; the ones below it stay
+    within 6%, and -12% the one whose stored run held it)."""
+    if not (w.packed and s.heads == s.kv_heads):
+        return 0
+    return int(w.batch * s.heads * w.seq * w.seq >= RACED_SQUARE)
 
 
 def blockwise_backward_bytes(s: ModelShape, w: Work) -> int:
@@ -361,10 +384,12 @@ def _blocks(n: int, block: int) -> list[tuple[int, int]]:
 def attention_forward_peak(s: ModelShape, w: Work) -> int:
     """Bytes alive at a layer's softmax in the forward pass when the layer keeps nothing
     (checkpointing): its normed input, the scaled queries, keys and values, the mask, RoPE's
-    tables, and the scores next to the probabilities (B x heads x L x L each). In float32 the
-    probabilities take the scores' buffer (donated): the forward phase of the in-sample
+    tables, and the scores next to the probabilities (B x heads x L x L each). In either dtype
+    the probabilities take the scores' buffer (donated): the forward phase of the in-sample
     mechanism draws mech-qonly-a, mech-konly and mech-q-bottom-ckpt (benchmarks/
-    planner_heldout.py, checkpointed float32) was 34-62% over with both squares, 0-5% with one.
+    planner_heldout.py, checkpointed float32) was 34-62% over with both squares, 0-5% with one;
+    in bfloat16 (round 8's mech8-*-bf16-*-ckpt-*, attention-bound) 22-67% over with two, -8% to
+    +2% with one, and the round-1 bf16 mech-b/e/f/g forwards 0.7 points lower.
     Blockwise: the same for one query block's squares, two in either dtype since the mask is
     an additive bias (attention.py: the biased scores beside the scores; round 5's in-sample
     mech5-qwen2-h256-8x2-1l-f32-2x512-ckpt-q forward was 25% under with one, +2.5% with two)."""
@@ -376,7 +401,7 @@ def attention_forward_peak(s: ModelShape, w: Work) -> int:
                 + 2 * w.batch * s.heads * w.score_rows * w.seq * w.dt
                 + 2 * w.seq * s.head_dim * F32)
     return (T * s.hidden * w.dt + T * kv * w.dt
-            + (1 if w.dt == F32 else 2) * w.batch * s.heads * w.seq * w.seq * w.dt
+            + w.batch * s.heads * w.seq * w.seq * w.dt
             + (w.batch if w.packed else 1) * w.seq * w.seq + 2 * w.seq * s.head_dim * F32)
 
 
