@@ -27,6 +27,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round6 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round7 --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round7-dora --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-dora --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --draw-round7   # (done once) round-7 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round7 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-blockwise --jobs 2
@@ -76,11 +77,16 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in_sample_round8_fused: new hand-made shapes for round 8 (mech8-*): the fused attention's
 # backward (round 7's misses heldout7-04/-01): packed (array mask) or causal, KV heads = heads
 # or fewer, fp32 and bf16, checkpointed or not.
+# in_sample_round8_dora: new hand-made DoRA shapes (mech8-*) separating T x out from out x in
+# (tokens against weight size), bf16/fp32, 4-bit or not, checkpointed or not, and a LoRA twin
+# (same shape and values, adapter.type lora) of each of them and of round 7's DoRA draws:
+# DoRA's own cost is a DoRA run less its twin (activations.py, _dora and dora_*).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
           "in_sample_round8_blockwise",
           "in_sample_round8_fused",
+          "in_sample_round8_dora",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
