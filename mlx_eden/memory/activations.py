@@ -288,7 +288,8 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     # them 9-22% over; with gate and up, bfloat16 ones 8% under). Measured, not traced.
     if checkpoint and w.dt != F32 and not {"gate_proj", "up_proj"} <= w.targets:
         size = w.dt
-    return n * T * s.intermediate * size + T * s.hidden * F32
+    return (n * T * s.intermediate * size + T * s.hidden * F32
+            + (dora_mlp_backward(s, w) if checkpoint else 0))
 
 
 def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
@@ -424,9 +425,11 @@ def mlp_forward_peak(s: ModelShape, w: Work) -> int:
     # inputs and its output alive, not mlx-lm's four buffers: mech6-qwen2-h320-5x5-1l-i640-f32-
     # 2x384-ckpt-qkvo, the one MLP-bound checkpointed forward of round 6's in-sample draws,
     # went from +5.9% to +0.8% (the measurements above were with mlx-lm's swiglu).
-    per_entry = max(side, 3 * w.dt, down)
+    # At down_proj the swiglu's two inputs are still alive beside its output (and its cast);
+    # a DoRA down_proj forms its float32 W + BA there too (dora_down_norm).
+    at_down = T * s.intermediate * (down + 2 * w.dt) + dora_down_norm(s, w)
     x = T * s.hidden * (w.dt + (F32 if w.dt != F32 and t & {"gate_proj", "up_proj"} else 0))
-    return T * s.intermediate * per_entry + x
+    return max(T * s.intermediate * max(side, 3 * w.dt), at_down) + x
 
 
 def dora_weights_kept(s: ModelShape, w: Work) -> int:
@@ -445,3 +448,26 @@ def dora_forward_transient(s: ModelShape, w: Work) -> int:
     if not w.dora:
         return 0
     return sum(s.projection(p)[0] * s.projection(p)[1] * F32 for p in w.targets)
+
+
+def dora_mlp_backward(s: ModelShape, w: Work) -> int:
+    """Extra bytes while a DoRA MLP projection's backward runs, beyond LoRA's: DoRA's output is
+    (m / ||W + BA||) * out, so its gradient forms the incoming gradient scaled by m / ||W + BA||
+    and the incoming gradient times the kept `out` (reduced to m's gradient), two T x out
+    buffers in the compute dtype beside the incoming one (mlx_lm/tuner/dora.py). Gate and up
+    run side by side: the larger output counts."""
+    if not w.dora:
+        return 0
+    fewer = 0 if w.dt != F32 else 1
+    return max([(2 - fewer - (p == "gate_proj")) * w.tokens * s.projection(p)[1] * w.dt
+                for p in w.targets & MLP], default=0)
+
+
+def dora_down_norm(s: ModelShape, w: Work) -> int:
+    """A DoRA down_proj's float32 W + BA (its row norms) is formed while the layer's MLP
+    forward buffers are alive, so it adds to the checkpointed layer's forward peak."""
+    if not (w.dora and "down_proj" in w.targets):
+        return 0
+    i, o = s.projection("down_proj")
+    return i * o * F32
+
