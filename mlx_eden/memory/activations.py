@@ -425,8 +425,12 @@ def mlp_forward_peak(s: ModelShape, w: Work) -> int:
     # inputs and its output alive, not mlx-lm's four buffers: mech6-qwen2-h320-5x5-1l-i640-f32-
     # 2x384-ckpt-qkvo, the one MLP-bound checkpointed forward of round 6's in-sample draws,
     # went from +5.9% to +0.8% (the measurements above were with mlx-lm's swiglu).
-    # At down_proj the swiglu's two inputs are still alive beside its output (and its cast);
-    # a DoRA down_proj forms its float32 W + BA there too (dora_down_norm).
+    # At down_proj the swiglu's two inputs are still alive beside its output (and, bf16 with a
+    # down_proj adapter, its float32 cast): without them the LoRA twins of round 8's in-sample
+    # DoRA draws adapting down_proj alone (benchmarks/planner_heldout.py, in_sample_round8_dora,
+    # mech8-*-ckpt-lora-down, bf16, T 192-512) were 12.8-31.2% under in the forward, 2.0-2.1
+    # T x I bf16 buffers each; with them within 1.0%. Measured, not traced. A DoRA down_proj
+    # forms its float32 W + BA there too (dora_down_norm).
     at_down = T * s.intermediate * (down + 2 * w.dt) + dora_down_norm(s, w)
     x = T * s.hidden * (w.dt + (F32 if w.dt != F32 and t & {"gate_proj", "up_proj"} else 0))
     return max(T * s.intermediate * max(side, 3 * w.dt), at_down) + x
@@ -451,11 +455,19 @@ def dora_forward_transient(s: ModelShape, w: Work) -> int:
 
 
 def dora_mlp_backward(s: ModelShape, w: Work) -> int:
-    """Extra bytes while a DoRA MLP projection's backward runs, beyond LoRA's: DoRA's output is
-    (m / ||W + BA||) * out, so its gradient forms the incoming gradient scaled by m / ||W + BA||
-    and the incoming gradient times the kept `out` (reduced to m's gradient), two T x out
-    buffers in the compute dtype beside the incoming one (mlx_lm/tuner/dora.py). Gate and up
-    run side by side: the larger output counts."""
+    """Extra bytes while a recomputed DoRA MLP projection's backward runs, beyond LoRA's.
+    mlx-lm's DoRALinear (mlx_lm/tuner/dora.py) returns (m / ||W + BA||) * out: its gradient forms
+    the incoming gradient scaled by m / ||W + BA|| and the incoming gradient times the kept
+    `out` (reduced to m's gradient), two T x out buffers beside the incoming one (one of them
+    donated in float32). A DoRA gate_proj counts one fewer: the lowest layer's MLP backward
+    already holds a swiglu buffer it reuses. Gate and up run side by side: the larger counts.
+    Measured on the DoRA draws against their LoRA twins (in_sample_round7_dora,
+    in_sample_round8_dora: DoRA less LoRA in the same shape): a recomputed DoRA up_proj's
+    backward held 1.8-2.9 more T x I buffers in bf16 (T 128-512, I 768-1,024, 1-2 layers) and
+    1.8-1.9 float32 ones in fp32, of which the plan counted only `out` (_dora); with this term
+    the backward phase of round 7's six bf16 DoRA up and q+up draws went from -11.5..-34.3% to
+    -3.5..-18.9% (their LoRA twins: -2.4..-15.0%). Not in a layer that is not recomputed:
+    there the backward peak is elsewhere (mech7-*-nockpt-dora-up: +1.9% without, +11.6% with)."""
     if not w.dora:
         return 0
     fewer = 0 if w.dt != F32 else 1
@@ -464,10 +476,14 @@ def dora_mlp_backward(s: ModelShape, w: Work) -> int:
 
 
 def dora_down_norm(s: ModelShape, w: Work) -> int:
-    """A DoRA down_proj's float32 W + BA (its row norms) is formed while the layer's MLP
-    forward buffers are alive, so it adds to the checkpointed layer's forward peak."""
+    """A DoRA down_proj's float32 W + BA (for its row norms) is formed at the down_proj moment
+    of the layer's forward (mlp_forward_peak), while the swiglu's buffers are alive. Ablation
+    (strict profile of mech8-qwen3-h256-4x4-1l-i1024-bf16-1x128-ckpt-dora-down with the norm
+    precomputed outside the step): the forward peak fell by 1.006 MiB, one float32 1,024 x 256
+    W + BA. Not priced: up_proj's norm, which added to the forward peak in 2 of 6 round-8 up
+    draws and not in the others (mech8-qwen3-h256-4x4-1l-i1024-bf16-1x128-ckpt-dora-up: its
+    forward 15% under, its LoRA twin 2.7% over)."""
     if not (w.dora and "down_proj" in w.targets):
         return 0
     i, o = s.projection("down_proj")
     return i * o * F32
-
