@@ -480,9 +480,9 @@ def dora_down_norm(s: ModelShape, w: Work) -> int:
     of the layer's forward (mlp_forward_peak), while the swiglu's buffers are alive. Ablation
     (strict profile of mech8-qwen3-h256-4x4-1l-i1024-bf16-1x128-ckpt-dora-down with the norm
     precomputed outside the step): the forward peak fell by 1.006 MiB, one float32 1,024 x 256
-    W + BA. Not priced: up_proj's norm, which added to the forward peak in 2 of 6 round-8 up
-    draws and not in the others (mech8-qwen3-h256-4x4-1l-i1024-bf16-1x128-ckpt-dora-up: its
-    forward 15% under, its LoRA twin 2.7% over)."""
+    W + BA. Not priced: up_proj's norm, which added to the forward peak in 2 of the 10
+    checkpointed up_proj draws of rounds 7-8, not in the others (mech8-qwen3-h256-4x4-1l-
+    i1024-bf16-1x128-ckpt-dora-up: its forward 15% under, its LoRA twin 2.7% over)."""
     if not (w.dora and "down_proj" in w.targets):
         return 0
     i, o = s.projection("down_proj")
