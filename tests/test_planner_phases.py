@@ -300,7 +300,9 @@ def test_dora_recomputed_mlp_is_priced(models_dir, targets, phase):
     scaled gradient and its product with the kept output (activations.dora_mlp_backward): the
     backward measured -3.5% against the plan, -13.8% without that term. A DoRA down_proj forms
     its float32 W + BA while the swiglu's buffers are alive (activations.dora_down_norm): the
-    forward +1.9%, -13.4% without it."""
+    forward +1.9%, -13.4% without it, and -13.4% without the swiglu's two inputs alive at
+    down_proj (mlp_forward_peak; here T = hidden, so both are one 768 x 192 float32 buffer:
+    round 8's draws tell them apart)."""
     model = write_tiny(models_dir / "tiny-dora-shape", DORA_SHAPE)
     p = _phases(model, "train.attention=blockwise", "model.dtype=bfloat16",
                 "data.max_seq_length=96", "data.packing=false", "train.batch_size=2",
