@@ -32,6 +32,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round7 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-blockwise --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-fused --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-swiglu --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -81,12 +82,16 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # (tokens against weight size), bf16/fp32, 4-bit or not, checkpointed or not, and a LoRA twin
 # (same shape and values, adapter.type lora) of each of them and of round 7's DoRA draws:
 # DoRA's own cost is a DoRA run less its twin (activations.py, _dora and dora_*).
+# in_sample_round8_swiglu: new hand-made shapes (mech9s-*) for the MLP's forward in a lowest
+# layer (bf16 SwiGLU's float32 sigmoid suspected, measured neutral): MLP-dominated
+# (intermediate 8-10x hidden), up/gate/down/attention/all adapted, bf16 with float32 twins.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
           "in_sample_round8_blockwise",
           "in_sample_round8_fused",
           "in_sample_round8_dora",
+          "in_sample_round8_swiglu",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)

@@ -269,3 +269,27 @@ def test_32b_verify_phases_fit_one_at_a_time():
                    "m3-max-36gb", env={"COLUMNS": "200"})
     line = next(x for x in proc.stdout.splitlines() if x.startswith("verify"))
     assert "llama.cpp (q4_k_m GGUF) 18.77 GiB, then MLX (as trained) 21.13 GiB: fits" in line
+
+
+# --- planner9s: the bf16 bottom layer's forward through gate/up (in_sample_round8_swiglu) ---
+
+
+def test_bf16_bottom_forward_prices_up_projs_float32_lora_output_beside_gate():
+    """A lowest layer adapting up_proj (no down_proj), not checkpointed: in bf16 up's float32
+    LoRA output and its bf16 cast beside gate's output (5 T x I units, 1 kept) outweigh the
+    swiglu's 4; float32 and a down_proj adapter (its float32 input not made yet) keep 4.
+    down_proj alone keeps none of the swiglu: gate, x and its output, 3 (2 in float32, where
+    the output is down's float32 input)."""
+    from mlx_eden.memory.activations import Work, swiglu_forward_extra
+
+    s = _shape("Qwen/Qwen2.5-7B-Instruct")
+    ti = 512 * s.intermediate
+
+    def extra(dt, *targets):
+        return swiglu_forward_extra(s, Work(1, 512, dt, 8, frozenset(targets)), True)
+
+    assert extra(2, "up_proj") == 4 * ti * 2
+    assert extra(4, "up_proj") == 3 * ti * 4
+    assert extra(2, "up_proj", "down_proj") == 3 * ti * 2
+    assert extra(2, "down_proj") == 3 * ti * 2
+    assert extra(4, "down_proj") == 2 * ti * 4

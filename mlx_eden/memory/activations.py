@@ -147,8 +147,30 @@ def swiglu_kept(targets, bottom: bool) -> int:
 
 def swiglu_forward_extra(s: ModelShape, w: Work, bottom: bool) -> int:
     """The swiglu buffers the forward pass computes but a layer does not keep: all four are
-    alive while it runs."""
-    return (4 - swiglu_kept(w.targets, bottom)) * w.tokens * s.intermediate * w.dt
+    alive while it runs (fewer when it keeps none, see below); or, if larger, the gate/up
+    projections side by side just before it (mlp_forward_peak's `side`), when down_proj's
+    float32 LoRA input is not made yet. qwen3 still holds one dt x T x I more than qwen2
+    in both dtypes (mech9s-qwen3-*-nockpt-up, -11% bf16, -16% float32): not priced, cause
+    not found (the MLP code of the two is the same)."""
+    T, kept = w.tokens, swiglu_kept(w.targets, bottom)
+    # In bf16 an adapted up_proj's float32 LoRA output and its bf16 cast beside gate's output
+    # are 5 T x I units against the swiglu's 4; in float32 3 (the sum is donated). Measured on
+    # in_sample_round8_swiglu (mech9s-*-1l-*-nockpt-up, 1 x 512 and 2 x 256, I 768-3072,
+    # strict): the bf16 bottom forward was 0.9 (qwen2) and 1.9 (qwen3) dt x T x I over the
+    # plan, float32 0.25 and 1.1: one bf16 unit more than float32 on both architectures. Not
+    # the sigmoid's float32 cast (swiglu.py): without it the same peaks (10.57/10.57 MiB,
+    # qwen2 I=3072 19.81/19.81). With down_proj adapted its float32 input (in `saved`) does
+    # not exist yet here, which covers the extra unit (mech9s-*-updown: unchanged, +0.1%).
+    down_in = T * s.intermediate * F32 if "down_proj" in w.targets else 0
+    side = T * s.intermediate * (_mlp_side(w) - kept * w.dt) - down_in
+    # Keeping nothing (down_proj alone: no gradient crosses the swiglu) gate, x and the output
+    # are alive beside down's float32 input (in `saved`), which in float32 is the output
+    # itself: 3 units in bf16, 2 in float32, not 4. Measured (mech9s-*-nockpt-down, strict,
+    # I 1536 and 3072): 4 put bf16 1.0 and float32 2.0 units over (+18%, +36%); now +1..+3%
+    # and -3..-5%. The sigmoid's float32 cast again changed nothing (10.01/10.01 MiB).
+    if kept == 0:
+        return max((2 if w.dt == F32 else 3) * T * s.intermediate * w.dt, side)
+    return max((4 - kept) * T * s.intermediate * w.dt, side)
 
 
 def swiglu_between(s: ModelShape, w: Work, layers: int) -> int:
@@ -418,8 +440,7 @@ def mlp_forward_peak(s: ModelShape, w: Work) -> int:
     1536) bf16 8 and fp32 4 T x I-entry units of 2 and 4 bytes, mech-gate-bottom-ckpt (gate_proj
     alone, fp32) 4 as well: within 0.5 MiB of 5.5-12.5 MiB."""
     T, t = w.tokens, w.targets
-    side = sum(w.dt + ((F32 + (w.dt if w.dt != F32 else 0)) if p in t else 0)
-               for p in ("gate_proj", "up_proj"))
+    side = _mlp_side(w)
     down = w.dt + (F32 if "down_proj" in t and w.dt != F32 else 0)
     # Our SwiGLU (backends/mlx/swiglu.py, compiled: its element-wise steps fuse) has its two
     # inputs and its output alive, not mlx-lm's four buffers: mech6-qwen2-h320-5x5-1l-i640-f32-
@@ -434,6 +455,13 @@ def mlp_forward_peak(s: ModelShape, w: Work) -> int:
     at_down = T * s.intermediate * (down + 2 * w.dt) + dora_down_norm(s, w)
     x = T * s.hidden * (w.dt + (F32 if w.dt != F32 and t & {"gate_proj", "up_proj"} else 0))
     return max(T * s.intermediate * max(side, 3 * w.dt), at_down) + x
+
+
+def _mlp_side(w: Work) -> int:
+    """Bytes per T x I entry while gate_proj and up_proj run side by side (mlp_forward_peak):
+    each one's base output and, adapted, its float32 LoRA output and that output's cast."""
+    return sum(w.dt + ((F32 + (w.dt if w.dt != F32 else 0)) if p in w.targets else 0)
+               for p in ("gate_proj", "up_proj"))
 
 
 def dora_weights_kept(s: ModelShape, w: Work) -> int:
