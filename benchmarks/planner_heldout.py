@@ -33,6 +33,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-blockwise --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-fused --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-swiglu --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-mlp --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -85,6 +86,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in_sample_round8_swiglu: new hand-made shapes (mech9s-*) for the MLP's forward in a lowest
 # layer (bf16 SwiGLU's float32 sigmoid suspected, measured neutral): MLP-dominated
 # (intermediate 8-10x hidden), up/gate/down/attention/all adapted, bf16 with float32 twins.
+# in_sample_round8_mlp: new hand-made LoRA shapes (mech8-qwen3-h160-*-i1152-*) for the
+# recomputed MLP backward (round 7's heldout7-01 miss): checkpointed, fp32 and bf16, adapters on
+# up / down / up+down / gate+up / gate+down / all three, every layer or the lowest alone
+# (and the test shape of tests/test_planner_phases.py, mech8-qwen3-h128-4x1-*).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -92,6 +97,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round8_fused",
           "in_sample_round8_dora",
           "in_sample_round8_swiglu",
+          "in_sample_round8_mlp",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)

@@ -292,6 +292,12 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
         # -mlp, fp32 and bf16) one fewer put them 4-7% under, the count as before 0-5% over.
         if not bottom:
             n = 3 if {"gate_proj", "up_proj"} <= w.targets else 2
+            if w.targets & MLP == {"down_proj"}:
+                # down_proj alone: fewer (in_sample_round8_mlp, mech8-qwen3-h160-*-i1152-*-
+                # ckpt-down, 2-3 layers, T 512: fp32 19-23% over with 2, 2.1-2.2 T x I fp32
+                # buffers; bf16 1.1 bf16 buffers over; with this +0.5..+1.9%, and round 1's
+                # mech-e-bf16-down +3.7% -> -1.0%). Measured, not traced.
+                n = 0 if w.dt == F32 else 1
         else:
             n = 1 if w.dt != F32 and swiglu_kept(w.targets, True) == 4 else 0
     elif not bottom:
@@ -311,7 +317,35 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     if checkpoint and w.dt != F32 and not {"gate_proj", "up_proj"} <= w.targets:
         size = w.dt
     return (n * T * s.intermediate * size + T * s.hidden * F32
-            + (dora_mlp_backward(s, w) if checkpoint else 0))
+            + (dora_mlp_backward(s, w) + up_down_recomputed(s, w, bottom) if checkpoint else 0))
+
+
+def up_down_recomputed(s: ModelShape, w: Work, bottom: bool = False) -> int:
+    """Extra bytes of a recomputed MLP backward adapting down_proj and one of up_proj and
+    gate_proj, beyond mlp_backward_transient's count: one float32 T x I buffer in an upper
+    layer (the adapted projection's LoRA gradient is formed in float32 while down_proj's input
+    gradient is still alive; gate+down in float32: donated, not counted); with up+down in the
+    lowest layer, which keeps nothing of the swiglu's backward (swiglu_kept) and forms it
+    there, two float32 and two compute-dtype ones. Measured, not traced: in_sample_round8_mlp
+    (mech8-qwen3-h160-5x1-*-i1152-*-2x256-ckpt-*, T 512): up+down fp32 upper layers (2-4 layers)
+    were 0.6-1.9 T x I fp32 buffers under (repeats of the same runs 1.9: fp32 donation
+    varies), bf16 2.9 bf16 buffers, gate+down bf16 2.0 (fp32 +0.4% without); adapting the
+    lowest layer alone, 3.9 fp32-sized (fp32) and 5.6 bf16 (bf16) under, backward phases -39%
+    and -42%. With this term all of these are within 6.1%; the up+down LoRA draws of rounds
+    7-8's fused/DoRA groups went from -5.8..-12.7% to -5.2..+0.9%, round 1's mech-g-bf16-
+    gatedown -10.1% -> -2.3% and mech-g-bf16-updown -3.2% -> +5.2%. Shared with DoRA (the same
+    LoRA product underneath; dora_mlp_backward unchanged): round 8's 4-bit DoRA up+down draws
+    -6.2/-3.0% -> -0.1/+0.9%. Not priced: at T 256 the lowest layer's extra was ~7 bytes per
+    T x I entry, not 12 (tests/test_planner_phases.py uses T 512), and a 2-layer bf16 upper
+    case (h128, I 1,024, 2 x 256) raced between 15.7 and 19.0 MiB in its backward."""
+    t = w.targets
+    if "down_proj" not in t or len(t & {"gate_proj", "up_proj"}) != 1:
+        return 0
+    if "gate_proj" in t:  # gate+down: the same float32 buffer in bf16 (fp32: donated)
+        return 0 if bottom or w.dt == F32 else w.tokens * s.intermediate * F32
+    if bottom:
+        return 2 * w.tokens * s.intermediate * (F32 + w.dt)
+    return w.tokens * s.intermediate * F32
 
 
 def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
