@@ -14,6 +14,7 @@ from mlx.utils import tree_flatten
 from mlx_eden.backends.mlx import attention as A
 from mlx_eden.backends.mlx import model as M
 from mlx_eden.memory import activations
+from mlx_eden.memory import attention as attention_cost
 from mlx_eden.recipe import load_recipe
 
 
@@ -115,8 +116,8 @@ def test_planner_prices_the_blockwise_attention(tiny_qwen2):
     fused = activations.Work(4, 512, 4, 8, targets, packed=True)
     blockwise = activations.Work(4, 512, 4, 8, targets, packed=True, attn_block=A.BLOCK)
     fused_parts, blockwise_parts = ([activations.layer_parts(shape, w)[0],
-                                     activations.attention_forward_peak(shape, w),
-                                     activations.attention_backward_transient(shape, w)]
+                                     attention_cost.attention_forward_peak(shape, w),
+                                     attention_cost.attention_backward_transient(shape, w)]
                                     for w in (fused, blockwise))
     # kept: output and logsumexp instead of the probabilities; transients: one block's squares
     for f, b in zip(fused_parts, blockwise_parts, strict=True):

@@ -78,7 +78,7 @@ def _error(pair: tuple[int, int]) -> float:
 
 
 def _forward_within_the_race(p: dict, rows: int) -> None:
-    """The planner prices the chunk's common run (activations.chunk_rows_entries): bfloat16
+    """The planner prices the chunk's common run (loss.chunk_rows_entries): bfloat16
     may measure one more bf16 (rows x V) buffer (the head's output still held when its
     gradient is cast: thread timing; this model gave it 11 times in 11), never less."""
     predicted, measured = p["forward"]
@@ -223,7 +223,7 @@ def test_blockwise_backward_holds_one_blocks_score_gradient(models_dir):
     """A checkpointed layer's blockwise attention over 1 x 768 tokens (6 query blocks): each
     block waits for the previous block's dq (attention._attend_vjp), so its score gradient is
     freed before the next block starts and only the last block's squares are alive
-    (activations.blockwise_backward_bytes): the backward measured within 0.2% of the plan.
+    (memory.attention.blockwise_backward_bytes): the backward measured within 0.2% of the plan.
     Without that wait (the mutation tried: `prev=[dk, dv]`) MLX runs every dq matmul last, all
     five earlier blocks' score gradients are alive at the last one: the plan was 25% under."""
     model = write_tiny(models_dir / "tiny-long-rows", LONG_ROWS)
@@ -274,7 +274,7 @@ def test_fused_backward_prices_the_packed_masks_gradient(models_dir):
     gradient is one more B x heads x L x L square (8 MiB here) than a causal run's, unless MLX
     donates it (thread timing: 7 of 10 runs of this shape had it, the stored one too,
     mech8-qwen2-h128-8x8-2l-f32-1x512-ckpt-packed-qkvo: 37.99 MiB backward). The plan counts
-    it at this size (activations.masked_grad_squares), so a run measures the plan or one square
+    it at this size (memory.attention.masked_grad_squares), so a run measures the plan or one square
     less, never more. The mutation tried (masked_grad_squares returning 0) put the plan at 30.7 MiB:
     19% under the stored run (the first assertion), and under this run when it holds the
     square."""

@@ -15,7 +15,7 @@ Arithmetic only: ui/memoryplan.py renders the rows.
 
 from __future__ import annotations
 
-from .activations import loss_saved
+from .loss import loss_saved
 from .measure import Measurement
 from .planner import Plan
 

@@ -29,24 +29,20 @@ from .activations import (
     ATTENTION_BLOCK,
     F32,
     Work,
-    attention_backward_transient,
-    attention_forward_peak,
     dora_forward_transient,
     dora_weights_kept,
     layer_parts,
     layer_saved,
-    loss_backward_transient,
-    loss_forward_transient,
-    loss_peak,
-    loss_saved,
     mlp_backward_transient,
     mlp_forward_peak,
     swiglu_between,
     swiglu_forward_extra,
 )
+from .attention import attention_backward_transient, attention_forward_peak
 from .devices import Device
 from .load import DTYPE_BYTES, load_peak, weight_bytes
 from .loftq import loftq_spike
+from .loss import loss_backward_transient, loss_forward_transient, loss_peak, loss_saved
 from .shapes import ModelShape
 
 ALL_REDUCE_GROUP_BYTES = 32 << 20  # mlx.nn.average_gradients' all_reduce_size default

@@ -1,0 +1,123 @@
+"""Bytes of a decoder layer's attention beyond what the layer keeps: the fused (MLX's unfused
+SDPA under a gradient) and the blockwise (backends/mlx/attention.py) attention, in the forward
+pass of a checkpointed layer and in the backward pass. Split from activations.py (what each
+layer keeps) so that each module prices one part of a step."""
+
+from __future__ import annotations
+
+from .activations import F32, QKV, Work, attention_grads
+from .shapes import ModelShape
+
+
+def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
+                                 bottom: bool = False) -> int:
+    """Extra bytes while a layer's attention backward runs: the gradients of the probabilities
+    and of the scores (B x heads x L x L each, in the compute dtype: MLX's unfused attention
+    and its vjp stay in the inputs' dtype; measured standalone, value_and_grad of
+    mx.fast.scaled_dot_product_attention in strict mode: bf16 forward + backward peaks at 3
+    bf16 squares, the kept probabilities and these two; in float32 the scores' gradient takes
+    the probabilities' gradient's buffer, donated, unless the layer was just recomputed) and
+    three T x hidden float32 buffers (the output's gradient, the query's, and their sum). In a
+    just recomputed bfloat16 layer one square only (the in-sample mechanism draws "mech-d/e/f-*",
+    attention-bound checkpointed bf16 runs: two squares put them 10-13% over, one within 4%; the
+    same donation, which the float32 count shows the other way round: measured, not traced).
+    In the lowest adapted layer without a q/k adapter no square gradient is formed
+    (attention_grads): only the output's gradient. Blockwise attention (train.attention): see
+    blockwise_backward_bytes."""
+    if w.attn_block and bottom and not w.targets & QKV:
+        # Nothing below the attention is trained: its custom VJP never runs (the output's
+        # gradient only, as in the fused rule below).
+        return w.tokens * s.hidden * F32
+    if w.attn_block:
+        # A recomputed lowest layer holds 3 T x hidden float32 less than its kept attention
+        # part at this moment. Measured, not traced: the round-5 in-sample 1-layer checkpointed
+        # draws (mech5-*-1l-*-ckpt-*, bf16 and fp32, T 1,024-2,048) were 2.8-6.0 MiB (3 such
+        # buffers) over with all of it; not so without checkpointing (mech5-qwen3-*-nockpt-qkvo).
+        less = 3 * w.tokens * s.hidden * F32 if checkpoint and bottom else 0
+        return blockwise_backward_bytes(s, w) - less
+    if not attention_grads(w.targets, bottom)[0]:
+        return w.tokens * s.hidden * F32
+    squares = (1 if (w.dt == F32) != checkpoint else 2) + masked_grad_squares(s, w, checkpoint)
+    return squares * w.batch * s.heads * w.seq * w.seq * w.dt + 3 * w.tokens * s.hidden * F32
+
+
+RACED_SQUARE = 1_500_000  # score entries (B x heads x L x L) from which the square is counted
+
+
+def masked_grad_squares(s: ModelShape, w: Work, checkpoint: bool) -> int:
+    """Extra squares the fused attention's backward holds for a packed row's mask. Packed, the
+    mask is an array (B x 1 x L x L bool, model.attention_mask), which MLX's unfused SDPA
+    applies as `where(mask, scores, min)`; without GQA (KV heads = heads: no head reshape
+    between the mask and the scores) the gradient of that `where` is one more B x heads x L x L
+    square in the compute dtype, unless MLX donates it a buffer, which depends on thread timing
+    and, measured, on the square's size (the longer its ops run, the likelier another task
+    still holds the buffer). Measured, not traced (benchmarks/planner_heldout.py,
+    in_sample_round8_fused, mech8-*, runs repeated in fresh processes; never in a causal or a
+    GQA run): at 1.6-6.3 M score entries 14 of 17 runs held it (8 x 8 heads of size 16, fp32,
+    1 x 512: 7 of 10, 8 MiB each; 448, 640, 768 and 1,024 tokens; bf16 checkpointed or not),
+    at 0.5-1.2 M 2 of 16 (1 x 384: 0 of 4; 3 x 256, 2 x 512 bf16: 0 of 3; 1 x 256: 1 of 3).
+    The plan counts the common run of each size: from RACED_SQUARE entries (mech8 fp32 packed
+    shapes -17% to -25% -> +2%, 6 x 6 heads at 1 x 1,024 -23% -> -10%; the ones below it stay
+    within 6%, and -12% the one whose stored run held it)."""
+    if not (w.packed and s.heads == s.kv_heads):
+        return 0
+    return int(w.batch * s.heads * w.seq * w.seq >= RACED_SQUARE)
+
+
+def blockwise_backward_bytes(s: ModelShape, w: Work) -> int:
+    """Bytes the blockwise attention's backward (backends/mlx/attention._attend_vjp) holds at
+    its fullest moment, the last query block, beyond what the layer keeps. All in the compute
+    dtype (q, k and v are in it, so the scores, probabilities and gradients are too). Each
+    block waits for the previous block's dq, dk and dv (`mx.depends`), so one block's squares
+    are alive at a time: its probabilities and its scores' gradient (B x heads x rows x i1,
+    causal: keys up to its last query i1). Beside them the earlier blocks' dq pieces, which only
+    the final concatenation reads (the rows before the last block, at the query width), and
+    the dk and dv accumulators with their next values (4 x B x L x KV width).
+    Before round 6 no block waited for dq: MLX ran every dq matmul last, so every earlier
+    block's ds was alive at the last block (1 x 2,048 tokens, 8 heads, fp32: 83.6 MiB in a
+    standalone mx.vjp, 27.0 MiB with the wait, 3.4 last-block squares at 512-2,048 tokens).
+    Measured (whole steps, strict mode, benchmarks/planner_heldout.py: the round-6 in-sample
+    draws mech6-* and round 5's mech5-* re-measured with the wait; 2-12 blocks, B 1-3, 3-16
+    heads, 1-8 KV heads including KV = heads, head size 32-64, bf16 and fp32, checkpointed or
+    not): a least-squares fit over the 18 upper-layer draws gave 2.1 squares and 4.4 KV-width
+    buffers beside the dq pieces; with these counts the attention-bound ones came within 6% of
+    their backward phase (the round-5 count, with every earlier block: up to +86%).
+    Round 8 checked it on 8 new shapes (in_sample_round8_blockwise: not checkpointed, mostly
+    float32 with KV heads = heads, where dO·Vᵀ does not wait for the chain): backward -4.9% to
+    +7.1%, no common sign, so unchanged; making dO wait too was measured and not shipped
+    (attention._backward's docstring).
+    """
+    entries = [(i1 - i0) * i1 for i0, i1 in _blocks(w.seq, w.attn_block)]
+    squares = 2 * w.batch * s.heads * max(entries) * w.dt
+    last = w.batch * (w.seq - _blocks(w.seq, w.attn_block)[-1][0])  # the last block's rows
+    dq = (w.tokens - last) * s.heads * s.head_dim * w.dt
+    return squares + dq + 4 * w.tokens * s.kv_heads * s.head_dim * w.dt
+
+
+def _blocks(n: int, block: int) -> list[tuple[int, int]]:
+    """backends/mlx/attention._blocks: the query blocks (start, end) of a length-n row."""
+    return [(i0, min(n, i0 + block)) for i0 in range(0, n, block)]
+
+
+def attention_forward_peak(s: ModelShape, w: Work) -> int:
+    """Bytes alive at a layer's softmax in the forward pass when the layer keeps nothing
+    (checkpointing): its normed input, the scaled queries, keys and values, the mask, RoPE's
+    tables, and the scores next to the probabilities (B x heads x L x L each). In either dtype
+    the probabilities take the scores' buffer (donated): the forward phase of the in-sample
+    mechanism draws mech-qonly-a, mech-konly and mech-q-bottom-ckpt (benchmarks/
+    planner_heldout.py, checkpointed float32) was 34-62% over with both squares, 0-5% with one;
+    in bfloat16 (round 8's mech8-*-bf16-*-ckpt-*, attention-bound) 22-67% over with two, -8% to
+    +2% with one, and the round-1 bf16 mech-b/e/f/g forwards 0.7 points lower.
+    Blockwise: the same for one query block's squares, two in either dtype since the mask is
+    an additive bias (attention.py: the biased scores beside the scores; round 5's in-sample
+    mech5-qwen2-h256-8x2-1l-f32-2x512-ckpt-q forward was 25% under with one, +2.5% with two)."""
+    kv = s.kv_heads * s.head_dim
+    T = w.tokens
+    if w.attn_block:
+        q = s.heads * s.head_dim
+        return (T * s.hidden * w.dt + T * (q + 2 * kv) * w.dt
+                + 2 * w.batch * s.heads * w.score_rows * w.seq * w.dt
+                + 2 * w.seq * s.head_dim * F32)
+    return (T * s.hidden * w.dt + T * kv * w.dt
+            + w.batch * s.heads * w.seq * w.seq * w.dt
+            + (w.batch if w.packed else 1) * w.seq * w.seq + 2 * w.seq * s.head_dim * F32)
