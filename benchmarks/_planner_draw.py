@@ -37,12 +37,18 @@ HELDOUT6_SEED, N_HELDOUT6 = 0x9c10e8bf, 12  # FROZEN commit 9c10e8bfddf1
 # buffers in the layers between the lowest and the top one) was frozen; the seed is the first
 # 8 hex digits of that "FROZEN:" commit.
 HELDOUT7_SEED, N_HELDOUT7 = 0x588afc5a, 12  # FROZEN commit 588afc5a3062
+# Round 8: the same generator, drawn after the round-8 planner code (the fused attention's
+# packed-mask square, DoRA's recomputed MLP backward, the lowest layer's MLP forward, the
+# recomputed up/down MLP backward) was frozen; the seed is the first 8 hex digits of that
+# "FROZEN:" commit.
+HELDOUT8_SEED, N_HELDOUT8 = 0x6a81b6f8, 12  # FROZEN commit 6a81b6f8f05a
 ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldout2", False),
           "--draw-round3": ("heldout_round3", HELDOUT3_SEED, N_HELDOUT3, "heldout3", True),
           "--draw-round4": ("heldout_round4", HELDOUT4_SEED, N_HELDOUT4, "heldout4", True),
           "--draw-round5": ("heldout_round5", HELDOUT5_SEED, N_HELDOUT5, "heldout5", True),
           "--draw-round6": ("heldout_round6", HELDOUT6_SEED, N_HELDOUT6, "heldout6", True),
-          "--draw-round7": ("heldout_round7", HELDOUT7_SEED, N_HELDOUT7, "heldout7", True)}
+          "--draw-round7": ("heldout_round7", HELDOUT7_SEED, N_HELDOUT7, "heldout7", True),
+          "--draw-round8": ("heldout_round8", HELDOUT8_SEED, N_HELDOUT8, "heldout8", True)}
 # Strict mode waits after every op; MLX's CPU quantized matmul is ~40x slower than its float one
 # here (memory_profile.py), so tokens per step are capped (smaller still for 4-bit bases).
 MAX_TOKENS, MAX_TOKENS_4BIT = 1024, 512
