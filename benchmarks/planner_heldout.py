@@ -35,6 +35,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-swiglu --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-mlp --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --draw-round8   # (done once) round-8 set
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round9-planner10a --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round8 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
@@ -92,6 +93,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # recomputed MLP backward (round 7's heldout7-01 miss): checkpointed, fp32 and bf16, adapters on
 # up / down / up+down / gate+up / gate+down / all three, every layer or the lowest alone
 # (and the test shape of tests/test_planner_phases.py, mech8-qwen3-h128-4x1-*).
+# in_sample_round9_planner10a: new hand-made shapes (mech10a-*) for the unchunked bf16 loss's
+# forward (heldout8-10's forward 20.9% over): a small hidden, vocabulary 4-8k, 2 x 320 packed,
+# DoRA on down_proj, with one knob changed at a time (LoRA, fp32, not checkpointed, blockwise,
+# one layer, 1 x 640 without accumulation).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -100,6 +105,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round8_dora",
           "in_sample_round8_swiglu",
           "in_sample_round8_mlp",
+          "in_sample_round9_planner10a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
