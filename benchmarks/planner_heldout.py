@@ -95,8 +95,9 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # (and the test shape of tests/test_planner_phases.py, mech8-qwen3-h128-4x1-*).
 # in_sample_round9_planner10a: new hand-made shapes (mech10a-*) for the unchunked bf16 loss's
 # forward (heldout8-10's forward 20.9% over): a small hidden, vocabulary 4-8k, 2 x 320 packed,
-# DoRA on down_proj, with one knob changed at a time (LoRA, fp32, not checkpointed, blockwise,
-# one layer, 1 x 640 without accumulation).
+# DoRA on down_proj, accumulation 2, with one knob changed at a time (LoRA, vocabulary, fp32,
+# not checkpointed, blockwise, one layer, accumulation 1, B x L: 1 x 384/640, 2 x 384/448,
+# 4 x 160); the repeats of five of them in the results (forward_repeats_bytes).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
