@@ -98,6 +98,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # DoRA on down_proj, accumulation 2, with one knob changed at a time (LoRA, vocabulary, fp32,
 # not checkpointed, blockwise, one layer, accumulation 1, B x L: 1 x 384/640, 2 x 384/448,
 # 4 x 160); the repeats of five of them in the results (forward_repeats_bytes).
+# in_sample_round9_planner10b: new hand-made shapes (mech10-qwen3-h256-4x1-3l-*) for the forward
+# of a checkpointed blockwise float32 layer with all seven LoRA adapters on a 4-bit base (round
+# 8's heldout8-01 forward miss): 4-bit vs float base, intermediate, hidden, length, fused,
+# targets and accumulation varied one at a time.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -107,6 +111,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round8_swiglu",
           "in_sample_round8_mlp",
           "in_sample_round9_planner10a",
+          "in_sample_round9_planner10b",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
