@@ -324,3 +324,32 @@ def test_unchunked_bf16_forward_counts_the_bf16_logits(models_dir):
     fuller, leaner = 28_946_156, 23_626_480
     assert abs(forward - fuller) < 0.03 * fuller, forward
     assert forward - 640 * 4096 * 2 < leaner * 1.03  # the leaner run is the bf16 logits less
+
+
+# planner10b (round 9): the compiled step's LoRA gate/up forward (activations.compiled_lora_sum).
+MECH10_CFG = {"model_type": "qwen3", "hidden_size": 256, "num_attention_heads": 4,
+              "num_key_value_heads": 1, "head_dim": 64, "num_hidden_layers": 3,
+              "intermediate_size": 1088, "vocab_size": 512, "tie_word_embeddings": True,
+              "torch_dtype": "float32", "quantization": {"bits": 4, "group_size": 64}}
+
+
+def test_compiled_lora_sum_in_checkpointed_forward():
+    """A checkpointed float32 layer with LoRA on gate/up holds one more T x I buffer in the
+    compiled step's forward than the uncompiled graph. Measured (benchmarks/planner_heldout.py,
+    in_sample_round9_planner10b, mech10-qwen3-h256-4x1-3l-i1088-q4-f32-1x384-ckpt-all, strict):
+    forward 13,706,356 bytes; planned within 2% with the term, 10.6% under without it (the
+    mutation: compiled_lora_sum returning 0). Pure planner arithmetic, no run."""
+    shape = shape_from_config(MECH10_CFG)
+    s = Settings(batch=1, seq=384, grad_accumulation=2, dtype="float32", quant_bits=4,
+                 quant_group=64, rank=8, targets=("q_proj", "k_proj", "v_proj", "o_proj",
+                                                  "gate_proj", "up_proj", "down_proj"),
+                 adapted_layers=3, dora=False, optimizer="sgd", checkpoint=True, loss_chunk=0,
+                 packed=True, attn_block=128)
+    e = estimate(shape, s)
+    forward = max(v for k, v in e.phases.items() if k.startswith("forward"))
+    measured = 13_706_356
+    assert abs(forward - measured) < 0.05 * measured, (forward, measured)
+    # q/k/v/o only: no gate/up LoRA sum, so nothing added (compiled forward measured equal).
+    s_attn = Settings(**{**s.__dict__, "targets": ("q_proj", "k_proj", "v_proj", "o_proj")})
+    assert max(v for k, v in estimate(shape, s_attn).phases.items()
+               if k.startswith("forward")) < forward

@@ -304,7 +304,24 @@ def mlp_forward_peak(s: ModelShape, w: Work) -> int:
     # forms its float32 W + BA there too (dora_down_norm).
     at_down = T * s.intermediate * (down + 2 * w.dt) + dora_down_norm(s, w)
     x = T * s.hidden * (w.dt + (F32 if w.dt != F32 and t & {"gate_proj", "up_proj"} else 0))
-    return max(T * s.intermediate * max(side, 3 * w.dt), at_down) + x
+    return max(T * s.intermediate * max(side + compiled_lora_sum(w), 3 * w.dt), at_down) + x
+
+
+def compiled_lora_sum(w: Work) -> int:
+    """Bytes per T x I entry the compiled step's gate/up forward holds beyond _mlp_side, float32:
+    under mx.compile an adapted projection's `y + scale * z` (mlx_lm LoRALinear) is made beside
+    both its inputs, one more T x I output (no donation). Measured, not traced: the forward of
+    one micro-step of mech10-qwen3-h256-4x1-3l-i1088-q4-f32-1x384-ckpt-all (strict, eval of the
+    loss only) peaked 1.6-1.7 MiB (1.0-1.07 T x I float32) higher compiled than uncompiled
+    (9.85-9.94 vs 8.25 MiB; the uncompiled one equals the plan's 8.25), the same with only the
+    MLP adapted, none with only q/k/v/o (6.8-7.1 vs 7.0). in_sample_round9_planner10b (mech10-*,
+    1 x 384 to 1 x 768, I 1,088-2,048, hidden 256-384, 4-bit or not, blockwise or fused):
+    forward -4.4..-12.4% without it, within 10% with it. Round 1's mech-c-f32-* (all seven
+    adapters, measured before our SwiGLU and on older MLX) go from ~0% to +7..+8% forward (peak
+    unchanged). Not measured in bfloat16: not priced there."""
+    if w.dt != F32 or not w.targets & {"gate_proj", "up_proj"}:
+        return 0
+    return w.dt
 
 
 def _mlp_side(w: Work) -> int:
