@@ -318,7 +318,9 @@ def compiled_lora_sum(w: Work) -> int:
     1 x 384 to 1 x 768, I 1,088-2,048, hidden 256-384, 4-bit or not, blockwise or fused):
     forward -4.4..-12.4% without it, within 10% with it. Round 1's mech-c-f32-* (all seven
     adapters, measured before our SwiGLU and on older MLX) go from ~0% to +7..+8% forward (peak
-    unchanged). Not measured in bfloat16: not priced there."""
+    unchanged): measured again today, mech-c-f32-full (2 x 256, I 640) held 0.13-0.6 of the
+    unit compiled (7.29/7.88 vs 7.13 MiB uncompiled): it races, as donations do. Not priced in
+    bfloat16 (the base mech10 shape in bf16: 0.4-1.2 bf16 units, 7.64/8.29 vs 7.31 MiB)."""
     if w.dt != F32 or not w.targets & {"gate_proj", "up_proj"}:
         return 0
     return w.dt
