@@ -37,6 +37,8 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --draw-round8   # (done once) round-8 set
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round9-planner10a --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round8 --jobs 2 --cheap-first
+    .venv/bin/python benchmarks/planner_heldout.py --draw-round9   # (done once) round-9 set
+    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round9 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -113,7 +115,8 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round9_planner10a",
           "in_sample_round9_planner10b",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
-          "heldout_round6", "heldout_round7", "heldout_round8")
+          "heldout_round6", "heldout_round7", "heldout_round8",
+          "heldout_round9")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
 
 STEPS = 2  # step 1 creates the optimizer state; step 2 runs with everything resident
