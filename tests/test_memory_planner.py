@@ -349,7 +349,12 @@ def test_compiled_lora_sum_in_checkpointed_forward():
     forward = max(v for k, v in e.phases.items() if k.startswith("forward"))
     measured = 13_706_356
     assert abs(forward - measured) < 0.05 * measured, (forward, measured)
-    # q/k/v/o only: no gate/up LoRA sum, so nothing added (compiled forward measured equal).
-    s_attn = Settings(**{**s.__dict__, "targets": ("q_proj", "k_proj", "v_proj", "o_proj")})
-    assert max(v for k, v in estimate(shape, s_attn).phases.items()
-               if k.startswith("forward")) < forward
+    # Only where it was measured: float32 with gate/up adapted (q/k/v/o alone: the compiled
+    # forward equalled the uncompiled one; bf16 raced, not priced).
+    from mlx_eden.memory.activations import Work, compiled_lora_sum
+
+    def term(dt, *targets):
+        return compiled_lora_sum(Work(1, 384, dt, 8, frozenset(targets)))
+
+    assert term(4, "up_proj") == 4 and term(4, "q_proj", "v_proj") == 0
+    assert term(2, "gate_proj", "up_proj") == 0

@@ -35,6 +35,19 @@ def _profile(model, *sets):
     return {r["part"]: r for r in out["rows"]}
 
 
+# The recipe values the tests below share; each test states only what it changes.
+BASE_SETS = {"model.dtype": "float32", "data.packing": "false", "train.batch_size": 1,
+             "train.grad_checkpoint": "true", "train.loss_chunk": 0, "adapter.rank": 8,
+             "adapter.alpha": 16, "adapter.layers": -1, "train.optimizer": "sgd",
+             "train.grad_accumulation": 1}
+
+
+def _sets(**changes) -> list[str]:
+    """BASE_SETS with `changes` (keys with "__" for "."), as --set strings."""
+    values = {**BASE_SETS, **{k.replace("__", "."): v for k, v in changes.items()}}
+    return [f"{k}={v}" for k, v in values.items()]
+
+
 def test_the_logits_gradient_is_in_the_backward_phase(wide_vocab):
     rows = _profile(wide_vocab, "model.dtype=float32", "data.max_seq_length=128",
                     "train.loss_chunk=0")
@@ -227,11 +240,9 @@ def test_blockwise_backward_holds_one_blocks_score_gradient(models_dir):
     Without that wait (the mutation tried: `prev=[dk, dv]`) MLX runs every dq matmul last, all
     five earlier blocks' score gradients are alive at the last one: the plan was 25% under."""
     model = write_tiny(models_dir / "tiny-long-rows", LONG_ROWS)
-    p = _phases(model, "train.attention=blockwise", "model.dtype=float32",
-                "data.max_seq_length=768", "data.packing=false", "train.batch_size=1",
-                "train.grad_checkpoint=true", "train.loss_chunk=128", "adapter.rank=8",
-                "adapter.alpha=16", "adapter.targets=[q_proj, v_proj]", "adapter.layers=-1",
-                "train.optimizer=adamw", "train.grad_accumulation=1")
+    p = _phases(model, *_sets(train__attention="blockwise", data__max_seq_length=768,
+                              train__loss_chunk=128, adapter__targets="[q_proj, v_proj]",
+                              train__optimizer="adamw"))
     assert abs(_error(p["backward"])) < 0.05, p
 
 
@@ -248,11 +259,9 @@ def test_layers_between_keep_three_swiglu_buffers(models_dir):
     measured within 2% of the plan. The mutation tried (swiglu_between returning 0: 4 in every
     layer) put them 11.5% and 8.5% over."""
     model = write_tiny(models_dir / "tiny-deep-mlp", DEEP_MLP)
-    p = _phases(model, "train.attention=blockwise", "model.dtype=float32",
-                "data.max_seq_length=256", "data.packing=false", "train.batch_size=1",
-                "train.grad_checkpoint=false", "train.loss_chunk=0", "adapter.rank=8",
-                "adapter.alpha=16", "adapter.targets=[k_proj, up_proj]", "adapter.layers=-1",
-                "train.optimizer=sgd", "train.grad_accumulation=1")
+    p = _phases(model, *_sets(train__attention="blockwise", data__max_seq_length=256,
+                              train__grad_checkpoint="false",
+                              adapter__targets="[k_proj, up_proj]"))
     for phase in ("forward", "backward"):
         assert abs(_error(p[phase])) < 0.05, p
 
@@ -262,11 +271,9 @@ def test_layers_between_keep_three_swiglu_buffers(models_dir):
 # are nearly all of the step (heldout7-04's kind of shape, at its own in-sample size).
 MANY_SMALL_HEADS = TinySpec(hidden=128, heads=8, kv_heads=8, layers=2, intermediate=384,
                             vocab=1024, tied=False, seed=8)
-PACKED_SETS = ("model.dtype=float32", "data.max_seq_length=512", "data.packing=true",
-               "train.batch_size=1", "train.grad_checkpoint=true", "train.loss_chunk=128",
-               "adapter.rank=16", "adapter.alpha=32",
-               "adapter.targets=[q_proj, k_proj, v_proj, o_proj]", "adapter.layers=-1",
-               "train.optimizer=adamw", "train.grad_accumulation=1")
+PACKED_SETS = _sets(data__max_seq_length=512, data__packing="true", train__loss_chunk=128,
+                    adapter__rank=16, adapter__alpha=32,
+                    adapter__targets="[q_proj, k_proj, v_proj, o_proj]", train__optimizer="adamw")
 
 
 def test_fused_backward_prices_the_packed_masks_gradient(models_dir):
@@ -304,12 +311,9 @@ def test_dora_recomputed_mlp_is_priced(models_dir, targets, phase):
     down_proj (mlp_forward_peak; here T = hidden, so both are one 768 x 192 float32 buffer:
     round 8's draws tell them apart)."""
     model = write_tiny(models_dir / "tiny-dora-shape", DORA_SHAPE)
-    p = _phases(model, "train.attention=blockwise", "model.dtype=bfloat16",
-                "data.max_seq_length=96", "data.packing=false", "train.batch_size=2",
-                "train.grad_checkpoint=true", "train.loss_chunk=0", "adapter.type=dora",
-                "adapter.rank=8", "adapter.alpha=16", f"adapter.targets={targets}",
-                "adapter.layers=-1", "train.optimizer=sgd", "train.grad_accumulation=1")
-    print(p, {k: round(_error(v), 4) for k, v in p.items()})
+    p = _phases(model, *_sets(train__attention="blockwise", model__dtype="bfloat16",
+                              data__max_seq_length=96, train__batch_size=2,
+                              adapter__type="dora", adapter__targets=targets))
     assert abs(_error(p[phase])) < 0.05, p
 
 
@@ -329,9 +333,7 @@ def test_recomputed_up_down_backward_is_priced(models_dir):
     46% under. (The upper-layer case is not tested here: adapting both layers of this model,
     its bf16 backward raced between 15.7 and 19.0 MiB, 2 of 4 runs each.)"""
     model = write_tiny(models_dir / "tiny-up-down", UP_DOWN_SHAPE)
-    p = _phases(model, "model.dtype=bfloat16", "data.max_seq_length=256",
-                "data.packing=false", "train.batch_size=2", "train.grad_checkpoint=true",
-                "train.loss_chunk=128", "adapter.rank=8", "adapter.alpha=16",
-                "adapter.targets=[up_proj, down_proj]", "adapter.layers=1",
-                "train.optimizer=sgd", "train.grad_accumulation=1")
+    p = _phases(model, *_sets(model__dtype="bfloat16", data__max_seq_length=256,
+                              train__batch_size=2, train__loss_chunk=128,
+                              adapter__targets="[up_proj, down_proj]", adapter__layers=1))
     assert abs(_error(p["backward"])) < 0.05, p

@@ -321,9 +321,7 @@ def compiled_lora_sum(w: Work) -> int:
     unchanged): measured again today, mech-c-f32-full (2 x 256, I 640) held 0.13-0.6 of the
     unit compiled (7.29/7.88 vs 7.13 MiB uncompiled): it races, as donations do. Not priced in
     bfloat16 (the base mech10 shape in bf16: 0.4-1.2 bf16 units, 7.64/8.29 vs 7.31 MiB)."""
-    if w.dt != F32 or not w.targets & {"gate_proj", "up_proj"}:
-        return 0
-    return w.dt
+    return F32 if w.dt == F32 and w.targets & {"gate_proj", "up_proj"} else 0
 
 
 def _mlp_side(w: Work) -> int:

@@ -37,14 +37,14 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
         return blockwise_backward_bytes(s, w) - less
     if not attention_grads(w.targets, bottom)[0]:
         return w.tokens * s.hidden * F32
-    squares = (1 if (w.dt == F32) != checkpoint else 2) + masked_grad_squares(s, w, checkpoint)
+    squares = (1 if (w.dt == F32) != checkpoint else 2) + masked_grad_squares(s, w)
     return squares * w.batch * s.heads * w.seq * w.seq * w.dt + 3 * w.tokens * s.hidden * F32
 
 
 RACED_SQUARE = 1_500_000  # score entries (B x heads x L x L) from which the square is counted
 
 
-def masked_grad_squares(s: ModelShape, w: Work, checkpoint: bool) -> int:
+def masked_grad_squares(s: ModelShape, w: Work) -> int:
     """Extra squares the fused attention's backward holds for a packed row's mask. Packed, the
     mask is an array (B x 1 x L x L bool, model.attention_mask), which MLX's unfused SDPA
     applies as `where(mask, scores, min)`; without GQA (KV heads = heads: no head reshape
