@@ -38,6 +38,7 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import mlx.optimizers as optim  # noqa: E402
 import numpy as np  # noqa: E402
+from _ab import alternate, summarize  # noqa: E402
 from _common import QWEN2_40M  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
@@ -99,25 +100,9 @@ def run(name: str, rounds: int, root: Path) -> dict:
     spec, B, L = MODELS[name]
     step, identical = _steps(write_tiny(root / name, TinySpec(**spec)), B, L)
     opts = {v: optim.AdamW(1e-5) for v in VARIANTS}
-    for v in VARIANTS:  # warm-up: optimizer state, compiled update
-        step(v, opts[v])
-        step(v, opts[v])
-    times = {v: [] for v in VARIANTS}
-    for r in range(rounds):
-        for v in (list(VARIANTS) if r % 2 == 0 else list(VARIANTS)[::-1]):
-            times[v].append(step(v, opts[v]))
-    out = {"batch": B, "length": L, "spec": spec, "gradients_bit_identical": identical}
-    for v, ts in times.items():
-        ms = sorted(t * 1e3 for t in ts)
-        out[v] = {"median_ms": round(statistics.median(ms), 1), "min_ms": round(ms[0], 1),
-                  "max_ms": round(ms[-1], 1), "all_ms": [round(t * 1e3, 1) for t in ts]}
-    out["ratio_B_over_A_median"] = round(out["B_wait"]["median_ms"] / out["A_no_wait"]["median_ms"], 3)
-    # Noise: B/A of each round's adjacent pair; its spread is what a "no change" looks like here
-    pairs = sorted(b / a for a, b in zip(times["A_no_wait"], times["B_wait"], strict=True))
-    q = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else pairs * 3
-    out["paired_ratio"] = {"median": round(statistics.median(pairs), 3),
-                           "q1": round(q[0], 3), "q3": round(q[2], 3),
-                           "all": [round(x, 3) for x in pairs]}
+    times = alternate(lambda v: step(v, opts[v]), list(VARIANTS), rounds)
+    out = {"batch": B, "length": L, "spec": spec, "gradients_bit_identical": identical,
+           **summarize(times, "A_no_wait", "B_wait")}
     print(name, json.dumps(out), flush=True)
     return out
 

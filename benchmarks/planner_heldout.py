@@ -39,6 +39,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round8 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --draw-round9   # (done once) round-9 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round9 --jobs 2 --cheap-first
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11L --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -104,6 +105,9 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # of a checkpointed blockwise float32 layer with all seven LoRA adapters on a 4-bit base (round
 # 8's heldout8-01 forward miss): 4-bit vs float base, intermediate, hidden, length, fused,
 # targets and accumulation varied one at a time.
+# in_sample_round10_planner11L: new hand-made shapes (mech11L-*) for the unchunked loss's
+# forward once the bf16 head output is held until the exponentials exist (chunked_loss.ce_sum):
+# bf16 and float32, tied and untied, vocabulary 4,096-32,768, checkpointed or not, a 4-bit base.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -114,6 +118,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round8_mlp",
           "in_sample_round9_planner10a",
           "in_sample_round9_planner10b",
+          "in_sample_round10_planner11L",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9")

@@ -32,8 +32,8 @@ from .exp2 import LOG2E, exp2
 HeadFn = Callable[[mx.array, Sequence[mx.array]], mx.array]
 
 
-def cross_entropy(logits: mx.array, targets: mx.array, pick_first: bool = False
-                  ) -> mx.array:
+def cross_entropy(logits: mx.array, targets: mx.array, pick_first: bool = False,
+                  hold: mx.array | None = None) -> mx.array:
     """Per-token cross-entropy, (..., V) logits → (...), equal to mlx's to float rounding.
 
     Why not `nn.losses.cross_entropy`: its logsumexp runs MLX's exp, which on x86 CPUs is a
@@ -57,7 +57,10 @@ def cross_entropy(logits: mx.array, targets: mx.array, pick_first: bool = False
     # Integer targets get no gradient (mx.checkpoint in the chunked loss would ask for one).
     picked = mx.take_along_axis(logits, mx.stop_gradient(targets)[..., None], axis=-1)
     shifted = (mx.depends(logits, picked) if pick_first else logits) - top
-    total = exp2(shifted * LOG2E).sum(axis=-1)
+    exps = exp2(shifted * LOG2E)
+    if hold is not None:  # kept alive until the exponentials exist (ce_sum's docstring)
+        exps = mx.depends(exps, mx.stop_gradient(hold))
+    total = exps.sum(axis=-1)
     lse = mx.log(total) + top.squeeze(-1)
     return lse - picked.squeeze(-1)
 
@@ -81,10 +84,17 @@ def head_parts(module: nn.Module) -> tuple[list[mx.array], HeadFn]:
     return [module["weight"]], lambda x, a: x @ a[0].T
 
 
-def ce_sum(head: HeadFn, x, t, w, arrays, pick_first: bool = False) -> mx.array:
-    """sum(cross_entropy(head(x), t) * w) in one piece: the unchunked loss."""
-    logits = head(x, arrays).astype(mx.float32)  # (..., V)
-    return (cross_entropy(logits, t, pick_first) * w).sum()
+def ce_sum(head: HeadFn, x, t, w, arrays, pick_first: bool = False,
+           hold_head: bool = False) -> mx.array:
+    """sum(cross_entropy(head(x), t) * w) in one piece: the unchunked loss.
+
+    `hold_head` (the unchunked training loss): a head output in another dtype than float32
+    (bfloat16) is kept until the exponentials are allocated, so the forward holds it beside
+    the float32 logits and exponentials in every run. TODO measurement."""
+    out = head(x, arrays)
+    logits = out.astype(mx.float32)  # (..., V)
+    hold = out if hold_head and out.dtype != mx.float32 else None
+    return (cross_entropy(logits, t, pick_first, hold) * w).sum()
 
 
 def _after(a: mx.array, prev) -> mx.array:

@@ -156,7 +156,7 @@ def loss_sum(model, inputs, targets, weights, segments, *, packed: bool, checkpo
     elif chunk:
         h, targets, weights = h.reshape(B * L, D), targets.reshape(-1), weights.reshape(-1)
     if not chunk:
-        return ce_sum(fn, h, targets, weights, arrays)
+        return ce_sum(fn, h, targets, weights, arrays, hold_head=True)
     if grad and tree_flatten(module.trainable_parameters()):
         return checkpointed_ce_sum(fn, arrays, h, targets, weights, chunk)
     return chunked_ce_sum(fn, arrays, h, targets, weights, chunk, grad=grad)
