@@ -358,3 +358,27 @@ def test_compiled_lora_sum_in_checkpointed_forward():
 
     assert term(4, "up_proj") == 4 and term(4, "q_proj", "v_proj") == 0
     assert term(2, "gate_proj", "up_proj") == 0
+
+
+# planner11L (round 10): the unchunked bf16 loss's forward, once the head's bf16 output is held
+# until the exponentials exist (backends/mlx/chunked_loss.ce_sum, tests/test_loss_hold.py).
+def test_unchunked_bf16_forward_holds_the_head_output(models_dir):
+    """Measured (strict, benchmarks/planner_heldout.py, in_sample_round10_planner11L,
+    mech11L-qwen3-h64-2x1-2l-i256-v8192-untied-bf16-1x512-ckpt-qv): forward 44,866,536 B, with
+    the hold the same in every run. Mutation tried (loss_forward_transient without the bf16
+    T x V): planned 8.4 MB (19%) under it."""
+    from mlx_eden.tiny import TinySpec, write_tiny
+
+    folder = write_tiny(models_dir / "tiny-planner11L", TinySpec(
+        arch="qwen3", hidden=64, heads=2, kv_heads=1, layers=2, intermediate=256, vocab=8192,
+        tied=False))
+    shape = shape_from_config(load_config(str(folder))[0])
+    sets = ["model.dtype=bfloat16", "adapter.type=lora", "adapter.rank=8", "adapter.alpha=16",
+            "adapter.targets=[q_proj, v_proj]", "adapter.layers=-1", "data.max_seq_length=512",
+            "data.packing=true", "train.batch_size=1", "train.grad_accumulation=1",
+            "train.grad_checkpoint=true", "train.loss_chunk=0", "train.optimizer=adamw",
+            "train.backend=mlx", "train.attention=fused"]
+    e = estimate(shape, Settings.from_recipe(load_recipe(None, [f"model.path={folder}"] + sets),
+                                             shape))
+    measured = 44_866_536
+    assert abs(e.phases["forward"] - measured) < 0.03 * measured, e.phases["forward"]

@@ -23,14 +23,14 @@ def loss_forward_transient(s: ModelShape, w: Work, chunk: int) -> int:
     """Extra bytes, on top of what the loss keeps, at its fullest moment in the forward pass.
     Plain: the logits (compute dtype and float32) next to the exponentials. Chunked: one chunk's
     buffers (chunk_rows_entries) plus the normed hidden states the chunks read.
-    Plain bf16: whether the head's bf16 logits are still alive beside the float32 logits and
-    exponentials is thread timing, run to run; the plan counts them (the fuller run, as the
-    backward's bf16 cast does). Measured (strict, in_sample_round9_planner10a, T 640,
-    V 4,096): one shape's forward 23.6 MB once, 28.9 MB twice, the difference one bf16 T x V
-    (5.24 MB); 17 of 21 bf16 runs (13 shapes) held it, and the three shapes that once did not
-    held it on another run. heldout8-10's forward +20.9% and in-sample-04's +19.4% are such
-    leaner runs, not a DoRA, down_proj or fused-attention term (their backward, the peak,
-    within 2%)."""
+    Plain bf16: the head's bf16 logits beside the float32 logits and exponentials, in every
+    run since chunked_loss.ce_sum holds them until the exponentials exist. Before, thread
+    timing freed them first in some runs (one shape's forward 23.6 MB once, 28.9 MB twice: one
+    bf16 T x V; heldout8-10's +20.9% and heldout9-04's +24.0% forwards were such leaner runs).
+    With the hold (strict): 10 bytes per logit in 60 of 60 loss-only runs
+    (benchmarks/loss_hold_ab.py --race), 24 of 24 whole-step forwards of two shapes that had
+    raced, and the 8 new shapes of in_sample_round10_planner11L (bf16 and float32, tied and
+    untied, V 4,096-32,768, checkpointed or not, a 4-bit base) within 1.2% on the forward."""
     if not chunk:
         return w.tokens * s.vocab * (F32 + (w.dt if w.dt != F32 else 0))
     return chunk_rows_entries(w, chunk) * s.vocab + w.tokens * s.hidden * w.dt

@@ -50,9 +50,11 @@ def cross_entropy(logits: mx.array, targets: mx.array, pick_first: bool = False,
     1 x 256 tokens x 4,096 float32 logits peaked at 8 or 12 bytes per logit in 24 strict-mode
     repeats (8 of 24 at 12), and 4 x 128-row chunks at 16 or 20; with it, 8 and 16 in 48 of
     48, the same loss and gradient bit for bit and the same time (2.73 vs 2.74 s min over 8,
-    V 32,768). The unchunked loss keeps the plain order: there the barrier freed the logits
-    on one shape of five (a 1-layer Qwen3, untied) and not on the others, so the planner's
-    figure would have become a guess."""
+    V 32,768). The unchunked bf16 loss takes `hold` instead (ce_sum): there the pick-first
+    barrier left three outcomes, not one (6, 8 or 10 bytes per logit in the forward, strict,
+    T 640, V 4,096), as the exponentials took the float32 logits' buffer or not and the bf16
+    head output was freed or not. `hold` (an array kept alive until the exponentials exist)
+    changes no value: mx.depends on a stop_gradient copy."""
     top = mx.stop_gradient(logits.max(axis=-1, keepdims=True))
     # Integer targets get no gradient (mx.checkpoint in the chunked loss would ask for one).
     picked = mx.take_along_axis(logits, mx.stop_gradient(targets)[..., None], axis=-1)
@@ -89,8 +91,18 @@ def ce_sum(head: HeadFn, x, t, w, arrays, pick_first: bool = False,
     """sum(cross_entropy(head(x), t) * w) in one piece: the unchunked loss.
 
     `hold_head` (the unchunked training loss): a head output in another dtype than float32
-    (bfloat16) is kept until the exponentials are allocated, so the forward holds it beside
-    the float32 logits and exponentials in every run. TODO measurement."""
+    (bfloat16) is kept until the exponentials exist, so the forward holds it beside the float32
+    logits and exponentials (10 bytes per logit) in every run. Without it, whether the cast's
+    task had released it when the exponentials were allocated was thread timing (MLX frees a
+    buffer on its CPU stream thread; strict mode waits only for every 10th dispatch,
+    mlx/backend/cpu/encoder.h): 8 or 10 bytes, 31 and 29 of 60 strict runs on three shapes
+    (T 256-640, V 4,096-32,768; benchmarks/loss_hold_ab.py --race), and whole training steps
+    of one shape went both ways (heldout8-10 and heldout9-04 missed their forward by +21% and
+    +24% that way). With it: 10 in 60 of 60, and 24 of 24 whole-step forwards of two shapes
+    that had raced (in_sample_round9_planner10a's 1 x 640 and 2 x 320). Freeing it instead
+    cannot be ordered: nothing in the graph waits for that release. The same loss and gradient
+    bit for bit (tests/test_loss_hold.py); float32 is untouched (the head's output is the
+    logits). The backward held it in every run already, so the step's peak is unchanged."""
     out = head(x, arrays)
     logits = out.astype(mx.float32)  # (..., V)
     hold = out if hold_head and out.dtype != mx.float32 else None
