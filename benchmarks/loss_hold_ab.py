@@ -17,6 +17,10 @@ mlx/backend/cpu/encoder.h DISPATCHES_PER_TASK; the phase decided the race).
     .venv/bin/python benchmarks/loss_hold_ab.py                  # tiny, V 32,768, 1 x 256, 7 rounds
     .venv/bin/python benchmarks/loss_hold_ab.py --shapes 1x256x32768,4x128x8192 --rounds 5
     .venv/bin/python benchmarks/loss_hold_ab.py --race --repeats 2   # forward peaks, both variants
+    .venv/bin/python benchmarks/loss_hold_ab.py --whole NAME,NAME --steps 8  # whole steps
+
+--whole: planner_heldout.py configurations by name, each variant in a fresh process, `--steps`
+strict training steps (planner_heldout.measure's way), every micro-batch's forward peak (MiB).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -137,17 +142,52 @@ def race(shape: str, hold: bool, repeats: int) -> list[float]:
     return peaks
 
 
+def whole_child(name: str, hold: bool, steps: int) -> None:
+    """In a child process: every forward peak (MiB) of `steps` strict steps of `name`."""
+    import planner_heldout as ph
+
+    from mlx_eden.memory.measure import run_profile
+
+    c = next(c for g in json.loads(ph.CONFIGS.read_text()).values() if isinstance(g, list)
+             for c in g if isinstance(c, dict) and c.get("name") == name)
+    M.ce_sum = _ce_sum(hold)
+    folder = ph.model_dir(c)
+    m = run_profile(load_recipe(None, [f"model.path={folder}"] + ph.sets(c)), folder, steps,
+                    strict=True, evaluate=False)
+    print(json.dumps([round(s.peak / 2**20, 2) for s in m.samples if s.phase == "forward"]))
+
+
+def whole(names: list[str], steps: int) -> dict:
+    """{config: {variant: forward peaks}}, each variant in its own process."""
+    got = {}
+    for name in names:
+        for v, hold in VARIANTS.items():
+            proc = subprocess.run([sys.executable, __file__, "--child", name, str(int(hold)),
+                                   str(steps)], capture_output=True, text=True, check=True)
+            got.setdefault(name, {})[v] = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(name, v, got[name][v], flush=True)
+    return got
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        whole_child(sys.argv[2], sys.argv[3] == "1", int(sys.argv[4]))
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", default="1x256x32768", help="BxLxV (timing) or TxDxV (--race)")
     ap.add_argument("--rounds", type=int, default=7, help="timed steps per variant and shape")
     ap.add_argument("--race", action="store_true", help="instead: strict forward peaks")
     ap.add_argument("--repeats", type=int, default=2, help="--race: runs per dispatch phase")
+    ap.add_argument("--whole", help="instead: these configurations' whole-step forward peaks")
+    ap.add_argument("--steps", type=int, default=8, help="--whole: strict steps per process")
     ap.add_argument("--out", type=Path, default=RESULT)
     args = ap.parse_args()
     result = json.loads(args.out.read_text()) if args.out.exists() else {
         "benchmark": "loss_hold_ab"}
-    if args.race:
+    if args.whole:
+        result["whole_step_forward_mib"] = {"steps": args.steps,
+                                            "configs": whole(args.whole.split(","), args.steps)}
+    elif args.race:
         shapes = args.shapes if "--shapes" in sys.argv else "640x64x4096,320x64x4096,256x128x32768"
         got = {}
         for s in shapes.split(","):

@@ -301,7 +301,8 @@ def test_bf16_bottom_forward_prices_up_projs_float32_lora_output_beside_gate():
 def test_unchunked_bf16_forward_counts_the_bf16_logits(models_dir):
     """The unchunked bf16 loss's forward holds its float32 logits and exponentials, and the
     head's bf16 logits beside them in some runs, not in others (thread timing: the same
-    configuration measured both ways). The plan counts the fuller run. Measured (strict,
+    configuration measured both ways; in every run since round 10's hold, chunked_loss.ce_sum).
+    The plan counts the fuller run. Measured (strict,
     benchmarks/planner_heldout.py, in_sample_round9_planner10a,
     mech10a-qwen3-h64-2x1-4l-i320-v4096-bf16-2x320-ckpt-dora-down-ga1): forward 23,626,480 B
     once, 28,946,156 B twice; the difference, 5.32 MB, is one 640 x 4,096 bf16 logits (5.24 MB).
