@@ -64,7 +64,7 @@ import mlx.core as mx
 from mlx_eden.backends.mlx.chunked_loss import ce_sum
 hold = sys.argv[1] == "hold"
 mx.random.seed(0)
-N, D, V = 320, 64, 4096
+N, D, V = 128, 32, 2048
 W = (mx.random.normal((V, D)) * 0.05).astype(mx.bfloat16)
 p = mx.zeros((D, D), mx.bfloat16)
 x = mx.random.normal((N, D)).astype(mx.bfloat16)
