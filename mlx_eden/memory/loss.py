@@ -29,8 +29,9 @@ def loss_forward_transient(s: ModelShape, w: Work, chunk: int) -> int:
     bf16 T x V; heldout8-10's +20.9% and heldout9-04's +24.0% forwards were such leaner runs).
     With the hold (strict): 10 bytes per logit in 60 of 60 loss-only runs
     (benchmarks/loss_hold_ab.py --race), 40 of 40 whole-step forwards of three shapes that
-    had raced or run lean (--whole), and the 8 new shapes of in_sample_round10_planner11L (bf16 and float32, tied and
-    untied, V 4,096-32,768, checkpointed or not, a 4-bit base) within 1.4% on the forward."""
+    had raced or run lean (--whole), and the 8 new shapes of in_sample_round10_planner11L
+    (bf16 and float32, tied and untied, V 4,096-32,768, checkpointed or not, a 4-bit base)
+    within 1.4% on the forward."""
     if not chunk:
         return w.tokens * s.vocab * (F32 + (w.dt if w.dt != F32 else 0))
     return chunk_rows_entries(w, chunk) * s.vocab + w.tokens * s.hidden * w.dt

@@ -96,9 +96,10 @@ def ce_sum(head: HeadFn, x, t, w, arrays, pick_first: bool = False,
     task had released it when the exponentials were allocated was thread timing (MLX frees a
     buffer on its CPU stream thread; strict mode waits only for every 10th dispatch,
     mlx/backend/cpu/encoder.h): 8 or 10 bytes, 31 and 29 of 60 strict runs on three shapes
-    (T 256-640, V 4,096-32,768; benchmarks/loss_hold_ab.py --race), and whole training steps
-    of one shape went both ways (heldout8-10 and heldout9-04 missed their forward by +21% and
-    +24% that way; a tied 1 x 512, V 8,192 did in 8 of 8). With it: 10 in 60 of 60, and the
+    (T 256-640, V 4,096-32,768; benchmarks/loss_hold_ab.py --race); whole training steps of
+    one shape went both ways from step to step (heldout8-10's and heldout9-04's forwards were
+    21% and 24% under the plan in such leaner runs; a tied 1 x 512, V 8,192 was lean in 8
+    of 8). With it: 10 in 60 of 60, and the
     fuller figure in 40 of 40 whole-step forwards of three shapes (loss_hold_ab.py --whole;
     in_sample_round9_planner10a's 1 x 640 and 2 x 320, that tied one). Freeing it instead
     cannot be ordered: nothing in the graph waits for that release. The same loss and gradient
