@@ -185,8 +185,8 @@ def main() -> None:
     result = json.loads(args.out.read_text()) if args.out.exists() else {
         "benchmark": "loss_hold_ab"}
     if args.whole:
-        result["whole_step_forward_mib"] = {"steps": args.steps,
-                                            "configs": whole(args.whole.split(","), args.steps)}
+        kept = result.setdefault("whole_step_forward_mib", {"steps": args.steps, "configs": {}})
+        kept["configs"].update(whole(args.whole.split(","), args.steps))  # earlier ones kept
     elif args.race:
         shapes = args.shapes if "--shapes" in sys.argv else "640x64x4096,320x64x4096,256x128x32768"
         got = {}
@@ -201,7 +201,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             run_["shapes"] = {s: run(s, args.rounds, Path(tmp)) for s in args.shapes.split(",")}
         run_["load_end"] = os.getloadavg()
-        result["step_time"] = run_
+        result.setdefault("step_time_runs", []).append(run_)  # every run kept
         print("load", run_["load_start"], "->", run_["load_end"])
     tmp_out = args.out.with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(result, indent=1) + "\n")
