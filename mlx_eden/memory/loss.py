@@ -28,7 +28,7 @@ def loss_forward_transient(s: ModelShape, w: Work, chunk: int) -> int:
     timing freed them first in some runs (one shape's forward 23.6 MB once, 28.9 MB twice: one
     bf16 T x V; heldout8-10's +20.9% and heldout9-04's +24.0% forwards were such leaner runs).
     With the hold (strict): 10 bytes per logit in 60 of 60 loss-only runs
-    (benchmarks/loss_hold_ab.py --race), 40 of 40 whole-step forwards of three shapes that
+    (benchmarks/loss_hold_ab.py --race), 48 of 48 whole-step forwards of four shapes that
     had raced or run lean (--whole), and the 8 new shapes of in_sample_round10_planner11L
     (bf16 and float32, tied and untied, V 4,096-32,768, checkpointed or not, a 4-bit base)
     within 1.4% on the forward."""

@@ -99,10 +99,11 @@ def ce_sum(head: HeadFn, x, t, w, arrays, pick_first: bool = False,
     (T 256-640, V 4,096-32,768; benchmarks/loss_hold_ab.py --race); whole training steps of
     one shape went both ways from step to step (heldout8-10's and heldout9-04's forwards were
     21% and 24% under the plan in such leaner runs; a tied 1 x 512, V 8,192 was lean in 8
-    of 8). With it: 10 in 60 of 60, and the fuller figure in 40 of 40 whole-step forwards of
-    three shapes (loss_hold_ab.py --whole; in_sample_round9_planner10a's 1 x 640 and 2 x 320,
-    that tied one). Freeing it instead cannot be ordered: nothing in the graph waits for that
-    release. The same loss and gradient bit for bit (tests/test_loss_hold.py); float32 is
+    of 8). With it: 10 in 60 of 60, and the fuller figure in 48 of 48 whole-step forwards of
+    four shapes (loss_hold_ab.py --whole; in_sample_round9_planner10a's 1 x 640 and 2 x 320,
+    that tied one, a tied 1 x 256 at V 32,768). Freeing it instead cannot be ordered: nothing
+    in the graph waits for that release. No slower (paired step-time ratios 0.999-1.010,
+    benchmarks/results/loss_hold_ab.json). The same loss and gradient bit for bit (tests/test_loss_hold.py); float32 is
     untouched (the head's output is the logits). The backward held it in every run already,
     so the step's peak is unchanged."""
     out = head(x, arrays)
