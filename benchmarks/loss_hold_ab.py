@@ -12,10 +12,11 @@ nothing (the head's output is the float32 logits), so only bf16 is timed.
 --race: strict mode (memory limit 1 byte), the loss alone (value_and_grad of ce_sum on a
 (T, D) input), the forward's peak in bytes per logit, each variant `--repeats` times at each
 of the 10 phases of MLX's CPU dispatch count (strict mode waits only for every 10th dispatch,
-mlx/backend/cpu/encoder.h DISPATCHES_PER_TASK; the phase decided the race).
+mlx/backend/cpu/encoder.h DISPATCHES_PER_TASK: where a release falls in it matters).
 
-    .venv/bin/python benchmarks/loss_hold_ab.py                  # tiny, V 32,768, 1 x 256, 7 rounds
-    .venv/bin/python benchmarks/loss_hold_ab.py --shapes 1x256x32768,4x128x8192 --rounds 5
+    .venv/bin/python benchmarks/loss_hold_ab.py                  # V 32,768, 1 x 256, 7 rounds
+    .venv/bin/python benchmarks/loss_hold_ab.py --shapes 1x256x32768,1x512x8192 --rounds 9
+    .venv/bin/python benchmarks/loss_hold_ab.py --shapes 1x256x32768,1x512x8192,4x256x16384 --rounds 25
     .venv/bin/python benchmarks/loss_hold_ab.py --race --repeats 2   # forward peaks, both variants
     .venv/bin/python benchmarks/loss_hold_ab.py --whole NAME,NAME --steps 8  # whole steps
 
