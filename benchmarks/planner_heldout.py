@@ -108,6 +108,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in_sample_round10_planner11L: new hand-made shapes (mech11L-*) for the unchunked loss's
 # forward once the bf16 head output is held until the exponentials exist (chunked_loss.ce_sum):
 # bf16 and float32, tied and untied, vocabulary 4,096-32,768, checkpointed or not, a 4-bit base.
+# in_sample_round10_planner11m: new hand-made packed fused shapes (mech11m-*) for the additive
+# float mask (model.attention_mask, round 10): fp32 and bf16, KV heads = heads or fewer,
+# 256-1,024 tokens, checkpointed or not; the bool mask's peaks beside them come from
+# benchmarks/packed_mask_ab.py --memory.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -119,6 +123,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round9_planner10a",
           "in_sample_round9_planner10b",
           "in_sample_round10_planner11L",
+          "in_sample_round10_planner11m",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9")

@@ -12,7 +12,8 @@ compute dtype, F32 = 4. What MLX keeps, and why:
   merges identical casts). Also x @ A itself (T x r, float32) for the gradient of B.
 - attention under a gradient: MLX runs SDPA unfused (mlx PR #2054, "no sdpa in grad"), so the
   softmax probabilities (B x heads x L x L, dt) are kept, with the scaled queries, keys, values,
-  the boolean mask (L x L, or B x L x L packed) and RoPE's float32 cos/sin tables.
+  the causal bool mask (L x L; packed rows' additive mask: none) and RoPE's float32 cos/sin
+  tables.
 - the MLP: mlx-lm's compiled swiglu keeps its two inputs and two of its internals (4 x T x I).
 - residual stream: each layer's input and the mid-layer residual (for the RMSNorm gradients).
 - the lowest adapted layer keeps only what its own adapters need: nothing below it needs a
@@ -92,7 +93,9 @@ def layer_parts(s: ModelShape, w: Work, bottom: bool = False) -> tuple[int, int]
             attn += w.batch * s.heads * w.seq * w.seq * dt       # softmax probabilities
         if scores_grad:
             attn += T * _qkv_kept(s, t, bottom) * dt             # scaled q, k, v
-            attn += (w.batch if w.packed else 1) * w.seq * w.seq  # boolean mask
+            # The causal bool mask, which its `where`'s gradient keeps; a packed row's additive
+            # mask is kept by nothing (attention.mask_bytes).
+            attn += 0 if w.packed else w.seq * w.seq
     if rest:
         attn += 2 * w.seq * s.head_dim * F32                     # RoPE cos/sin
         if s.qk_norm:                                            # q/k RMSNorm inputs

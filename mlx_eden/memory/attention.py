@@ -37,31 +37,25 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
         return blockwise_backward_bytes(s, w) - less
     if not attention_grads(w.targets, bottom)[0]:
         return w.tokens * s.hidden * F32
-    squares = (1 if (w.dt == F32) != checkpoint else 2) + masked_grad_squares(s, w)
+    squares = 1 if (w.dt == F32) != checkpoint else 2
     return squares * w.batch * s.heads * w.seq * w.seq * w.dt + 3 * w.tokens * s.hidden * F32
 
 
-RACED_SQUARE = 1_500_000  # score entries (B x heads x L x L) from which the square is counted
+def mask_bytes(w: Work) -> int:
+    """The fused attention's mask at a layer's softmax. Packed: model.attention_mask's additive
+    mask, B x 1 x L x L in the compute dtype (one array for every layer). Causal: the L x L
+    bool mask MLX's unfused SDPA builds in each layer.
 
-
-def masked_grad_squares(s: ModelShape, w: Work) -> int:
-    """Extra squares the fused attention's backward holds for a packed row's mask. Packed, the
-    mask is an array (B x 1 x L x L bool, model.attention_mask), which MLX's unfused SDPA
-    applies as `where(mask, scores, min)`; without GQA (KV heads = heads: no head reshape
-    between the mask and the scores) the gradient of that `where` is one more B x heads x L x L
-    square in the compute dtype, unless MLX donates it a buffer, which depends on thread timing
-    and, measured, on the square's size (the longer its ops run, the likelier another task
-    still holds the buffer). Measured, not traced (benchmarks/planner_heldout.py,
-    in_sample_round8_fused, mech8-*, runs repeated in fresh processes; never in a causal or a
-    GQA run): at 1.6-6.3 M score entries 14 of 17 runs held it (8 x 8 heads of size 16, fp32,
-    1 x 512: 7 of 10, 8 MiB each; 448, 640, 768 and 1,024 tokens; bf16 checkpointed or not),
-    at 0.5-1.2 M 2 of 16 (1 x 384: 0 of 4; 3 x 256, 2 x 512 bf16: 0 of 3; 1 x 256: 1 of 3).
-    The plan counts the common run of each size: from RACED_SQUARE entries (mech8 fp32 packed
-    shapes -17% to -25% -> +2%, 6 x 6 heads at 1 x 1,024 -23% -> -10%; the ones below it stay
-    within 6%, and -12% the one whose stored run held it)."""
-    if not (w.packed and s.heads == s.kv_heads):
-        return 0
-    return int(w.batch * s.heads * w.seq * w.seq >= RACED_SQUARE)
+    Until round 10 a packed row's mask was bool too, applied as `where(mask, scores, min)`;
+    without GQA the gradient of that `where` was one more B x heads x L x L square in the
+    backward whenever MLX did not donate it a buffer (a race by size: 14 of 17 runs at 1.6-6.3 M
+    score entries, 2 of 16 at 0.5-1.2 M; round 8's in_sample_round8_fused). The additive mask
+    (`scores + mask`) passes the gradient through, and nothing in the backward keeps it.
+    Measured (benchmarks/packed_mask_ab.py --memory, in_sample_round10_planner11m, strict, fresh
+    processes, bool against additive): 8 x 8 heads at 1 x 640, fp32 checkpointed 61.4 -> 50.1
+    MiB, not checkpointed 79.3 -> 66.7, bf16 checkpointed 31.6 -> 26.0; 6 x 6 heads at 2 x 384
+    fp32 49.4 -> 45.6; every repeat alike (the square is gone, not raced)."""
+    return w.batch * w.seq * w.seq * w.dt if w.packed else w.seq * w.seq
 
 
 def blockwise_backward_bytes(s: ModelShape, w: Work) -> int:
@@ -120,4 +114,4 @@ def attention_forward_peak(s: ModelShape, w: Work) -> int:
                 + 2 * w.seq * s.head_dim * F32)
     return (T * s.hidden * w.dt + T * kv * w.dt
             + w.batch * s.heads * w.seq * w.seq * w.dt
-            + (w.batch if w.packed else 1) * w.seq * w.seq + 2 * w.seq * s.head_dim * F32)
+            + mask_bytes(w) + 2 * w.seq * s.head_dim * F32)

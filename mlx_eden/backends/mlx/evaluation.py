@@ -36,7 +36,7 @@ def sequence_logprobs(model, inputs, targets, weights, segments,
 
     The full (B, L, V) logits exist for one batch: choice suites batch a few short rows, and
     the caller picks the batch size."""
-    mask = M.attention_mask(segments) if packed else "causal"
+    mask = M.layer_mask(segments, packed, blockwise=False, dtype=M.compute_dtype(model))
     h = M.hidden_states(model, inputs, mask, checkpoint=False)  # (B, L, D)
     logits = M.head(model, h).astype(mx.float32)  # (B, L, V)
     logp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)

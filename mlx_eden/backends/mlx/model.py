@@ -89,7 +89,7 @@ def add_adapters(model: nn.Module, recipe: Recipe) -> list[str]:
     return names
 
 
-def attention_mask(segments: mx.array) -> mx.array:
+def allowed_pairs(segments: mx.array) -> mx.array:
     """(B, 1, L, L) bool: causal, and only within the same sample of a packed row.
 
     Positions are not restarted per sample: RoPE depends only on the distance between query and
@@ -102,12 +102,34 @@ def attention_mask(segments: mx.array) -> mx.array:
     return mx.expand_dims(same & causal, 1)
 
 
-def layer_mask(segments: mx.array, packed: bool, blockwise: bool):
+def attention_mask(segments: mx.array, dtype: mx.Dtype) -> mx.array:
+    """(B, 1, L, L) additive mask in the compute dtype: 0 where `allowed_pairs`, else the dtype's
+    most negative finite value.
+
+    Why additive: MLX's unfused attention applies a bool mask as `where(mask, scores, min)`,
+    whose gradient was one more B x heads x L x L square in the backward whenever MLX did not
+    donate it a buffer (a race by size: memory/attention.masked_grad_squares); `scores + mask`
+    passes the gradient through unchanged. Why the finite minimum, not -inf: it is the value
+    the `where` writes, so a row with nothing attended (none here: every row keeps its
+    diagonal) gives the same uniform softmax instead of NaN, and `scores + min` rounds to
+    `min` for any score below ~1e31, so the scores equal the bool mask's bit for bit."""
+    return mx.where(allowed_pairs(segments), mx.array(0, dtype),
+                    mx.array(mx.finfo(dtype).min, dtype))
+
+
+def compute_dtype(model) -> mx.Dtype:
+    """The dtype the decoder computes in: its final RMSNorm's weight (cast by load_base; never
+    quantized)."""
+    return inner(model).norm.weight.dtype
+
+
+def layer_mask(segments: mx.array, packed: bool, blockwise: bool, dtype: mx.Dtype):
     """What the decoder layers get as their mask: the segment ids themselves for the blockwise
-    attention (backends/mlx/attention.py; all one segment when not packed), else a full mask."""
+    attention (backends/mlx/attention.py; all one segment when not packed), else an additive
+    mask (packed) or "causal"."""
     if blockwise:
         return segments if packed else mx.zeros_like(segments)
-    return attention_mask(segments) if packed else "causal"
+    return attention_mask(segments, dtype) if packed else "causal"
 
 
 def hidden_states(model, inputs: mx.array, mask, checkpoint: bool) -> mx.array:
@@ -146,7 +168,7 @@ def loss_sum(model, inputs, targets, weights, segments, *, packed: bool, checkpo
     grad=False (evaluation) skips the work that only the backward pass needs. `rows` (N,):
     flat positions (into B x L) at which to compute the head and the loss; targets and weights
     are then (N,), already taken at those positions (see data/batching.py `loss_positions`)."""
-    mask = layer_mask(segments, packed, blockwise)
+    mask = layer_mask(segments, packed, blockwise, compute_dtype(model))
     h = hidden_states(model, inputs, mask, checkpoint)  # (B, L, D)
     module = head_module(model)
     arrays, fn = head_parts(module)
