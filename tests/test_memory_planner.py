@@ -383,3 +383,37 @@ def test_unchunked_bf16_forward_holds_the_head_output(models_dir):
                                              shape))
     measured = 44_866_536
     assert abs(e.phases["forward"] - measured) < 0.03 * measured, e.phases["forward"]
+
+
+# Round 10 (planner11m): packed rows' additive mask on the fused path. In-sample shape
+# mech11m-qwen2-h192-8x8-2l-f32-1x640-ckpt-packed-qkvo (benchmarks/planner_heldout.py,
+# in_sample_round10_planner11m): 8 heads = 8 KV heads, where the bool mask's `where` held one
+# more square.
+MECH11M_CFG = {"model_type": "qwen2", "hidden_size": 192, "num_attention_heads": 8,
+               "num_key_value_heads": 8, "head_dim": 24, "num_hidden_layers": 2,
+               "intermediate_size": 512, "vocab_size": 1024, "tie_word_embeddings": False,
+               "torch_dtype": "float32"}
+
+
+def test_fused_packed_backward_holds_no_mask_gradient_square():
+    """With the additive mask the packed backward is the causal one's: no `where` gradient
+    square (memory/attention.py mask_bytes). Measured (strict, fresh processes): backward
+    52,524,392 bytes with the additive mask (the bool mask: 61.4 MiB peak, one 12.5 MiB square
+    more); the plan -2.3%, +23.5% with the square still counted (the mutation: the round-8
+    masked_grad_squares back). Pure planner arithmetic, no run."""
+    from mlx_eden.memory.activations import Work
+    from mlx_eden.memory.attention import attention_backward_transient, mask_bytes
+
+    shape = shape_from_config(MECH11M_CFG)
+    s = Settings(batch=1, seq=640, grad_accumulation=1, dtype="float32", quant_bits=None,
+                 quant_group=64, rank=8, targets=("q_proj", "k_proj", "v_proj", "o_proj"),
+                 adapted_layers=2, dora=False, optimizer="adamw", checkpoint=True,
+                 loss_chunk=128, packed=True)
+    backward = max(v for k, v in estimate(shape, s).phases.items() if k.startswith("backward"))
+    measured = 52_524_392
+    assert abs(backward - measured) < 0.05 * measured, (backward, measured)
+    packed, causal = (Work(1, 640, 4, 8, frozenset(s.targets), packed=p) for p in (True, False))
+    assert attention_backward_transient(shape, packed, True) == \
+        attention_backward_transient(shape, causal, True)
+    # The mask itself: compute-dtype B x L x L packed, the fallback's L x L bool causal.
+    assert mask_bytes(packed) == 640 * 640 * 4 and mask_bytes(causal) == 640 * 640
