@@ -415,5 +415,10 @@ def test_fused_packed_backward_holds_no_mask_gradient_square():
     packed, causal = (Work(1, 640, 4, 8, frozenset(s.targets), packed=p) for p in (True, False))
     assert attention_backward_transient(shape, packed, True) == \
         attention_backward_transient(shape, causal, True)
+    # Not checkpointed, float32 packed rows keep one square the bool mask's term priced
+    # (attention.unmasked_race_squares: measured with the additive mask too).
+    square = 8 * 640 * 640 * 4
+    assert attention_backward_transient(shape, packed, False) == \
+        attention_backward_transient(shape, causal, False) + square
     # The mask itself: compute-dtype B x L x L packed, the fallback's L x L bool causal.
     assert mask_bytes(packed) == 640 * 640 * 4 and mask_bytes(causal) == 640 * 640

@@ -37,8 +37,26 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
         return blockwise_backward_bytes(s, w) - less
     if not attention_grads(w.targets, bottom)[0]:
         return w.tokens * s.hidden * F32
-    squares = 1 if (w.dt == F32) != checkpoint else 2
+    squares = (1 if (w.dt == F32) != checkpoint else 2) + unmasked_race_squares(s, w, checkpoint)
     return squares * w.batch * s.heads * w.seq * w.seq * w.dt + 3 * w.tokens * s.hidden * F32
+
+
+RACED_SQUARE = 2_000_000  # score entries (B x heads x L x L) from which the square is counted
+
+
+def unmasked_race_squares(s: ModelShape, w: Work, checkpoint: bool) -> int:
+    """The one square round 8's bool-mask term (masked_grad_squares) priced that the additive
+    mask did not remove: float32, not checkpointed, KV heads = heads, packed. Measured, not
+    traced (strict, fresh processes, additive mask): mech8 8 x 8 heads at 1 x 512 41.7 MiB
+    (bool 42.2), at 1 x 768 65.6 (bool 66.2), 6 x 6 at 1 x 1,024 158.9 (bool 181.7), mech11m
+    8 x 8 at 1 x 640 66.7 (bool 79.3): one square above the plan without it, 2.1-6.3 M score
+    entries; 6 x 6 at 2 x 384 (1.8 M) had none (45.6 twice). Not the mask's: round 8's causal
+    8 x 8 run at 1 x 512 was 16.7% under too (a float32 gradient not given a donated buffer),
+    while its 6 x 6 causal run at 1 x 1,024 was not (+2.0%): priced for packed rows only, where
+    every measured run from RACED_SQUARE entries held it; causal left open."""
+    if checkpoint or w.dt != F32 or not (w.packed and s.heads == s.kv_heads):
+        return 0
+    return int(w.batch * s.heads * w.seq * w.seq >= RACED_SQUARE)
 
 
 def mask_bytes(w: Work) -> int:
@@ -54,7 +72,9 @@ def mask_bytes(w: Work) -> int:
     Measured (benchmarks/packed_mask_ab.py --memory, in_sample_round10_planner11m, strict, fresh
     processes, bool against additive): 8 x 8 heads at 1 x 640, fp32 checkpointed 61.4 -> 50.1
     MiB, not checkpointed 79.3 -> 66.7, bf16 checkpointed 31.6 -> 26.0; 6 x 6 heads at 2 x 384
-    fp32 49.4 -> 45.6; every repeat alike (the square is gone, not raced)."""
+    fp32 49.4/49.8 -> 45.6 twice; bf16 4 x 4 heads at 1 x 1,024 40.4 -> 33.4 (each one square
+    less the mask's growth), two runs of each alike; with GQA (8 x 2) 48.7 -> 48.8. Left in
+    float32 not checkpointed: unmasked_race_squares."""
     return w.batch * w.seq * w.seq * w.dt if w.packed else w.seq * w.seq
 
 
