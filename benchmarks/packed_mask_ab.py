@@ -1,7 +1,7 @@
 """A/B: the packed rows' attention mask on the fused path, a bool mask (A, before round 10) or
 the additive float mask in the compute dtype (B, backends/mlx/model.attention_mask as shipped).
 MLX's unfused attention applies a bool mask with `where`, whose gradient can hold one more
-B x heads x L x L square in the backward (memory/attention.masked_grad_squares); an additive
+B x heads x L x L square in the backward (memory/attention.mask_bytes); an additive
 mask passes the gradient through. This measures what the change costs in step time and what
 it saves in strict memory.
 

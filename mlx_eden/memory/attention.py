@@ -51,7 +51,7 @@ def unmasked_race_squares(s: ModelShape, w: Work, checkpoint: bool) -> int:
     (bool 42.2), at 1 x 768 65.6 (bool 66.2), 6 x 6 at 1 x 1,024 158.9 (bool 181.7), mech11m
     8 x 8 at 1 x 640 66.7 (bool 79.3): one square above the plan without it, 2.1-6.3 M score
     entries; 6 x 6 at 2 x 384 (1.8 M) had none (45.6 twice). Not the mask's: round 8's causal
-    8 x 8 run at 1 x 512 was 16.7% under too (a float32 gradient not given a donated buffer),
+    8 x 8 run at 1 x 512 was 16.7% under too (a donated buffer missed, as we guess),
     while its 6 x 6 causal run at 1 x 1,024 was not (+2.0%): priced for packed rows only, where
     every measured run from RACED_SQUARE entries held it; causal left open."""
     if checkpoint or w.dt != F32 or not (w.packed and s.heads == s.kv_heads):

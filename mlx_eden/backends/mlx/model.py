@@ -108,7 +108,7 @@ def attention_mask(segments: mx.array, dtype: mx.Dtype) -> mx.array:
 
     Why additive: MLX's unfused attention applies a bool mask as `where(mask, scores, min)`,
     whose gradient was one more B x heads x L x L square in the backward whenever MLX did not
-    donate it a buffer (a race by size: memory/attention.masked_grad_squares); `scores + mask`
+    donate it a buffer (a race by size; memory/attention.mask_bytes); `scores + mask`
     passes the gradient through unchanged. Why the finite minimum, not -inf: it is the value
     the `where` writes, so a row with nothing attended (none here: every row keeps its
     diagonal) gives the same uniform softmax instead of NaN, and `scores + min` rounds to
