@@ -1,12 +1,14 @@
-"""What the in-process step-time A/Bs share (blockwise_wait_ab.py, loss_hold_ab.py): both
-variants timed the same way, the order alternated every round, and the summary (medians,
-spread, and the paired B/A ratio of each round's adjacent steps, whose spread is what "no
-change" looks like on this machine). Not a benchmark itself (`make bench` skips `_*.py`)."""
+"""What the in-process step-time A/Bs share (blockwise_wait_ab.py, loss_hold_ab.py,
+packed_mask_ab.py): both variants timed the same way, the order alternated every round, and
+the summary (medians, spread, and the paired B/A ratio of each round's adjacent steps, whose
+spread is what "no change" looks like on this machine). Not a benchmark itself (`make bench` skips `_*.py`)."""
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Callable
+from pathlib import Path
 
 
 def alternate(step: Callable[[str], float], variants: list[str], rounds: int,
@@ -37,3 +39,21 @@ def summarize(times: dict[str, list[float]], a: str, b: str) -> dict:
                            "q1": round(q[0], 3), "q3": round(q[2], 3),
                            "all": [round(x, 3) for x in pairs]}
     return out
+
+
+def pooled(runs: list[dict]) -> dict:
+    """Per model, every run's paired B/A ratios together: median, min, max, count."""
+    got: dict[str, list[float]] = {}
+    for r in runs:
+        for m, res in r["models"].items():
+            got.setdefault(m, []).extend(res["paired_ratio"]["all"])
+    return {m: {"paired_ratio_median": round(statistics.median(x), 3),
+                "paired_ratio_min": min(x), "paired_ratio_max": max(x), "pairs": len(x)}
+            for m, x in got.items()}
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write through a temp name, then rename: a stopped run never leaves half a file."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)

@@ -8,7 +8,7 @@ it saves in strict memory.
 Step time (MLX backend, float32): both variants run in one process on the same model and batch,
 each a compiled value_and_grad of the training loss (fused attention, packed rows of two
 samples, LoRA on every projection) followed by an AdamW update, timed from call to `mx.eval` of
-the new parameters; the order alternates every round (benchmarks/_step_ab.py). Before timing,
+the new parameters; the order alternates every round (benchmarks/_ab.py). Before timing,
 the gradients of A and B are compared (bit-identical expected). Load average at start and end.
 
     .venv/bin/python benchmarks/packed_mask_ab.py                 # tiny, tiny_mha, 40m_mha
@@ -40,8 +40,8 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import mlx.optimizers as optim  # noqa: E402
 import numpy as np  # noqa: E402
+from _ab import alternate, pooled, summarize, write_json  # noqa: E402
 from _common import QWEN2_40M  # noqa: E402
-from _step_ab import alternate, pooled, summarize, write_json  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
 from mlx_eden.backends.mlx import model as M  # noqa: E402
