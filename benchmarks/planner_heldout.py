@@ -40,6 +40,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --draw-round9   # (done once) round-9 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round9 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11L --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11a --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -112,6 +113,9 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # float mask (model.attention_mask, round 10): fp32 and bf16, KV heads = heads or fewer,
 # 256-1,024 tokens, checkpointed or not; the bool mask's peaks beside them come from
 # benchmarks/packed_mask_ab.py --memory.
+# in_sample_round10_planner11a: new hand-made shapes (mech11a-*) for the bf16 checkpointed fused
+# attention's backward (round 8's open miss): causal rows (no packed mask), attention adapters
+# only (q, k, v, o alone, q+v), 2-8 heads, GQA or not, 256-640 tokens, with float32 twins.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -124,6 +128,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round9_planner10b",
           "in_sample_round10_planner11L",
           "in_sample_round10_planner11m",
+          "in_sample_round10_planner11a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9")

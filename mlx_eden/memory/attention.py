@@ -17,10 +17,9 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
     mx.fast.scaled_dot_product_attention in strict mode: bf16 forward + backward peaks at 3
     bf16 squares, the kept probabilities and these two; in float32 the scores' gradient takes
     the probabilities' gradient's buffer, donated, unless the layer was just recomputed) and
-    three T x hidden float32 buffers (the output's gradient, the query's, and their sum). In a
-    just recomputed bfloat16 layer one square only (the in-sample mechanism draws "mech-d/e/f-*",
-    attention-bound checkpointed bf16 runs: two squares put them 10-13% over, one within 4%; the
-    same donation, which the float32 count shows the other way round: measured, not traced).
+    three T x hidden float32 buffers (the output's gradient, the query's, and their sum). A
+    just recomputed layer with a q, k or v adapter: recomputed_fullest (round 10; before, one
+    square in bfloat16 and two in float32, fitted on round 1's mech-d/e/f-* draws).
     In the lowest adapted layer without a q/k adapter no square gradient is formed
     (attention_grads): only the output's gradient. Blockwise attention (train.attention): see
     blockwise_backward_bytes."""
@@ -37,8 +36,30 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
         return blockwise_backward_bytes(s, w) - less
     if not attention_grads(w.targets, bottom)[0]:
         return w.tokens * s.hidden * F32
-    squares = (1 if (w.dt == F32) != checkpoint else 2) + unmasked_race_squares(s, w, checkpoint)
-    return squares * w.batch * s.heads * w.seq * w.seq * w.dt + 3 * w.tokens * s.hidden * F32
+    square = w.batch * s.heads * w.seq * w.seq * w.dt
+    raced = unmasked_race_squares(s, w, checkpoint) * square
+    if checkpoint and w.targets & QKV:
+        return raced + recomputed_fullest(s, w, square)
+    squares = (1 if (w.dt == F32) != checkpoint else 2)
+    return raced + squares * square + 3 * w.tokens * s.hidden * F32
+
+
+def recomputed_fullest(s: ModelShape, w: Work, square: int) -> int:
+    """A recomputed (checkpointed) layer's fused attention backward with a q, k or v adapter,
+    in either dtype: its fullest moment is the softmax's gradient, two squares beside the kept
+    probabilities (the probabilities' gradient and the scores'), before the 3 T x hidden
+    float32 buffers of dq, dk and the input's gradient exist (by then one square is freed).
+    Measured, not traced (benchmarks/planner_heldout.py, in_sample_round10_planner11a, mech11a-*,
+    causal, 2 x 1, 4 x 2, 6 x 6 and 8 x 8 heads of size 16-32, 256-640 tokens): the bf16
+    backward held 0.25-0.81 square more than the old count (one square and the 3 buffers: that
+    count is 1 - 6 x head size / L squares short, 0.81 at size 16 and 512 tokens, 0.4 at 32 and
+    320, as measured; round 8's bf16 mech8-*-ckpt-* 0.5-0.87), its float32 twins 0.05-0.34
+    less than theirs (two squares and the 3 buffers). Left out: one 4 x 2-head bf16 shape at
+    640 tokens held 1.7 squares in 4 of 4 runs (34% over now; 6 x 6 heads at 640 fit), yet 2
+    with the causal mask's `where` left out (12.1 MiB, an ablation): an op order, not a buffer
+    count; float32 at 256 tokens 13% over. Not counted with o_proj alone (no q/k/v adapter): round 8's 4 x 4
+    o_proj draw was 13% over already, 31% with it (4 x 2 heads here: 9% under)."""
+    return max(2 * square, square + 3 * w.tokens * s.hidden * F32)
 
 
 RACED_SQUARE = 2_000_000  # score entries (B x heads x L x L) from which the square is counted
