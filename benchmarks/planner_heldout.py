@@ -116,6 +116,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in_sample_round10_planner11a: new hand-made shapes (mech11a-*) for the bf16 checkpointed fused
 # attention's backward (round 8's open miss): causal rows (no packed mask), attention adapters
 # only (q, k, v, o alone, q+v), 2-8 heads, GQA or not, 256-640 tokens, with float32 twins.
+# in_sample_round10_planner11q: new hand-made shapes (mech11q-*) for a lowest layer's MLP
+# forward: Qwen2/Qwen3 twins of one MLP-dominated up_proj shape (bf16, float32, intermediate
+# doubled, other heads and lengths, blockwise), and a checkpointed DoRA up_proj (1-2 layers,
+# weight large or small next to T x I) with its LoRA twins.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -129,6 +133,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round10_planner11L",
           "in_sample_round10_planner11m",
           "in_sample_round10_planner11a",
+          "in_sample_round10_planner11q",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9")

@@ -152,9 +152,8 @@ def swiglu_forward_extra(s: ModelShape, w: Work, bottom: bool) -> int:
     """The swiglu buffers the forward pass computes but a layer does not keep: all four are
     alive while it runs (fewer when it keeps none, see below); or, if larger, the gate/up
     projections side by side just before it (mlp_forward_peak's `side`), when down_proj's
-    float32 LoRA input is not made yet. qwen3 still holds one dt x T x I more than qwen2
-    in both dtypes (mech9s-qwen3-*-nockpt-up, -11% bf16, -16% float32): not priced, cause
-    not found (the MLP code of the two is the same)."""
+    float32 LoRA input is not made yet; plus, in a Qwen3 layer adapting up_proj alone, the
+    compiled step's one more T x I (bottom_up_compiled)."""
     T, kept = w.tokens, swiglu_kept(w.targets, bottom)
     # In bf16 an adapted up_proj's float32 LoRA output and its bf16 cast beside gate's output
     # are 5 T x I units against the swiglu's 4; in float32 3 (the sum is donated). Measured on
@@ -173,7 +172,25 @@ def swiglu_forward_extra(s: ModelShape, w: Work, bottom: bool) -> int:
     # and -3..-5%. The sigmoid's float32 cast again changed nothing (10.01/10.01 MiB).
     if kept == 0:
         return max((2 if w.dt == F32 else 3) * T * s.intermediate * w.dt, side)
-    return max((4 - kept) * T * s.intermediate * w.dt, side)
+    return max((4 - kept) * T * s.intermediate * w.dt, side) + bottom_up_compiled(s, w, kept)
+
+
+def bottom_up_compiled(s: ModelShape, w: Work, kept: int) -> int:
+    """One compute-dtype T x I buffer more in a lowest (not recomputed) Qwen3 layer's forward
+    when it adapts up_proj without gate_proj or down_proj (kept == 1). Measured, not traced
+    (in_sample_round10_planner11q, Qwen2/Qwen3 twins of one shape, strict; the first ten
+    shapes 3 runs each, the same bytes every run): float32 16.39 MiB against Qwen2's 14.21
+    (h160, I 1,280, 1 x 512), 31.3 vs 26.8 at I 2,560; bf16 17.1 vs 15.0 (h256, 2 x 256), 12.0
+    vs 10.6 (h192, 1 x 512). Not Qwen3's norms' buffers: uncompiled both measure 13.98 MiB;
+    Qwen3 with identity q/k norms 16.71, Qwen2 without its q/k/v biases 16.48 or with q/k
+    norms added 16.79: the compiled schedule (likely the LoRA sum, compiled_lora_sum) leaves
+    it alive unless the graph is Qwen2's. It races: at load 26 one of two float32 runs was
+    without it. Not priced: Qwen2 at 5 x 1 heads in bf16 (9.79 MiB, plan 8.63; its float32
+    twin and other Qwen2 shapes without it); DoRA (mech7-qwen3-h192-3x3-1l-i768-bf16-2x96-
+    nockpt-dora-up 3.51 MiB in 3 of 3 runs: +0.7% without, +8.7% with it)."""
+    if not s.qk_norm or kept != 1 or "down_proj" in w.targets or w.dora:
+        return 0
+    return w.tokens * s.intermediate * w.dt
 
 
 def swiglu_between(s: ModelShape, w: Work, layers: int) -> int:
@@ -307,7 +324,22 @@ def mlp_forward_peak(s: ModelShape, w: Work) -> int:
     # forms its float32 W + BA there too (dora_down_norm).
     at_down = T * s.intermediate * (down + 2 * w.dt) + dora_down_norm(s, w)
     x = T * s.hidden * (w.dt + (F32 if w.dt != F32 and t & {"gate_proj", "up_proj"} else 0))
-    return max(T * s.intermediate * max(side + compiled_lora_sum(w), 3 * w.dt), at_down) + x
+    side += compiled_lora_sum(w) - several_blocks_side(w)
+    return max(T * s.intermediate * max(side, 3 * w.dt), at_down, dora_up_norm(s, w)) + x
+
+
+def several_blocks_side(w: Work) -> int:
+    """Bytes per T x I entry fewer alive at the gate/up moment of a checkpointed bf16 forward
+    with a LoRA up_proj (no gate_proj, not DoRA) when the blockwise attention runs several
+    query blocks (L > its block). Measured, not traced (in_sample_round10_planner11q, mech11q-
+    qwen3-h192-3x3-1l-i1536-bf16-*-ckpt-lora-up-blockwise, strict): one block (1 x 128, 2 x
+    128) +1.7% and +4.0% forward, several (1 x 192, 1 x 256) +13.5% and +15.1%, 1.2 bf16 T x I
+    each; the fused twin at 1 x 192 +2.5% (the one knob of three); round 8's mech8-qwen3-h192-
+    3x3-1l-i768-bf16-2x192-ckpt-lora-up +18.3% -> +5.2%. With one fewer all within 1.6-3.5%.
+    Not measured in float32 or with gate_proj: not priced there."""
+    several = w.attn_block and w.seq > w.attn_block
+    lora_up = "up_proj" in w.targets and "gate_proj" not in w.targets and not w.dora
+    return w.dt if several and lora_up and w.dt != F32 else 0
 
 
 def compiled_lora_sum(w: Work) -> int:
@@ -373,14 +405,30 @@ def dora_mlp_backward(s: ModelShape, w: Work) -> int:
                 for p in w.targets & MLP], default=0)
 
 
+def dora_up_norm(s: ModelShape, w: Work) -> int:
+    """A DoRA up_proj's row norms in the layer's forward (mlp_forward_peak): its float32 B A
+    and W + BA (or W + BA and its square: two I x H float32 buffers) beside the layer's normed
+    input, before any T x I buffer of the MLP exists; on the peak when the weight is large
+    next to T x I. Measured (strict, in_sample_round10_planner11q, checkpointed bf16 DoRA up,
+    blockwise, 1 x 128-192): an ablation with the norm's denominator a constant took
+    mech8-qwen3-h256-4x4-1l-i1024-bf16-1x128-ckpt-dora-up's forward from 4.91 MiB (3 runs of
+    3) to 4.05, its LoRA twin's 4.03; fitted on it and mech11q-*-h256-*-i1024-*-1x192 (the
+    plan's other buffers + 2 W + BA + the input: 4.91 and 5.07 MiB, both within 0.01), then
+    predicted before measuring mech11q-*-h320-*-i1280-*-1x128 and -h256-*-i2048-*-1x128: 7.38
+    and 8.47 MiB, measured 7.38 and 8.47 (the plan without it: -21% and -18%). A DoRA
+    gate_proj's norm would be the same buffers: not measured, not priced."""
+    if not (w.dora and "up_proj" in w.targets):
+        return 0
+    i, o = s.projection("up_proj")
+    return 2 * i * o * F32
+
+
 def dora_down_norm(s: ModelShape, w: Work) -> int:
     """A DoRA down_proj's float32 W + BA (for its row norms) is formed at the down_proj moment
     of the layer's forward (mlp_forward_peak), while the swiglu's buffers are alive. Ablation
     (strict profile of mech8-qwen3-h256-4x4-1l-i1024-bf16-1x128-ckpt-dora-down with the norm
     precomputed outside the step): the forward peak fell by 1.006 MiB, one float32 1,024 x 256
-    W + BA. Not priced: up_proj's norm, which added to the forward peak in 2 of the 10
-    checkpointed up_proj draws of rounds 7-8, not in the others (mech8-qwen3-h256-4x4-1l-
-    i1024-bf16-1x128-ckpt-dora-up: its forward 15% under, its LoRA twin 2.7% over)."""
+    W + BA. up_proj's norm: dora_up_norm."""
     if not (w.dora and "down_proj" in w.targets):
         return 0
     i, o = s.projection("down_proj")
