@@ -41,6 +41,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round9 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11L --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11a --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11g --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -120,6 +121,9 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # forward: Qwen2/Qwen3 twins of one MLP-dominated up_proj shape (bf16, float32, intermediate
 # doubled, other heads and lengths, blockwise), and a checkpointed DoRA up_proj (1-2 layers,
 # weight large or small next to T x I) with its LoRA twins.
+# in_sample_round10_planner11g: new hand-made shapes (mech11g-*) for a lone gate_proj, up_proj or
+# down_proj adapter's MLP backward (round 8's open misses: a lone gate or down backward 30-35%
+# over): 1-3 layers, checkpointed or not, bf16 with float32 twins, Qwen2 and Qwen3, T 256-512.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -134,6 +138,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round10_planner11m",
           "in_sample_round10_planner11a",
           "in_sample_round10_planner11q",
+          "in_sample_round10_planner11g",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9")

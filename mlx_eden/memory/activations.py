@@ -248,6 +248,12 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
                 # buffers; bf16 1.1 bf16 buffers over; with this +0.5..+1.9%, and round 1's
                 # mech-e-bf16-down +3.7% -> -1.0%). Measured, not traced.
                 n = 0 if w.dt == F32 else 1
+            elif w.targets & MLP == {"gate_proj"} and w.dt == F32:
+                # gate_proj alone, float32: one fewer (in_sample_round10_planner11g, mech11g-
+                # qwen3-h160-5x1-3l-i1152-f32-*-ckpt-gate, T 256 and 512, the same in a second
+                # run: 2 put the backward 8.5% and 11.1% over, 1.2 T x I float32; bf16 keeps 2:
+                # its twin +1.9%, round 1's mech-e-bf16-gate -0.0%). Measured, not traced.
+                n = 1
         else:
             n = 1 if w.dt != F32 and swiglu_kept(w.targets, True) == 4 else 0
     elif not bottom:
@@ -259,6 +265,9 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
         n = max(0, len(w.targets & MLP) - (0 if w.dt == F32 else 1))
         return n * T * s.intermediate * F32 + T * s.hidden * F32
     else:
+        alone = lowest_alone(s, w)
+        if alone is not None:
+            return alone
         n = 2 if w.dt != F32 and swiglu_kept(w.targets, bottom) == 4 else 1
     size = F32 if w.targets & MLP else w.dt
     # A recomputed bfloat16 layer's buffers stay bfloat16 unless gate_proj and up_proj are both
@@ -266,8 +275,63 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     # them 9-22% over; with gate and up, bfloat16 ones 8% under). Measured, not traced.
     if checkpoint and w.dt != F32 and not {"gate_proj", "up_proj"} <= w.targets:
         size = w.dt
-    return (n * T * s.intermediate * size + T * s.hidden * F32
-            + (dora_mlp_backward(s, w) + up_down_recomputed(s, w, bottom) if checkpoint else 0))
+    total = (n * T * s.intermediate * size + T * s.hidden * F32
+             + (dora_mlp_backward(s, w) + up_down_recomputed(s, w, bottom) if checkpoint else 0))
+    if checkpoint and bottom:
+        return max(total, lowest_recomputed(s, w) - layer_saved(s, w, bottom=True))
+    return total
+
+
+def lowest_alone(s: ModelShape, w: Work) -> int | None:
+    """The MLP backward's extra bytes in the lowest adapted layer, not recomputed, when gate_proj
+    or down_proj is the layer's only adapter (no gradient crosses the MLP's input); None
+    otherwise. down_proj alone forms no T x I gradient: its LoRA's needs the kept float32 input
+    and its output's gradient (T x hidden) cast to float32 beside the residual's. gate_proj
+    alone: the swiglu's VJP forms only gate's gradient, cast to float32 in bf16 for the LoRA
+    product (in float32 the VJP's output is that input: nothing more), and no T x hidden
+    buffer beyond the kept ones. Measured, not traced (in_sample_round10_planner11g and
+    round 8's mech9s-*-1l-*-nockpt-gate/down, strict, T 384-512, I 3-8 x hidden, Qwen2 and
+    Qwen3): down alone held 2.0-2.6 T x hidden float32 (the count before, one float32 T x I and
+    a T x hidden: 30-41% over; now -3.0..+1.8%); gate alone one float32 T x I less one T x hidden
+    float32 in bf16 (fitted over T x hidden = 0.25-0.67 bf16 T x I), 0.0-0.01 T x I in float32
+    (before, two float32 T x I in bf16 and one in float32 with the T x hidden: 20-34% over; now
+    +3.1..+6.8%)."""
+    alone = w.targets & (ATTENTION | MLP)
+    if alone == {"down_proj"}:
+        return 2 * w.tokens * s.hidden * F32
+    if alone == {"gate_proj"}:
+        return w.tokens * s.intermediate * F32 if w.dt != F32 else 0
+    return None
+
+
+def lowest_recomputed(s: ModelShape, w: Work) -> int:
+    """The fullest moment of a recomputed lowest adapted layer (checkpointed) whose only
+    adapter is down_proj or up_proj, beyond the checkpointed inputs: the recomputation
+    (backends/mlx/checkpoint.py, after the incoming gradient) and not the MLP backward holds it.
+    down_proj alone: the forward's down_proj moment again (mlp_forward_peak: the swiglu's two
+    inputs beside its output and that output's float32 cast), as planned for the forward.
+    up_proj alone: two float32 T x I buffers in both dtypes and the incoming gradient (float32
+    T x hidden); the recomputation stops at the swiglu's inputs here (no adapter needs its
+    output), so not the forward's gate/up moment. Measured, not traced: the lowest-layer-only
+    LoRA up/down draws of in_sample_round8_dora and in_sample_round10_planner11g (T 128-512,
+    I 768-1,024, hidden 128-256) held 4.1-4.5 bf16 / 2.0 fp32 T x I (up) and the forward's down
+    moment within 0.35 T x I (down); the plan without this was 5-40% under in their backward.
+    A DoRA down_proj the same without its norm's float32 W + BA (dora_down_norm): a function of
+    the weights alone, it need not wait for the incoming gradient as the recomputed input does
+    (checkpoint.py's mx.depends), so it is formed and freed before (inferred, not traced):
+    round 7-8's four one-layer DoRA down_proj draws -1.7..-31.6% -> +1.8..+8.3% (with the norm:
+    +11.6..+35.2%). Not a lone gate_proj: its recomputed backward races (mech11g-qwen3-h128-
+    4x1-1l-i1024-bf16-1x256-ckpt-gate: 4.87 MiB in 7 of 11 runs, 3.87-3.94 in the others, one
+    float32 T x I apart; uncompiled, MLX_DISABLE_COMPILE=1, 3.94 in 4 of 4: compiled_lora_sum's
+    kind); nor a DoRA up_proj."""
+    alone = w.targets & (ATTENTION | MLP)
+    if alone == {"down_proj"}:
+        return mlp_forward_peak(s, w) - dora_down_norm(s, w)
+    if w.dora:
+        return 0
+    if alone == {"up_proj"}:
+        return w.tokens * (2 * s.intermediate + s.hidden) * F32
+    return 0
 
 
 def up_down_recomputed(s: ModelShape, w: Work, bottom: bool = False) -> int:
