@@ -464,6 +464,8 @@ def test_recomputed_attention_backward_peaks_at_the_softmax_gradient(dtype, seq,
     assert o_only == (1 if dt == 2 else 2) * square + 3 * seq * 128 * 4
 
 
+
+
 # planner11g (round 10): a lone gate_proj, up_proj or down_proj adapter in the lowest (here the
 # only) layer (benchmarks/planner_heldout.py, in_sample_round10_planner11g, strict, first runs).
 def _lone_cfg(arch: str, hidden: int, heads: int, intermediate: int) -> dict:
