@@ -489,9 +489,9 @@ LONE_QWEN3 = _lone_cfg("qwen3", 128, 4, 1024)   # mech11g-qwen3-h128-4x1-1l-i102
 def test_lone_mlp_adapter_in_the_lowest_layer_backward(cfg, batch, dtype, checkpoint, target,
                                                        measured):
     """The lowest layer's MLP backward with one MLP adapter: down_proj alone forms no T x I
-    gradient, gate_proj alone one buffer fewer (activations.lowest_alone); recomputed, the
+    gradient, gate_proj alone one buffer fewer (mlp_backward.lowest_alone); recomputed, the
     layer's recomputation holds the peak for up_proj or down_proj alone
-    (activations.lowest_recomputed). The measured backward phase (bytes) against the plan:
+    (mlp_backward.lowest_recomputed). The measured backward phase (bytes) against the plan:
     within 5% (gate bf16 +3.2%, the others within 2.3%); the mutations (each term removed,
     i.e. the round-9 counts) missed by the percentages noted. Pure planner arithmetic."""
     s = Settings(batch=batch, seq=256, grad_accumulation=1, dtype=dtype, quant_bits=None,
@@ -504,7 +504,7 @@ def test_lone_mlp_adapter_in_the_lowest_layer_backward(cfg, batch, dtype, checkp
 
 def test_recomputed_dora_down_alone_without_its_norm():
     """A recomputed one-layer DoRA down_proj peaks at the recomputation's down_proj moment
-    without its norm's W + BA (activations.lowest_recomputed). in_sample_round8_dora's
+    without its norm's W + BA (mlp_backward.lowest_recomputed). in_sample_round8_dora's
     mech8-qwen3-h128-2x2-1l-i1024-bf16-4x128-ckpt-dora-down measured a 6,646,604-byte backward:
     planned +3.7%; -31.6% without the recomputation, +11.6% with the norm kept in it."""
     cfg = {**_lone_cfg("qwen3", 128, 2, 1024), "num_key_value_heads": 2, "head_dim": 64}

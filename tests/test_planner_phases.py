@@ -302,7 +302,7 @@ DORA_SHAPE = TinySpec(arch="qwen3", hidden=192, heads=3, kv_heads=3, layers=1, i
                                            ("[down_proj]", "forward")])
 def test_dora_recomputed_mlp_is_priced(models_dir, targets, phase):
     """DoRA scales its output by m / ||W + BA||. A recomputed DoRA up_proj's backward forms the
-    scaled gradient and its product with the kept output (activations.dora_mlp_backward): the
+    scaled gradient and its product with the kept output (mlp_backward.dora_mlp_backward): the
     backward measured -3.5% against the plan, -13.8% without that term. A DoRA down_proj forms
     its float32 W + BA while the swiglu's buffers are alive (activations.dora_down_norm): the
     forward +1.9%, -13.4% without it, and -13.4% without the swiglu's two inputs alive at
@@ -325,7 +325,7 @@ UP_DOWN_SHAPE = TinySpec(arch="qwen3", hidden=128, heads=4, kv_heads=1, layers=2
 def test_recomputed_up_down_backward_is_priced(models_dir):
     """Checkpointed, a layer adapting up_proj and down_proj (not gate_proj) holds more T x I
     buffers in its recomputed backward than mlp_backward_transient's count: one float32 in an
-    upper layer, two float32 and two bf16 in the lowest (activations.up_down_recomputed). Here
+    upper layer, two float32 and two bf16 in the lowest (mlp_backward.up_down_recomputed). Here
     the lowest layer alone is adapted: the backward measured 12.27 MiB in 3 runs of 3 against
     12.67 planned (+3.2%); the mutation tried (up_down_recomputed returning 0) planned 6.67 MiB,
     46% under. (The upper-layer case is not tested here: adapting both layers of this model,

@@ -33,7 +33,6 @@ from .activations import (
     dora_weights_kept,
     layer_parts,
     layer_saved,
-    mlp_backward_transient,
     mlp_forward_peak,
     swiglu_between,
     swiglu_forward_extra,
@@ -43,6 +42,7 @@ from .devices import Device
 from .load import DTYPE_BYTES, load_peak, weight_bytes
 from .loftq import loftq_spike
 from .loss import loss_backward_transient, loss_forward_transient, loss_peak, loss_saved
+from .mlp_backward import mlp_backward_transient
 from .shapes import ModelShape
 
 ALL_REDUCE_GROUP_BYTES = 32 << 20  # mlx.nn.average_gradients' all_reduce_size default

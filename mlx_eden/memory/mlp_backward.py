@@ -1,0 +1,183 @@
+"""Bytes a layer's MLP backward holds beyond what the layer keeps: the float32 gradient
+buffers of T x I, what a recomputed (checkpointed) layer still holds of its forward, a lone
+gate/up/down adapter in the lowest adapted layer, and DoRA's scaled gradient. Split from
+memory/activations.py (what the forward keeps and its MLP buffers), which it builds on.
+Every count here was measured, not traced: strict-mode peaks of the in-sample groups of
+benchmarks/planner_heldout.py, named in each docstring."""
+
+from __future__ import annotations
+
+from .activations import (
+    ATTENTION,
+    F32,
+    MLP,
+    Work,
+    dora_down_norm,
+    layer_saved,
+    mlp_forward_peak,
+    swiglu_kept,
+)
+from .shapes import ModelShape
+
+
+def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
+                           bottom: bool = False) -> int:
+    """Extra bytes while a layer's MLP backward runs: float32 gradient buffers of T x I (two, or
+    three when the layer was just recomputed: one of its forward's T x I buffers is still about;
+    measured on the small benchmark model, 4 over-predicted its peak by 5%), and the residual
+    stream's gradient. In float32 without checkpointing one buffer fewer: MLX donates a float32
+    input's buffer to an op's output of the same dtype (measured on the planner's in-sample
+    draws, benchmarks/planner_heldout.py: fp32 MLP-bound configurations were 5-12% over with
+    the bf16 count; recomputed layers keep the count). One buffer too in a lowest layer that
+    keeps less than the full swiglu (no gate_proj adapter: only up_proj's gradient is formed)."""
+    T = w.tokens
+    # The lowest adapted layer forms no input gradient, recomputed or not: the count without
+    # recomputation (mech-*-bottom-ckpt: 3 buffers put the MLP-bound ones 10-25% over).
+    if checkpoint:
+        # Recomputed through our SwiGLU, one buffer fewer than through mlx-lm's (3 in an upper
+        # layer, 2 in a bf16 lowest one keeping the full swiglu, else 1) unless gate_proj and
+        # up_proj are both adapted: the MLP-bound checkpointed in-sample draws of rounds 5 and
+        # 6 (mech5/mech6-*-ckpt-*, 13 of them, fp32 and bf16, upper and lowest layers) were
+        # 0.6-3.6 such buffers over with those; with gate and up adapted (mech6-*-ckpt-all and
+        # -mlp, fp32 and bf16) one fewer put them 4-7% under, the count as before 0-5% over.
+        if not bottom:
+            n = 3 if {"gate_proj", "up_proj"} <= w.targets else 2
+            if w.targets & MLP == {"down_proj"}:
+                # down_proj alone: fewer (in_sample_round8_mlp, mech8-qwen3-h160-*-i1152-*-
+                # ckpt-down, 2-3 layers, T 512: fp32 19-23% over with 2, 2.1-2.2 T x I fp32
+                # buffers; bf16 1.1 bf16 buffers over; with this +0.5..+1.9%, and round 1's
+                # mech-e-bf16-down +3.7% -> -1.0%). Measured, not traced.
+                n = 0 if w.dt == F32 else 1
+            elif w.targets & MLP == {"gate_proj"} and w.dt == F32:
+                # gate_proj alone, float32: one fewer (in_sample_round10_planner11g, mech11g-
+                # qwen3-h160-5x1-3l-i1152-f32-*-ckpt-gate, T 256 and 512, the same in a second
+                # run: 2 put the backward 8.5% and 11.1% over, 1.2 T x I float32; bf16 keeps 2:
+                # its twin +1.9%, round 1's mech-e-bf16-gate -0.0%). Measured, not traced.
+                n = 1
+        else:
+            n = 1 if w.dt != F32 and swiglu_kept(w.targets, True) == 4 else 0
+    elif not bottom:
+        # An upper layer, not recomputed, through our SwiGLU (backends/mlx/swiglu.py, since
+        # round 5): a float32 buffer per adapted MLP projection (one fewer in bf16). Measured,
+        # not traced: the round-6 in-sample draws mech6-*-i1280/i1600-*-nockpt-* (no MLP
+        # adapter, down, up, gate+up, all three; fp32 and bf16) were -11% to +28% with the
+        # count before; with this one their backward phases are within 7%.
+        n = max(0, len(w.targets & MLP) - (0 if w.dt == F32 else 1))
+        return n * T * s.intermediate * F32 + T * s.hidden * F32
+    else:
+        alone = lowest_alone(s, w)
+        if alone is not None:
+            return alone
+        n = 2 if w.dt != F32 and swiglu_kept(w.targets, bottom) == 4 else 1
+    size = F32 if w.targets & MLP else w.dt
+    # A recomputed bfloat16 layer's buffers stay bfloat16 unless gate_proj and up_proj are both
+    # adapted (mech-e/g-*: with one MLP adapter, or down with one of them, float32 buffers put
+    # them 9-22% over; with gate and up, bfloat16 ones 8% under). Measured, not traced.
+    if checkpoint and w.dt != F32 and not {"gate_proj", "up_proj"} <= w.targets:
+        size = w.dt
+    total = (n * T * s.intermediate * size + T * s.hidden * F32
+             + (dora_mlp_backward(s, w) + up_down_recomputed(s, w, bottom) if checkpoint else 0))
+    if checkpoint and bottom:
+        return max(total, lowest_recomputed(s, w) - layer_saved(s, w, bottom=True))
+    return total
+
+
+def lowest_alone(s: ModelShape, w: Work) -> int | None:
+    """The MLP backward's extra bytes in the lowest adapted layer, not recomputed, when gate_proj
+    or down_proj is the layer's only adapter (no gradient crosses the MLP's input); None
+    otherwise. down_proj alone forms no T x I gradient: its LoRA's needs the kept float32 input
+    and its output's gradient (T x hidden) cast to float32 beside the residual's. gate_proj
+    alone: the swiglu's VJP forms only gate's gradient, cast to float32 in bf16 for the LoRA
+    product (in float32 the VJP's output is that input: nothing more), and no T x hidden
+    buffer beyond the kept ones. Measured, not traced (in_sample_round10_planner11g and
+    round 8's mech9s-*-1l-*-nockpt-gate/down, strict, T 384-512, I 3-8 x hidden, Qwen2 and
+    Qwen3): down alone held 2.0-2.6 T x hidden float32 (the count before, one float32 T x I and
+    a T x hidden: 30-41% over; now -3.0..+1.8%); gate alone one float32 T x I less one T x hidden
+    float32 in bf16 (fitted over T x hidden = 0.25-0.67 bf16 T x I), 0.0-0.01 T x I in float32
+    (before, two float32 T x I in bf16 and one in float32 with the T x hidden: 20-34% over; now
+    +3.1..+6.8%)."""
+    alone = w.targets & (ATTENTION | MLP)
+    if alone == {"down_proj"}:
+        return 2 * w.tokens * s.hidden * F32
+    if alone == {"gate_proj"}:
+        return w.tokens * s.intermediate * F32 if w.dt != F32 else 0
+    return None
+
+
+def lowest_recomputed(s: ModelShape, w: Work) -> int:
+    """The fullest moment of a recomputed lowest adapted layer (checkpointed) whose only
+    adapter is down_proj or up_proj, beyond the checkpointed inputs: the recomputation
+    (backends/mlx/checkpoint.py, after the incoming gradient) and not the MLP backward holds it.
+    down_proj alone: the forward's down_proj moment again (mlp_forward_peak: the swiglu's two
+    inputs beside its output and that output's float32 cast), as planned for the forward.
+    up_proj alone: two float32 T x I buffers in both dtypes and the incoming gradient (float32
+    T x hidden); the recomputation stops at the swiglu's inputs here (no adapter needs its
+    output), so not the forward's gate/up moment. Measured, not traced: the lowest-layer-only
+    LoRA up/down draws of in_sample_round8_dora and in_sample_round10_planner11g (T 128-512,
+    I 768-1,024, hidden 128-256) held 4.1-4.5 bf16 / 2.0 fp32 T x I (up) and the forward's down
+    moment within 0.35 T x I (down); the plan without this was 5-40% under in their backward.
+    A DoRA down_proj the same without its norm's float32 W + BA (dora_down_norm): a function of
+    the weights alone, it need not wait for the incoming gradient as the recomputed input does
+    (checkpoint.py's mx.depends), so it is formed and freed before (inferred, not traced):
+    round 7-8's four one-layer DoRA down_proj draws -1.7..-31.6% -> +1.8..+8.3% (with the norm:
+    +11.6..+35.2%). Not a lone gate_proj: its recomputed backward races (mech11g-qwen3-h128-
+    4x1-1l-i1024-bf16-1x256-ckpt-gate: 4.87 MiB in 7 of 11 runs, 3.87-3.94 in the others, one
+    float32 T x I apart; uncompiled, MLX_DISABLE_COMPILE=1, 3.94 in 4 of 4: compiled_lora_sum's
+    kind); nor a DoRA up_proj."""
+    alone = w.targets & (ATTENTION | MLP)
+    if alone == {"down_proj"}:
+        return mlp_forward_peak(s, w) - dora_down_norm(s, w)
+    if w.dora:
+        return 0
+    if alone == {"up_proj"}:
+        return w.tokens * (2 * s.intermediate + s.hidden) * F32
+    return 0
+
+
+def up_down_recomputed(s: ModelShape, w: Work, bottom: bool = False) -> int:
+    """Extra bytes of a recomputed MLP backward adapting down_proj and one of up_proj and
+    gate_proj, beyond mlp_backward_transient's count: one float32 T x I buffer in an upper
+    layer (the adapted projection's LoRA gradient is formed in float32 while down_proj's input
+    gradient is still alive; gate+down in float32: donated, not counted); with up+down in the
+    lowest layer, which keeps nothing of the swiglu's backward (swiglu_kept) and forms it
+    there, two float32 and two compute-dtype ones. Measured, not traced: in_sample_round8_mlp
+    (mech8-qwen3-h160-5x1-*-i1152-*-2x256-ckpt-*, T 512): up+down fp32 upper layers (2-4 layers)
+    were 0.6-1.9 T x I fp32 buffers under (repeats of the same runs 1.9: fp32 donation
+    varies), bf16 2.9 bf16 buffers, gate+down bf16 2.0 (fp32 +0.4% without); adapting the
+    lowest layer alone, 3.9 fp32-sized (fp32) and 5.6 bf16 (bf16) under, backward phases -39%
+    and -42%. With this term all of these are within 6.1%; the up+down LoRA draws of rounds
+    7-8's fused/DoRA groups went from -5.8..-12.7% to -5.2..+0.9%, round 1's mech-g-bf16-
+    gatedown -10.1% -> -2.3% and mech-g-bf16-updown -3.2% -> +5.2%. Shared with DoRA (the same
+    LoRA product underneath; dora_mlp_backward unchanged): round 8's 4-bit DoRA up+down draws
+    -6.2/-3.0% -> -0.1/+0.9%. Not priced: at T 256 the lowest layer's extra was ~7 bytes per
+    T x I entry, not 12 (tests/test_planner_phases.py uses T 512), and a 2-layer bf16 upper
+    case (h128, I 1,024, 2 x 256) raced between 15.7 and 19.0 MiB in its backward."""
+    t = w.targets
+    if "down_proj" not in t or len(t & {"gate_proj", "up_proj"}) != 1:
+        return 0
+    if "gate_proj" in t:  # gate+down: the same float32 buffer in bf16 (fp32: donated)
+        return 0 if bottom or w.dt == F32 else w.tokens * s.intermediate * F32
+    if bottom:
+        return 2 * w.tokens * s.intermediate * (F32 + w.dt)
+    return w.tokens * s.intermediate * F32
+
+
+def dora_mlp_backward(s: ModelShape, w: Work) -> int:
+    """Extra bytes while a recomputed DoRA MLP projection's backward runs, beyond LoRA's.
+    mlx-lm's DoRALinear (mlx_lm/tuner/dora.py) returns (m / ||W + BA||) * out: its gradient forms
+    the incoming gradient scaled by m / ||W + BA|| and the incoming gradient times the kept
+    `out` (reduced to m's gradient), two T x out buffers beside the incoming one (one of them
+    donated in float32). A DoRA gate_proj counts one fewer: the lowest layer's MLP backward
+    already holds a swiglu buffer it reuses. Gate and up run side by side: the larger counts.
+    Measured on the DoRA draws against their LoRA twins (in_sample_round7_dora,
+    in_sample_round8_dora: DoRA less LoRA in the same shape): a recomputed DoRA up_proj's
+    backward held 1.8-2.9 more T x I buffers in bf16 (T 128-512, I 768-1,024, 1-2 layers) and
+    1.8-1.9 float32 ones in fp32, of which the plan counted only `out` (_dora); with this term
+    the backward phase of round 7's six bf16 DoRA up and q+up draws went from -11.5..-34.3% to
+    -3.5..-18.9% (their LoRA twins: -2.4..-15.0%). Not in a layer that is not recomputed:
+    there the backward peak is elsewhere (mech7-*-nockpt-dora-up: +1.9% without, +11.6% with)."""
+    if not w.dora:
+        return 0
+    fewer = 0 if w.dt != F32 else 1
+    return max([(2 - fewer - (p == "gate_proj")) * w.tokens * s.projection(p)[1] * w.dt
+                for p in w.targets & MLP], default=0)
