@@ -46,6 +46,11 @@ HELDOUT8_SEED, N_HELDOUT8 = 0x6a81b6f8, 12  # FROZEN commit 6a81b6f8f05a
 # float32 LoRA sum in a checkpointed forward) was frozen; the seed is the first 8 hex digits of
 # that "FROZEN:" commit.
 HELDOUT9_SEED, N_HELDOUT9 = 0x63c72b39, 12  # FROZEN commit 63c72b39ecb2
+# Round 10: the same generator, drawn after the round-10 planner code (the unchunked bf16 loss
+# holding the head's output, packed rows' additive mask, the recomputed fused attention's
+# backward, the lowest layer's MLP forward and a lone MLP adapter's backward) was frozen; the
+# seed is the first 8 hex digits of that "FROZEN:" commit.
+HELDOUT10_SEED, N_HELDOUT10 = 0xc256c296, 12  # FROZEN commit c256c2962a5f
 ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldout2", False),
           "--draw-round3": ("heldout_round3", HELDOUT3_SEED, N_HELDOUT3, "heldout3", True),
           "--draw-round4": ("heldout_round4", HELDOUT4_SEED, N_HELDOUT4, "heldout4", True),
@@ -53,7 +58,8 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round6": ("heldout_round6", HELDOUT6_SEED, N_HELDOUT6, "heldout6", True),
           "--draw-round7": ("heldout_round7", HELDOUT7_SEED, N_HELDOUT7, "heldout7", True),
           "--draw-round8": ("heldout_round8", HELDOUT8_SEED, N_HELDOUT8, "heldout8", True),
-          "--draw-round9": ("heldout_round9", HELDOUT9_SEED, N_HELDOUT9, "heldout9", True)}
+          "--draw-round9": ("heldout_round9", HELDOUT9_SEED, N_HELDOUT9, "heldout9", True),
+          "--draw-round10": ("heldout_round10", HELDOUT10_SEED, N_HELDOUT10, "heldout10", True)}
 # Strict mode waits after every op; MLX's CPU quantized matmul is ~40x slower than its float one
 # here (memory_profile.py), so tokens per step are capped (smaller still for 4-bit bases).
 MAX_TOKENS, MAX_TOKENS_4BIT = 1024, 512
