@@ -42,6 +42,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11L --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11a --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11g --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round11-planner12u --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11m --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11q --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --draw-round10   # (done once) round-10 set
@@ -128,6 +129,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in_sample_round10_planner11g: new hand-made shapes (mech11g-*) for a lone gate_proj, up_proj or
 # down_proj adapter's MLP backward (round 8's open misses: a lone gate or down backward 30-35%
 # over): 1-3 layers, checkpointed or not, bf16 with float32 twins, Qwen2 and Qwen3, T 256-512.
+# in_sample_round11_planner12u: new hand-made shapes (mech12u-*) for the update phase of a DoRA
+# r=64 adapter on all seven projections (round 10's heldout10-11 update 15.8% over): qwen3 h128,
+# 2 layers, 1 x 256, one knob changed at a time (LoRA, float base, float32, accumulation 1, sgd,
+# adam, rank 16).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -143,6 +148,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round10_planner11a",
           "in_sample_round10_planner11q",
           "in_sample_round10_planner11g",
+          "in_sample_round11_planner12u",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10")

@@ -121,6 +121,23 @@ def adapter_shapes(shape: ModelShape, s: Settings) -> list[tuple[int, ...]]:
     return out * s.adapted_layers
 
 
+# The streamed update's compiled apply replaces parameters and moments in place (their old
+# arrays are referenced only by its graph once state.update/model.update ran): its transient is
+# the tensors in flight, not a copy of the whole group. Measured in strict mode on
+# in_sample_round11_planner12u (qwen3 h128, r=64 on all seven projections, 2 layers, 42 tensors,
+# largest 114,688 B): the apply alone held +344,084 B = 3 x the largest tensor (its new value and
+# moments; the same with MLX_BFS_MAX_WIDTH 4, 20 or 60), the update phase 3.0-8.6 x the largest
+# (0.24-0.70 x the adapter; the rest not identified). Counted as the whole adapter the update was
+# 7-19% over. The 20 largest tensors bound every in-sample row; 8 put calibration_in_sample's
+# small-b1-s512-r64 and tiny-q4 rows 6-13% under.
+UPDATE_TENSORS_IN_FLIGHT = 20
+
+
+def update_in_flight(shapes: list[tuple[int, ...]]) -> int:
+    """Float32 bytes of the largest tensors the streamed update may hold at once (see above)."""
+    return sum(sorted((math.prod(x) for x in shapes), reverse=True)[:UPDATE_TENSORS_IN_FLIGHT]) * F32
+
+
 def optimizer_bytes(name: str, shapes: list[tuple[int, ...]]) -> int:
     """State bytes of optimizer `name` over every trainable tensor (registry.OPTIMIZERS says
     per tensor; an unknown name is an error there, not 0 bytes)."""
@@ -181,7 +198,8 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         base - top_mlp + attention_backward_transient(shape, w, s.checkpoint, only)
     layer_t = max(base + mlp_backward_transient(shape, w, s.checkpoint, only), attention_t)
     accumulate = s.grad_accumulation > 1
-    update_t = int(optimizer_spec(s.optimizer).update_copies * min(UPDATE_GROUP_BYTES, p_bytes))
+    update_t = int(optimizer_spec(s.optimizer).update_copies
+                   * min(UPDATE_GROUP_BYTES, p_bytes, update_in_flight(shapes)))
     resident = {"base weights": weights, "adapters": p_bytes, "optimizer state": optimizer,
                 "gradients": p_bytes if accumulate else 0}
     phases = {
