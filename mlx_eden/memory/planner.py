@@ -125,10 +125,10 @@ def adapter_shapes(shape: ModelShape, s: Settings) -> list[tuple[int, ...]]:
 # arrays are referenced only by its graph once state.update/model.update ran): its transient is
 # the tensors in flight, not a copy of the whole group. Measured in strict mode on
 # in_sample_round11_planner12u (qwen3 h128, r=64 on all seven projections, 2 layers, 42 tensors,
-# largest 114,688 B): the apply alone held +344,084 B = 3 x the largest tensor (its new value and
-# moments; the same with MLX_BFS_MAX_WIDTH 4, 20 or 60), the update phase 3.0-8.6 x the largest
-# (0.24-0.70 x the adapter; the rest not identified). Counted as the whole adapter the update was
-# 7-19% over. The 20 largest tensors bound every in-sample row; 8 put calibration_in_sample's
+# largest 114,688 B): adamw's apply alone held +344,084 B = 3 x the largest tensor (its new value
+# and moments; the same with MLX_BFS_MAX_WIDTH 4, 20 or 60), sgd's +28 B, global_norm's squares
+# 1.3-4.8 x the largest (run to run); the update phase 3.0-8.6 x the largest (0.24-0.70 x the
+# adapter). Counted as the whole adapter the update was 7-19% over. The 20 largest tensors bound every in-sample row; 8 put calibration_in_sample's
 # small-b1-s512-r64 and tiny-q4 rows 6-13% under.
 UPDATE_TENSORS_IN_FLIGHT = 20
 
