@@ -128,14 +128,16 @@ def adapter_shapes(shape: ModelShape, s: Settings) -> list[tuple[int, ...]]:
 # largest 114,688 B): adamw's apply alone held +344,084 B = 3 x the largest tensor (its new value
 # and moments; the same with MLX_BFS_MAX_WIDTH 4, 20 or 60), sgd's +28 B, global_norm's squares
 # 1.3-4.8 x the largest (run to run); the update phase 3.0-8.6 x the largest (0.24-0.70 x the
-# adapter). Counted as the whole adapter the update was 7-19% over. The 20 largest tensors bound every in-sample row; 8 put calibration_in_sample's
-# small-b1-s512-r64 and tiny-q4 rows 6-13% under.
+# adapter). Counted as the whole adapter the update was 7-19% over. The 20 largest tensors
+# bound every in-sample row; 8 put calibration_in_sample's small-b1-s512-r64 and tiny-q4 rows
+# 6-13% under. On a 32B adapter the 64 MB group (UPDATE_GROUP_BYTES) is the smaller bound.
 UPDATE_TENSORS_IN_FLIGHT = 20
 
 
 def update_in_flight(shapes: list[tuple[int, ...]]) -> int:
     """Float32 bytes of the largest tensors the streamed update may hold at once (see above)."""
-    return sum(sorted((math.prod(x) for x in shapes), reverse=True)[:UPDATE_TENSORS_IN_FLIGHT]) * F32
+    largest = sorted((math.prod(x) for x in shapes), reverse=True)
+    return sum(largest[:UPDATE_TENSORS_IN_FLIGHT]) * F32
 
 
 def optimizer_bytes(name: str, shapes: list[tuple[int, ...]]) -> int:
