@@ -51,6 +51,10 @@ HELDOUT9_SEED, N_HELDOUT9 = 0x63c72b39, 12  # FROZEN commit 63c72b39ecb2
 # backward, the lowest layer's MLP forward and a lone MLP adapter's backward) was frozen; the
 # seed is the first 8 hex digits of that "FROZEN:" commit.
 HELDOUT10_SEED, N_HELDOUT10 = 0xc256c296, 12  # FROZEN commit c256c2962a5f
+# Round 11: the same generator, drawn after the round-11 planner code (the streamed update's
+# transient counted as the tensors in flight) was frozen; the seed is the first 8 hex digits of
+# that "FROZEN:" commit.
+HELDOUT11_SEED, N_HELDOUT11 = 0x303fc9ac, 12  # FROZEN commit 303fc9acbbfd
 ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldout2", False),
           "--draw-round3": ("heldout_round3", HELDOUT3_SEED, N_HELDOUT3, "heldout3", True),
           "--draw-round4": ("heldout_round4", HELDOUT4_SEED, N_HELDOUT4, "heldout4", True),
@@ -59,7 +63,8 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round7": ("heldout_round7", HELDOUT7_SEED, N_HELDOUT7, "heldout7", True),
           "--draw-round8": ("heldout_round8", HELDOUT8_SEED, N_HELDOUT8, "heldout8", True),
           "--draw-round9": ("heldout_round9", HELDOUT9_SEED, N_HELDOUT9, "heldout9", True),
-          "--draw-round10": ("heldout_round10", HELDOUT10_SEED, N_HELDOUT10, "heldout10", True)}
+          "--draw-round10": ("heldout_round10", HELDOUT10_SEED, N_HELDOUT10, "heldout10", True),
+          "--draw-round11": ("heldout_round11", HELDOUT11_SEED, N_HELDOUT11, "heldout11", True)}
 # Strict mode waits after every op; MLX's CPU quantized matmul is ~40x slower than its float one
 # here (memory_profile.py), so tokens per step are capped (smaller still for 4-bit bases).
 MAX_TOKENS, MAX_TOKENS_4BIT = 1024, 512
