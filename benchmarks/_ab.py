@@ -1,14 +1,135 @@
 """What the in-process step-time A/Bs share (blockwise_wait_ab.py, loss_hold_ab.py,
-packed_mask_ab.py): both variants timed the same way, the order alternated every round, and
-the summary (medians, spread, and the paired B/A ratio of each round's adjacent steps, whose
-spread is what "no change" looks like on this machine). Not a benchmark itself (`make bench` skips `_*.py`)."""
+packed_mask_ab.py): the model and batch, one compiled training step per variant (a module
+attribute swapped while it is traced) with its gradients compared bit for bit, both variants
+timed the same way, the order alternated every round, the summary (medians, spread, and the
+paired B/A ratio of each round's adjacent steps, whose spread is what "no change" looks like on
+this machine), and strict-memory runs in child processes. Not a benchmark itself (`make bench`
+skips `_*.py`); the caller puts the repository on sys.path first."""
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
+
+import mlx_eden.backends.mlx  # noqa: F401  (first: MKL before mlx.core, see its blas.py)
+
+# isort: split
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+from mlx.utils import tree_flatten
+
+from mlx_eden.backends.mlx import model as M
+from mlx_eden.recipe import load_recipe
+
+
+def batch(B: int, L: int, V: int, packed: bool) -> tuple[mx.array, ...]:
+    """Seeded inputs, targets, weights and segments; packed: two samples per row (200 tokens
+    and the rest)."""
+    rng = np.random.default_rng(0)
+    segments = (np.repeat([[0] * 200 + [1] * (L - 200)], B, axis=0) if packed
+                else np.zeros((B, L), np.int32))
+    return (mx.array(rng.integers(0, V, (B, L))), mx.array(rng.integers(0, V, (B, L))),
+            mx.array(np.ones((B, L), np.float32)), mx.array(segments))
+
+
+def _bits(a: mx.array) -> mx.array:
+    return a.view({2: mx.uint16, 4: mx.uint32}[a.itemsize])
+
+
+def variant_steps(model_dir: Path, B: int, L: int, dtype: str, loss_kwargs: dict,
+                  module, attr: str, variants: dict) -> tuple[Callable[[str], float], bool]:
+    """(step(variant) -> seconds, loss and gradients bit-identical?): one model with LoRA r=8
+    on every layer, one compiled value_and_grad per variant, traced with `module.attr` set to
+    the variant's value (restored after; the code under test looks it up when traced), then an
+    AdamW update, timed from call to `mx.eval` of the new parameters."""
+    recipe = load_recipe(None, [f"model.path={model_dir}", f"model.dtype={dtype}",
+                                "adapter.rank=8", "adapter.layers=-1"])
+    model, _ = M.load_base(model_dir, recipe.model, dtype)
+    M.add_adapters(model, recipe)
+    arrays = batch(B, L, model.args.vocab_size, loss_kwargs["packed"])
+    loss = partial(M.loss_sum, model, **loss_kwargs)
+    shipped = getattr(module, attr)
+    fns, got = {}, {}
+    for name, swapped in variants.items():
+        setattr(module, attr, swapped)
+        try:
+            fn = mx.compile(nn.value_and_grad(model, loss))
+            value, g = fn(*arrays)
+            mx.eval(value, g)
+        finally:
+            setattr(module, attr, shipped)
+        fns[name], got[name] = fn, (value, dict(tree_flatten(g)))
+    (va, a), (vb, b) = got.values()
+    identical = mx.array_equal(_bits(va), _bits(vb)).item() and all(
+        mx.array_equal(_bits(a[k]), _bits(b[k])).item() for k in a)
+    opts = {v: optim.AdamW(1e-5) for v in variants}
+
+    def step(name: str) -> float:
+        t = time.perf_counter()
+        _, g = fns[name](*arrays)
+        opts[name].update(model, g)
+        mx.eval(model.trainable_parameters(), opts[name].state)
+        return time.perf_counter() - t
+
+    return step, identical
+
+
+def timed_runs(run: Callable[[str, int, Path], dict], items: list[str], rounds: int,
+               key: str) -> dict:
+    """One timing run: `run(item, rounds, tmp)` per item, with the load average at start and
+    end."""
+    out = {"load_start": os.getloadavg(), "mlx": mx.__version__, "rounds": rounds,
+           "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with tempfile.TemporaryDirectory() as tmp:
+        out[key] = {x: run(x, rounds, Path(tmp)) for x in items}
+    out["load_end"] = os.getloadavg()
+    print("load", out["load_start"], "->", out["load_end"], flush=True)
+    return out
+
+
+def strict_child(group: str, name: str) -> None:
+    """In a child process (strict mode holds for the whole process): configuration `name` of
+    `group` (benchmarks/planner_heldout_configs.json) measured as planner_heldout.py does;
+    the caller has set its variant."""
+    import planner_heldout as ph
+
+    c = next(c for c in json.loads(ph.CONFIGS.read_text())[group] if c["name"] == name)
+    print(json.dumps(ph.measure(c)))
+
+
+def strict_runs(script: str, group: str, variants: list[str], repeats: int = 1,
+                jobs: int = 1) -> dict:
+    """{config: {variant: [[peak MiB, backward MiB], ...]}} over `group`, every run a fresh
+    `script --child NAME VARIANT`; the variants interleave so load and order fall on both
+    alike."""
+    import planner_heldout as ph
+
+    names = [c["name"] for c in json.loads(ph.CONFIGS.read_text())[group]]
+    todo = [(n, v) for _ in range(repeats) for n in names for v in variants]
+
+    def one(job):
+        proc = subprocess.run([sys.executable, script, "--child", *job],
+                              capture_output=True, text=True, check=True)
+        m = json.loads(proc.stdout.strip().splitlines()[-1])
+        return job, [round(m["peak"] / 2**20, 2), round(m["phases"]["backward"] / 2**20, 2)]
+
+    got = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for (n, v), mib in pool.map(one, todo):
+            got.setdefault(n, {}).setdefault(v, []).append(mib)
+            print(n, v, mib, flush=True)
+    return got
 
 
 def alternate(step: Callable[[str], float], variants: list[str], rounds: int,

@@ -28,12 +28,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import tempfile
-import time
-from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,11 +40,8 @@ import mlx_eden.backends.mlx  # noqa: E402,F401  (first: MKL before mlx.core, se
 
 # isort: split
 import mlx.core as mx  # noqa: E402
-import mlx.nn as nn  # noqa: E402
-import mlx.optimizers as optim  # noqa: E402
 import numpy as np  # noqa: E402
-from _ab import alternate, summarize  # noqa: E402
-from mlx.utils import tree_flatten  # noqa: E402
+from _ab import alternate, summarize, timed_runs, variant_steps, write_json  # noqa: E402
 
 from mlx_eden.backends.mlx import chunked_loss as C  # noqa: E402
 from mlx_eden.backends.mlx import model as M  # noqa: E402
@@ -60,6 +53,7 @@ VARIANTS = {"A_no_hold": False, "B_hold": True}
 # A narrow untied model: the head dominates, as at Qwen's vocabularies, and MLX's CPU bf16
 # matmul (no BLAS) keeps a step of 1 x 256 tokens at V 32,768 to a few seconds.
 SPEC = dict(hidden=64, heads=2, kv_heads=1, intermediate=256, tied=False)
+LOSS = dict(packed=False, checkpoint=False, chunk=0)
 
 
 def _ce_sum(hold: bool):
@@ -67,48 +61,12 @@ def _ce_sum(hold: bool):
     return lambda *a, hold_head=False, **k: C.ce_sum(*a, **k, hold_head=hold)
 
 
-def _steps(model_dir: Path, B: int, L: int):
-    """One compiled gradient function per variant on one shared model; are their gradients
-    bit-identical?"""
-    recipe = load_recipe(None, [f"model.path={model_dir}", "model.dtype=bfloat16",
-                                "adapter.rank=8", "adapter.layers=-1"])
-    model, _ = M.load_base(model_dir, recipe.model, "bfloat16")
-    M.add_adapters(model, recipe)
-    rng = np.random.default_rng(0)
-    V = model.args.vocab_size
-    arrays = (mx.array(rng.integers(0, V, (B, L))), mx.array(rng.integers(0, V, (B, L))),
-              mx.array(np.ones((B, L), np.float32)), mx.array(np.zeros((B, L), np.int32)))
-    loss = partial(M.loss_sum, model, packed=False, checkpoint=False, chunk=0)
-    fns, got = {}, {}
-    shipped = M.ce_sum
-    for name, hold in VARIANTS.items():
-        M.ce_sum = _ce_sum(hold)
-        try:
-            fn = mx.compile(nn.value_and_grad(model, loss))
-            value, g = fn(*arrays)
-            mx.eval(value, g)
-        finally:
-            M.ce_sum = shipped
-        fns[name], got[name] = fn, (value, dict(tree_flatten(g)))
-    (va, a), (vb, b) = got.values()
-    identical = mx.array_equal(va, vb).item() and all(
-        mx.array_equal(a[k].view(mx.uint16), b[k].view(mx.uint16)).item() for k in a)
-
-    def step(name: str, opt: optim.Optimizer) -> float:
-        t = time.perf_counter()
-        _, g = fns[name](*arrays)
-        opt.update(model, g)
-        mx.eval(model.trainable_parameters(), opt.state)
-        return time.perf_counter() - t
-
-    return step, identical
-
-
 def run(shape: str, rounds: int, root: Path) -> dict:
     B, L, V = (int(x) for x in shape.split("x"))
-    step, identical = _steps(write_tiny(root / shape, TinySpec(vocab=V, **SPEC)), B, L)
-    opts = {v: optim.AdamW(1e-5) for v in VARIANTS}
-    times = alternate(lambda v: step(v, opts[v]), list(VARIANTS), rounds)
+    step, identical = variant_steps(write_tiny(root / shape, TinySpec(vocab=V, **SPEC)), B, L,
+                                    "bfloat16", LOSS, M, "ce_sum",
+                                    {v: _ce_sum(hold) for v, hold in VARIANTS.items()})
+    times = alternate(step, list(VARIANTS), rounds)
     out = {"batch": B, "length": L, "vocab": V, "spec": SPEC, "dtype": "bfloat16",
            "gradients_bit_identical": identical, **summarize(times, "A_no_hold", "B_hold")}
     print(shape, json.dumps(out), flush=True)
@@ -174,7 +132,8 @@ def main() -> None:
     if sys.argv[1:2] == ["--child"]:
         whole_child(sys.argv[2], sys.argv[3] == "1", int(sys.argv[4]))
         return
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", default="1x256x32768", help="BxLxV (timing) or TxDxV (--race)")
     ap.add_argument("--rounds", type=int, default=7, help="timed steps per variant and shape")
     ap.add_argument("--race", action="store_true", help="instead: strict forward peaks")
@@ -197,16 +156,9 @@ def main() -> None:
             print(s, json.dumps(counts), flush=True)
         result["race_forward_bytes_per_logit"] = {"mlx": mx.__version__, "shapes_TxDxV": got}
     else:
-        run_ = {"load_start": os.getloadavg(), "mlx": mx.__version__, "rounds": args.rounds,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        with tempfile.TemporaryDirectory() as tmp:
-            run_["shapes"] = {s: run(s, args.rounds, Path(tmp)) for s in args.shapes.split(",")}
-        run_["load_end"] = os.getloadavg()
+        run_ = timed_runs(run, args.shapes.split(","), args.rounds, "shapes")
         result.setdefault("step_time_runs", []).append(run_)  # every run kept
-        print("load", run_["load_start"], "->", run_["load_end"])
-    tmp_out = args.out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(result, indent=1) + "\n")
-    tmp_out.replace(args.out)
+    write_json(args.out, result)
     print("wrote", args.out)
 
 

@@ -298,6 +298,22 @@ def test_bf16_bottom_forward_prices_up_projs_float32_lora_output_beside_gate():
 # --- planner10a: the unchunked bf16 loss's forward (heldout8-10's forward +20.9%) ---
 
 
+def _tiny_estimate(folder, spec: dict, sets: list[str]):
+    """The plan of a tiny untied Qwen3 (hidden 64, 2 heads / 1 KV head, `spec` on top) under
+    `sets` over the unchunked-loss shapes' common values (packed, checkpointed, fused, AdamW,
+    every layer)."""
+    from mlx_eden.tiny import TinySpec, write_tiny
+
+    folder = write_tiny(folder, TinySpec(arch="qwen3", hidden=64, heads=2, kv_heads=1,
+                                         tied=False, **spec))
+    shape = shape_from_config(load_config(str(folder))[0])
+    common = ["adapter.layers=-1", "data.packing=true", "train.grad_accumulation=1",
+              "train.grad_checkpoint=true", "train.loss_chunk=0", "train.optimizer=adamw",
+              "train.backend=mlx", "train.attention=fused"]
+    recipe = load_recipe(None, [f"model.path={folder}", *common, *sets])
+    return estimate(shape, Settings.from_recipe(recipe, shape))
+
+
 def test_unchunked_bf16_forward_counts_the_bf16_logits(models_dir):
     """The unchunked bf16 loss's forward holds its float32 logits and exponentials, and the
     head's bf16 logits beside them in some runs, not in others (thread timing: the same
@@ -308,19 +324,10 @@ def test_unchunked_bf16_forward_counts_the_bf16_logits(models_dir):
     once, 28,946,156 B twice; the difference, 5.32 MB, is one 640 x 4,096 bf16 logits (5.24 MB).
     Mutation tried (loss_forward_transient without the bf16 logits): planned 23.3 MB, 19% under
     the fuller runs."""
-    from mlx_eden.tiny import TinySpec, write_tiny
-
-    folder = write_tiny(models_dir / "tiny-planner10a", TinySpec(
-        arch="qwen3", hidden=64, heads=2, kv_heads=1, layers=4, intermediate=320, vocab=4096,
-        tied=False))
-    shape = shape_from_config(load_config(str(folder))[0])
-    sets = ["model.dtype=bfloat16", "adapter.type=dora", "adapter.rank=16", "adapter.alpha=32",
-            "adapter.targets=[down_proj]", "adapter.layers=-1", "data.max_seq_length=320",
-            "data.packing=true", "train.batch_size=2", "train.grad_accumulation=1",
-            "train.grad_checkpoint=true", "train.loss_chunk=0", "train.optimizer=adamw",
-            "train.backend=mlx", "train.attention=fused"]
-    e = estimate(shape, Settings.from_recipe(load_recipe(None, [f"model.path={folder}"] + sets),
-                                             shape))
+    e = _tiny_estimate(models_dir / "tiny-planner10a", dict(layers=4, intermediate=320,
+                                                            vocab=4096), [
+        "model.dtype=bfloat16", "adapter.type=dora", "adapter.rank=16", "adapter.alpha=32",
+        "adapter.targets=[down_proj]", "data.max_seq_length=320", "train.batch_size=2"])
     forward = e.phases["forward"]
     fuller, leaner = 28_946_156, 23_626_480
     assert abs(forward - fuller) < 0.03 * fuller, forward
@@ -368,19 +375,10 @@ def test_unchunked_bf16_forward_holds_the_head_output(models_dir):
     mech11L-qwen3-h64-2x1-2l-i256-v8192-untied-bf16-1x512-ckpt-qv): forward 44,866,536 B, with
     the hold the same in every run. Mutation tried (loss_forward_transient without the bf16
     T x V): planned 8.4 MB (19%) under it."""
-    from mlx_eden.tiny import TinySpec, write_tiny
-
-    folder = write_tiny(models_dir / "tiny-planner11L", TinySpec(
-        arch="qwen3", hidden=64, heads=2, kv_heads=1, layers=2, intermediate=256, vocab=8192,
-        tied=False))
-    shape = shape_from_config(load_config(str(folder))[0])
-    sets = ["model.dtype=bfloat16", "adapter.type=lora", "adapter.rank=8", "adapter.alpha=16",
-            "adapter.targets=[q_proj, v_proj]", "adapter.layers=-1", "data.max_seq_length=512",
-            "data.packing=true", "train.batch_size=1", "train.grad_accumulation=1",
-            "train.grad_checkpoint=true", "train.loss_chunk=0", "train.optimizer=adamw",
-            "train.backend=mlx", "train.attention=fused"]
-    e = estimate(shape, Settings.from_recipe(load_recipe(None, [f"model.path={folder}"] + sets),
-                                             shape))
+    e = _tiny_estimate(models_dir / "tiny-planner11L", dict(layers=2, intermediate=256,
+                                                            vocab=8192), [
+        "model.dtype=bfloat16", "adapter.type=lora", "adapter.rank=8", "adapter.alpha=16",
+        "adapter.targets=[q_proj, v_proj]", "data.max_seq_length=512", "train.batch_size=1"])
     measured = 44_866_536
     assert abs(e.phases["forward"] - measured) < 0.03 * measured, e.phases["forward"]
 

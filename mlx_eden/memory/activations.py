@@ -142,8 +142,8 @@ def swiglu_kept(targets, bottom: bool) -> int:
     """How many T x I buffers of the swiglu a layer keeps: its two inputs and two internals,
     unless it is the lowest adapted layer, where only the adapters' own gradients are needed:
     up_proj's needs silu(gate) alone, down_proj's only its input (counted apart); gate_proj's,
-    or any attention adapter's, the full swiglu (measured on the planner's in-sample draws: a bottom layer adapting up_proj
-    alone was predicted 55% over with 4)."""
+    or any attention adapter's, the full swiglu (measured on the planner's in-sample draws: a
+    bottom layer adapting up_proj alone was predicted 55% over with 4)."""
     if not bottom or "gate_proj" in targets or targets & ATTENTION:
         return 4  # (attention adapters below the MLP need the gradient through all of it)
     return 1 if "up_proj" in targets else 0

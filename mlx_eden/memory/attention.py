@@ -57,8 +57,9 @@ def recomputed_fullest(s: ModelShape, w: Work, square: int) -> int:
     less than theirs (two squares and the 3 buffers). Left out: one 4 x 2-head bf16 shape at
     640 tokens held 1.7 squares in 4 of 4 runs (34% over now; 6 x 6 heads at 640 fit), yet 2
     with the causal mask's `where` left out (12.1 MiB, an ablation): an op order, not a buffer
-    count; float32 at 256 tokens 13% over. Not counted with o_proj alone (no q/k/v adapter): round 8's 4 x 4
-    o_proj draw was 13% over already, 31% with it (4 x 2 heads here: 9% under)."""
+    count; float32 at 256 tokens 13% over. Not counted with o_proj alone (no q/k/v adapter):
+    round 8's 4 x 4 o_proj draw was 13% over already, 31% with it (4 x 2 heads here: 9%
+    under)."""
     return max(2 * square, square + 3 * w.tokens * s.hidden * F32)
 
 

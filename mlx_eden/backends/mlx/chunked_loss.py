@@ -103,9 +103,9 @@ def ce_sum(head: HeadFn, x, t, w, arrays, pick_first: bool = False,
     four shapes (loss_hold_ab.py --whole; in_sample_round9_planner10a's 1 x 640 and 2 x 320,
     that tied one, a tied 1 x 256 at V 32,768). Freeing it instead cannot be ordered: nothing
     in the graph waits for that release. No slower (paired step-time ratios 0.999-1.010,
-    benchmarks/results/loss_hold_ab.json). The same loss and gradient bit for bit (tests/test_loss_hold.py); float32 is
-    untouched (the head's output is the logits). The backward held it in every run already,
-    so the step's peak is unchanged."""
+    benchmarks/results/loss_hold_ab.json). The same loss and gradient bit for bit
+    (tests/test_loss_hold.py); float32 is untouched (the head's output is the logits). The
+    backward held it in every run already, so the step's peak is unchanged."""
     out = head(x, arrays)
     logits = out.astype(mx.float32)  # (..., V)
     hold = out if hold_head and out.dtype != mx.float32 else None
