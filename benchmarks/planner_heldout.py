@@ -43,6 +43,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11a --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11g --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round11-planner12u --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-planner13v --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11m --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11q --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --draw-round10   # (done once) round-10 set
@@ -135,6 +136,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # r=64 adapter on all seven projections (round 10's heldout10-11 update 15.8% over): qwen3 h128,
 # 2 layers, 1 x 256, one knob changed at a time (LoRA, float base, float32, accumulation 1, sgd,
 # adam, rank 16).
+# in_sample_round12_planner13v: new hand-made shapes (mech13v-*) for a checkpointed bf16 fused
+# layer with a lone v_proj adapter under GQA (round 11's heldout11-00 backward miss): qwen2 h512,
+# 8 heads, 2 layers, 1 x 512, one knob changed at a time (q / k / o alone, KV heads 1/2/8,
+# float32, 2 x 512, not checkpointed, hidden 256, 384 tokens).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -151,6 +156,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round10_planner11q",
           "in_sample_round10_planner11g",
           "in_sample_round11_planner12u",
+          "in_sample_round12_planner13v",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
