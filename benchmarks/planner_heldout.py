@@ -137,9 +137,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # 2 layers, 1 x 256, one knob changed at a time (LoRA, float base, float32, accumulation 1, sgd,
 # adam, rank 16).
 # in_sample_round12_planner13v: new hand-made shapes (mech13v-*) for a checkpointed bf16 fused
-# layer with a lone v_proj adapter under GQA (round 11's heldout11-00 backward miss): qwen2 h512,
-# 8 heads, 2 layers, 1 x 512, one knob changed at a time (q / k / o alone, KV heads 1/2/8,
-# float32, 2 x 512, not checkpointed, hidden 256, 384 tokens).
+# layer with a lone v_proj adapter under GQA (round 11's heldout11-00 backward miss): qwen2
+# h512/h256, 8 heads, 2 layers, 1 x 512, one knob changed at a time (q / k / o alone, v with
+# o / gate / down, KV heads 1/2/8, float32, 2 x 512, 384 tokens, not checkpointed, 3 layers,
+# packed, 4-bit, Qwen3); a race (one square, run to run): repeats in benchmarks/README.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
