@@ -140,7 +140,8 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # layer with a lone v_proj adapter under GQA (round 11's heldout11-00 backward miss): qwen2
 # h512/h256, 8 heads, 2 layers, 1 x 512, one knob changed at a time (q / k / o alone, v with
 # o / gate / down, KV heads 1/2/8, float32, 2 x 512, 384 tokens, not checkpointed, 3 layers,
-# packed, 4-bit, Qwen3); a race (one square, run to run): repeats in benchmarks/README.
+# packed, 4-bit, Qwen3); a race (one square, run to run): repeats in benchmarks/README;
+# float32 causal not-checkpointed twins at 512-1,024 tokens.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
