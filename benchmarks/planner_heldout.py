@@ -44,6 +44,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11g --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round11-planner12u --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-planner13v --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-planner13u --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11m --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11q --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --draw-round10   # (done once) round-10 set
@@ -142,6 +143,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # o / gate / down, KV heads 1/2/8, float32, 2 x 512, 384 tokens, not checkpointed, 3 layers,
 # packed, 4-bit, Qwen3); a race (one square, run to run): repeats in benchmarks/README;
 # float32 causal not-checkpointed twins at 512-1,024 tokens.
+# in_sample_round12_planner13u: new hand-made shapes (mech13u-*) for Adafactor's update (round
+# 11's heldout11-07 update 15.9% under): qwen3 h160, 3 layers, float32, 1 x 128, r=64 on up and
+# down of a 4-bit base, one knob changed at a time (adamw, sgd, r=8, untied, float base, down
+# alone, all seven, accumulation 2, 6 layers at r=16).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -159,6 +164,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round10_planner11g",
           "in_sample_round11_planner12u",
           "in_sample_round12_planner13v",
+          "in_sample_round12_planner13u",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

@@ -55,7 +55,9 @@ class OptimizerSpec:
     state_bytes: optimizer state for one trainable tensor of this shape.
     update_copies: transient copies of one update group the step makes (measured on the MLX
         backend with update.py's streamed update; adamw8bit dequantizes both moments and
-        re-quantizes them, hence 3).
+        re-quantizes them, hence 3), counted over the tensors in flight (planner.py).
+    group_copies: full-size temporaries that every tensor of the group holds at once
+        (Adafactor's, see planner.update_transient).
     lighter: what `--fit` may switch to, lightest state last.
     backends: the backends that build it; `refusal` says why the others do not."""
 
@@ -65,6 +67,7 @@ class OptimizerSpec:
     lighter: tuple[str, ...]
     backends: tuple[str, ...] = BACKENDS
     refusal: str = ""
+    group_copies: float = 0.0
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {s.name: s for s in (
@@ -73,7 +76,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {s.name: s for s in (
                   "adamw8bit is written for MLX (backends/mlx/optimizers.py); the torch backend "
                   "has no 8-bit optimizer"),
     OptimizerSpec("adam", _adam, 1.0, ("adamw8bit", "adafactor")),
-    OptimizerSpec("adafactor", _adafactor, 1.25, ()),
+    OptimizerSpec("adafactor", _adafactor, 1.0, (), group_copies=1.0),
     OptimizerSpec("sgd", _sgd, 0.75, ()),
 )}
 

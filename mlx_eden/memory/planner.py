@@ -140,6 +140,27 @@ def update_in_flight(shapes: list[tuple[int, ...]]) -> int:
     return sum(largest[:UPDATE_TENSORS_IN_FLIGHT]) * F32
 
 
+# Adafactor's update reduces each gradient (the row and column means of its square, the RMS
+# clip) before full-size ops that read it again, and MLX evaluates a group's graph breadth
+# first: every tensor of the group keeps one full-size temporary until the reductions of all of
+# them are done, on top of the second temporaries of the chains in flight. Measured in strict
+# mode on the streamed update alone (48 equal float32 tensors of 64 KiB): 48 + 13 tensors at the
+# default MLX_BFS_MAX_WIDTH 20 (48 + 1.2 at width 1, 48 + 48 at width 100; uncompiled 48 + 1), 2 x
+# each tensor up to 16 tensors; in a real step (mech13u-*-updown-q4-r64-adafactor, 12 tensors)
+# 2,662,416 B over the resident, 2.0 x the adapter. Counted as 1.25 x the tensors in flight the
+# update phase of in_sample_round12_planner13u's eight Adafactor rows was 3.5-10.4% under (now
+# -1.0..+6.0%: the width is counted as 20 whole tensors). AdamW's and SGD's applies have no
+# reduction: 3.0 and 2.0 x the largest tensor in the same step (mech13u-*-r64-adamw, -sgd).
+def update_transient(name: str, shapes: list[tuple[int, ...]]) -> int:
+    """Bytes the streamed optimizer update adds on top of what is resident (see above and
+    UPDATE_TENSORS_IN_FLIGHT): copies of the tensors in flight, and for an optimizer that
+    reduces each gradient (Adafactor) one full-size temporary of every tensor of a group."""
+    spec = optimizer_spec(name)
+    group = min(UPDATE_GROUP_BYTES, sum(math.prod(x) for x in shapes) * F32)
+    return int(spec.update_copies * min(group, update_in_flight(shapes))
+               + spec.group_copies * group)
+
+
 def optimizer_bytes(name: str, shapes: list[tuple[int, ...]]) -> int:
     """State bytes of optimizer `name` over every trainable tensor (registry.OPTIMIZERS says
     per tensor; an unknown name is an error there, not 0 bytes)."""
@@ -200,8 +221,7 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         base - top_mlp + attention_backward_transient(shape, w, s.checkpoint, only)
     layer_t = max(base + mlp_backward_transient(shape, w, s.checkpoint, only), attention_t)
     accumulate = s.grad_accumulation > 1
-    update_t = int(optimizer_spec(s.optimizer).update_copies
-                   * min(UPDATE_GROUP_BYTES, p_bytes, update_in_flight(shapes)))
+    update_t = update_transient(s.optimizer, shapes)
     resident = {"base weights": weights, "adapters": p_bytes, "optimizer state": optimizer,
                 "gradients": p_bytes if accumulate else 0}
     phases = {
