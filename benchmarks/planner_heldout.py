@@ -51,6 +51,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round10 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --draw-round11   # (done once) round-11 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round11 --jobs 2 --cheap-first
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-planner13k --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -147,6 +148,11 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # 11's heldout11-07 update 15.9% under): qwen3 h160, 3 layers, float32, 1 x 128, r=64 on up and
 # down of a 4-bit base, one knob changed at a time (adamw, sgd, r=8, untied, float base, down
 # alone, all seven, accumulation 2, 6 layers at r=16).
+# in_sample_round12_planner13k: new hand-made shapes (mech13k-*) for a recomputed upper layer's
+# MLP backward on a 4-bit base in float32 (round 11's heldout11-04 backward 7.3% under): qwen2,
+# checkpointed, blockwise, packed 1 x 512, LoRA on k/v/gate/down; one knob changed at a time
+# (float base, targets gate+down / k+v / k+v+down / k+v+gate, causal, fused, 2 layers, I 1,024,
+# hidden 320, 1 x 256); and two shapes without an MLP adapter predicted before measuring.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -165,6 +171,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round11_planner12u",
           "in_sample_round12_planner13v",
           "in_sample_round12_planner13u",
+          "in_sample_round12_planner13k",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

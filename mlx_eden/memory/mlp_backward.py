@@ -48,6 +48,21 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
                 # buffers; bf16 1.1 bf16 buffers over; with this +0.5..+1.9%, and round 1's
                 # mech-e-bf16-down +3.7% -> -1.0%). Measured, not traced.
                 n = 0 if w.dt == F32 else 1
+            elif not w.targets & MLP and w.dt == F32:
+                # No MLP adapter, float32: one fewer too (in_sample_round12_planner13k, mech13k-
+                # qwen2-h256-4x2-3l-i896-q4-f32-1x512-*-kv-blockwise: 16.94 MiB in 2 of 2 runs,
+                # 2 put it 7.9% over, 0.76 T x I float32; that layer alone, strict, 12.43-12.96
+                # MiB against 12.54 with 1 and 14.29 with 2; round 9's mech10-*-ckpt-qkvo +9.5%
+                # -> -0.8%, round 8's mech8-*-ckpt-qkvo +8.4/+14.1/+15.0% -> +0.3/+5.9/+7.1%;
+                # three packed fused rows whose attention path then decides went under: mech8-
+                # *-4x1-*-packed-qkvo -1.4 -> -7.7%, mech11m-*-4x4-*-packed-qkvo -1.8 -> -6.7%,
+                # mech8-*-4x4-*-packed-qv +2.1 -> -3.6%). Predicted before measuring: mech13k-
+                # qwen3-h192-*-qv-fused +0.8% (a repeat the same), -qwen2-h320-*-o-blockwise
+                # +2.6% (a repeat -0.5%); with 2: +8.1%, +14.9%. Its MLP block has no parameter
+                # gradient, so update.evaluate_gradients' first evaluation of the layer runs the
+                # MLP's input gradient on into the attention (as we read it; not traced). bf16:
+                # not measured, unchanged.
+                n = 1
             elif w.targets & MLP == {"gate_proj"} and w.dt == F32:
                 # gate_proj alone, float32: one fewer (in_sample_round10_planner11g, mech11g-
                 # qwen3-h160-5x1-3l-i1152-f32-*-ckpt-gate, T 256 and 512, the same in a second
