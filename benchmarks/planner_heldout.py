@@ -45,6 +45,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round11-planner12u --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-planner13v --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-planner13u --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-planner13L --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11m --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11q --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --draw-round10   # (done once) round-10 set
@@ -153,6 +154,11 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # checkpointed, blockwise, packed 1 x 512, LoRA on k/v/gate/down; one knob changed at a time
 # (float base, targets gate+down / k+v / k+v+down / k+v+gate, causal, fused, 2 layers, I 1,024,
 # hidden 320, 1 x 256); and two shapes without an MLP adapter predicted before measuring.
+# in_sample_round12_planner13L: new hand-made shapes (mech13L-*) for the end layers' swiglu
+# buffers and the top layer's backward, not checkpointed (round 11's heldout11-06 forward/backward
+# +6.3/+7.0%): qwen3 h160 4 layers I 1,600 V 3,072 float32 2 x 160 packed unchunked k/o/down, one
+# knob changed at a time (I 480/960, targets k/o, down, q/v, k/up, k/up/down, k/gate/up/down,
+# chunk 64, unpacked, 1 x 320, V 512-8,192, 1-2 layers, bf16, qwen2, heads, h128, blockwise).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -172,6 +178,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round12_planner13v",
           "in_sample_round12_planner13u",
           "in_sample_round12_planner13k",
+          "in_sample_round12_planner13L",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

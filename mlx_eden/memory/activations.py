@@ -206,6 +206,32 @@ def swiglu_between(s: ModelShape, w: Work, layers: int) -> int:
     return max(0, layers - 2) * w.tokens * s.intermediate * w.dt
 
 
+def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
+    """Bytes the top and the lowest adapted layer hold less than swiglu_kept's 4 T x I buffers
+    once the loss runs (the forward's end and the backward's start), float32, not checkpointed:
+    with the fused attention 3, like the layers between (swiglu_between; our SwiGLU keeps its
+    two inputs and its output); the lowest layer only when it keeps the full swiglu. Measured,
+    not traced (in_sample_round12_planner13L, strict, fused, unchunked or chunk 64): qwen3 and
+    qwen2, h128-160, 1-4 layers, I 3-10 x hidden, V 1,024-8,192, 2 x 160 packed or 1 x 320-384,
+    k/o/down, k/o, q/v, k/up, 4-bit or not: forward and loss-backward 1.00 T x I over the plan
+    with one layer, 1.8-2.2 with 2-4 (2.0 +- 0.1 at I 480, 960 and 1,600: the excess follows I,
+    not V), down_proj alone 0.96 (its lowest layer keeps none); with this all within 1%. Round
+    1's fused float32 draws had the same excess (in-sample-00, mech-h-f32-*, mech-chunk-*-f32,
+    mech-vonly-nockpt: peaks now within 0.7%). The blockwise attention: the lowest end only
+    (the 4-layer k/o/down twin 1.15 T x I over with both at 4; in_sample_blockwise's median peak
+    error 3.9% -> 2.3%; the top end too put mech7-*-4l-*-up's forward at -10%). The top layer's
+    backward keeps the count ("backward, top layer" uses `saved`), and before the loss the ends
+    still hold it (planner: "forward, top layer"). Not priced: bfloat16 (6 new qwen3 shapes held
+    2 bf16 T x I less, as did round 1's bf16 mech-b/d/e/h/i; the calibration set's qwen2
+    tiny-q4-b1-s512-r16-attn did not: -8.7% with it, mech9s-qwen2-h128-2l-i1280-bf16's forward
+    -6.1%); an adapted gate_proj (round 10's lone gate draws went 10-14% under with it)."""
+    if w.dt != F32 or "gate_proj" in w.targets:
+        return 0
+    bottom = swiglu_kept(w.targets, True) == 4
+    ends = bottom if w.attn_block else (layers > 1) + bottom
+    return ends * w.tokens * s.intermediate * w.dt
+
+
 def _dora(s: ModelShape, w: Work, targets) -> int:
     """mlx-lm's DoRA (tuner/dora.py) rescales each output by m / ||W + BA||: the unscaled output
     is kept for m's gradient, and a quantized base is dequantized per call and kept (the input's

@@ -77,7 +77,18 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
         # not traced: the round-6 in-sample draws mech6-*-i1280/i1600-*-nockpt-* (no MLP
         # adapter, down, up, gate+up, all three; fp32 and bf16) were -11% to +28% with the
         # count before; with this one their backward phases are within 7%.
-        n = max(0, len(w.targets & MLP) - (0 if w.dt == F32 else 1))
+        # Float32 under the fused attention, the lowest layer keeping the full swiglu: a
+        # down_proj adapter adds no such buffer (its LoRA gradient needs the kept input and the
+        # T x hidden output gradient). Measured, not traced (in_sample_round12_planner13L,
+        # strict, 4 layers, V 512-1,024): the top layer's backward 1.14 T x I over with k/o/down
+        # (+3.8%), 1.03 with k/up/down, 0.06 with k/o, 0.14 with k/up; now within 1%. Not with
+        # a lowest layer keeping less (planner13u's up/down rows -3.7 -> -6.3% without down's,
+        # mech13L-*-v512-*-down +1.1 -> -2.9%), nor blockwise (its twin +0.23 T x I, +0.8%, as
+        # round 6's blockwise draws it was fitted on), nor bf16 (the calibration set's tiny and
+        # small "all" rows -6.9/-4.2% -> -12.3/-7.0% without down's).
+        fused32 = not w.attn_block and w.dt == F32 and swiglu_kept(w.targets, True) == 4
+        mlp = w.targets & ({"gate_proj", "up_proj"} if fused32 else MLP)
+        n = max(0, len(mlp) - (0 if w.dt == F32 else 1))
         return n * T * s.intermediate * F32 + T * s.hidden * F32
     else:
         alone = lowest_alone(s, w)
