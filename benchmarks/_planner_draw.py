@@ -55,6 +55,10 @@ HELDOUT10_SEED, N_HELDOUT10 = 0xc256c296, 12  # FROZEN commit c256c2962a5f
 # transient counted as the tensors in flight) was frozen; the seed is the first 8 hex digits of
 # that "FROZEN:" commit.
 HELDOUT11_SEED, N_HELDOUT11 = 0x303fc9ac, 12  # FROZEN commit 303fc9acbbfd
+# An IN-SAMPLE sweep (planner13s), drawn with the held-out generator under a new seed before
+# round 12, to surface the next mechanisms the way a held-out round would: constants may be
+# fitted on it; it is not a held-out figure.
+SWEEP13_SEED, N_SWEEP13 = 1312, 24
 ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldout2", False),
           "--draw-round3": ("heldout_round3", HELDOUT3_SEED, N_HELDOUT3, "heldout3", True),
           "--draw-round4": ("heldout_round4", HELDOUT4_SEED, N_HELDOUT4, "heldout4", True),
@@ -64,7 +68,9 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round8": ("heldout_round8", HELDOUT8_SEED, N_HELDOUT8, "heldout8", True),
           "--draw-round9": ("heldout_round9", HELDOUT9_SEED, N_HELDOUT9, "heldout9", True),
           "--draw-round10": ("heldout_round10", HELDOUT10_SEED, N_HELDOUT10, "heldout10", True),
-          "--draw-round11": ("heldout_round11", HELDOUT11_SEED, N_HELDOUT11, "heldout11", True)}
+          "--draw-round11": ("heldout_round11", HELDOUT11_SEED, N_HELDOUT11, "heldout11", True),
+          "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
+                              True)}
 # Strict mode waits after every op; MLX's CPU quantized matmul is ~40x slower than its float one
 # here (memory_profile.py), so tokens per step are capped (smaller still for 4-bit bases).
 MAX_TOKENS, MAX_TOKENS_4BIT = 1024, 512

@@ -53,6 +53,8 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --draw-round11   # (done once) round-11 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round11 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-planner13k --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --draw-sample13  # (done once) in-sample sweep
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-sweep --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -159,6 +161,14 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # +6.3/+7.0%): qwen3 h160 4 layers I 1,600 V 3,072 float32 2 x 160 packed unchunked k/o/down, one
 # knob changed at a time (I 480/960, targets k/o, down, q/v, k/up, k/up/down, k/gate/up/down,
 # chunk 64, unpacked, 1 x 320, V 512-8,192, 1-2 layers, bf16, qwen2, heads, h128, blockwise).
+# in_sample_round12_sweep (planner13s): 24 configurations drawn by the held-out generator under
+# an in-sample seed (_planner_draw.py's --draw-sample13), to surface round 12's misses early;
+# in_sample_round12_planner13s: hand-made twins (mech13s-*), one knob at a time, of three of its
+# misses: sweep13-17 (bf16 fused checkpointed, MLP adapters only: the recomputed upper layer's
+# softmax gradient), sweep13-18 (a checkpointed 4-bit DoRA v/gate/up forward) and sweep13-11
+# (a float32 lone gate_proj in one layer, not checkpointed). sweep13-04 (not checkpointed DoRA:
+# the top layer's norms before its activations) was priced on its own row (no twins: 4-bit bf16
+# at 1 x 256 took 811 s at load 18).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -179,6 +189,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round12_planner13u",
           "in_sample_round12_planner13k",
           "in_sample_round12_planner13L",
+          "in_sample_round12_sweep", "in_sample_round12_planner13s",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

@@ -5,7 +5,7 @@ layer keeps) so that each module prices one part of a step."""
 
 from __future__ import annotations
 
-from .activations import F32, QKV, Work, attention_grads
+from .activations import ATTENTION, F32, QKV, Work, attention_grads
 from .shapes import ModelShape
 
 
@@ -18,8 +18,9 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
     bf16 squares, the kept probabilities and these two; in float32 the scores' gradient takes
     the probabilities' gradient's buffer, donated, unless the layer was just recomputed) and
     three T x hidden float32 buffers (the output's gradient, the query's, and their sum). A
-    just recomputed layer with a q, k or v adapter: recomputed_fullest (round 10; before, one
-    square in bfloat16 and two in float32, fitted on round 1's mech-d/e/f-* draws).
+    just recomputed layer with a q, k or v adapter, or an upper one with no attention adapter
+    (upper_without_attention_adapters): recomputed_fullest (round 10; before, one square in
+    bfloat16 and two in float32, fitted on round 1's mech-d/e/f-* draws).
     In the lowest adapted layer without a q/k adapter no square gradient is formed
     (attention_grads): only the output's gradient. Blockwise attention (train.attention): see
     blockwise_backward_bytes."""
@@ -38,7 +39,7 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
         return w.tokens * s.hidden * F32
     square = w.batch * s.heads * w.seq * w.seq * w.dt
     raced = unmasked_race_squares(s, w, checkpoint) * square
-    if checkpoint and w.targets & QKV:
+    if checkpoint and (w.targets & QKV or upper_without_attention_adapters(w, bottom)):
         return raced + recomputed_fullest(s, w, square)
     squares = (1 if (w.dt == F32) != checkpoint else 2)
     return raced + squares * square + 3 * w.tokens * s.hidden * F32
@@ -61,6 +62,24 @@ def recomputed_fullest(s: ModelShape, w: Work, square: int) -> int:
     round 8's 4 x 4 o_proj draw was 13% over already, 31% with it (4 x 2 heads here: 9%
     under)."""
     return max(2 * square, square + 3 * w.tokens * s.hidden * F32)
+
+
+def upper_without_attention_adapters(w: Work, bottom: bool) -> bool:
+    """Does a recomputed upper layer adapting no attention projection (MLP adapters only) reach
+    recomputed_fullest's moment too? Yes: the input's gradient needs dq, dk and dv whatever is
+    adapted, so the softmax's gradient is formed as with a q/k/v adapter. Measured, not traced
+    (benchmarks/planner_heldout.py, in_sample_round12_sweep's sweep13-17 and its twins
+    in_sample_round12_planner13s mech13s-qwen2-h192-6x1-*-i384-v512-*-ckpt-*, fused, causal,
+    strict): bf16 gate+down at 2 x 512 24.9 MiB against 21.9 planned with one square and the 3
+    buffers (-12.0%); the same with a q_proj adapter added measured 25.7 (planned -0.2% by
+    recomputed_fullest); with this: 2 x 512 -0.1%, down_proj alone -15.1% -> +0.1%, 6 x 6 heads
+    -11.3% -> +0.3%, 2 layers -12.7% -> +0.5%, 1 x 512 -10.4% -> +0.3%, float32 +2.9% ->
+    -1.7%; 2 x 384 stays -5.2% (the MLP's moment decides it in the plan). Stored in-sample rows
+    it moves: round 1's mech-g-f32-up +5.8% -> +0.8%, mech-e-bf16-up/gate/down within 3.1%,
+    in-sample-05 +1.5% -> -3.7%; no group's worst peak changes. o_proj (no q/k/v
+    adapter) stays out: round 8's 4 x 4-head o_proj draw was 31% over with it
+    (recomputed_fullest's docstring)."""
+    return not bottom and not w.targets & ATTENTION
 
 
 RACED_SQUARE = 2_000_000  # score entries (B x heads x L x L) from which the square is counted
