@@ -55,6 +55,11 @@ HELDOUT10_SEED, N_HELDOUT10 = 0xc256c296, 12  # FROZEN commit c256c2962a5f
 # transient counted as the tensors in flight) was frozen; the seed is the first 8 hex digits of
 # that "FROZEN:" commit.
 HELDOUT11_SEED, N_HELDOUT11 = 0x303fc9ac, 12  # FROZEN commit 303fc9acbbfd
+# Round 12: the same generator, drawn after the round-12 planner code (Adafactor's update
+# temporaries, the end layers' swiglu buffers at the loss, a recomputed upper layer with MLP
+# adapters only forming the fused softmax gradient, ...) was frozen; the seed is the first 8 hex
+# digits of that "FROZEN:" commit.
+HELDOUT12_SEED, N_HELDOUT12 = 0xb0837745, 12  # FROZEN commit b0837745bec3
 # An IN-SAMPLE sweep (planner13s), drawn with the held-out generator under a new seed before
 # round 12, to surface the next mechanisms the way a held-out round would: constants may be
 # fitted on it; it is not a held-out figure.
@@ -69,6 +74,7 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round9": ("heldout_round9", HELDOUT9_SEED, N_HELDOUT9, "heldout9", True),
           "--draw-round10": ("heldout_round10", HELDOUT10_SEED, N_HELDOUT10, "heldout10", True),
           "--draw-round11": ("heldout_round11", HELDOUT11_SEED, N_HELDOUT11, "heldout11", True),
+          "--draw-round12": ("heldout_round12", HELDOUT12_SEED, N_HELDOUT12, "heldout12", True),
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
                               True)}
 # Strict mode waits after every op; MLX's CPU quantized matmul is ~40x slower than its float one

@@ -52,6 +52,8 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round10 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --draw-round11   # (done once) round-11 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round11 --jobs 2 --cheap-first
+    .venv/bin/python benchmarks/planner_heldout.py --draw-round12   # (done once) round-12 set
+    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round12 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-planner13k --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --draw-sample13  # (done once) in-sample sweep
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-sweep --jobs 2 --cheap-first
@@ -193,7 +195,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
-          "heldout_round11")
+          "heldout_round11", "heldout_round12")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
 
 STEPS = 2  # step 1 creates the optimizer state; step 2 runs with everything resident
