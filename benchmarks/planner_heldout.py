@@ -57,6 +57,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-planner13k --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --draw-sample13  # (done once) in-sample sweep
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-sweep --jobs 2 --cheap-first
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round13-planner14b --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -171,6 +172,11 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # (a float32 lone gate_proj in one layer, not checkpointed). sweep13-04 (not checkpointed DoRA:
 # the top layer's norms before its activations) was priced on its own row (no twins: 4-bit bf16
 # at 1 x 256 took 811 s at load 18).
+# in_sample_round13_planner14b: new hand-made shapes (mech14b-*) for a bf16 not-checkpointed
+# blockwise forward/backward with a small vocabulary (round 12's heldout12-03 -9.7%): qwen3 h192
+# 6 x 1 heads, 3 layers, I 640, V 768 untied, 2 x 128 packed, unchunked, accumulation 2, LoRA r=4
+# on q/k/v/up; one knob at a time (float32, chunk 64, unpacked, accumulation 1, q/k/v, up alone,
+# fused, 1 layer, I 960, float32 fused).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -192,6 +198,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round12_planner13k",
           "in_sample_round12_planner13L",
           "in_sample_round12_sweep", "in_sample_round12_planner13s",
+          "in_sample_round13_planner14b",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
