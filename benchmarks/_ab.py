@@ -1,5 +1,5 @@
 """What the in-process step-time A/Bs share (blockwise_wait_ab.py, loss_hold_ab.py,
-packed_mask_ab.py): the model and batch, one compiled training step per variant (a module
+packed_mask_ab.py; the first and the last whole command lines, `model_ab_main`): the model and batch, one compiled training step per variant (a module
 attribute swapped while it is traced) with its gradients compared bit for bit, both variants
 timed the same way, the order alternated every round, the summary (medians, spread, and the
 paired B/A ratio of each round's adjacent steps, whose spread is what "no change" looks like on
@@ -8,6 +8,7 @@ skips `_*.py`); the caller puts the repository on sys.path first."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -31,6 +32,7 @@ from mlx.utils import tree_flatten
 
 from mlx_eden.backends.mlx import model as M
 from mlx_eden.recipe import load_recipe
+from mlx_eden.tiny import TinySpec, write_tiny
 
 
 def batch(B: int, L: int, V: int, packed: bool) -> tuple[mx.array, ...]:
@@ -178,3 +180,51 @@ def write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     tmp.replace(path)
+
+
+def model_ab_main(doc: str, benchmark: str, result: Path, models: dict, loss: dict, module,
+                  attr: str, variants: dict, memory_group: str) -> None:
+    """The whole command line of an A/B of two formulas (`variants`, A then B, swapped in as
+    `module.attr`) on float32 models (`models`: name -> (TinySpec fields, batch, length)):
+    timed steps per model (--models, --rounds; --append adds a run to --out's), or with
+    --memory the strict peaks of `memory_group`'s configurations per variant, each in a fresh
+    child process of the calling script. Other keys of --out are kept."""
+    if sys.argv[1:2] == ["--child"]:
+        setattr(module, attr, variants[sys.argv[3]])
+        strict_child(memory_group, sys.argv[2])
+        return
+    a, b = variants
+    ap = argparse.ArgumentParser(description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=",".join(models))
+    ap.add_argument("--rounds", type=int, default=7, help="timed steps per variant and model")
+    ap.add_argument("--out", type=Path, default=result)
+    ap.add_argument("--append", action="store_true", help="add this run to --out's runs")
+    ap.add_argument("--memory", action="store_true",
+                    help=f"instead: strict peaks of {memory_group}, A and B, into --out")
+    ap.add_argument("--repeats", type=int, default=2, help="--memory: runs per variant")
+    ap.add_argument("--jobs", type=int, default=1, help="--memory: children at a time")
+    args = ap.parse_args()
+    old = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.memory:
+        script = sys.modules["__main__"].__file__
+        old["memory_strict_mib"] = {"group": memory_group, "columns": ["peak", "backward"],
+                                    "configs": strict_runs(script, memory_group, [a, b],
+                                                           args.repeats, args.jobs)}
+        write_json(args.out, {"benchmark": benchmark, **old})
+        return
+
+    def run(name: str, rounds: int, root: Path) -> dict:
+        spec, B, L = models[name]
+        step, identical = variant_steps(write_tiny(root / name, TinySpec(**spec)), B, L,
+                                        "float32", loss, module, attr, variants)
+        out = {"batch": B, "length": L, "spec": spec, "gradients_bit_identical": identical,
+               **summarize(alternate(step, [a, b], rounds), a, b)}
+        print(name, json.dumps(out), flush=True)
+        return out
+
+    run_ = timed_runs(run, args.models.split(","), args.rounds, "models")
+    runs = [*old.get("runs", []), run_] if args.append else [run_]
+    write_json(args.out, {**old, "benchmark": benchmark, "summary": pooled(runs),
+                          "runs": runs})
+    print("wrote", args.out, pooled(runs))
