@@ -99,7 +99,14 @@ def _backward(primals, cotangents, outputs, wait_dob: bool = False):
         # (mx.vjp of blockwise_attention, strict mode, 1 x 2,048 tokens, 8 heads, fp32): peak
         # 83.6 -> 27.0 MiB (3.4 last-block squares at any length); gradients bit-identical; a
         # tiny-model step at 4 x 512 min 228 vs 231 ms (25 alternated rounds, busy 2-core box).
-        prev = [dk, dv, dq[-1]] if i0 else None
+        # The first block waits for delta (the backward's own array): the micro-step is
+        # mx.compile'd, and compile's common-subexpression pass merged this block's recomputed
+        # scores, identical to the forward's without a wait, with the forward's, keeping one
+        # B x H x b x b square per layer from the forward to its backward. Measured (strict,
+        # 2 x 128 packed, 3 layers, benchmarks/planner_heldout.py in_sample_round13_planner14b):
+        # whole-step peak float32 20.92 -> 18.68 MiB, bf16 13.21 -> 12.27 (waiting for the
+        # zeros dk, dv instead raised in-sample-08-blockwise's forward 62.2 -> 64.8 MiB).
+        prev = [dk, dv, dq[-1]] if i0 else [delta]
         s = _scores(q, k, seg, i0, i1, prev)
         p = exp2(s - lse[:, :, r0:r1])
         dob = do[:, :, r0:r1]
