@@ -75,7 +75,7 @@ def _forward(q, k, v, seg):
     return mx.concatenate(outs, axis=2), mx.concatenate(lses, axis=2)
 
 
-def _backward(primals, cotangents, outputs, wait_dob: bool = False):
+def _backward(primals, cotangents, outputs, wait_dob: bool = False, wait_first: bool = True):
     """The gradients of `_forward` with respect to q, k and v, one query block at a time.
 
     `wait_dob=True` makes each block's output-gradient slice wait for the previous block too
@@ -86,7 +86,9 @@ def _backward(primals, cotangents, outputs, wait_dob: bool = False):
     ±2%), but the strict whole-step peak moved both ways on the 8 new in-sample shapes
     (benchmarks/planner_heldout.py in_sample_round8_blockwise; the same in two runs): -3.0% and
     -2.2% on the float32 non-checkpointed draws with KV heads = heads, +4.2% on the checkpointed
-    one, +3.0-3.5% on the bfloat16 one; the others within 0.2% or moving ±2% between runs."""
+    one, +3.0-3.5% on the bfloat16 one; the others within 0.2% or moving ±2% between runs.
+    `wait_first=False` is the formula before round 13 (the first block waits for nothing), kept
+    so benchmarks/first_wait_ab.py can time both in one process."""
     q, k, v, seg = primals
     do, (o, lse) = cotangents[0], outputs
     L, rep = k.shape[2], q.shape[2] // k.shape[2]
@@ -106,7 +108,7 @@ def _backward(primals, cotangents, outputs, wait_dob: bool = False):
         # 2 x 128 packed, 3 layers, benchmarks/planner_heldout.py in_sample_round13_planner14b):
         # whole-step peak float32 20.92 -> 18.68 MiB, bf16 13.21 -> 12.27 (waiting for the
         # zeros dk, dv instead raised in-sample-08-blockwise's forward 62.2 -> 64.8 MiB).
-        prev = [dk, dv, dq[-1]] if i0 else [delta]
+        prev = [dk, dv, dq[-1]] if i0 else ([delta] if wait_first else None)
         s = _scores(q, k, seg, i0, i1, prev)
         p = exp2(s - lse[:, :, r0:r1])
         dob = do[:, :, r0:r1]
