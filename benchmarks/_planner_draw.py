@@ -64,6 +64,9 @@ HELDOUT12_SEED, N_HELDOUT12 = 0xb0837745, 12  # FROZEN commit b0837745bec3
 # round 12, to surface the next mechanisms the way a held-out round would: constants may be
 # fitted on it; it is not a held-out figure.
 SWEEP13_SEED, N_SWEEP13 = 1312, 24
+# A second IN-SAMPLE sweep (planner15w), drawn the same way on the code after planner14b's
+# blockwise first-block fix, before round 13: constants may be fitted on it.
+SWEEP14_SEED, N_SWEEP14 = 1413, 14
 ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldout2", False),
           "--draw-round3": ("heldout_round3", HELDOUT3_SEED, N_HELDOUT3, "heldout3", True),
           "--draw-round4": ("heldout_round4", HELDOUT4_SEED, N_HELDOUT4, "heldout4", True),
@@ -76,6 +79,8 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round11": ("heldout_round11", HELDOUT11_SEED, N_HELDOUT11, "heldout11", True),
           "--draw-round12": ("heldout_round12", HELDOUT12_SEED, N_HELDOUT12, "heldout12", True),
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
+                              True),
+          "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",
                               True)}
 # Strict mode waits after every op; MLX's CPU quantized matmul is ~40x slower than its float one
 # here (memory_profile.py), so tokens per step are capped (smaller still for 4-bit bases).

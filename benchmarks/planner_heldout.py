@@ -58,6 +58,9 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --draw-sample13  # (done once) in-sample sweep
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-sweep --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round13-planner14b --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --draw-sample14  # (done once) in-sample sweep
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round13-sweep --jobs 2 --cheap-first
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round13-planner15w --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -177,6 +180,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # 6 x 1 heads, 3 layers, I 640, V 768 untied, 2 x 128 packed, unchunked, accumulation 2, LoRA r=4
 # on q/k/v/up; one knob at a time (float32, chunk 64, unpacked, accumulation 1, q/k/v, up alone,
 # fused, 1 layer, I 960, float32 fused).
+# in_sample_round13_sweep (planner15w): 14 configurations drawn by the held-out generator under
+# an in-sample seed (_planner_draw.py's --draw-sample14) on the code after planner14b's fix, to
+# surface round 13's misses early; in_sample_round13_planner15w: hand-made twins (mech15w-*),
+# one knob at a time, of its worst miss that is not a blockwise not-checkpointed row.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -199,6 +206,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round12_planner13L",
           "in_sample_round12_sweep", "in_sample_round12_planner13s",
           "in_sample_round13_planner14b",
+          "in_sample_round13_sweep", "in_sample_round13_planner15w",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
