@@ -129,21 +129,21 @@ def attention_grads(targets, bottom: bool) -> tuple[bool, bool]:
 
 
 def qk_norm_kept(s: ModelShape, targets, bottom: bool) -> int:
-    """Width of the q/k RMSNorm inputs (Qwen3) a layer keeps: both in an upper layer; in the
-    lowest adapted layer only the norm on an adapted projection's path (q_proj: q's, k_proj:
-    k's), as _qkv_kept: MLX differentiates only along paths to trainable arrays, and nothing
-    below that layer needs the other side's gradient. Measured (strict, fused, bf16, 1 layer,
+    """Width of the q/k RMSNorm inputs (Qwen3) a layer keeps: both, except in the lowest
+    adapted layer without a q_proj adapter, which keeps only k's (k_proj adapted) or none: MLX
+    differentiates only along paths to trainable arrays, and no gradient leaves that layer, so
+    q's norm is on no trained path (as in _qkv_kept). Measured (strict, fused, bf16, 1 layer,
     k/o/gate/up r=32, 2 x 192, sweep14-09 of in_sample_round13_sweep and its twins): the Qwen3
     forward 0.10 MiB (float base) and 0.16 (4-bit) above its Qwen2 twin's, where q + kv planned
     0.28 and k's side alone 0.09; with v/o/gate/up (no norm on a trained path) Qwen3 and Qwen2
     measured the same backward (6.527 / 6.528 MiB). Stored rows: round 6's mech6-qwen3-h256-
-    8x2-1l-bf16-1x768-ckpt-k +12.8% -> +2.9%, round 8's mech8-qwen3-h192-6x6-2l-bf16-1x768-
-    nockpt-qv +7.1% -> +3.1%, sweep14-09's backward +14.7% -> +10.8%; two checkpointed 1-layer
-    bf16 q+up rows of rounds 7-8 -2.8/-3.5% -> -5.9/-6.1%."""
+    8x2-1l-bf16-1x768-ckpt-k +12.8% -> +2.9%, sweep14-09's backward +14.7% -> +10.8%. Not with
+    q_proj adapted (q's side alone): the q-only rows improved (mech8-*-ckpt-lora-q +10.9% ->
+    +7.2%) but rounds 7-8's checkpointed bf16 q+up rows went -2.8/-3.5% -> -5.9/-6.1%."""
     q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
-    if not bottom:
+    if not bottom or "q_proj" in targets:
         return q + kv
-    return (q if "q_proj" in targets else 0) + (kv if "k_proj" in targets else 0)
+    return kv if "k_proj" in targets else 0
 
 
 def _qkv_kept(s: ModelShape, targets, bottom: bool) -> int:
