@@ -185,7 +185,8 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # surface round 13's misses early; in_sample_round13_planner15w: hand-made twins (mech15w-*),
 # one knob at a time, of sweep14-09 (backward +14.7%: qwen3 h128 4 x 2 heads, 1 layer, I 320,
 # V 8,192 tied, 4-bit, bf16, k/o/gate/up r=32, 2 x 192, fused, not checkpointed, chunk 256):
-# float base, float32, k/o/up, gate/up, k/o, I 640, 1 x 384, qwen2, blockwise.
+# float base, float32, k/o/up, gate/up, k/o, I 640, 1 x 384, qwen2, blockwise; on the float base
+# qwen2, v or q instead of k (each Qwen3 and Qwen2 for v), k/gate/up, gate/up at I 320 and 960.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
