@@ -242,8 +242,19 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     still hold it (planner: "forward, top layer"). Not priced: bfloat16 (6 new qwen3 shapes held
     2 bf16 T x I less, as did round 1's bf16 mech-b/d/e/h/i; the calibration set's qwen2
     tiny-q4-b1-s512-r16-attn did not: -8.7% with it, mech9s-qwen2-h128-2l-i1280-bf16's forward
-    -6.1%); an adapted gate_proj (round 10's lone gate draws went 10-14% under with it)."""
-    if w.dt != F32 or "gate_proj" in w.targets:
+    -6.1%); an adapted gate_proj (round 10's lone gate draws went 10-14% under with it).
+    bfloat16 with one adapted layer (fused, keeping the full swiglu, not a lone gate_proj): one
+    compute-dtype T x I, as float32's lowest end. Measured, not traced: sweep14-09 and its 14
+    fused bf16 mech15w-* twins (in_sample_round13_planner15w: I 320-960, k/q/v/o/gate/up mixes,
+    Qwen2 and Qwen3, 4-bit or not) forward +1.0..+3.4% -> +0.1..+0.8%; stored one-layer rows of
+    round 1 (mech-h-bf16-*, mech-i-*, mech-chunk-bf16-*) +0.1..+1.2% -> -0.0..+0.2%, sweep13-12
+    +2.0% -> +0.4%, mech-b-q-bottom-nockpt's forward +12.9% -> +8.5%. Not blockwise: round 13's mech14b-*-bf16-2x128-1l -5.2% -> -10.3%
+    with it. Not with more layers (the mixed bf16 evidence above)."""
+    if w.dt != F32:
+        one = layers == 1 and not w.attn_block and swiglu_kept(w.targets, True) == 4 \
+            and w.targets & MLP != {"gate_proj"}
+        return w.tokens * s.intermediate * w.dt if one else 0
+    if "gate_proj" in w.targets:
         return 0
     bottom = swiglu_kept(w.targets, True) == 4
     ends = bottom if w.attn_block else (layers > 1) + bottom
