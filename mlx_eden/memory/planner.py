@@ -211,6 +211,9 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
     ckpt_inputs = (n + 1) * w.tokens * shape.hidden * w.dt + n * dora_weights_kept(shape, w)
     saved = ckpt_inputs if s.checkpoint else stack
     at_loss = saved - (0 if s.checkpoint else swiglu_ends(shape, w, n))  # see swiglu_ends
+    # One bf16 layer holds swiglu_ends' buffer less into its own backward too (float32: not;
+    # measured, see swiglu_ends).
+    ends16 = 0 if s.checkpoint or w.dt == F32 else swiglu_ends(shape, w, n)
     loss = loss_peak(shape, w, s.loss_chunk)
     kept = loss_saved(shape, w, s.loss_chunk)
     # The top layer's backward: its MLP first (with all activations), then its attention
@@ -235,7 +238,8 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         "backward, loss": {"saved activations": at_loss,
                            "logits and loss": kept + loss_backward_transient(shape, w,
                                                                              s.loss_chunk)},
-        "backward, top layer": {"saved activations": saved, "layer transient": layer_t},
+        "backward, top layer": {"saved activations": saved - ends16,
+                                "layer transient": layer_t},
         "update": {"gradients": 0 if accumulate else p_bytes, "update transient": update_t},
     }
     if s.dora:
@@ -266,7 +270,8 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         # Going down the layers, activations are freed as gradients appear: the other end of
         # the backward pass holds all gradients and the lowest layer's activations.
         phases["backward, bottom layer"] = {
-            "gradients": p_bytes, "layer transient": layer_t + (0 if s.checkpoint else one_layer)}
+            "gradients": p_bytes,
+            "layer transient": layer_t + (0 if s.checkpoint else one_layer - ends16)}
     held = {k: resident for k in phases}
     cast = load_peak(shape, s.dt, s.quant_bits, s.quant_group) - weights
     if cast > 0:
