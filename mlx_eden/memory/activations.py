@@ -248,8 +248,11 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     fused bf16 mech15w-* twins (in_sample_round13_planner15w: I 320-960, k/q/v/o/gate/up mixes,
     Qwen2 and Qwen3, 4-bit or not) forward +1.0..+3.4% -> +0.1..+0.8%; stored one-layer rows of
     round 1 (mech-h-bf16-*, mech-i-*, mech-chunk-bf16-*) +0.1..+1.2% -> -0.0..+0.2%, sweep13-12
-    +2.0% -> +0.4%, mech-b-q-bottom-nockpt's forward +12.9% -> +8.5%. Not blockwise: round 13's mech14b-*-bf16-2x128-1l -5.2% -> -10.3%
-    with it. Not with more layers (the mixed bf16 evidence above)."""
+    +2.0% -> +0.4%, mech-b-q-bottom-nockpt's forward +12.9% -> +8.5%. Unlike float32, into that
+    layer's own backward too (planner's ends16): sweep14-09's backward +10.8% -> +5.9%, the
+    twins' +1.7..+15.4% -> -1.9..+8.0%, round 1's one-layer rows -1.9..+6.7% -> -4.8..+3.7%,
+    sweep13-12's -3.7% -> -8.9%. Not blockwise: round 13's mech14b-*-bf16-2x128-1l -5.2% ->
+    -10.3% with it. Not with more layers (the mixed bf16 evidence above)."""
     if w.dt != F32:
         one = layers == 1 and not w.attn_block and swiglu_kept(w.targets, True) == 4 \
             and w.targets & MLP != {"gate_proj"}
