@@ -650,19 +650,20 @@ def _ends_cfg(layers: int, vocab: int) -> dict:
     (4, 3072, "float32", "kodown", 0, "forward", 68_340_204),    # without swiglu_ends +6.2%
     (4, 3072, "float32", "kodown", 0, "backward", 68_539_884),   # +6.2%
     (1, 3072, "float32", "kodown", 0, "forward", 25_926_124),    # +7.9%
-    (4, 3072, "float32", "kodown", 128, "forward", 66_990_576),  # blockwise, one end: +3.5%
+    (4, 3072, "float32", "kodown", 128, "forward", 64_369_136),  # blockwise, one end: +4.6%
     (4, 512, "float32", "kup", 0, "forward", 54_767_084),        # no "forward, top layer" -8.2%
     (4, 512, "float32", "kodown", 0, "backward", 61_327_084),    # down_proj counted +3.8%
 ])
 def test_the_end_layers_keep_three_swiglu_buffers_at_the_loss(layers, vocab, dtype, targets,
                                                               block, phase, measured):
     """With the fused attention the top and lowest layers hold 3 T x I swiglu buffers, not 4,
-    once the loss runs (activations.swiglu_ends; blockwise: the lowest); before it, the top
+    once the loss runs (activations.swiglu_ends; blockwise too since planner15f re-measured its
+    row on the first-block fix, 66,990,576 before); before it, the top
     layer's MLP forward is the peak when the vocabulary is small (planner's "forward, top
     layer"); the fused top layer's backward forms no T x I buffer for a down_proj adapter
     (mlp_backward.mlp_backward_transient). The mech13L-qwen3-h160-5x1-{4,1}l-i1600-* rows:
     planned within 0.5% (the kup row -3.1%: within 4% there, 2% elsewhere); the mutations (each
-    term removed, or blockwise at two ends: -2.6%) missed by the percentages noted. Pure planner
+    term removed, or blockwise at one end: +4.6%) missed by the percentages noted. Pure planner
     arithmetic."""
     names = {"kodown": ("k_proj", "o_proj", "down_proj"), "kup": ("k_proj", "up_proj")}
     s = Settings(batch=2, seq=160, grad_accumulation=1, dtype=dtype, quant_bits=None,
@@ -722,3 +723,41 @@ def test_dora_norms_come_before_the_top_layers_activations():
     e = estimate(shape_from_config(cfg), s)
     forward = max(v for k, v in e.phases.items() if k.startswith("forward"))
     assert abs(forward - 50_816_504) < 0.03 * 50_816_504, (forward, e.phase)
+
+
+# --------------------------------------------------------------------------- planner15f
+# The blockwise first-block fix (attention._backward(wait_first=True)): not-checkpointed
+# blockwise rows re-measured on the fixed code (benchmarks/planner_heldout.py, strict, bytes).
+# Before it every layer kept one first-block square, and three blockwise exceptions had been
+# fitted on those rows; without the square blockwise is priced like fused in each.
+@pytest.mark.parametrize("name,cfg,settings,phase,measured", [
+    # in_sample_round13_planner14b: bf16, q/k/v/up, 2 x 128 packed, 3 layers (the bf16 ends:
+    # without them +5.9%)
+    ("mech14b-qwen3-h192-6x1-i640-v768-bf16-2x128-i960",
+     {"hidden_size": 192, "num_attention_heads": 6, "num_key_value_heads": 1, "head_dim": 32,
+      "num_hidden_layers": 3, "intermediate_size": 960, "vocab_size": 768},
+     dict(batch=2, seq=128, grad_accumulation=2, dtype="bfloat16", rank=4, adapted_layers=3,
+          targets=("q_proj", "k_proj", "v_proj", "up_proj"), optimizer="adamw", packed=True),
+     "forward", 15_182_960),
+    # in_sample_round7: float32, v/down, 1 x 320, 5 layers (the top layer's backward without a
+    # down_proj buffer: with it +4.3%)
+    ("mech7-qwen3-h128-2x1-5l-i896-f32-1x320-nockpt-vdown",
+     {"hidden_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 64,
+      "num_hidden_layers": 5, "intermediate_size": 896, "vocab_size": 512},
+     dict(batch=1, seq=320, grad_accumulation=1, dtype="float32", rank=8, adapted_layers=5,
+          targets=("v_proj", "down_proj"), optimizer="sgd", packed=False),
+     "backward", 40_658_592),
+])
+def test_blockwise_rows_without_the_first_block_square_are_priced_like_fused(
+        name, cfg, settings, phase, measured):
+    """Re-measured after the first-block fix, these rows are planned within 2% by the fused
+    rules (activations.swiglu_ends at both ends and in bfloat16, mlp_backward's float32 upper
+    layer without a down_proj buffer); the mutations tried (each blockwise exception put back)
+    missed by the percentages noted. Pure planner arithmetic."""
+    shape = shape_from_config({"model_type": "qwen3", "tie_word_embeddings": False,
+                               "torch_dtype": "float32", **cfg})
+    s = Settings(quant_bits=None, quant_group=64, dora=False, checkpoint=False, loss_chunk=0,
+                 attn_block=128, **settings)
+    e = estimate(shape, s)
+    planned = max(v for k, v in e.phases.items() if k.startswith(phase))
+    assert abs(planned - measured) < 0.02 * measured, (name, planned / measured - 1)

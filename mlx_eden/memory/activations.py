@@ -225,10 +225,10 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     2 bf16 T x I less, as did round 1's bf16 mech-b/d/e/h/i; the calibration set's qwen2
     tiny-q4-b1-s512-r16-attn did not: -8.7% with it, mech9s-qwen2-h128-2l-i1280-bf16's forward
     -6.1%); an adapted gate_proj (round 10's lone gate draws went 10-14% under with it)."""
-    if w.dt != F32 or "gate_proj" in w.targets:
+    if (w.dt != F32 and not w.attn_block) or "gate_proj" in w.targets:
         return 0
     bottom = swiglu_kept(w.targets, True) == 4
-    ends = bottom if w.attn_block else (layers > 1) + bottom
+    ends = (layers > 1) + bottom
     return ends * w.tokens * s.intermediate * w.dt
 
 

@@ -86,7 +86,7 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
         # mech13L-*-v512-*-down +1.1 -> -2.9%), nor blockwise (its twin +0.23 T x I, +0.8%, as
         # round 6's blockwise draws it was fitted on), nor bf16 (the calibration set's tiny and
         # small "all" rows -6.9/-4.2% -> -12.3/-7.0% without down's).
-        fused32 = not w.attn_block and w.dt == F32 and swiglu_kept(w.targets, True) == 4
+        fused32 = w.dt == F32 and swiglu_kept(w.targets, True) == 4
         mlp = w.targets & ({"gate_proj", "up_proj"} if fused32 else MLP)
         n = max(0, len(mlp) - (0 if w.dt == F32 else 1))
         return n * T * s.intermediate * F32 + T * s.hidden * F32
