@@ -83,9 +83,13 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
         # strict, 4 layers, V 512-1,024): the top layer's backward 1.14 T x I over with k/o/down
         # (+3.8%), 1.03 with k/up/down, 0.06 with k/o, 0.14 with k/up; now within 1%. Not with
         # a lowest layer keeping less (planner13u's up/down rows -3.7 -> -6.3% without down's,
-        # mech13L-*-v512-*-down +1.1 -> -2.9%), nor blockwise (its twin +0.23 T x I, +0.8%, as
-        # round 6's blockwise draws it was fitted on), nor bf16 (the calibration set's tiny and
-        # small "all" rows -6.9/-4.2% -> -12.3/-7.0% without down's).
+        # mech13L-*-v512-*-down +1.1 -> -2.9%), nor bf16 (the calibration set's tiny and
+        # small "all" rows -6.9/-4.2% -> -12.3/-7.0% without down's). Blockwise too since the
+        # first-block fix (planner15f; before it the twin was +0.8% with down's buffer, its
+        # layers' first-block squares unpriced): re-measured, mech13L-*-v512-*-kodown-blockwise
+        # 59,982,576 -> 55,323,376 bytes (4 squares and one T x I), +9.3% -> +5.6% without it;
+        # round 7's mech7-*-5l-*-f32-*-vdown +4.3 -> +1.5%, round 8's mech8-*-3x256-*-qvdown-
+        # packed +11.3 -> +6.8% (backward).
         fused32 = w.dt == F32 and swiglu_kept(w.targets, True) == 4
         mlp = w.targets & ({"gate_proj", "up_proj"} if fused32 else MLP)
         n = max(0, len(mlp) - (0 if w.dt == F32 else 1))
