@@ -225,15 +225,20 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     64,369,136 bytes (its 4 squares), +1.4% with both ends (+4.6% with the lowest alone);
     in_sample_round13_planner14b's bf16 rows (3 layers, 2 x 128, q/k/v/up) +2.3..+5.9% without
     bf16 ends, -0.5..-2.3% with them (one unpacked row -4.7%); mech7-*-bf16-*-nockpt-vdown
-    +6.4 -> +1.9%. The top layer's backward keeps the count ("backward, top layer" uses
+    +6.4 -> +1.9%. With a gate_proj adapter, blockwise: the top end only. Measured, not
+    traced: in_sample_round11_planner12u (DoRA/LoRA on all seven, 2 layers, bf16/fp32, 4-bit)
+    +3.1..+5.0% -> +1.2..+3.1% forward; round 7's mech7-qwen3-h192-3x1-*-f32-*-ogate 3 and 5
+    layers +8.8/+6.1 -> +7.3/+5.2%; the lowest end too put round 12's one-layer lone gate twins
+    (mech13s-*-1l-*-gate) to -19.6%. The top layer's backward keeps the count ("backward, top layer" uses
     `saved`), and before the loss the ends still hold it (planner: "forward, top layer"). Not
     priced: bfloat16 with the fused attention (6 new qwen3 shapes held 2 bf16 T x I less, as did
     round 1's bf16 mech-b/d/e/h/i; the calibration set's qwen2 tiny-q4-b1-s512-r16-attn did not:
     -8.7% with it, mech9s-qwen2-h128-2l-i1280-bf16's forward -6.1%); an adapted gate_proj (round
     10's lone gate draws went 10-14% under with it)."""
-    if (w.dt != F32 and not w.attn_block) or "gate_proj" in w.targets:
+    gate = "gate_proj" in w.targets
+    if not w.attn_block and (w.dt != F32 or gate):
         return 0
-    bottom = swiglu_kept(w.targets, True) == 4
+    bottom = swiglu_kept(w.targets, True) == 4 and not gate
     ends = (layers > 1) + bottom
     return ends * w.tokens * s.intermediate * w.dt
 
