@@ -229,12 +229,12 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     traced: in_sample_round11_planner12u (DoRA/LoRA on all seven, 2 layers, bf16/fp32, 4-bit)
     +3.1..+5.0% -> +1.2..+3.1% forward; round 7's mech7-qwen3-h192-3x1-*-f32-*-ogate 3 and 5
     layers +8.8/+6.1 -> +7.3/+5.2%; the lowest end too put round 12's one-layer lone gate twins
-    (mech13s-*-1l-*-gate) to -19.6%. The top layer's backward keeps the count ("backward, top layer" uses
-    `saved`), and before the loss the ends still hold it (planner: "forward, top layer"). Not
-    priced: bfloat16 with the fused attention (6 new qwen3 shapes held 2 bf16 T x I less, as did
-    round 1's bf16 mech-b/d/e/h/i; the calibration set's qwen2 tiny-q4-b1-s512-r16-attn did not:
-    -8.7% with it, mech9s-qwen2-h128-2l-i1280-bf16's forward -6.1%); an adapted gate_proj (round
-    10's lone gate draws went 10-14% under with it)."""
+    (mech13s-*-1l-*-gate) to -19.6%. The top layer's backward keeps the count ("backward, top
+    layer" uses `saved`), and before the loss the ends still hold it (planner: "forward, top
+    layer"). Not priced with the fused attention: bfloat16 (6 new qwen3 shapes held 2 bf16 T x I
+    less, as did round 1's bf16 mech-b/d/e/h/i; the calibration set's qwen2 tiny-q4-b1-s512-
+    r16-attn did not: -8.7% with it, mech9s-qwen2-h128-2l-i1280-bf16's forward -6.1%); an
+    adapted gate_proj (round 10's lone gate draws went 10-14% under with it)."""
     gate = "gate_proj" in w.targets
     if not w.attn_block and (w.dt != F32 or gate):
         return 0
