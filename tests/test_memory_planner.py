@@ -786,3 +786,35 @@ def test_blockwise_rows_without_the_first_block_square_are_priced_like_fused(
     e = estimate(shape_from_config(cfg), s)
     planned = max(v for k, v in e.phases.items() if k.startswith(phase))
     assert abs(planned - measured) < bound * measured, (name, planned / measured - 1)
+# --------------------------------------------------------------------------- planner15p
+# The MLP block's peak of a recomputed lowest float32 layer adapting gate_proj and up_proj
+# (in_sample_round13_planner15p, mech15p-qwen3-h64-2x2-1l-*-f32-4x128-ckpt-c256-*: hidden,
+# intermediate; measured in strict mode, MLX_DISABLE_COMPILE=1, the first block of
+# update.evaluate_gradients evaluated alone, steps 2-4 of 4 the same bytes).
+@pytest.mark.parametrize("hidden, heads, intermediate, measured", [
+    (64, 2, 128, 6_229_100),     # -base: without lowest_gate_up -2.1%
+    (64, 2, 512, 11_635_820),    # -i512: -13.5%
+])
+def test_recomputed_lowest_float32_gate_up_holds_both_input_gradients(hidden, heads,
+                                                                      intermediate, measured):
+    """mlp_backward.lowest_gate_up: 2 float32 T x I beside the count, 3 float32 T x hidden
+    fewer. The plan's MLP moment of the top (= lowest) layer's backward is within 1.2% of the
+    measured block; the mutation tried (lowest_gate_up returning 0) put the shapes 2.1% and
+    13.5% under (both fail). Pure planner arithmetic."""
+    from mlx_eden.memory.activations import layer_parts
+    from mlx_eden.memory.mlp_backward import mlp_backward_transient
+
+    cfg = {"model_type": "qwen3", "hidden_size": hidden, "num_attention_heads": heads,
+           "num_key_value_heads": heads, "head_dim": 32, "num_hidden_layers": 1,
+           "intermediate_size": intermediate, "vocab_size": 4096,
+           "tie_word_embeddings": False, "torch_dtype": "float32"}
+    targets = ("k_proj", "v_proj", "o_proj", "gate_proj", "up_proj")
+    s = Settings(batch=4, seq=128, grad_accumulation=1, dtype="float32", quant_bits=None,
+                 quant_group=64, rank=64, targets=targets, adapted_layers=1, dora=False,
+                 optimizer="sgd", checkpoint=True, loss_chunk=256, packed=True, attn_block=128)
+    shape, w = shape_from_config(cfg), s.work()
+    e = estimate(shape, s)
+    resident = sum(e.sizes[k] for k in ("base weights", "adapters", "optimizer state"))
+    mlp_moment = (resident + e.sizes["saved activations"] + sum(layer_parts(shape, w, True))
+                  + mlp_backward_transient(shape, w, checkpoint=True, bottom=True))
+    assert abs(mlp_moment - measured) < 0.012 * measured, (mlp_moment, measured)

@@ -106,7 +106,8 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     if checkpoint and w.dt != F32 and not {"gate_proj", "up_proj"} <= w.targets:
         size = w.dt
     total = (n * T * s.intermediate * size + T * s.hidden * F32
-             + (dora_mlp_backward(s, w) + up_down_recomputed(s, w, bottom) if checkpoint else 0))
+             + (dora_mlp_backward(s, w) + up_down_recomputed(s, w, bottom)
+                + lowest_gate_up(s, w, bottom) if checkpoint else 0))
     if checkpoint and bottom:
         return max(total, lowest_recomputed(s, w) - layer_saved(s, w, bottom=True))
     return total
@@ -190,6 +191,29 @@ def up_down_recomputed(s: ModelShape, w: Work, bottom: bool = False) -> int:
     if bottom:
         return 2 * w.tokens * s.intermediate * (F32 + w.dt)
     return w.tokens * s.intermediate * F32
+
+
+def lowest_gate_up(s: ModelShape, w: Work, bottom: bool) -> int:
+    """Extra bytes of a recomputed lowest adapted float32 LoRA layer adapting gate_proj and
+    up_proj, beyond mlp_backward_transient's count (no T x I buffer: float32 donates): both
+    LoRA gradients need their float32 T x I input gradient, so the swiglu's backward holds two,
+    while three float32 T x hidden buffers the count holds are gone by then (as in
+    attention_backward_transient's recomputed lowest layer). Measured, not traced
+    (in_sample_round13_planner15p, mech15p-qwen3-h64-2x2-1l-*-f32-4x128-ckpt-c256-*, strict,
+    the first block of update.evaluate_gradients alone, uncompiled: the same bytes every step):
+    hidden 64, I 128 +131 KB over the count (+0.5 T x I), I 512 +1.57 MB (+1.5 T x I); 2 T x I
+    - 3 T x hidden puts both within 0.13 T x I. Never below the count: with I = hidden (h128) the
+    block was 1.0 T x I under it, but that moment did not decide, and round 6's heldout6-05
+    (I < hidden, read, not fitted) was already 5.1% under with the count. With down_proj too
+    (-i512-down) the block held 2.5-3.5 T x I more than the count (uncompiled, step to step):
+    the same two are counted. Compiled, as trained, the block ran up to 3.75 T x I (I 128) and
+    2.1 (I 512) above the uncompiled figure, varying from step to step (thread timing: a race,
+    not priced; in_sample_round12_sweep's sweep13-14 -15.4% was such a run). bf16 (-i512-bf16:
+    +0.6 float32 T x I uncompiled) is left as it was."""
+    t = w.targets
+    if not bottom or w.dt != F32 or w.dora or not {"gate_proj", "up_proj"} <= t:
+        return 0
+    return max(0, w.tokens * (2 * s.intermediate - 3 * s.hidden) * F32)
 
 
 def dora_mlp_backward(s: ModelShape, w: Work) -> int:
