@@ -181,8 +181,8 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in_sample_round13_planner15p: new hand-made twins (mech15p-*) of two phase misses of
 # in_sample_round12_sweep, one knob at a time: sweep13-14's backward (qwen3 h64 1 layer, V 4,096
 # untied, float32, r=64 k/v/o/gate/up, 4 x 128 packed, checkpointed, chunk 256: chunk 0/128,
-# V 1,024, r=8, k/v/o, gate/up, 2 layers, fused, unpacked, I 512, I 512 with down_proj, I 512
-# bf16, hidden 128 with 4 x 4 heads) and sweep13-02's update (qwen2 h256
+# V 1,024, r=8, k/v/o, gate/up, 2 layers, fused, unpacked, I 512, I 512 with down_proj, bf16
+# at I 128 and 512, hidden 128 with 4 x 4 heads) and sweep13-02's update (qwen2 h256
 # 4-bit, 1 x 192, accumulation 2, sgd, r=64 q/v, made cheap in float32: float base,
 # accumulation 1, r=8, adamw; bf16 at 1 x 64).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",

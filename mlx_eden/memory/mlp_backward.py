@@ -208,8 +208,8 @@ def lowest_gate_up(s: ModelShape, w: Work, bottom: bool) -> int:
     (-i512-down) the block held 2.5-3.5 T x I more than the count (uncompiled, step to step):
     the same two are counted. Compiled, as trained, the block ran up to 3.75 T x I (I 128) and
     2.1 (I 512) above the uncompiled figure, varying from step to step (thread timing: a race,
-    not priced; in_sample_round12_sweep's sweep13-14 -15.4% was such a run). bf16 (-i512-bf16:
-    +0.6 float32 T x I uncompiled) is left as it was."""
+    not priced; in_sample_round12_sweep's sweep13-14 -15.4% was such a run). bf16 is left as it
+    was: no common count (uncompiled, -bf16 at I 128 +0.15-0.20 MB, -i512-bf16 +0.64 MB)."""
     t = w.targets
     if not bottom or w.dt != F32 or w.dora or not {"gate_proj", "up_proj"} <= t:
         return 0
