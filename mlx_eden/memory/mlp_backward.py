@@ -206,10 +206,13 @@ def lowest_gate_up(s: ModelShape, w: Work, bottom: bool) -> int:
     block was 1.0 T x I under it, but that moment did not decide, and round 6's heldout6-05
     (I < hidden, read, not fitted) was already 5.1% under with the count. With down_proj too
     (-i512-down) the block held 2.5-3.5 T x I more than the count (uncompiled, step to step):
-    the same two are counted. Compiled, as trained, the block ran up to 3.75 T x I (I 128) and
-    2.1 (I 512) above the uncompiled figure, varying from step to step (thread timing: a race,
-    not priced; in_sample_round12_sweep's sweep13-14 -15.4% was such a run). bf16 is left as it
-    was: no common count (uncompiled, -bf16 at I 128 +0.15-0.20 MB, -i512-bf16 +0.64 MB)."""
+    the same two are counted. Compiled, as trained, the block ran up to 2.2 T x I (I 128) and
+    2.1 (I 512) above the uncompiled figure, step to step (thread timing: a race, not priced).
+    in_sample_round12_sweep's sweep13-14 (-15.4%) was measured before the blockwise backward's
+    first block waited (backends/mlx/attention._backward): its twin, with this term, -11.2% and
+    -13.6% (1 and 3 of 4 fresh runs) without that wait, -1.0% and -5.9% (3 and 3 of 6) with it.
+    bf16 is left as it was: no common count (uncompiled, -bf16 at I 128 +0.15-0.20 MB,
+    -i512-bf16 +0.64 MB)."""
     t = w.targets
     if not bottom or w.dt != F32 or w.dora or not {"gate_proj", "up_proj"} <= t:
         return 0
