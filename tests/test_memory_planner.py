@@ -786,6 +786,8 @@ def test_blockwise_rows_without_the_first_block_square_are_priced_like_fused(
     e = estimate(shape_from_config(cfg), s)
     planned = max(v for k, v in e.phases.items() if k.startswith(phase))
     assert abs(planned - measured) < bound * measured, (name, planned / measured - 1)
+
+
 # --------------------------------------------------------------------------- planner15p
 # The MLP block's peak of a recomputed lowest float32 layer adapting gate_proj and up_proj
 # (in_sample_round13_planner15p, mech15p-qwen3-h64-2x2-1l-*-f32-4x128-ckpt-c256-*: hidden,
