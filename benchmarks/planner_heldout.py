@@ -61,6 +61,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --draw-sample14  # (done once) in-sample sweep
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round13-sweep --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round13-planner15w --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round13-planner15p --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -187,6 +188,13 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # V 8,192 tied, 4-bit, bf16, k/o/gate/up r=32, 2 x 192, fused, not checkpointed, chunk 256):
 # float base, float32, k/o/up, gate/up, k/o, I 640, 1 x 384, qwen2, blockwise; on the float base
 # qwen2, v or q instead of k (each Qwen3 and Qwen2 for v), k/gate/up, gate/up at I 320 and 960.
+# in_sample_round13_planner15p: new hand-made twins (mech15p-*) of two phase misses of
+# in_sample_round12_sweep, one knob at a time: sweep13-14's backward (qwen3 h64 1 layer, V 4,096
+# untied, float32, r=64 k/v/o/gate/up, 4 x 128 packed, checkpointed, chunk 256: chunk 0/128,
+# V 1,024, r=8, k/v/o, gate/up, 2 layers, fused, unpacked, I 512, I 512 with down_proj, bf16
+# at I 128 and 512, hidden 128 with 4 x 4 heads) and sweep13-02's update (qwen2 h256
+# 4-bit, 1 x 192, accumulation 2, sgd, r=64 q/v, made cheap in float32: float base,
+# accumulation 1, r=8, adamw; bf16 at 1 x 64).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -210,6 +218,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round12_sweep", "in_sample_round12_planner13s",
           "in_sample_round13_planner14b",
           "in_sample_round13_sweep", "in_sample_round13_planner15w",
+          "in_sample_round13_planner15p",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

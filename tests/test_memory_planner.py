@@ -650,19 +650,20 @@ def _ends_cfg(layers: int, vocab: int) -> dict:
     (4, 3072, "float32", "kodown", 0, "forward", 68_340_204),    # without swiglu_ends +6.2%
     (4, 3072, "float32", "kodown", 0, "backward", 68_539_884),   # +6.2%
     (1, 3072, "float32", "kodown", 0, "forward", 25_926_124),    # +7.9%
-    (4, 3072, "float32", "kodown", 128, "forward", 66_990_576),  # blockwise, one end: +3.5%
+    (4, 3072, "float32", "kodown", 128, "forward", 64_369_136),  # blockwise, one end: +4.6%
     (4, 512, "float32", "kup", 0, "forward", 54_767_084),        # no "forward, top layer" -8.2%
     (4, 512, "float32", "kodown", 0, "backward", 61_327_084),    # down_proj counted +3.8%
 ])
 def test_the_end_layers_keep_three_swiglu_buffers_at_the_loss(layers, vocab, dtype, targets,
                                                               block, phase, measured):
     """With the fused attention the top and lowest layers hold 3 T x I swiglu buffers, not 4,
-    once the loss runs (activations.swiglu_ends; blockwise: the lowest); before it, the top
+    once the loss runs (activations.swiglu_ends; blockwise too since planner15f re-measured its
+    row on the first-block fix, 66,990,576 before); before it, the top
     layer's MLP forward is the peak when the vocabulary is small (planner's "forward, top
     layer"); the fused top layer's backward forms no T x I buffer for a down_proj adapter
     (mlp_backward.mlp_backward_transient). The mech13L-qwen3-h160-5x1-{4,1}l-i1600-* rows:
     planned within 0.5% (the kup row -3.1%: within 4% there, 2% elsewhere); the mutations (each
-    term removed, or blockwise at two ends: -2.6%) missed by the percentages noted. Pure planner
+    term removed, or blockwise at one end: +4.6%) missed by the percentages noted. Pure planner
     arithmetic."""
     names = {"kodown": ("k_proj", "o_proj", "down_proj"), "kup": ("k_proj", "up_proj")}
     s = Settings(batch=2, seq=160, grad_accumulation=1, dtype=dtype, quant_bits=None,
@@ -807,3 +808,101 @@ def _one_bf16_layer(arch, model, bits, seq, batch, rank, targets, chunk):
                  quant_group=64, rank=rank, targets=targets, adapted_layers=1, dora=False,
                  optimizer="adamw", checkpoint=False, loss_chunk=chunk, packed=False)
     return estimate(shape_from_config(cfg), s)
+
+
+# --------------------------------------------------------------------------- planner15f
+# The blockwise first-block fix (attention._backward(wait_first=True)): blockwise rows
+# re-measured on the fixed code (benchmarks/planner_heldout.py, strict, bytes). Before it every
+# layer kept one first-block square, and three blockwise exceptions had been fitted on those
+# rows; without the square blockwise is priced like fused in each.
+_QWEN3 = {"model_type": "qwen3", "tie_word_embeddings": False, "torch_dtype": "float32"}
+_NOT_CKPT = dict(grad_accumulation=1, checkpoint=False, loss_chunk=0)
+
+
+@pytest.mark.parametrize("name,cfg,settings,phase,measured,bound", [
+    # in_sample_round13_planner14b: bf16, q/k/v/up, 2 x 128 packed, 3 layers (the bf16 ends:
+    # without them +5.9%)
+    ("mech14b-qwen3-h192-6x1-i640-v768-bf16-2x128-i960",
+     {**_QWEN3, "hidden_size": 192, "num_attention_heads": 6, "num_key_value_heads": 1,
+      "head_dim": 32, "num_hidden_layers": 3, "intermediate_size": 960, "vocab_size": 768},
+     dict(_NOT_CKPT, batch=2, seq=128, grad_accumulation=2, dtype="bfloat16", rank=4,
+          adapted_layers=3, targets=("q_proj", "k_proj", "v_proj", "up_proj"),
+          optimizer="adamw", packed=True),
+     "forward", 15_182_960, 0.02),
+    # in_sample_round7: float32, v/down, 1 x 320, 5 layers (the top layer's backward without a
+    # down_proj buffer: with it +4.3%)
+    ("mech7-qwen3-h128-2x1-5l-i896-f32-1x320-nockpt-vdown",
+     {**_QWEN3, "hidden_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1,
+      "head_dim": 64, "num_hidden_layers": 5, "intermediate_size": 896, "vocab_size": 512},
+     dict(_NOT_CKPT, batch=1, seq=320, dtype="float32", rank=8, adapted_layers=5,
+          targets=("v_proj", "down_proj"), optimizer="sgd", packed=False),
+     "backward", 40_658_592, 0.02),
+    # in_sample_round11_planner12u: bf16 DoRA r=16 on all seven, 4-bit, 2 layers, 1 x 256
+    # (the top end with gate_proj adapted: without it +5.0%)
+    ("mech12u-qwen3-h128-2x2-2l-i448-1x256-dora-q4-bf16-acc2-adamw-r16",
+     {**_QWEN3, "hidden_size": 128, "num_attention_heads": 2, "num_key_value_heads": 2,
+      "head_dim": 64, "num_hidden_layers": 2, "intermediate_size": 448, "vocab_size": 2048,
+      "tie_word_embeddings": True, "quantization": {"group_size": 64, "bits": 4}},
+     dict(batch=1, seq=256, grad_accumulation=2, dtype="bfloat16", rank=16, adapted_layers=2,
+          targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                   "down_proj"), optimizer="adamw", packed=False, checkpoint=False,
+          loss_chunk=64, quant_bits=4, dora=True),
+     "forward", 11_896_216, 0.04),
+    # in_sample_blockwise_ckpt: KV heads = heads, the blockwise backward's KV-width buffers
+    # (attention.blockwise_backward_bytes: 3.5 of them +4.3%, the 4 before +6.3%)
+    ("mech5-qwen2-h256-4x4-2l-f32-2x512-ckpt-qv",
+     {"model_type": "qwen2", "hidden_size": 256, "num_attention_heads": 4,
+      "num_key_value_heads": 4, "num_hidden_layers": 2, "intermediate_size": 256,
+      "vocab_size": 512, "tie_word_embeddings": False, "torch_dtype": "float32"},
+     dict(batch=2, seq=512, grad_accumulation=1, dtype="float32", rank=8, adapted_layers=2,
+          targets=("q_proj", "v_proj"), optimizer="adamw", packed=False, checkpoint=True,
+          loss_chunk=128),
+     "backward", 23_452_780, 0.05),
+])
+def test_blockwise_rows_without_the_first_block_square_are_priced_like_fused(
+        name, cfg, settings, phase, measured, bound):
+    """Re-measured after the first-block fix, these rows are planned within `bound` by the
+    fused rules (activations.swiglu_ends at both ends and in bfloat16, mlp_backward's float32
+    upper layer without a down_proj buffer) and the blockwise backward refitted on them; the
+    mutations tried (each change reverted) missed by the percentages noted. Pure planner
+    arithmetic."""
+    s = Settings(**{"quant_bits": None, "quant_group": 64, "dora": False, "attn_block": 128,
+                    **settings})
+    e = estimate(shape_from_config(cfg), s)
+    planned = max(v for k, v in e.phases.items() if k.startswith(phase))
+    assert abs(planned - measured) < bound * measured, (name, planned / measured - 1)
+
+
+# --------------------------------------------------------------------------- planner15p
+# The MLP block's peak of a recomputed lowest float32 layer adapting gate_proj and up_proj
+# (in_sample_round13_planner15p, mech15p-qwen3-h64-2x2-1l-*-f32-4x128-ckpt-c256-*: hidden,
+# intermediate; measured in strict mode, MLX_DISABLE_COMPILE=1, the first block of
+# update.evaluate_gradients evaluated alone, steps 2-4 of 4 the same bytes).
+@pytest.mark.parametrize("hidden, heads, intermediate, measured", [
+    (64, 2, 128, 6_229_100),     # -base: without lowest_gate_up -2.1%
+    (64, 2, 512, 11_635_820),    # -i512: -13.5%
+])
+def test_recomputed_lowest_float32_gate_up_holds_both_input_gradients(hidden, heads,
+                                                                      intermediate, measured):
+    """mlp_backward.lowest_gate_up: 2 float32 T x I beside the count, 3 float32 T x hidden
+    fewer. The plan's MLP moment of the top (= lowest) layer's backward is within 2.5% of the
+    measured block (1.2% before planner15w's q/k norm rule, activations.qk_norm_kept, took this
+    layer's q norm input out: -2.1% at I 128); the mutation tried (lowest_gate_up returning 0)
+    puts the shapes 4.2% and 15.8% under (both fail). Pure planner arithmetic."""
+    from mlx_eden.memory.activations import layer_parts
+    from mlx_eden.memory.mlp_backward import mlp_backward_transient
+
+    cfg = {"model_type": "qwen3", "hidden_size": hidden, "num_attention_heads": heads,
+           "num_key_value_heads": heads, "head_dim": 32, "num_hidden_layers": 1,
+           "intermediate_size": intermediate, "vocab_size": 4096,
+           "tie_word_embeddings": False, "torch_dtype": "float32"}
+    targets = ("k_proj", "v_proj", "o_proj", "gate_proj", "up_proj")
+    s = Settings(batch=4, seq=128, grad_accumulation=1, dtype="float32", quant_bits=None,
+                 quant_group=64, rank=64, targets=targets, adapted_layers=1, dora=False,
+                 optimizer="sgd", checkpoint=True, loss_chunk=256, packed=True, attn_block=128)
+    shape, w = shape_from_config(cfg), s.work()
+    e = estimate(shape, s)
+    resident = sum(e.sizes[k] for k in ("base weights", "adapters", "optimizer state"))
+    mlp_moment = (resident + e.sizes["saved activations"] + sum(layer_parts(shape, w, True))
+                  + mlp_backward_transient(shape, w, checkpoint=True, bottom=True))
+    assert abs(mlp_moment - measured) < 0.025 * measured, (mlp_moment, measured)

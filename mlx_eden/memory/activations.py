@@ -235,14 +235,24 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     with one layer, 1.8-2.2 with 2-4 (2.0 +- 0.1 at I 480, 960 and 1,600: the excess follows I,
     not V), down_proj alone 0.96 (its lowest layer keeps none); with this all within 1%. Round
     1's fused float32 draws had the same excess (in-sample-00, mech-h-f32-*, mech-chunk-*-f32,
-    mech-vonly-nockpt: peaks now within 0.7%). The blockwise attention: the lowest end only
-    (the 4-layer k/o/down twin 1.15 T x I over with both at 4; in_sample_blockwise's median peak
-    error 3.9% -> 2.3%; the top end too put mech7-*-4l-*-up's forward at -10%). The top layer's
-    backward keeps the count ("backward, top layer" uses `saved`), and before the loss the ends
-    still hold it (planner: "forward, top layer"). Not priced: bfloat16 (6 new qwen3 shapes held
-    2 bf16 T x I less, as did round 1's bf16 mech-b/d/e/h/i; the calibration set's qwen2
-    tiny-q4-b1-s512-r16-attn did not: -8.7% with it, mech9s-qwen2-h128-2l-i1280-bf16's forward
-    -6.1%); an adapted gate_proj (round 10's lone gate draws went 10-14% under with it).
+    mech-vonly-nockpt: peaks now within 0.7%). The blockwise attention the same, in bfloat16
+    too (planner15f): until the first-block fix (backends/mlx/attention._backward(wait_first=
+    True), planner14b) each blockwise layer also kept one B x heads x 128 x 128 square to its
+    backward, unpriced, so blockwise had been given the lowest end only and no bf16 ends.
+    Re-measured on the fix (strict): mech13L-*-v3072-*-kodown-blockwise's forward 66,990,576 ->
+    64,369,136 bytes (its 4 squares), +1.4% with both ends (+4.6% with the lowest alone);
+    in_sample_round13_planner14b's bf16 rows (3 layers, 2 x 128, q/k/v/up) +2.3..+5.9% without
+    bf16 ends, -0.5..-2.3% with them (one unpacked row -4.7%); mech7-*-bf16-*-nockpt-vdown
+    +6.4 -> +1.9%. With a gate_proj adapter, blockwise: the top end only. Measured, not
+    traced: in_sample_round11_planner12u (DoRA/LoRA on all seven, 2 layers, bf16/fp32, 4-bit)
+    +3.1..+5.0% -> +1.2..+3.1% forward; round 7's mech7-qwen3-h192-3x1-*-f32-*-ogate 3 and 5
+    layers +8.8/+6.1 -> +7.3/+5.2%; the lowest end too put round 12's one-layer lone gate twins
+    (mech13s-*-1l-*-gate) to -19.6%. The top layer's backward keeps the count ("backward, top
+    layer" uses `saved`), and before the loss the ends still hold it (planner: "forward, top
+    layer"). Not priced with the fused attention: bfloat16 (6 new qwen3 shapes held 2 bf16 T x I
+    less, as did round 1's bf16 mech-b/d/e/h/i; the calibration set's qwen2 tiny-q4-b1-s512-
+    r16-attn did not: -8.7% with it, mech9s-qwen2-h128-2l-i1280-bf16's forward -6.1%); an
+    adapted gate_proj (round 10's lone gate draws went 10-14% under with it).
     bfloat16 with one adapted layer (fused, keeping the full swiglu, not a lone gate_proj): one
     compute-dtype T x I, as float32's lowest end. Measured, not traced: sweep14-09 and its 14
     fused bf16 mech15w-* twins (in_sample_round13_planner15w: I 320-960, k/q/v/o/gate/up mixes,
@@ -251,16 +261,17 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     +2.0% -> +0.4%, mech-b-q-bottom-nockpt's forward +12.9% -> +8.5%. Unlike float32, into that
     layer's own backward too (planner's ends16): sweep14-09's backward +10.8% -> +5.9%, the
     twins' +1.7..+15.4% -> -1.9..+8.0%, round 1's one-layer rows -1.9..+6.7% -> -4.8..+3.7%,
-    sweep13-12's -3.7% -> -8.9%. Not blockwise: round 13's mech14b-*-bf16-2x128-1l -5.2% ->
-    -10.3% with it. Not with more layers (the mixed bf16 evidence above)."""
-    if w.dt != F32:
-        one = layers == 1 and not w.attn_block and swiglu_kept(w.targets, True) == 4 \
+    sweep13-12's -3.7% -> -8.9%. Blockwise follows the rule above instead (planner15f's
+    measurements on the first-block fix). Not with more layers (the mixed bf16 evidence above)."""
+    gate = "gate_proj" in w.targets
+    if not w.attn_block and w.dt != F32:
+        one = layers == 1 and swiglu_kept(w.targets, True) == 4 \
             and w.targets & MLP != {"gate_proj"}
         return w.tokens * s.intermediate * w.dt if one else 0
-    if "gate_proj" in w.targets:
+    if not w.attn_block and gate:
         return 0
-    bottom = swiglu_kept(w.targets, True) == 4
-    ends = bottom if w.attn_block else (layers > 1) + bottom
+    bottom = swiglu_kept(w.targets, True) == 4 and not gate
+    ends = (layers > 1) + bottom
     return ends * w.tokens * s.intermediate * w.dt
 
 

@@ -127,7 +127,7 @@ def blockwise_backward_bytes(s: ModelShape, w: Work) -> int:
     are alive at a time: its probabilities and its scores' gradient (B x heads x rows x i1,
     causal: keys up to its last query i1). Beside them the earlier blocks' dq pieces, which only
     the final concatenation reads (the rows before the last block, at the query width), and
-    the dk and dv accumulators with their next values (4 x B x L x KV width).
+    the dk and dv accumulators with their next values (3.5 x B x L x KV width, fitted).
     Before round 6 no block waited for dq: MLX ran every dq matmul last, so every earlier
     block's ds was alive at the last block (1 x 2,048 tokens, 8 heads, fp32: 83.6 MiB in a
     standalone mx.vjp, 27.0 MiB with the wait, 3.4 last-block squares at 512-2,048 tokens).
@@ -141,12 +141,20 @@ def blockwise_backward_bytes(s: ModelShape, w: Work) -> int:
     float32 with KV heads = heads, where dO·Vᵀ does not wait for the chain): backward -4.9% to
     +7.1%, no common sign, so unchanged; making dO wait too was measured and not shipped
     (attention._backward's docstring).
+    Refitted after the first-block fix (planner15f; attention._backward(wait_first=True): till
+    then mx.compile kept each layer's first-block scores from the forward to the backward, one B
+    x heads x 128 x 128 square a layer, in the rows the fit above was made on): the same fit over
+    the 36 upper-layer rows re-measured on the fix (in_sample_blockwise_ckpt's 25, round 6's 7,
+    round 8 blockwise's 4, checkpointed or not, strict; those whose top-layer attention decides
+    the plan) gave 2.0 squares and 3.58 KV-width buffers: 3.5 now (4 before). Its effect is small: round
+    8 blockwise's median 4.1 -> 2.8%, mech5-qwen2-h256-4x4-2l-f32-2x512-ckpt-qv +6.3 -> +4.3%,
+    KV heads = heads bf16 3 x 384 -2.0 -> -3.6%; no group's worst peak moved by it.
     """
     entries = [(i1 - i0) * i1 for i0, i1 in _blocks(w.seq, w.attn_block)]
     squares = 2 * w.batch * s.heads * max(entries) * w.dt
     last = w.batch * (w.seq - _blocks(w.seq, w.attn_block)[-1][0])  # the last block's rows
     dq = (w.tokens - last) * s.heads * s.head_dim * w.dt
-    return squares + dq + 4 * w.tokens * s.kv_heads * s.head_dim * w.dt
+    return squares + dq + 7 * w.tokens * s.kv_heads * s.head_dim * w.dt // 2
 
 
 def _blocks(n: int, block: int) -> list[tuple[int, int]]:

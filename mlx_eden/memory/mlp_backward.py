@@ -83,10 +83,14 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
         # strict, 4 layers, V 512-1,024): the top layer's backward 1.14 T x I over with k/o/down
         # (+3.8%), 1.03 with k/up/down, 0.06 with k/o, 0.14 with k/up; now within 1%. Not with
         # a lowest layer keeping less (planner13u's up/down rows -3.7 -> -6.3% without down's,
-        # mech13L-*-v512-*-down +1.1 -> -2.9%), nor blockwise (its twin +0.23 T x I, +0.8%, as
-        # round 6's blockwise draws it was fitted on), nor bf16 (the calibration set's tiny and
-        # small "all" rows -6.9/-4.2% -> -12.3/-7.0% without down's).
-        fused32 = not w.attn_block and w.dt == F32 and swiglu_kept(w.targets, True) == 4
+        # mech13L-*-v512-*-down +1.1 -> -2.9%), nor bf16 (the calibration set's tiny and
+        # small "all" rows -6.9/-4.2% -> -12.3/-7.0% without down's). Blockwise too since the
+        # first-block fix (planner15f; before it the twin was +0.8% with down's buffer, its
+        # layers' first-block squares unpriced): re-measured, mech13L-*-v512-*-kodown-blockwise
+        # 59,982,576 -> 55,323,376 bytes (4 squares and one T x I), +9.3% -> +5.6% without it;
+        # round 7's mech7-*-5l-*-f32-*-vdown +4.3 -> +1.5%, round 8's mech8-*-3x256-*-qvdown-
+        # packed +11.3 -> +6.8% (backward).
+        fused32 = w.dt == F32 and swiglu_kept(w.targets, True) == 4
         mlp = w.targets & ({"gate_proj", "up_proj"} if fused32 else MLP)
         n = max(0, len(mlp) - (0 if w.dt == F32 else 1))
         return n * T * s.intermediate * F32 + T * s.hidden * F32
@@ -102,7 +106,8 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     if checkpoint and w.dt != F32 and not {"gate_proj", "up_proj"} <= w.targets:
         size = w.dt
     total = (n * T * s.intermediate * size + T * s.hidden * F32
-             + (dora_mlp_backward(s, w) + up_down_recomputed(s, w, bottom) if checkpoint else 0))
+             + (dora_mlp_backward(s, w) + up_down_recomputed(s, w, bottom)
+                + lowest_gate_up(s, w, bottom) if checkpoint else 0))
     if checkpoint and bottom:
         return max(total, lowest_recomputed(s, w) - layer_saved(s, w, bottom=True))
     return total
@@ -186,6 +191,32 @@ def up_down_recomputed(s: ModelShape, w: Work, bottom: bool = False) -> int:
     if bottom:
         return 2 * w.tokens * s.intermediate * (F32 + w.dt)
     return w.tokens * s.intermediate * F32
+
+
+def lowest_gate_up(s: ModelShape, w: Work, bottom: bool) -> int:
+    """Extra bytes of a recomputed lowest adapted float32 LoRA layer adapting gate_proj and
+    up_proj, beyond mlp_backward_transient's count (no T x I buffer: float32 donates): both
+    LoRA gradients need their float32 T x I input gradient, so the swiglu's backward holds two,
+    while three float32 T x hidden buffers the count holds are gone by then (as in
+    attention_backward_transient's recomputed lowest layer). Measured, not traced
+    (in_sample_round13_planner15p, mech15p-qwen3-h64-2x2-1l-*-f32-4x128-ckpt-c256-*, strict,
+    the first block of update.evaluate_gradients alone, uncompiled: the same bytes every step):
+    hidden 64, I 128 +131 KB over the count (+0.5 T x I), I 512 +1.57 MB (+1.5 T x I); 2 T x I
+    - 3 T x hidden puts both within 0.13 T x I. Never below the count: with I = hidden (h128) the
+    block was 1.0 T x I under it, but that moment did not decide, and round 6's heldout6-05
+    (I < hidden, read, not fitted) was already 5.1% under with the count. With down_proj too
+    (-i512-down) the block held 2.5-3.5 T x I more than the count (uncompiled, step to step):
+    the same two are counted. Compiled, as trained, the block ran up to 2.2 T x I (I 128) and
+    2.1 (I 512) above the uncompiled figure, step to step (thread timing: a race, not priced).
+    in_sample_round12_sweep's sweep13-14 (-15.4%) was measured before the blockwise backward's
+    first block waited (backends/mlx/attention._backward): its twin, with this term, -11.2% and
+    -13.6% (1 and 3 of 4 fresh runs) without that wait, -1.0% and -5.9% (3 and 3 of 6) with it.
+    bf16 is left as it was: no common count (uncompiled, -bf16 at I 128 +0.15-0.20 MB,
+    -i512-bf16 +0.64 MB)."""
+    t = w.targets
+    if not bottom or w.dt != F32 or w.dora or not {"gate_proj", "up_proj"} <= t:
+        return 0
+    return max(0, w.tokens * (2 * s.intermediate - 3 * s.hidden) * F32)
 
 
 def dora_mlp_backward(s: ModelShape, w: Work) -> int:
