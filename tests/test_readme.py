@@ -137,6 +137,32 @@ def test_inline_plan_commands_run(tmp_path):
         assert proc.returncode in (0, 3), f"{command}: {proc.stderr}"
 
 
+# Plan figures the README quotes in prose (the output blocks above are checked whole): when
+# this test was written, five of them were still the figures of planners several rounds old.
+QUOTED_PLANS = [
+    ("recipes/qwen2.5-7b-alpaca.yaml --device m1-16gb", "Plans: {} GiB (alpaca)"),
+    ("recipes/qwen2.5-7b-classifier.yaml --device m1-16gb", "and {} GiB (classifier)"),
+    ("recipes/qwen3-14b-stage1-style.yaml --device m2-32gb", "Plans: {} GiB (stage 1)"),
+    ("recipes/qwen3-14b-stage2-iac.yaml --device m2-32gb", "and {} GiB (stage 2)"),
+    ("recipes/qwen2.5-coder-7b-cpu.yaml --device epyc-256gb", "little): {} GiB on a 256 GB EPYC"),
+    ("recipes/qwen2.5-32b-eden-m3max-dpo.yaml --device m3-max-36gb", "both recipes plan {} GiB of"),
+    ("recipes/qwen2.5-32b-eden-m3max.yaml --device m3-max-36gb --set train.batch_size=4 --set "
+     "train.grad_accumulation=8 --set train.grad_checkpoint=false --set train.loss_chunk=0 "
+     "--set train.optimizer=adamw", "fp32 AdamW: a {} GiB plan"),
+]
+
+
+@pytest.mark.parametrize("args,phrase", QUOTED_PLANS, ids=[a.split()[0] for a, _ in QUOTED_PLANS])
+def test_quoted_plan_figures_are_the_planners(args, phrase):
+    """The README's prose quotes the plan's peak; it must be what `plan` prints today."""
+    import json
+
+    proc = run(f"eden-mlx plan {args} --json", ROOT)
+    assert proc.returncode in (0, 3), proc.stderr
+    gib = json.loads(proc.stdout)["predicted_peak_bytes"] / 2**30
+    assert words(phrase.format(f"{gib:.2f}")) in words(README), (phrase, f"{gib:.2f}")
+
+
 def _has(module: str) -> bool:
     import importlib.util
 
