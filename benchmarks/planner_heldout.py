@@ -62,6 +62,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round13-sweep --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round13-planner15w --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round13-planner15p --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round15-planner16d --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --draw-round13   # (done once) round-13 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round13 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --draw-round14   # (done once) round-14 set
@@ -199,6 +200,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # at I 128 and 512, hidden 128 with 4 x 4 heads) and sweep13-02's update (qwen2 h256
 # 4-bit, 1 x 192, accumulation 2, sgd, r=64 q/v, made cheap in float32: float base,
 # accumulation 1, r=8, adamw; bf16 at 1 x 64).
+# in_sample_round15_planner16d: new hand-made cheap twins (mech16d-*) of round 14's forward miss
+# (heldout14-04: 4-bit bf16 DoRA r=8 on k/v/o/gate/up of 4 layers, 1 x 64, not checkpointed):
+# qwen3 h256 4 x 2 heads, I 1,024, V 1,024 untied, one knob at a time: float base, LoRA, k/v/o,
+# gate/up, 1 and 2 layers, adamw, accumulation 1, checkpointed.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -223,6 +228,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round13_planner14b",
           "in_sample_round13_sweep", "in_sample_round13_planner15w",
           "in_sample_round13_planner15p",
+          "in_sample_round15_planner16d",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
