@@ -404,3 +404,20 @@ def dora_down_norm(s: ModelShape, w: Work) -> int:
         return 0
     i, o = s.projection("down_proj")
     return i * o * F32
+
+
+def dora_quantized_norms(s: ModelShape, w: Work) -> int:
+    """Bytes beyond dora_forward_transient at a quantized DoRA layer's norms, not checkpointed:
+    its dequantized W (W + BA needs it; dora_norms_before drops the layer's kept part, which
+    counts it) and a second float32 I x H buffer per gate/up (W + BA and its square, as
+    dora_up_norm measured for up_proj). Measured, not traced (strict, in_sample_round15_
+    planner16d, mech16d-qwen3-h256-*-i1024-q4-bf16-1x64-nockpt-dora-kvogu, 1, 2 and 4 layers,
+    accumulation 1: the forward 3.1-3.4 MiB over the norms phase without it, this is 3.25;
+    peak -14.8..-37.6% before, -1.5..+1.6% after). Over-prices some: the gate/up-only and
+    adamw twins +7.0/+7.2% (-9.9/-8.5% before), in_sample_round12_sweep's sweep13-04 (T 256,
+    r 4, with down_proj) -1.0 -> +8.1%. Float base: not seen (+0.95 MiB, -4.8%), not priced."""
+    if not (w.dora and w.quantized):
+        return 0
+    gu = sum(s.projection(p)[0] * s.projection(p)[1] * F32
+             for p in w.targets & {"gate_proj", "up_proj"})
+    return dora_weights_kept(s, w) + gu

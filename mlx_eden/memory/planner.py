@@ -30,6 +30,7 @@ from .activations import (
     F32,
     Work,
     dora_forward_transient,
+    dora_quantized_norms,
     dora_weights_kept,
     layer_parts,
     layer_saved,
@@ -244,8 +245,10 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
     }
     if s.dora:
         before = dora_norms_before(one_layer, s.checkpoint)
+        transient = dora_forward_transient(shape, w) + (
+            0 if s.checkpoint else dora_quantized_norms(shape, w))
         phases["forward, DoRA norms"] = {"saved activations": saved - before,
-                                         "layer transient": dora_forward_transient(shape, w)}
+                                         "layer transient": transient}
     if only and not s.checkpoint and swiglu_forward_extra(shape, w, True):
         # A lowest layer that keeps part of its swiglu still computes all of it going forward.
         phases["forward, bottom layer"] = {
