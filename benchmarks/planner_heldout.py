@@ -203,7 +203,7 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in_sample_round15_planner16d: new hand-made cheap twins (mech16d-*) of round 14's forward miss
 # (heldout14-04: 4-bit bf16 DoRA r=8 on k/v/o/gate/up of 4 layers, 1 x 64, not checkpointed):
 # qwen3 h256 4 x 2 heads, I 1,024, V 1,024 untied, one knob at a time: float base, LoRA, k/v/o,
-# gate/up, 1 and 2 layers, adamw, accumulation 1, checkpointed.
+# gate/up, 1 and 2 layers, adamw, accumulation 1, checkpointed; 1 layer at 1 x 128 and 1 x 256.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",

@@ -415,7 +415,10 @@ def dora_quantized_norms(s: ModelShape, w: Work) -> int:
     accumulation 1: the forward 3.1-3.4 MiB over the norms phase without it, this is 3.25;
     peak -14.8..-37.6% before, -1.5..+1.6% after). Over-prices some: the gate/up-only and
     adamw twins +7.0/+7.2% (-9.9/-8.5% before), in_sample_round12_sweep's sweep13-04 (T 256,
-    r 4, with down_proj) -1.0 -> +8.1%. Float base: not seen (+0.95 MiB, -4.8%), not priced."""
+    r 4, with down_proj) -1.0 -> +8.1%. Not exact: the 1-layer twin's forward grows with the
+    tokens (1 x 64/128/256: 7.08/7.64/9.40 MiB; with this -1.5/-8.4% and, another phase
+    deciding, +7.6%), so part of the top layer's activations coexist with its norms (open).
+    Float base: not seen (+0.95 MiB, -4.8%), not priced."""
     if not (w.dora and w.quantized):
         return 0
     gu = sum(s.projection(p)[0] * s.projection(p)[1] * F32
