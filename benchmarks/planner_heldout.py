@@ -67,6 +67,8 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round13 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --draw-round14   # (done once) round-14 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round14 --jobs 2 --cheap-first
+    .venv/bin/python benchmarks/planner_heldout.py --draw-round15   # (done once) round-15 set
+    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round15 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
@@ -233,7 +235,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
           "heldout_round11", "heldout_round12", "heldout_round13",
-          "heldout_round14")
+          "heldout_round14", "heldout_round15")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
 
 STEPS = 2  # step 1 creates the optimizer state; step 2 runs with everything resident
