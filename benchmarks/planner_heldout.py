@@ -63,6 +63,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round13-planner15w --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round13-planner15p --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round15-planner16d --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-planner17o --jobs 1
     .venv/bin/python benchmarks/planner_heldout.py --draw-round13   # (done once) round-13 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round13 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --draw-round14   # (done once) round-14 set
@@ -206,6 +207,11 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # (heldout14-04: 4-bit bf16 DoRA r=8 on k/v/o/gate/up of 4 layers, 1 x 64, not checkpointed):
 # qwen3 h256 4 x 2 heads, I 1,024, V 1,024 untied, one knob at a time: float base, LoRA, k/v/o,
 # gate/up, 1 and 2 layers, adamw, accumulation 1, checkpointed; 1 layer at 1 x 128 and 1 x 256.
+# in_sample_round16_planner17o: new hand-made cheap twins (mech17o-*) of round 15's checkpointed
+# bf16 fused DoRA over-counts (heldout15-10 backward +11.7%, forward +16.8%; heldout15-01): qwen3
+# h128 2 x 2 heads, 2 layers, I 512, V 512 tied, bf16, fused, packed 1 x 192, checkpointed,
+# unchunked, adam, LoRA r=8 on all seven projections; one knob at a time: DoRA, 1 x 96 / 1 x 384,
+# I 1,024, hidden 256 (4 x 4 heads), gate/up/down or q/k/v/o only, float32, blockwise.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -231,6 +237,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round13_sweep", "in_sample_round13_planner15w",
           "in_sample_round13_planner15p",
           "in_sample_round15_planner16d",
+          "in_sample_round16_planner17o",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
