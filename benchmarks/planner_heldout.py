@@ -210,8 +210,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in_sample_round16_planner17o: new hand-made cheap twins (mech17o-*) of round 15's checkpointed
 # bf16 fused DoRA over-counts (heldout15-10 backward +11.7%, forward +16.8%; heldout15-01): qwen3
 # h128 2 x 2 heads, 2 layers, I 512, V 512 tied, bf16, fused, packed 1 x 192, checkpointed,
-# unchunked, adam, LoRA r=8 on all seven projections; one knob at a time: DoRA, 1 x 96 / 1 x 384,
-# I 1,024, hidden 256 (4 x 4 heads), gate/up/down or q/k/v/o only, float32, blockwise.
+# unchunked, adam, LoRA r=8 on all seven projections; one knob at a time: DoRA, 1 x 96 / 1 x 384 /
+# 2 x 192, I 1,024, hidden 256 (4 x 4 heads), gate/up/down, gate/up, q/k/v/o or q/k/v/gate/up
+# only, float32, blockwise, causal, qwen2, 3 layers; DoRA on gate/up, on q/k/v/gate/up, at
+# 1 x 384 and at I 1,024; a qwen2 h256 I 768 1 x 256 causal chunk-128 DoRA/LoRA q/k/v/gate/up pair.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
