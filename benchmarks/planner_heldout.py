@@ -64,6 +64,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round13-planner15p --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round15-planner16d --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-planner17o --jobs 1
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-planner17f --jobs 1
     .venv/bin/python benchmarks/planner_heldout.py --draw-round13   # (done once) round-13 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round13 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --draw-round14   # (done once) round-14 set
@@ -214,6 +215,12 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # 2 x 192, I 1,024, hidden 256 (4 x 4 heads), gate/up/down, gate/up, q/k/v/o or q/k/v/gate/up
 # only, float32, blockwise, causal, qwen2, 3 layers; DoRA on gate/up, on q/k/v/gate/up, at
 # 1 x 384 and at I 1,024; a qwen2 h256 I 768 1 x 256 causal chunk-128 DoRA/LoRA q/k/v/gate/up pair.
+# in_sample_round16_planner17f: new hand-made cheap twins (mech17f-*) of round 15's forward miss
+# heldout15-00 (float32, fused, not checkpointed, LoRA r=16 on q/k/o/gate/down, adamw8bit,
+# accumulation 2: forward +10.6%) and sweep14-02: qwen2 h192 6 x 1 heads, 2 layers, I 896,
+# V 2,048 tied, 2 x 256, chunk 256; one knob at a time (adamw, accumulation 1, blockwise,
+# chunk 0, packed, 6 KV heads, 1 layer; targets q/k/o/down, q/k/o, gate/down, gate alone,
+# o/gate, q/k/o/up/down).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -240,6 +247,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round13_planner15p",
           "in_sample_round15_planner16d",
           "in_sample_round16_planner17o",
+          "in_sample_round16_planner17f",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
