@@ -220,7 +220,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # accumulation 2: forward +10.6%) and sweep14-02: qwen2 h192 6 x 1 heads, 2 layers, I 896,
 # V 2,048 tied, 2 x 256, chunk 256; one knob at a time (adamw, accumulation 1, blockwise,
 # chunk 0, packed, 6 KV heads, 1 layer; targets q/k/o/down, q/k/o, gate/down, gate alone,
-# o/gate, q/k/o/up/down).
+# o/gate, q/k/o/up/down, q/gate; 1 and 4 layers of gate alone; the adapted layer above a frozen
+# one; blockwise o/gate, gate, one layer and bf16), and mech17f-again-*: round 1's in-sample-01,
+# -08, mech-qgate-bigmlp-nockpt and the calibration set's tiny-b4-s256-fp32 measured again on
+# today's code (they were measured before our SwiGLU).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",

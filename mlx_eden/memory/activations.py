@@ -243,16 +243,32 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     64,369,136 bytes (its 4 squares), +1.4% with both ends (+4.6% with the lowest alone);
     in_sample_round13_planner14b's bf16 rows (3 layers, 2 x 128, q/k/v/up) +2.3..+5.9% without
     bf16 ends, -0.5..-2.3% with them (one unpacked row -4.7%); mech7-*-bf16-*-nockpt-vdown
-    +6.4 -> +1.9%. With a gate_proj adapter, blockwise: the top end only. Measured, not
-    traced: in_sample_round11_planner12u (DoRA/LoRA on all seven, 2 layers, bf16/fp32, 4-bit)
-    +3.1..+5.0% -> +1.2..+3.1% forward; round 7's mech7-qwen3-h192-3x1-*-f32-*-ogate 3 and 5
-    layers +8.8/+6.1 -> +7.3/+5.2%; the lowest end too put round 12's one-layer lone gate twins
-    (mech13s-*-1l-*-gate) to -19.6%. The top layer's backward keeps the count ("backward, top
+    +6.4 -> +1.9%. The top layer's backward keeps the count ("backward, top
     layer" uses `saved`), and before the loss the ends still hold it (planner: "forward, top
     layer"). Not priced with the fused attention: bfloat16 (6 new qwen3 shapes held 2 bf16 T x I
     less, as did round 1's bf16 mech-b/d/e/h/i; the calibration set's qwen2 tiny-q4-b1-s512-
-    r16-attn did not: -8.7% with it, mech9s-qwen2-h128-2l-i1280-bf16's forward -6.1%); an
-    adapted gate_proj (round 10's lone gate draws went 10-14% under with it).
+    r16-attn did not: -8.7% with it, mech9s-qwen2-h128-2l-i1280-bf16's forward -6.1%).
+    gate_proj (planner17f): the swiglu keeps the same 3 buffers whichever projection is
+    adapted, so an adapted gate_proj changes nothing at the loss, fused or blockwise. Until
+    round 16 it dropped the ends (fused) or the lowest end (blockwise). Measured, not traced
+    (in_sample_round16_planner17f, float32 twins of heldout15-00: qwen2 h192, 2 layers, I 896,
+    2 x 256, q/k/o/gate/down, strict): the forward was +8.6..+11.8% with gate_proj among the
+    targets (q/k/o/gate/down, gate/down, gate, o/gate; adamw, accumulation 1, chunk 0, packed,
+    6 KV heads alike: 2.05 T x I, 3.6 MiB) and +0.4% without it (q/k/o/down, q/k/o,
+    q/k/o/up/down); blockwise (top end only) q/k/o/gate/down, o/gate, gate and bf16
+    q/k/o/gate/down +7.3, +7.4, +6.4, +3.6%. With both ends the 17 fused twins (2 and 4
+    layers; one layer with q/gate or q/k/o/gate/down) are within +0.2..+0.9%, the blockwise
+    ones +2.3, +1.5, +0.2, +0.4%; stored rows: sweep14-02 +6.7 -> +0.6%, mech13u-*-all-*
+    +2.9..+4.8 -> +0.1..+0.3%, in_sample_round11_planner12u (blockwise) +2.2..+3.1 ->
+    +0.4..+1.2%. Round 1's gate rows and the calibration set were measured before our SwiGLU:
+    re-measured (mech17f-again-*), tiny-b4-s256-fp32 is 72.2 MiB, not 78.7 (-0.6% forward with
+    both ends). Not priced: one adapted layer adapting gate_proj alone, or gate_proj with
+    anything under the blockwise attention (no end, as before): there an earlier moment of
+    the layer's forward can decide, 1.2-2.5 T x I above the full count (round 10's
+    mech11g-*-1l-*-gate forward -6.6/-6.8%, -16% with the end; mech13s-*-1l-*-gate -2.5%;
+    blockwise mech13s-*-1l-*-gateup and round 7's 1-layer ogate -11.3/-7.8% with it), while
+    the loss decides our 1-layer twins (-g +10.4% without the end, +0.1% with it;
+    -qkogd-blockwise +9.8%, +2.0%): open.
     bfloat16 with one adapted layer (fused, keeping the full swiglu, not a lone gate_proj): one
     compute-dtype T x I, as float32's lowest end. Measured, not traced: sweep14-09 and its 14
     fused bf16 mech15w-* twins (in_sample_round13_planner15w: I 320-960, k/q/v/o/gate/up mixes,
@@ -263,15 +279,14 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     twins' +1.7..+15.4% -> -1.9..+8.0%, round 1's one-layer rows -1.9..+6.7% -> -4.8..+3.7%,
     sweep13-12's -3.7% -> -8.9%. Blockwise follows the rule above instead (planner15f's
     measurements on the first-block fix). Not with more layers (the mixed bf16 evidence above)."""
-    gate = "gate_proj" in w.targets
     if not w.attn_block and w.dt != F32:
         one = layers == 1 and swiglu_kept(w.targets, True) == 4 \
             and w.targets & MLP != {"gate_proj"}
         return w.tokens * s.intermediate * w.dt if one else 0
-    if not w.attn_block and gate:
-        return 0
-    bottom = swiglu_kept(w.targets, True) == 4 and not gate
-    ends = (layers > 1) + bottom
+    if layers == 1 and "gate_proj" in w.targets \
+            and (w.attn_block or w.targets == {"gate_proj"}):
+        return 0  # one adapted layer with gate_proj: see "gate_proj" above
+    ends = (layers > 1) + (swiglu_kept(w.targets, True) == 4)
     return ends * w.tokens * s.intermediate * w.dt
 
 
