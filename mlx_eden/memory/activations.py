@@ -250,7 +250,11 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     r16-attn did not: -8.7% with it, mech9s-qwen2-h128-2l-i1280-bf16's forward -6.1%).
     gate_proj (planner17f): the swiglu keeps the same 3 buffers whichever projection is
     adapted, so an adapted gate_proj changes nothing at the loss, fused or blockwise. Until
-    round 16 it dropped the ends (fused) or the lowest end (blockwise). Measured, not traced
+    round 16 it dropped the ends (fused) or the lowest end (blockwise). Traced by ablation
+    (mlx-lm's swiglu swapped back in, strict, same twins): the forward rose by 2.12 T x I
+    with q/k/o/gate/down and 2.06 without gate_proj (2 layers), 1.00 in one layer: each end
+    is mlx-lm's 4th buffer, which ours never keeps; a lowest layer adapting gate_proj alone
+    kept 3 with either (1 layer: 18.57 MiB both; 2 layers: 1.10). Measured
     (in_sample_round16_planner17f, float32 twins of heldout15-00: qwen2 h192, 2 layers, I 896,
     2 x 256, q/k/o/gate/down, strict): the forward was +8.6..+11.8% with gate_proj among the
     targets (q/k/o/gate/down, gate/down, gate, o/gate; adamw, accumulation 1, chunk 0, packed,
@@ -268,7 +272,8 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     mech11g-*-1l-*-gate forward -6.6/-6.8%, -16% with the end; mech13s-*-1l-*-gate -2.5%;
     blockwise mech13s-*-1l-*-gateup and round 7's 1-layer ogate -11.3/-7.8% with it), while
     the loss decides our 1-layer twins (-g +10.4% without the end, +0.1% with it;
-    -qkogd-blockwise +9.8%, +2.0%): open.
+    -qkogd-blockwise +9.8%, +2.0%): a compensation kept (an under-count is the worse miss),
+    not the swiglu's count; that earlier moment is open.
     bfloat16 with one adapted layer (fused, keeping the full swiglu, not a lone gate_proj): one
     compute-dtype T x I, as float32's lowest end. Measured, not traced: sweep14-09 and its 14
     fused bf16 mech15w-* twins (in_sample_round13_planner15w: I 320-960, k/q/v/o/gate/up mixes,
