@@ -74,6 +74,9 @@ SWEEP13_SEED, N_SWEEP13 = 1312, 24
 # A second IN-SAMPLE sweep (planner15w), drawn the same way on the code after planner14b's
 # blockwise first-block fix, before round 13: constants may be fitted on it.
 SWEEP14_SEED, N_SWEEP14 = 1413, 14
+# A third IN-SAMPLE sweep (planner17s), drawn the same way on the code after planner16d (the
+# round-15 planner), to surface round 16's misses early: constants may be fitted on it.
+SWEEP16_SEED, N_SWEEP16 = 1615, 12
 ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldout2", False),
           "--draw-round3": ("heldout_round3", HELDOUT3_SEED, N_HELDOUT3, "heldout3", True),
           "--draw-round4": ("heldout_round4", HELDOUT4_SEED, N_HELDOUT4, "heldout4", True),
@@ -91,6 +94,8 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
                               True),
           "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",
+                              True),
+          "--draw-sample16": ("in_sample_round16_sweep", SWEEP16_SEED, N_SWEEP16, "sweep16",
                               True)}
 # Strict mode waits after every op; MLX's CPU quantized matmul is ~40x slower than its float one
 # here (memory_profile.py), so tokens per step are capped (smaller still for 4-bit bases).

@@ -65,6 +65,8 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round15-planner16d --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-planner17o --jobs 1
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-planner17f --jobs 1
+    .venv/bin/python benchmarks/planner_heldout.py --draw-sample16  # (done once) in-sample sweep
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-sweep --jobs 1 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --draw-round13   # (done once) round-13 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round13 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --draw-round14   # (done once) round-14 set
@@ -224,6 +226,9 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # one; blockwise o/gate, gate, one layer and bf16), and mech17f-again-*: round 1's in-sample-01,
 # -08, mech-qgate-bigmlp-nockpt and the calibration set's tiny-b4-s256-fp32 measured again on
 # today's code (they were measured before our SwiGLU).
+# in_sample_round16_sweep (planner17s): 12 configurations drawn by the held-out generator under
+# an in-sample seed (_planner_draw.py's --draw-sample16) on the round-15 planner (after
+# planner16d), to surface round 16's misses early; constants may be fitted on it.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -251,6 +256,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round15_planner16d",
           "in_sample_round16_planner17o",
           "in_sample_round16_planner17f",
+          "in_sample_round16_sweep",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
