@@ -67,6 +67,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-planner17f --jobs 1
     .venv/bin/python benchmarks/planner_heldout.py --draw-sample16  # (done once) in-sample sweep
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-sweep --jobs 1 --cheap-first
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-planner17s --jobs 1
     .venv/bin/python benchmarks/planner_heldout.py --draw-round13   # (done once) round-13 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round13 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --draw-round14   # (done once) round-14 set
@@ -229,6 +230,12 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in_sample_round16_sweep (planner17s): 12 configurations drawn by the held-out generator under
 # an in-sample seed (_planner_draw.py's --draw-sample16) on the round-15 planner (after
 # planner16d), to surface round 16's misses early; constants may be fitted on it.
+# in_sample_round16_planner17s: hand-made twins (mech17s-*), one knob at a time, of the sweep's
+# worst miss, sweep16-01 (backward -5.5%: qwen2 h256 8 x 1 heads, 1 layer, I 704, V 512 untied,
+# bf16, LoRA r=4 on gate_proj alone, 4 x 256, checkpointed, unchunked, 8-bit AdamW, blockwise):
+# I 1,408, 2 x 256, 1 x 256, hidden 512, float32, Qwen3, 2 layers, up_proj instead of gate_proj,
+# 3 layers adapting the top one, Qwen3 at 1 x 256 and at hidden 128, fused (Qwen2 and Qwen3).
+# A race, not priced: repeats in the results' race_measurements_mib and benchmarks/README.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -256,7 +263,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round15_planner16d",
           "in_sample_round16_planner17o",
           "in_sample_round16_planner17f",
-          "in_sample_round16_sweep",
+          "in_sample_round16_sweep", "in_sample_round16_planner17s",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
