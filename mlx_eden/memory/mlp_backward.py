@@ -154,7 +154,10 @@ def lowest_recomputed(s: ModelShape, w: Work) -> int:
     +11.6..+35.2%). Not a lone gate_proj: its recomputed backward races (mech11g-qwen3-h128-
     4x1-1l-i1024-bf16-1x256-ckpt-gate: 4.87 MiB in 7 of 11 runs, 3.87-3.94 in the others, one
     float32 T x I apart; uncompiled, MLX_DISABLE_COMPILE=1, 3.94 in 4 of 4: compiled_lora_sum's
-    kind); nor a DoRA up_proj."""
+    kind); nor a DoRA up_proj. Re-measured (planner17s, in_sample_round16_planner17s, 13 bf16
+    twins of sweep16-01): the low state is this plan less 2 float32 T x hidden and the high one
+    that plus one float32 T x I, each within 0.01 MiB; which a run takes follows MLX's evaluation
+    order and thread timing (one shape both ways), so neither is priced."""
     alone = w.targets & (ATTENTION | MLP)
     if alone == {"down_proj"}:
         return mlp_forward_peak(s, w) - dora_down_norm(s, w)
