@@ -68,6 +68,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --draw-sample16  # (done once) in-sample sweep
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-sweep --jobs 1 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-planner17s --jobs 1
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-planner17q --jobs 1
     .venv/bin/python benchmarks/planner_heldout.py --draw-round13   # (done once) round-13 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round13 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --draw-round14   # (done once) round-14 set
@@ -236,6 +237,11 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # I 1,408, 2 x 256, 1 x 256, hidden 512, float32, Qwen3, 2 layers, up_proj instead of gate_proj,
 # 3 layers adapting the top one, Qwen3 at 1 x 256 and at hidden 128, fused (Qwen2 and Qwen3).
 # A race, not priced: repeats in the results' race_measurements_mib and benchmarks/README.
+# in_sample_round16_planner17q: new hand-made cheap twins (mech17q-*) of a quantized DoRA
+# gate/up's norms across tokens (sweep13-04 +8.1% and round 15's 1-layer mech16d twin -8.4% at
+# 1 x 128): the 1-layer mech16d shape at 1 x 96 / 192, I 2,048, k/v/o/up, gate/up alone, 2
+# layers at 1 x 128; a cheap Qwen2 twin of sweep13-04 (h256, 2 x 2 heads, 3 layers, I 864,
+# DoRA r=4 on q/k/v/gate/up/down of the top 2, unchunked) at 1 x 128 and 1 x 256.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -264,6 +270,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round16_planner17o",
           "in_sample_round16_planner17f",
           "in_sample_round16_sweep", "in_sample_round16_planner17s",
+          "in_sample_round16_planner17q",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

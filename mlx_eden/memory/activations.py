@@ -111,7 +111,8 @@ def layer_parts(s: ModelShape, w: Work, bottom: bool = False) -> tuple[int, int]
     if "down_proj" in t:
         mlp += T * s.intermediate * lora_in                      # LoRA input of down_proj
     if w.dora:
-        attn, mlp = attn + _dora(s, w, t & ATTENTION), mlp + _dora(s, w, t & MLP)
+        attn += _dora(s, w, t & ATTENTION, bottom)
+        mlp += _dora(s, w, t & MLP, bottom)
     return attn, mlp
 
 
@@ -295,15 +296,36 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     return ends * w.tokens * s.intermediate * w.dt
 
 
-def _dora(s: ModelShape, w: Work, targets) -> int:
+def _dora(s: ModelShape, w: Work, targets, bottom: bool = False) -> int:
     """mlx-lm's DoRA (tuner/dora.py) rescales each output by m / ||W + BA||: the unscaled output
-    is kept for m's gradient, and a quantized base is dequantized per call and kept (the input's
-    gradient needs W)."""
+    is kept for m's gradient, and a quantized base is dequantized per call and kept when the
+    input's gradient needs W (dora_input_grad)."""
     total = 0
     for p in targets:
         i, o = s.projection(p)
-        total += w.tokens * o * w.dt + (o * i * w.dt if w.quantized else 0)
+        kept_w = w.quantized and dora_input_grad(p, w.targets, bottom)
+        total += w.tokens * o * w.dt + (o * i * w.dt if kept_w else 0)
     return total
+
+
+def dora_input_grad(p: str, targets, bottom: bool) -> bool:
+    """Does a DoRA projection's input need a gradient (so its backward keeps the dequantized W)?
+    Always above the lowest adapted layer; in the lowest, MLX differentiates only along paths
+    to trainable arrays (as attention_grads, swiglu_kept): q/k/v's input never (nothing
+    trainable below them in the layer), o_proj's only with a q/k/v adapter, gate/up's only with
+    an attention adapter, down_proj's with either. Measured (strict, in_sample_round15_
+    planner16d): mech16d-qwen3-h256-4x2-4l-i1024-*-q4-bf16-1x64-nockpt-dora-gu's backward was
+    12.46 MiB planned against 11.46 measured, the lowest layer's gate/up W (2 x 0.5 MiB) too
+    many; without them 11.46."""
+    if not bottom:
+        return True
+    if p in QKV:
+        return False
+    if p == "o_proj":
+        return bool(targets & QKV)
+    if p in ("gate_proj", "up_proj"):
+        return bool(targets & ATTENTION)
+    return bool(targets & (ATTENTION | {"gate_proj", "up_proj"}))
 
 
 def layer_saved(s: ModelShape, w: Work, bottom: bool = False) -> int:
@@ -378,14 +400,15 @@ def _mlp_side(w: Work) -> int:
                for p in ("gate_proj", "up_proj"))
 
 
-def dora_weights_kept(s: ModelShape, w: Work) -> int:
+def dora_weights_kept(s: ModelShape, w: Work, bottom: bool | None = None) -> int:
     """Bytes of the dequantized base weights one layer's DoRA adapters keep (see _dora): a
     function of the weights alone, so checkpointing the layer does not drop them (measured on
     the planner's in-sample draws: a checkpointed 4-bit DoRA run was 41% over the plan that
-    dropped them)."""
+    dropped them). `bottom` given: only those layer_parts counts (dora_input_grad)."""
     if not (w.dora and w.quantized):
         return 0
-    return sum(s.projection(p)[0] * s.projection(p)[1] * w.dt for p in w.targets)
+    return sum(s.projection(p)[0] * s.projection(p)[1] * w.dt for p in w.targets
+               if bottom is None or dora_input_grad(p, w.targets, bottom))
 
 
 def dora_forward_transient(s: ModelShape, w: Work) -> int:
@@ -427,20 +450,39 @@ def dora_down_norm(s: ModelShape, w: Work) -> int:
 
 
 def dora_quantized_norms(s: ModelShape, w: Work) -> int:
-    """Bytes beyond dora_forward_transient at a quantized DoRA layer's norms, not checkpointed:
-    its dequantized W (W + BA needs it; dora_norms_before drops the layer's kept part, which
-    counts it) and a second float32 I x H buffer per gate/up (W + BA and its square, as
-    dora_up_norm measured for up_proj). Measured, not traced (strict, in_sample_round15_
-    planner16d, mech16d-qwen3-h256-*-i1024-q4-bf16-1x64-nockpt-dora-kvogu, 1, 2 and 4 layers,
-    accumulation 1: the forward 3.1-3.4 MiB over the norms phase without it, this is 3.25;
-    peak -14.8..-37.6% before, -1.5..+1.6% after). Over-prices some: the gate/up-only and
-    adamw twins +7.0/+7.2% (-9.9/-8.5% before), in_sample_round12_sweep's sweep13-04 (T 256,
-    r 4, with down_proj) -1.0 -> +8.1%. Not exact: the 1-layer twin's forward grows with the
-    tokens (1 x 64/128/256: 7.08/7.64/9.40 MiB; with this -1.5/-8.4% and, another phase
-    deciding, +7.6%), so part of the top layer's activations coexist with its norms (open).
-    Float base: not seen (+0.95 MiB, -4.8%), not priced."""
+    """Bytes a quantized DoRA layer's gate/up norms add in the run's first forward (planner:
+    beside the saved activations up to the top layer's attention and the weights and adapters
+    alone), not checkpointed. mlx-lm's DoRALinear.set_linear leaves its magnitude m =
+    ||dequantize(W).astype(float32)|| unevaluated, so step 1's first micro-batch computes every
+    m inside the compiled step, each next to its own projection's denominator ||W + BA||: MLX
+    runs the graph in reverse breadth-first order from the loss, and both chains are a few ops
+    from the output multiply, so they run near the top layer's o_proj, after its attention part
+    is kept (not before the layer, as dora_norms_before has it). Alive then, per gate/up: its
+    dequantized W (kept for the backward) and one float32 I x H of its denominator chain (B A,
+    then W + BA and its square, donated in turn), m's float32 cast, and one m chain's own
+    dequantized W; with the normed MLP input (compute dtype and its float32 cast). The optimizer
+    state and the accumulated gradients do not exist yet (both lazy until the first update).
+    Measured (strict, in_sample_round16_planner17q and round 15's mech16d twins, qwen3 h256,
+    I 1,024, 4-bit, bf16, k/v/o/gate/up r=8): the peak is step 1's first forward alone (later
+    forwards 5.8-6.0 MiB against 7.64 at 1 x 128); with every m evaluated at load it falls from
+    7.08 to 4.65 MiB at 1 x 64 (gate's m alone evaluated: 6.12, up's alone: 5.62, k/v/o's: 7.08,
+    unchanged); with gate's and up's denominators precomputed instead, to 5.59. Beyond the
+    saved activations up to the attention and the weights and adapters the forward held 5.3-5.5
+    bf16 I x H per gate/up over 1 x 64 to 1 x 192, I 1,024 and 2,048, 1-4 layers, sgd/adamw,
+    accumulation 1-2, gate/up with or without k/v/o (this prices 5.5). 0 without a gate/up
+    adapter (the planner keeps its older count there)."""
+    gu = w.targets & {"gate_proj", "up_proj"}
+    if not (w.dora and w.quantized and gu):
+        return 0
+    x = w.tokens * s.hidden * (w.dt + (F32 if w.dt != F32 else 0))
+    sizes = [s.projection(p)[0] * s.projection(p)[1] for p in gu]
+    return x + sum(n * (w.dt + 2 * F32) for n in sizes) + max(sizes) * w.dt
+
+
+def dora_gate_up_weights(s: ModelShape, w: Work) -> int:
+    """The dequantized gate/up W inside dora_quantized_norms: a checkpointed layer's inputs
+    (planner: ckpt_inputs, dora_weights_kept) count them already."""
     if not (w.dora and w.quantized):
         return 0
-    gu = sum(s.projection(p)[0] * s.projection(p)[1] * F32
-             for p in w.targets & {"gate_proj", "up_proj"})
-    return dora_weights_kept(s, w) + gu
+    return sum(s.projection(p)[0] * s.projection(p)[1] * w.dt
+               for p in w.targets & {"gate_proj", "up_proj"})

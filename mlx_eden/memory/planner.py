@@ -30,6 +30,7 @@ from .activations import (
     F32,
     Work,
     dora_forward_transient,
+    dora_gate_up_weights,
     dora_quantized_norms,
     dora_weights_kept,
     layer_parts,
@@ -220,7 +221,7 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
     # The top layer's backward: its MLP first (with all activations), then its attention
     # (the MLP's activations freed). Checkpointed, the layer's activations are recomputed.
     # (A recomputed DoRA layer reuses the dequantized weights kept for it.)
-    base = top_mlp + top_attn - dora_weights_kept(shape, w) if s.checkpoint else 0
+    base = top_mlp + top_attn - dora_weights_kept(shape, w, n == 1) if s.checkpoint else 0
     only = n == 1  # the top layer is the lowest: no gradient leaves it
     # A lowest layer without attention adapters runs no attention backward at all.
     attention_t = 0 if only and not w.targets & ATTENTION else \
@@ -243,10 +244,20 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
                                 "layer transient": layer_t},
         "update": {"gradients": 0 if accumulate else p_bytes, "update transient": update_t},
     }
-    if s.dora:
+    # A quantized DoRA gate/up's norms and, in the run's first forward, its magnitude's come
+    # after the top layer's attention part (see dora_quantized_norms); checkpointed, beside the
+    # layer inputs, whose count already holds the dequantized W.
+    gate_up = dora_quantized_norms(shape, w)
+    if gate_up:
+        first = {"saved activations": saved - top_mlp, "layer transient": gate_up}
+        if s.checkpoint:
+            first = {"saved activations": ckpt_inputs,
+                     "layer transient": gate_up - dora_gate_up_weights(shape, w)}
+        phases["forward, first DoRA norms"] = first
+    if s.dora and (s.checkpoint or not gate_up):
         before = dora_norms_before(one_layer, s.checkpoint)
         transient = dora_forward_transient(shape, w) + (
-            0 if s.checkpoint else dora_quantized_norms(shape, w))
+            0 if s.checkpoint else dora_weights_kept(shape, w))
         phases["forward, DoRA norms"] = {"saved activations": saved - before,
                                          "layer transient": transient}
     if only and not s.checkpoint and swiglu_forward_extra(shape, w, True):
@@ -276,6 +287,8 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
             "gradients": p_bytes,
             "layer transient": layer_t + (0 if s.checkpoint else one_layer - ends16)}
     held = {k: resident for k in phases}
+    if gate_up:  # step 1's first forward (see dora_quantized_norms): no optimizer state yet
+        held["forward, first DoRA norms"] = {"base weights": weights, "adapters": p_bytes}
     cast = load_peak(shape, s.dt, s.quant_bits, s.quant_group) - weights
     if cast > 0:
         # Loading a checkpoint stored in another dtype (or quantized at load) briefly holds a
