@@ -452,7 +452,7 @@ def dora_down_norm(s: ModelShape, w: Work) -> int:
 def dora_quantized_norms(s: ModelShape, w: Work) -> int:
     """Bytes a quantized DoRA layer's gate/up norms add in the run's first forward (planner:
     beside the saved activations up to the top layer's attention and the weights and adapters
-    alone), not checkpointed. mlx-lm's DoRALinear.set_linear leaves its magnitude m =
+    alone; checkpointed, beside the layer inputs, less dora_gate_up_weights). mlx-lm's DoRALinear.set_linear leaves its magnitude m =
     ||dequantize(W).astype(float32)|| unevaluated, so step 1's first micro-batch computes every
     m inside the compiled step, each next to its own projection's denominator ||W + BA||: MLX
     runs the graph in reverse breadth-first order from the loss, and both chains are a few ops
@@ -469,8 +469,14 @@ def dora_quantized_norms(s: ModelShape, w: Work) -> int:
     unchanged); with gate's and up's denominators precomputed instead, to 5.59. Beyond the
     saved activations up to the attention and the weights and adapters the forward held 5.3-5.5
     bf16 I x H per gate/up over 1 x 64 to 1 x 192, I 1,024 and 2,048, 1-4 layers, sgd/adamw,
-    accumulation 1-2, gate/up with or without k/v/o (this prices 5.5). 0 without a gate/up
-    adapter (the planner keeps its older count there)."""
+    accumulation 1-2, gate/up with or without k/v/o (this prices 5.5). Checkpointed the same
+    lazy m (sweep13-18 of in_sample_round12_sweep: step 1's forward 2.74 MiB, step 2's 2.16;
+    with m evaluated at load 2.31): in_sample_round12_planner13s's 4-bit ckpt-dora-vgu rows
+    -19.8/-12.9% -> -0.9/-2.4% forward, sweep13-18 -22.4 -> -8.3% (open: 0.23 MiB, partly
+    another first-step extra, 0.15 MiB with m evaluated). Not priced on a float base: its m
+    chain has no dequantize, and the float checkpointed up_proj rows fitted by dora_up_norm
+    (mech11q-*) would go +8.7..+10.9% over. 0 without a gate/up adapter (the planner keeps its older
+    count there)."""
     gu = w.targets & {"gate_proj", "up_proj"}
     if not (w.dora and w.quantized and gu):
         return 0
