@@ -241,7 +241,8 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # gate/up's norms across tokens (sweep13-04 +8.1% and round 15's 1-layer mech16d twin -8.4% at
 # 1 x 128): the 1-layer mech16d shape at 1 x 96 / 192, I 2,048, k/v/o/up, gate/up alone, 2
 # layers at 1 x 128; a cheap Qwen2 twin of sweep13-04 (h256, 2 x 2 heads, 3 layers, I 864,
-# DoRA r=4 on q/k/v/gate/up/down of the top 2, unchunked) at 1 x 128 and 1 x 256.
+# DoRA r=4 on q/k/v/gate/up/down of the top 2, unchunked) at 1 x 128 and 1 x 256; the 1-layer
+# shape on a float base at 1 x 64 and 1 x 128.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",

@@ -699,9 +699,10 @@ def test_dora_norms_come_before_the_top_layers_activations():
     a 50,816,504-byte forward (strict): planned +0.7% (the loss decides); the mutation tried
     (dora_norms_before returning 0, the full stack beside the norms) planned +17.5%. Since
     planner16d's activations.dora_quantized_norms (the dequantized W and a second float32
-    gate/up W + BA at the norms) it planned +8.1%; since planner17q's (the norms after the top
-    layer's attention part, in step 1's first forward, without the optimizer state) -0.2%
-    (bound 3%; dora_norms_before no longer reaches this row: the mutations dora_quantized_norms
+    gate/up W + BA at the norms) it planned +8.1%; since planner17q's dora_first_norms (the
+    norms after the top layer's attention part, in step 1's first forward, without the
+    optimizer state) -0.2%
+    (bound 3%; dora_norms_before no longer reaches this row: the mutations dora_first_norms
     -> 0 and the norms beside the whole stack but the top layer plan -4.1%, which fails). Pure
     planner arithmetic."""
     cfg = _config("qwen2", 512, 2, 2, 3, 1728, 2048, bits=4)
@@ -884,28 +885,31 @@ def test_recomputed_lowest_float32_gate_up_holds_both_input_gradients(hidden, he
 # planner16d and in_sample_round16_planner17q, mech16d/mech17q-qwen3-h256-4x2-*-q4-bf16-*-nockpt-
 # dora-kvogu: layers, accumulation, optimizer, tokens, intermediate; measured in strict mode,
 # benchmarks/planner_heldout.py, the forward is the peak).
-@pytest.mark.parametrize("layers, accumulation, optimizer, seq, inter, measured", [
-    (1, 2, "sgd", 64, 1024, 7_425_448),      # planner16d's count -1.5%
-    (1, 2, "sgd", 128, 1024, 8_015_784),     # planner16d's count -8.4%
-    (1, 2, "sgd", 128, 2048, 14_323_624),    # planner16d's count -7.5% (predicted before measuring)
-    (2, 2, "sgd", 64, 1024, 10_723_556),     # planner16d's count +1.6%
-    (4, 1, "sgd", 64, 1024, 17_332_060),     # planner16d's count +0.8%
-    (4, 2, "adamw", 64, 1024, 17_295_436),   # +7.2% with the optimizer state held
+@pytest.mark.parametrize("layers, accumulation, optimizer, seq, inter, bits, measured", [
+    (1, 2, "sgd", 64, 1024, 4, 7_425_448),       # planner16d's count -1.5%
+    (1, 2, "sgd", 128, 1024, 4, 8_015_784),      # planner16d's count -8.4%
+    (1, 2, "sgd", 128, 2048, 4, 14_323_624),     # planner16d's count -7.5%
+    (2, 2, "sgd", 64, 1024, 4, 10_723_556),      # planner16d's count +1.6%
+    (4, 1, "sgd", 64, 1024, 4, 17_332_060),      # planner16d's count +0.8%
+    (4, 2, "adamw", 64, 1024, 4, 17_295_436),    # +7.2% with the optimizer state held
+    (1, 2, "sgd", 64, 1024, None, 7_892_360),    # float base, -23.1% before (predicted first)
+    (1, 2, "sgd", 128, 1024, None, 8_454_024),   # float base
 ])
-def test_quantized_dora_norms_hold_the_dequantized_weights(layers, accumulation, optimizer, seq,
-                                                           inter, measured):
-    """activations.dora_quantized_norms: step 1's first forward computes the lazy DoRA
+def test_dora_norms_in_the_first_forward(layers, accumulation, optimizer, seq, inter, bits,
+                                         measured):
+    """activations.dora_first_norms: step 1's first forward computes the lazy DoRA
     magnitudes beside the denominators, after the top layer's attention part, with no
-    optimizer state or accumulated gradients yet. The plan is within 2% of the measured peak;
-    the mutations tried, each failing every row: dora_quantized_norms returning 0 (the older
+    optimizer state or accumulated gradients yet (4-bit and float base). The plan is within 2%
+    of the measured peak;
+    the mutations tried, each failing every row: dora_first_norms returning 0 (the older
     count without its gate/up term) -5.7..-29.8%; the top layer's attention part dropped at the
     norms (saved - one_layer) -3.8..-12.5%; the optimizer state and gradients held at the
     norms +3.1..+10.3%. Pure planner arithmetic."""
-    cfg = _config("qwen3", 256, 4, 2, layers, inter, 1024, head_dim=64, bits=4,
+    cfg = _config("qwen3", 256, 4, 2, layers, inter, 1024, head_dim=64, bits=bits,
                   dtype="bfloat16")
     targets = ("k_proj", "v_proj", "o_proj", "gate_proj", "up_proj")
     s = Settings(batch=1, seq=seq, grad_accumulation=accumulation, dtype="bfloat16",
-                 quant_bits=4, quant_group=64, rank=8, targets=targets, adapted_layers=layers,
+                 quant_bits=bits, quant_group=64, rank=8, targets=targets, adapted_layers=layers,
                  dora=True, optimizer=optimizer, checkpoint=False, loss_chunk=128,
                  packed=False, attn_block=128)
     planned = estimate(shape_from_config(cfg), s).needed
@@ -953,9 +957,9 @@ def test_float32_ends_hold_one_swiglu_buffer_less_with_gate_proj_adapted(
 ])
 def test_checkpointed_quantized_dora_first_forward(layers, measured):
     """Checkpointed, step 1's first forward computes the lazy DoRA magnitudes too (activations.
-    dora_quantized_norms beside the layer inputs, less the W they count): in_sample_round12_
+    dora_first_norms beside the layer inputs, less the W they count): in_sample_round12_
     planner13s's mech13s-qwen2-h128-4x4-4l-i448-v1024-q4-bf16-1x64-ckpt-dora-vgu-1l/-4l forwards
-    (strict). Planned within 3%; the mutation tried (dora_quantized_norms returning 0) puts
+    (strict). Planned within 3%; the mutation tried (dora_first_norms returning 0) puts
     them 19.8% and 12.9% under, which fails. Pure planner arithmetic."""
     cfg = _config("qwen2", 128, 4, 4, 4, 448, 1024, tied=True, bits=4, dtype="bfloat16")
     s = Settings(batch=1, seq=64, grad_accumulation=1, dtype="bfloat16", quant_bits=4,

@@ -449,8 +449,8 @@ def dora_down_norm(s: ModelShape, w: Work) -> int:
     return i * o * F32
 
 
-def dora_quantized_norms(s: ModelShape, w: Work) -> int:
-    """Bytes a quantized DoRA layer's gate/up norms add in the run's first forward (planner:
+def dora_first_norms(s: ModelShape, w: Work) -> int:
+    """Bytes a DoRA layer's gate/up norms add in the run's first forward (planner:
     beside the saved activations up to the top layer's attention and the weights and adapters
     alone; checkpointed, beside the layer inputs, less dora_gate_up_weights). mlx-lm's DoRALinear.set_linear leaves its magnitude m =
     ||dequantize(W).astype(float32)|| unevaluated, so step 1's first micro-batch computes every
@@ -474,19 +474,22 @@ def dora_quantized_norms(s: ModelShape, w: Work) -> int:
     with m evaluated at load 2.31): in_sample_round12_planner13s's 4-bit ckpt-dora-vgu rows
     -19.8/-12.9% -> -0.9/-2.4% forward, sweep13-18 -22.4 -> -8.3% (open: 0.23 MiB, partly
     another first-step extra, 0.15 MiB with m evaluated). Not priced on a float base: its m
-    chain has no dequantize, and the float checkpointed up_proj rows fitted by dora_up_norm
-    (mech11q-*) would go +8.7..+10.9% over. 0 without a gate/up adapter (the planner keeps its older
-    count there)."""
+    chain has no dequantize: a float base (W a resident parameter) holds the two float32 I x H
+    per gate/up alone (mech16d-qwen3-h256-4x2-4l-*-float-bf16-1x64-nockpt-dora-kvogu -4.8 ->
+    +1.0%, mech13s-*-bf16-1x64-ckpt-dora-vgu-2l's forward -11.3 -> -3.4%; no other stored float
+    row moves). 0 without a gate/up adapter (the planner keeps its older count there)."""
     gu = w.targets & {"gate_proj", "up_proj"}
-    if not (w.dora and w.quantized and gu):
+    if not (w.dora and gu):
         return 0
     x = w.tokens * s.hidden * (w.dt + (F32 if w.dt != F32 else 0))
     sizes = [s.projection(p)[0] * s.projection(p)[1] for p in gu]
+    if not w.quantized:
+        return x + sum(n * 2 * F32 for n in sizes)
     return x + sum(n * (w.dt + 2 * F32) for n in sizes) + max(sizes) * w.dt
 
 
 def dora_gate_up_weights(s: ModelShape, w: Work) -> int:
-    """The dequantized gate/up W inside dora_quantized_norms: a checkpointed layer's inputs
+    """The dequantized gate/up W inside dora_first_norms: a checkpointed layer's inputs
     (planner: ckpt_inputs, dora_weights_kept) count them already."""
     if not (w.dora and w.quantized):
         return 0

@@ -29,9 +29,9 @@ from .activations import (
     ATTENTION_BLOCK,
     F32,
     Work,
+    dora_first_norms,
     dora_forward_transient,
     dora_gate_up_weights,
-    dora_quantized_norms,
     dora_weights_kept,
     layer_parts,
     layer_saved,
@@ -245,9 +245,9 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         "update": {"gradients": 0 if accumulate else p_bytes, "update transient": update_t},
     }
     # A quantized DoRA gate/up's norms and, in the run's first forward, its magnitude's come
-    # after the top layer's attention part (see dora_quantized_norms); checkpointed, beside the
+    # after the top layer's attention part (see dora_first_norms); checkpointed, beside the
     # layer inputs, whose count already holds the dequantized W.
-    gate_up = dora_quantized_norms(shape, w)
+    gate_up = dora_first_norms(shape, w)
     if gate_up:
         first = {"saved activations": saved - top_mlp, "layer transient": gate_up}
         if s.checkpoint:
@@ -287,7 +287,7 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
             "gradients": p_bytes,
             "layer transient": layer_t + (0 if s.checkpoint else one_layer - ends16)}
     held = {k: resident for k in phases}
-    if gate_up:  # step 1's first forward (see dora_quantized_norms): no optimizer state yet
+    if gate_up:  # step 1's first forward (see dora_first_norms): no optimizer state yet
         held["forward, first DoRA norms"] = {"base weights": weights, "adapters": p_bytes}
     cast = load_peak(shape, s.dt, s.quant_bits, s.quant_group) - weights
     if cast > 0:
@@ -348,7 +348,7 @@ def dora_norms_before(top_layer: int, checkpoint: bool) -> int:
     the whole count (their DoRA forward is under, not over: in_sample_round12_planner13s's
     mech13s-*-1x64-ckpt-dora-* v/gate/up twins held 2 x W + BA, not 1, -13..-22%; not priced:
     round 1's in-sample-06, checkpointed DoRA without up_proj, fits with 1). A 4-bit DoRA
-    gate/up is priced apart, in the run's first forward (activations.dora_quantized_norms):
+    gate/up is priced apart, in the run's first forward (activations.dora_first_norms):
     there its norms come after the top layer's attention part, not before the layer."""
     return 0 if checkpoint else top_layer
 
