@@ -316,7 +316,8 @@ def dora_input_grad(p: str, targets, bottom: bool) -> bool:
     an attention adapter, down_proj's with either. Measured (strict, in_sample_round15_
     planner16d): mech16d-qwen3-h256-4x2-4l-i1024-*-q4-bf16-1x64-nockpt-dora-gu's backward was
     12.46 MiB planned against 11.46 measured, the lowest layer's gate/up W (2 x 0.5 MiB) too
-    many; without them 11.46."""
+    many; without them 11.46. in_sample_round12_sweep's sweep13-04 backward +4.9 -> +1.7%; the
+    1-layer mech16d rows (their k/v W) 1 x 64 +5.5 -> +2.4%, 1 x 128 -4.6 -> -6.5%."""
     if not bottom:
         return True
     if p in QKV:
@@ -450,34 +451,31 @@ def dora_down_norm(s: ModelShape, w: Work) -> int:
 
 
 def dora_first_norms(s: ModelShape, w: Work) -> int:
-    """Bytes a DoRA layer's gate/up norms add in the run's first forward (planner:
-    beside the saved activations up to the top layer's attention and the weights and adapters
-    alone; checkpointed, beside the layer inputs, less dora_gate_up_weights). mlx-lm's DoRALinear.set_linear leaves its magnitude m =
-    ||dequantize(W).astype(float32)|| unevaluated, so step 1's first micro-batch computes every
-    m inside the compiled step, each next to its own projection's denominator ||W + BA||: MLX
-    runs the graph in reverse breadth-first order from the loss, and both chains are a few ops
-    from the output multiply, so they run near the top layer's o_proj, after its attention part
-    is kept (not before the layer, as dora_norms_before has it). Alive then, per gate/up: its
-    dequantized W (kept for the backward) and one float32 I x H of its denominator chain (B A,
-    then W + BA and its square, donated in turn), m's float32 cast, and one m chain's own
-    dequantized W; with the normed MLP input (compute dtype and its float32 cast). The optimizer
-    state and the accumulated gradients do not exist yet (both lazy until the first update).
+    """Bytes a DoRA layer's gate/up norms add in the run's first forward (planner: beside the
+    saved activations up to the top layer's attention, the weights and the adapters alone;
+    checkpointed, beside the layer inputs, less dora_gate_up_weights). mlx-lm's
+    DoRALinear.set_linear leaves its magnitude m = ||dequantize(W).astype(float32)|| unevaluated,
+    so step 1's first micro-batch computes every m inside the compiled step next to its own
+    denominator ||W + BA||. MLX runs the graph in reverse breadth-first order from the loss and
+    both chains are a few ops from the output multiply: they run near the top layer's o_proj,
+    after its attention part is kept (not before the layer, as dora_norms_before has it), and
+    before the optimizer state or any accumulated gradient exists (both lazy until the first
+    update). Alive then, per gate/up: its dequantized W (kept for the backward), one float32
+    I x H of the denominator chain (B A, then W + BA and its square, donated in turn) and m's
+    float32 cast, and one m chain's own dequantized W; with the normed MLP input (compute dtype
+    and its float32 cast). A float base (W a resident parameter) holds the two float32 I x H.
     Measured (strict, in_sample_round16_planner17q and round 15's mech16d twins, qwen3 h256,
-    I 1,024, 4-bit, bf16, k/v/o/gate/up r=8): the peak is step 1's first forward alone (later
-    forwards 5.8-6.0 MiB against 7.64 at 1 x 128); with every m evaluated at load it falls from
-    7.08 to 4.65 MiB at 1 x 64 (gate's m alone evaluated: 6.12, up's alone: 5.62, k/v/o's: 7.08,
-    unchanged); with gate's and up's denominators precomputed instead, to 5.59. Beyond the
-    saved activations up to the attention and the weights and adapters the forward held 5.3-5.5
-    bf16 I x H per gate/up over 1 x 64 to 1 x 192, I 1,024 and 2,048, 1-4 layers, sgd/adamw,
-    accumulation 1-2, gate/up with or without k/v/o (this prices 5.5). Checkpointed the same
-    lazy m (sweep13-18 of in_sample_round12_sweep: step 1's forward 2.74 MiB, step 2's 2.16;
-    with m evaluated at load 2.31): in_sample_round12_planner13s's 4-bit ckpt-dora-vgu rows
-    -19.8/-12.9% -> -0.9/-2.4% forward, sweep13-18 -22.4 -> -8.3% (open: 0.23 MiB, partly
-    another first-step extra, 0.15 MiB with m evaluated). Not priced on a float base: its m
-    chain has no dequantize: a float base (W a resident parameter) holds the two float32 I x H
-    per gate/up alone (mech16d-qwen3-h256-4x2-4l-*-float-bf16-1x64-nockpt-dora-kvogu -4.8 ->
-    +1.0%, mech13s-*-bf16-1x64-ckpt-dora-vgu-2l's forward -11.3 -> -3.4%; no other stored float
-    row moves). 0 without a gate/up adapter (the planner keeps its older count there)."""
+    4-bit, bf16, k/v/o/gate/up r=8): the peak is step 1's first forward alone (later forwards
+    5.8-6.0 MiB against 7.64 at 1 x 128); with every m evaluated at load it falls from 7.08 to
+    4.65 MiB at 1 x 64 (gate's m alone evaluated 6.12, up's 5.62, k/v/o's 7.08); with gate's
+    and up's denominators precomputed instead, 5.59. Beyond the rest of this count the forward
+    held 5.3-5.5 bf16 I x H per gate/up over 1 x 64-192, I 1,024/2,048, 1-4 layers, sgd/adamw,
+    accumulation 1-2, with or without k/v/o (priced: 5.5). Float base: the two twins predicted
+    before measuring +0.6/+1.0% (-23.1/-10.5% before), mech16d's 4-layer float row -4.8 ->
+    +1.0%. Checkpointed (sweep13-18: step 1's forward 2.74 MiB, step 2's 2.16, 2.31 with m
+    evaluated at load): in_sample_round12_planner13s's ckpt-dora-vgu forwards -19.8/-12.9/-11.3%
+    (float) -> -0.9/-2.4/-3.4%, sweep13-18 -22.4 -> -8.3% (open: 0.23 MiB). 0 without a
+    gate/up adapter (the planner keeps its older count there)."""
     gu = w.targets & {"gate_proj", "up_proj"}
     if not (w.dora and gu):
         return 0

@@ -347,8 +347,8 @@ def dora_norms_before(top_layer: int, checkpoint: bool) -> int:
     2x64-nockpt-dora-up forward +2.3% -> -0.8%; no other stored row moves. Checkpointed runs keep
     the whole count (their DoRA forward is under, not over: in_sample_round12_planner13s's
     mech13s-*-1x64-ckpt-dora-* v/gate/up twins held 2 x W + BA, not 1, -13..-22%; not priced:
-    round 1's in-sample-06, checkpointed DoRA without up_proj, fits with 1). A 4-bit DoRA
-    gate/up is priced apart, in the run's first forward (activations.dora_first_norms):
+    round 1's in-sample-06, checkpointed DoRA without up_proj, fits with 1). A DoRA gate/up
+    is priced apart, in the run's first forward (activations.dora_first_norms):
     there its norms come after the top layer's attention part, not before the layer."""
     return 0 if checkpoint else top_layer
 
