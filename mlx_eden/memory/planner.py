@@ -244,9 +244,9 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
                                 "layer transient": layer_t},
         "update": {"gradients": 0 if accumulate else p_bytes, "update transient": update_t},
     }
-    # A quantized DoRA gate/up's norms and, in the run's first forward, its magnitude's come
-    # after the top layer's attention part (see dora_first_norms); checkpointed, beside the
-    # layer inputs, whose count already holds the dequantized W.
+    # A DoRA gate/up's norms and, in the run's first forward, its magnitude's come after the
+    # top layer's attention part (see dora_first_norms); checkpointed, beside the layer
+    # inputs, whose count already holds a quantized base's dequantized W.
     gate_up = dora_first_norms(shape, w)
     if gate_up:
         first = {"saved activations": saved - top_mlp, "layer transient": gate_up}
@@ -287,7 +287,7 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
             "gradients": p_bytes,
             "layer transient": layer_t + (0 if s.checkpoint else one_layer - ends16)}
     held = {k: resident for k in phases}
-    if gate_up:  # step 1's first forward (see dora_first_norms): no optimizer state yet
+    if gate_up:  # step 1's first forward (dora_first_norms): no optimizer state, no gradients
         held["forward, first DoRA norms"] = {"base weights": weights, "adapters": p_bytes}
     cast = load_peak(shape, s.dt, s.quant_bits, s.quant_group) - weights
     if cast > 0:
