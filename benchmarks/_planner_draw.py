@@ -67,6 +67,9 @@ HELDOUT13_SEED, N_HELDOUT13 = 0xebcc6287, 12  # FROZEN commit ebcc62874c24
 HELDOUT14_SEED, N_HELDOUT14 = 0x0510adbd, 12  # FROZEN commit 0510adbdf3fb
 # Round 15: drawn after planner16d (heldout14-04's quantized DoRA norms) was frozen.
 HELDOUT15_SEED, N_HELDOUT15 = 0xceebd7c8, 12  # FROZEN commit ceebd7c82855
+# Round 16: drawn after planner17f (an adapted gate_proj keeps the swiglu ends) and planner17q
+# (a DoRA layer's first-forward norms; the lowest layer's DoRA input gradient) were frozen.
+HELDOUT16_SEED, N_HELDOUT16 = 0x395805b4, 12  # FROZEN commit 395805b4f113
 # An IN-SAMPLE sweep (planner13s), drawn with the held-out generator under a new seed before
 # round 12, to surface the next mechanisms the way a held-out round would: constants may be
 # fitted on it; it is not a held-out figure.
@@ -91,6 +94,7 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round13": ("heldout_round13", HELDOUT13_SEED, N_HELDOUT13, "heldout13", True),
           "--draw-round14": ("heldout_round14", HELDOUT14_SEED, N_HELDOUT14, "heldout14", True),
           "--draw-round15": ("heldout_round15", HELDOUT15_SEED, N_HELDOUT15, "heldout15", True),
+          "--draw-round16": ("heldout_round16", HELDOUT16_SEED, N_HELDOUT16, "heldout16", True),
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
                               True),
           "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",
