@@ -70,6 +70,8 @@ HELDOUT15_SEED, N_HELDOUT15 = 0xceebd7c8, 12  # FROZEN commit ceebd7c82855
 # Round 16: drawn after planner17f (an adapted gate_proj keeps the swiglu ends) and planner17q
 # (a DoRA layer's first-forward norms; the lowest layer's DoRA input gradient) were frozen.
 HELDOUT16_SEED, N_HELDOUT16 = 0x395805b4, 12  # FROZEN commit 395805b4f113
+# Round 17: the same planner as round 16 drawn again (nothing changed in between).
+HELDOUT17_SEED, N_HELDOUT17 = 0x0ac4aa78, 12  # FROZEN commit 0ac4aa78178c
 # An IN-SAMPLE sweep (planner13s), drawn with the held-out generator under a new seed before
 # round 12, to surface the next mechanisms the way a held-out round would: constants may be
 # fitted on it; it is not a held-out figure.
@@ -95,6 +97,7 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round14": ("heldout_round14", HELDOUT14_SEED, N_HELDOUT14, "heldout14", True),
           "--draw-round15": ("heldout_round15", HELDOUT15_SEED, N_HELDOUT15, "heldout15", True),
           "--draw-round16": ("heldout_round16", HELDOUT16_SEED, N_HELDOUT16, "heldout16", True),
+          "--draw-round17": ("heldout_round17", HELDOUT17_SEED, N_HELDOUT17, "heldout17", True),
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
                               True),
           "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",
