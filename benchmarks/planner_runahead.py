@@ -1,6 +1,6 @@
 """Strict against free-running peaks: how much MLX's run-ahead adds to what a step needs.
 
-The planner prices what a step needs (`Estimate.needed`): the peak when MLX waits after every op
+The planner prices what a step needs (`Estimate.needed`): the peak when MLX waits for work in flight before each op
 (strict mode, what `planner_heldout.py` measures). A run without a memory limit lets MLX's
 scheduler run ahead, so more buffers are alive at once; the trainer sets the budget as MLX's
 limit, which bounds that. This measures both peaks, each in a fresh process, on named
