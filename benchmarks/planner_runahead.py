@@ -1,11 +1,11 @@
 """Strict against free-running peaks: how much MLX's run-ahead adds to what a step needs.
 
-The planner prices what a step needs (`Estimate.needed`): the peak when MLX waits for work in flight before each op
-(strict mode, what `planner_heldout.py` measures). A run without a memory limit lets MLX's
-scheduler run ahead, so more buffers are alive at once; the trainer sets the budget as MLX's
-limit, which bounds that. This measures both peaks, each in a fresh process, on named
-configurations of `planner_heldout_configs.json` (with each attention path) and on the tiny
-whole-run shape (`whole_run.py`: the tiny model, 4 x 512 packed, float32).
+The planner prices what a step needs (`Estimate.needed`): the peak when MLX waits for work in
+flight before each op (strict mode, what `planner_heldout.py` measures). A run without a
+memory limit lets MLX's scheduler run ahead, so more buffers are alive at once; the trainer sets
+the budget as MLX's limit, which bounds that. This measures both peaks, each in a fresh process,
+on named configurations of `planner_heldout_configs.json` (with each attention path) and on the
+tiny whole-run shape (`whole_run.py`: the tiny model, 4 x 512 packed, float32).
 
     .venv/bin/python benchmarks/planner_runahead.py            # ~2 min on 2 cores
     .venv/bin/python benchmarks/planner_runahead.py --names in-sample-00,in-sample-05
