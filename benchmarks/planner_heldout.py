@@ -69,6 +69,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-sweep --jobs 1 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-planner17s --jobs 1
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-planner17q --jobs 1
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round17-planner18a --jobs 1
     .venv/bin/python benchmarks/planner_heldout.py --draw-round13   # (done once) round-13 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round13 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --draw-round14   # (done once) round-14 set
@@ -252,6 +253,12 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # layers at 1 x 128; a cheap Qwen2 twin of sweep13-04 (h256, 2 x 2 heads, 3 layers, I 864,
 # DoRA r=4 on q/k/v/gate/up/down of the top 2, unchunked) at 1 x 128 and 1 x 256; the 1-layer
 # shape on a float base at 1 x 64 and 1 x 128.
+# in_sample_round17_planner18a: new hand-made cheap twins (mech18a-*) of rounds 16-17's worst
+# (heldout16-07, heldout17-11: float32 blockwise checkpointed one layer, LoRA on k or q/o and
+# gate/up/down, backward under the plan, racing): qwen2 h256 4 x 2 heads, 1 layer, I 896,
+# V 2,048 tied, float32, LoRA r=8 on k/o/gate/up/down, 2 x 256 packed, checkpointed, chunk 64,
+# adamw; one knob at a time: gate/up/down, k/o/gate/up, k/o/up/down, k/o, fused, not
+# checkpointed, 2 layers, 1 x 256, 2 x 128. Each measured in 4 processes (--repeat).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -281,6 +288,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round16_planner17f",
           "in_sample_round16_sweep", "in_sample_round16_planner17s",
           "in_sample_round16_planner17q",
+          "in_sample_round17_planner18a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
