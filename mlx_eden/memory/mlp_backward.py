@@ -219,7 +219,29 @@ def lowest_gate_up(s: ModelShape, w: Work, bottom: bool) -> int:
     t = w.targets
     if not bottom or w.dt != F32 or w.dora or not {"gate_proj", "up_proj"} <= t:
         return 0
-    return max(0, w.tokens * (2 * s.intermediate - 3 * s.hidden) * F32)
+    return (max(0, w.tokens * (2 * s.intermediate - 3 * s.hidden) * F32)
+            + (lowest_gate_up_down(s, w) if "down_proj" in t else 0))
+
+
+def lowest_gate_up_down(s: ModelShape, w: Work) -> int:
+    """With down_proj adapted too (float32, lowest recomputed layer, gate/up/down), the lowest
+    state a run takes: two more float32 T x I buffers, less five float32 T x hidden. down_proj's
+    LoRA gradient needs its recomputed input (the swiglu's output, T x I) and the swiglu's
+    backward its input gradient (T x I): the recomputation no longer stops at the swiglu's inputs
+    (as we read it; not traced buffer by buffer: the step is mx.compile'd). Measured, compiled, as
+    trained (in_sample_round17_planner18a, 6-7 fresh processes per twin): the state a run takes
+    races (one float32 T x I apart), but no draw sat below this: the lowest draw above the plan
+    without it, in T x I, was +0.55/+0.58/+0.60 (h256 I 896 at 1 x 256, 2 x 128, 2 x 256),
+    +0.54 fused, +0.60 q/o instead of k/o, +1.30 at I 1,792 and +1.33 at hidden 128; 2 T x I
+    - 5 T x hidden gives 0.57, 0.57, 1.29, 1.29 (the T x hidden coefficient fitted on these
+    three shapes; all within 0.45% of the lowest draw now, fused 0.2% over). The median draw was
+    about one T x I higher still (not priced: a race). Without k/o (-gud) the lowest draw was
+    +0.29 (1 of 7; the others +1.17..+1.29): now 2.6% over that one. The 2-layer twin (+0.48)
+    and the not-checkpointed one (+0.61, not this term's path) are unchanged: their peak is
+    elsewhere. Uncompiled (MLX_DISABLE_COMPILE=1) the base twin held +2.55 T x I in 3 of 3, as
+    lowest_gate_up's -i512-down note found. Held-out, predicted only: heldout16-07 -6.0% ->
+    -2.7%, heldout17-11 -5.5% -> -0.5% (no other held-out row moves)."""
+    return max(0, w.tokens * (2 * s.intermediate - 5 * s.hidden) * F32)
 
 
 def dora_mlp_backward(s: ModelShape, w: Work) -> int:
