@@ -258,7 +258,9 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # gate/up/down, backward under the plan, racing): qwen2 h256 4 x 2 heads, 1 layer, I 896,
 # V 2,048 tied, float32, LoRA r=8 on k/o/gate/up/down, 2 x 256 packed, checkpointed, chunk 64,
 # adamw; one knob at a time: gate/up/down, k/o/gate/up, k/o/up/down, k/o, fused, not
-# checkpointed, 2 layers, 1 x 256, 2 x 128. Each measured in 4 processes (--repeat).
+# checkpointed, 2 layers, 1 x 256, 2 x 128, I 1,792 (k/o/gate/up/down and k/o/gate/up), hidden
+# 128, q/o; and two predicted before measuring (qwen2 h192 I 768 1 x 384; qwen3 I 1,280 1 x 512
+# q/v/gate/up/down r=16). Each measured in 6-8 processes (--repeat; race_measurements_mib).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",

@@ -239,8 +239,11 @@ def lowest_gate_up_down(s: ModelShape, w: Work) -> int:
     +0.29 (1 of 7; the others +1.17..+1.29): now 2.6% over that one. The 2-layer twin (+0.48)
     and the not-checkpointed one (+0.61, not this term's path) are unchanged: their peak is
     elsewhere. Uncompiled (MLX_DISABLE_COMPILE=1) the base twin held +2.55 T x I in 3 of 3, as
-    lowest_gate_up's -i512-down note found. Held-out, predicted only: heldout16-07 -6.0% ->
-    -2.7%, heldout17-11 -5.5% -> -0.5% (no other held-out row moves)."""
+    lowest_gate_up's -i512-down note found. Predicted before measuring (6 processes each):
+    mech18a-qwen2-h192-6x2-1l-i768-*-1x384-ckpt-kogud plan 14.45 MiB, draws 14.22-16.48 (the
+    lowest 1.6% under the plan: there 2 T x I - 5.9 T x hidden); mech18a-qwen3-h256-*-i1280-*-
+    1x512-ckpt-qvgud plan 31.68, draws 31.80-34.98. Held-out, predicted only: heldout16-07
+    -6.0% -> -2.7%, heldout17-11 -5.5% -> -0.5% (no other held-out row moves)."""
     return max(0, w.tokens * (2 * s.intermediate - 5 * s.hidden) * F32)
 
 
