@@ -72,6 +72,9 @@ HELDOUT15_SEED, N_HELDOUT15 = 0xceebd7c8, 12  # FROZEN commit ceebd7c82855
 HELDOUT16_SEED, N_HELDOUT16 = 0x395805b4, 12  # FROZEN commit 395805b4f113
 # Round 17: the same planner as round 16 drawn again (nothing changed in between).
 HELDOUT17_SEED, N_HELDOUT17 = 0x0ac4aa78, 12  # FROZEN commit 0ac4aa78178c
+# Round 18: drawn after planner18a (a recomputed lowest float32 layer adapting gate/up/down) was
+# frozen; measured with --processes 3 and scored by the highest of the three.
+HELDOUT18_SEED, N_HELDOUT18 = 0x68dd6ad5, 12  # FROZEN commit 68dd6ad592b5
 # An IN-SAMPLE sweep (planner13s), drawn with the held-out generator under a new seed before
 # round 12, to surface the next mechanisms the way a held-out round would: constants may be
 # fitted on it; it is not a held-out figure.
@@ -98,6 +101,7 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round15": ("heldout_round15", HELDOUT15_SEED, N_HELDOUT15, "heldout15", True),
           "--draw-round16": ("heldout_round16", HELDOUT16_SEED, N_HELDOUT16, "heldout16", True),
           "--draw-round17": ("heldout_round17", HELDOUT17_SEED, N_HELDOUT17, "heldout17", True),
+          "--draw-round18": ("heldout_round18", HELDOUT18_SEED, N_HELDOUT18, "heldout18", True),
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
                               True),
           "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",

@@ -80,6 +80,8 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round16 --jobs 2 --cheap-first
     .venv/bin/python benchmarks/planner_heldout.py --draw-round17   # (done once) round-17 set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-round17 --jobs 2 --cheap-first
+    .venv/bin/python benchmarks/planner_heldout.py --draw-round18   # (done once) round-18 set
+    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round18 --jobs 2 --cheap-first --processes 3
     .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
     .venv/bin/python benchmarks/planner_heldout.py --only GROUP --processes 3  # worst of 3 runs
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
@@ -296,7 +298,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "heldout_round9", "heldout_round10",
           "heldout_round11", "heldout_round12", "heldout_round13",
           "heldout_round14", "heldout_round15", "heldout_round16",
-          "heldout_round17")
+          "heldout_round17", "heldout_round18")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
 
 STEPS = 2  # step 1 creates the optimizer state; step 2 runs with everything resident
