@@ -175,7 +175,7 @@ def main():
     for name, make, sizes in [("chat", chat_record, (480, 48, 48)),
                               ("alpaca", alpaca_record, (240, 24, 24)),
                               ("classifier", classifier_record, (300, 30, 60))]:
-        for split, n in zip(("train", "valid", "test"), sizes):
+        for split, n in zip(("train", "valid", "test"), sizes, strict=True):
             write(HERE / name / f"{split}.jsonl", [make(rng) for _ in range(n)])
     two_stage_samples()  # its own seed: the files above stay as they were
 
