@@ -131,7 +131,9 @@ def test_chunked_loss_equals_plain_loss(arch, tiny_qwen2, tiny_qwen3):
     for chunk in (40, 1000):
         value, chunked = run(chunk)
         assert abs(value - plain) <= 1e-5 * abs(plain)
-        assert max(np.abs(grads[k] - chunked[k]).max() for k in grads) <= 1e-6
+        # float32 sums in another order: 1.43e-6 on an Intel Xeon's MKL kernels (< 1e-6 on the
+        # machines before), a few float32 ulps of gradients of order 1.
+        assert max(np.abs(grads[k] - chunked[k]).max() for k in grads) <= 4e-6
     evaluated = M.loss_sum(backend.model, *arrays, packed=False, checkpoint=False, chunk=40,
                            grad=False)
     assert abs(float(evaluated) - plain) <= 1e-5 * abs(plain)
@@ -167,5 +169,7 @@ def test_loss_at_trained_positions_only_equals_the_full_loss(chunk, tiny_qwen2):
                                             for b in (batch, every))
         assert abs(loss.item() - loss_f.item()) <= 1e-6 * abs(loss_f.item())
         for (name, g), (_, g_f) in zip(tree_flatten(grads), tree_flatten(grads_f), strict=True):
-            np.testing.assert_allclose(np.array(g), np.array(g_f), rtol=1e-5, atol=1e-7,
+            # atol: 3 of 4,096 near-zero entries differ by 2.0e-7 on an Intel Xeon's MKL kernels
+            # (float32 sums in another order; within 1e-7 on the machines before).
+            np.testing.assert_allclose(np.array(g), np.array(g_f), rtol=1e-5, atol=1e-6,
                                        err_msg=name)
