@@ -108,8 +108,9 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
                               True),
           "--draw-sample16": ("in_sample_round16_sweep", SWEEP16_SEED, N_SWEEP16, "sweep16",
                               True)}
-# Strict mode waits for work in flight before each op; MLX's CPU quantized matmul is ~40x slower than its float one
-# here (memory_profile.py), so tokens per step are capped (smaller still for 4-bit bases).
+# Strict mode waits for work in flight before each op; MLX's CPU quantized matmul is ~40x slower
+# than its float one here (memory_profile.py), so tokens per step are capped (smaller still for
+# 4-bit bases).
 MAX_TOKENS, MAX_TOKENS_4BIT = 1024, 512
 PROJ = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 VOCABS = [512, 1024, 2048, 4096, 8192, 32768, 65536, 151936]

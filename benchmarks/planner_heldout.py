@@ -13,78 +13,16 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py             # measure both sets, compare
     .venv/bin/python benchmarks/planner_heldout.py --reuse     # planner changed: re-predict only
     .venv/bin/python benchmarks/planner_heldout.py --repredict # in-sample groups, stored rows
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample
     .venv/bin/python benchmarks/planner_heldout.py --measured-only  # report, measure nothing
-    .venv/bin/python benchmarks/planner_heldout.py --draw-round2   # (done once) round-2 set
-    .venv/bin/python benchmarks/planner_heldout.py --draw-round3   # (done once) + attention knob
-    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round3 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --draw-round4   # (done once) round-4 set
-    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round4 --jobs 2 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --draw-round5   # (done once) round-5 set
-    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round5 --jobs 2 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round6 --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --draw-round6   # (done once) round-6 set
-    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round6 --jobs 2 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round7 --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round7-dora --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-dora --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --draw-round7   # (done once) round-7 set
-    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round7 --jobs 2 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-blockwise --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-fused --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-swiglu --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round8-mlp --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --draw-round8   # (done once) round-8 set
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round9-planner10a --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round8 --jobs 2 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --draw-round9   # (done once) round-9 set
-    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round9 --jobs 2 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11L --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11a --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11g --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round11-planner12u --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-planner13v --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-planner13u --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-planner13L --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11m --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round10-planner11q --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --draw-round10   # (done once) round-10 set
-    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round10 --jobs 2 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --draw-round11   # (done once) round-11 set
-    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round11 --jobs 2 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --draw-round12   # (done once) round-12 set
-    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round12 --jobs 2 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-planner13k --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --draw-sample13  # (done once) in-sample sweep
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round12-sweep --jobs 2 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round13-planner14b --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --draw-sample14  # (done once) in-sample sweep
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round13-sweep --jobs 2 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round13-planner15w --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round13-planner15p --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round15-planner16d --jobs 2
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-planner17o --jobs 1
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-planner17f --jobs 1
-    .venv/bin/python benchmarks/planner_heldout.py --draw-sample16  # (done once) in-sample sweep
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-sweep --jobs 1 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-planner17s --jobs 1
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round16-planner17q --jobs 1
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round17-planner18a --jobs 1
-    .venv/bin/python benchmarks/planner_heldout.py --draw-round13   # (done once) round-13 set
-    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round13 --jobs 2 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --draw-round14   # (done once) round-14 set
-    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round14 --jobs 2 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --draw-round15   # (done once) round-15 set
-    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round15 --jobs 2 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --draw-round16   # (done once) round-16 set
-    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round16 --jobs 2 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --draw-round17   # (done once) round-17 set
-    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round17 --jobs 2 --cheap-first
-    .venv/bin/python benchmarks/planner_heldout.py --draw-round18   # (done once) round-18 set
-    .venv/bin/python benchmarks/planner_heldout.py --only heldout-round18 --jobs 2 --cheap-first --processes 3
-    .venv/bin/python benchmarks/planner_heldout.py --jobs 2        # two children at a time
-    .venv/bin/python benchmarks/planner_heldout.py --only GROUP --processes 3  # worst of 3 runs
+    .venv/bin/python benchmarks/planner_heldout.py --draw-roundN    # (done once) round N's set
+    .venv/bin/python benchmarks/planner_heldout.py --only heldout-roundN --processes 3 --jobs 2
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-GROUP --jobs 1
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
+
+The draw flags (`--draw-roundN`, `--draw-sampleNN` for the in-sample sweeps) are the keys of
+_planner_draw.ROUNDS; every group `--only` takes is in GROUPS below (underscores as dashes);
+`--cheap-first` measures in order of cost, so a stopped run has measured the most.
+benchmarks/README.md lists the commands each round ran.
 
 Each configuration is measured in a fresh process (benchmarks/memory_profile.py's way: strict
 mode, synthetic full-length batches, `mlx_eden.memory.measure.run_profile`); measurements are

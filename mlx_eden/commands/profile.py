@@ -18,8 +18,9 @@ from .plan import device_option
 @click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True,
               help="Optimizer steps.")
 @click.option("--strict/--no-strict", default=True, show_default=True,
-              help="Measure the memory the run needs (MLX waits for work in flight before each op; slower) "
-                   "instead of how far MLX's scheduler runs ahead within the budget.")
+              help="Measure the memory the run needs (MLX waits for work in flight before "
+                   "each op; slower) instead of how far MLX's scheduler runs ahead within the "
+                   "budget.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def profile(recipe_file, overrides, device, budget_gb, steps, strict, as_json):
     """Train RECIPE_FILE for --steps steps on synthetic full-length batches (no data needed)

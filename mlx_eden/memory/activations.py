@@ -406,10 +406,15 @@ def dora_weights_kept(s: ModelShape, w: Work, bottom: bool | None = None) -> int
     function of the weights alone, so checkpointing the layer does not drop them (measured on
     the planner's in-sample draws: a checkpointed 4-bit DoRA run was 41% over the plan that
     dropped them). `bottom` given: only those layer_parts counts (dora_input_grad)."""
+    return _dequantized(s, w, [p for p in w.targets
+                               if bottom is None or dora_input_grad(p, w.targets, bottom)])
+
+
+def _dequantized(s: ModelShape, w: Work, projections) -> int:
+    """Bytes of these projections' dequantized base weights, when a DoRA run has a 4-bit base."""
     if not (w.dora and w.quantized):
         return 0
-    return sum(s.projection(p)[0] * s.projection(p)[1] * w.dt for p in w.targets
-               if bottom is None or dora_input_grad(p, w.targets, bottom))
+    return sum(s.projection(p)[0] * s.projection(p)[1] * w.dt for p in projections)
 
 
 def dora_forward_transient(s: ModelShape, w: Work) -> int:
@@ -489,7 +494,4 @@ def dora_first_norms(s: ModelShape, w: Work) -> int:
 def dora_gate_up_weights(s: ModelShape, w: Work) -> int:
     """The dequantized gate/up W inside dora_first_norms: a checkpointed layer's inputs
     (planner: ckpt_inputs, dora_weights_kept) count them already."""
-    if not (w.dora and w.quantized):
-        return 0
-    return sum(s.projection(p)[0] * s.projection(p)[1] * w.dt
-               for p in w.targets & {"gate_proj", "up_proj"})
+    return _dequantized(s, w, w.targets & {"gate_proj", "up_proj"})
