@@ -85,6 +85,10 @@ SWEEP14_SEED, N_SWEEP14 = 1413, 14
 # A third IN-SAMPLE sweep (planner17s), drawn the same way on the code after planner16d (the
 # round-15 planner), to surface round 16's misses early: constants may be fitted on it.
 SWEEP16_SEED, N_SWEEP16 = 1615, 12
+# A fourth IN-SAMPLE sweep (planner19s), drawn the same way on the round-18 planner (after
+# planner18a) and measured in three processes (--processes 3, the held-out rounds' way since
+# round 18), to surface round 19's misses early: constants may be fitted on it.
+SWEEP19_SEED, N_SWEEP19 = 1918, 10
 ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldout2", False),
           "--draw-round3": ("heldout_round3", HELDOUT3_SEED, N_HELDOUT3, "heldout3", True),
           "--draw-round4": ("heldout_round4", HELDOUT4_SEED, N_HELDOUT4, "heldout4", True),
@@ -107,6 +111,8 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",
                               True),
           "--draw-sample16": ("in_sample_round16_sweep", SWEEP16_SEED, N_SWEEP16, "sweep16",
+                              True),
+          "--draw-sample19": ("in_sample_round18_sweep19", SWEEP19_SEED, N_SWEEP19, "sweep19",
                               True)}
 # Strict mode waits for work in flight before each op; MLX's CPU quantized matmul is ~40x slower
 # than its float one here (memory_profile.py), so tokens per step are capped (smaller still for

@@ -201,6 +201,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # checkpointed, 2 layers, 1 x 256, 2 x 128, I 1,792 (k/o/gate/up/down and k/o/gate/up), hidden
 # 128, q/o; and two predicted before measuring (qwen2 h192 I 768 1 x 384; qwen3 I 1,280 1 x 512
 # q/v/gate/up/down r=16). Each measured in 6-8 processes (--repeat; race_measurements_mib).
+# in_sample_round18_sweep19 (planner19s): 10 configurations drawn by the held-out generator under
+# an in-sample seed (_planner_draw.py's --draw-sample19) on the round-18 planner (after
+# planner18a), each measured in three processes and scored by the highest, as the held-out
+# rounds are since round 18; constants may be fitted on it.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -231,6 +235,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round16_sweep", "in_sample_round16_planner17s",
           "in_sample_round16_planner17q",
           "in_sample_round17_planner18a",
+          "in_sample_round18_sweep19",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
