@@ -205,6 +205,13 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # an in-sample seed (_planner_draw.py's --draw-sample19) on the round-18 planner (after
 # planner18a), each measured in three processes and scored by the highest, as the held-out
 # rounds are since round 18; constants may be fitted on it.
+# in_sample_round18_planner19s: hand-made cheap twins (mech19s-*), one knob at a time, of the
+# sweep's worst row, sweep19-04 (-4.2% in its first three processes: qwen3 h128 4 x 1 heads,
+# 1 layer, I 320, V 1,024 tied, float32, LoRA r=16 on k_proj alone, 1 x 192 packed,
+# checkpointed, unchunked, sgd, blockwise): 1 x 384, 2 x 192, V 2,048, chunk 64, causal, fused,
+# not checkpointed, I 640, hidden 256, q_proj, adamw, qwen2; each in three processes. The
+# recomputed lowest layer's backward races one float32 T x I (planner17s's race, here with no
+# MLP adapter): not priced (benchmarks/README).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -235,7 +242,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round16_sweep", "in_sample_round16_planner17s",
           "in_sample_round16_planner17q",
           "in_sample_round17_planner18a",
-          "in_sample_round18_sweep19",
+          "in_sample_round18_sweep19", "in_sample_round18_planner19s",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
