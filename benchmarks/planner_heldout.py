@@ -209,7 +209,7 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # sweep's worst row, sweep19-04 (-4.2% in its first three processes: qwen3 h128 4 x 1 heads,
 # 1 layer, I 320, V 1,024 tied, float32, LoRA r=16 on k_proj alone, 1 x 192 packed,
 # checkpointed, unchunked, sgd, blockwise): 1 x 384, 2 x 192, V 2,048, chunk 64, causal, fused,
-# not checkpointed, I 640, hidden 256, q_proj, adamw, qwen2; each in three processes. The
+# not checkpointed, I 640, hidden 256, q_proj, adamw, qwen2, I 960; each in three processes. The
 # recomputed lowest layer's backward races one float32 T x I (planner17s's race, here with no
 # MLP adapter): not priced (benchmarks/README).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
@@ -407,6 +407,8 @@ def repredict_in_sample() -> None:
                 continue
             got = {"peak": r["measured_peak_bytes"], "step_seconds": r.get("step_seconds", 0),
                    "phases": {k: v["measured"] for k, v in r["phases"].items()}}
+            if "measured_draws_bytes" in r:  # --processes rows keep every draw
+                got["draw_peaks"] = r["measured_draws_bytes"]
             rows.append(row(c, predict(c), got))
         rows.sort(key=lambda r: r["name"])
         before = result[group]["summary"].get("worst_peak_error")
