@@ -212,6 +212,16 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # not checkpointed, I 640, hidden 256, q_proj, adamw, qwen2, I 960; each in three processes. The
 # recomputed lowest layer's backward races one float32 T x I (planner17s's race, here with no
 # MLP adapter): not priced (benchmarks/README).
+# in_sample_round18_planner19b: new hand-made cheap twins (mech19b-*) of round 18's two r=64
+# over-counts in the lowest layer's backward (heldout18-02, heldout18-10), each measured in three
+# processes (--processes 3, the highest scored): qwen2 h256 4 x 1 heads, 1 layer, I 896, V 512
+# tied, bf16, fused, 3 x 64, not checkpointed, chunk 128, sgd, LoRA r=64 on all seven; one knob
+# at a time (r=8, r=16, adamw, adafactor, q/k/v/o, gate/up/down, float32, 2 layers,
+# checkpointed); qwen2 h192 6 x 6 heads, 2 layers, I 640, V 2,048 tied, float32, 1 x 128
+# packed, checkpointed, chunk 256, adafactor, r=64 on q/k/gate/up/down; one knob at a time (r=8,
+# sgd, adamw, not checkpointed, 1 layer, q/k, gate/up/down, bf16); and two kinds the fix moves
+# the other way: qwen2 h128 float32 not checkpointed, the top of 2 layers adapted (r=64, r=8,
+# 1 layer, bf16) and qwen3 h96 bf16 checkpointed blockwise q/up over 3 layers (r=64, r=8).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -243,6 +253,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round16_planner17q",
           "in_sample_round17_planner18a",
           "in_sample_round18_sweep19", "in_sample_round18_planner19s",
+          "in_sample_round18_planner19b",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
