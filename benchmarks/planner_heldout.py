@@ -222,6 +222,13 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # sgd, adamw, not checkpointed, 1 layer, q/k, gate/up/down, bf16); and two kinds the fix moves
 # the other way: qwen2 h128 float32 not checkpointed, the top of 2 layers adapted (r=64, r=8,
 # 1 layer, bf16) and qwen3 h96 bf16 checkpointed blockwise q/up over 3 layers (r=64, r=8).
+# in_sample_round18_planner19a: new hand-made cheap twins (mech19a-*) of round 18's worst
+# (heldout18-03: float32 fused, not checkpointed, q/k/v/o, 2 x 512 causal, one square under in
+# every draw): qwen3 h192 6 x 2 heads, 2 layers, I 448, V 1,024 tied, float32, LoRA r=4 on
+# q/k/v/o, 2 x 512 unpacked, unchunked, sgd, accumulation 2; one knob at a time: blockwise,
+# qwen2, 6 KV heads, 2 x 256 / 2 x 384 / 2 x 768 / 4 x 256 / 1 x 512 / 1 x 1,024, hidden 96,
+# hidden 384 at accumulation 1, v/o, gate/up/down, one layer, checkpointed, packed,
+# accumulation 1, chunk 128. Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -254,6 +261,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round17_planner18a",
           "in_sample_round18_sweep19", "in_sample_round18_planner19s",
           "in_sample_round18_planner19b",
+          "in_sample_round18_planner19a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

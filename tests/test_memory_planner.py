@@ -425,12 +425,43 @@ def test_fused_packed_backward_holds_no_mask_gradient_square():
     assert attention_backward_transient(shape, packed, True) == \
         attention_backward_transient(shape, causal, True)
     # Not checkpointed, float32 packed rows keep one square the bool mask's term priced
-    # (attention.unmasked_race_squares: measured with the additive mask too).
+    # (attention.unmasked_race_squares: measured with the additive mask too); causal rows
+    # keep it only with q/k and o adapted (attention.undonated_square, round 18).
     square = 8 * 640 * 640 * 4
+    assert attention_backward_transient(shape, packed, False) == \
+        attention_backward_transient(shape, causal, False)
+    packed, causal = (Work(1, 640, 4, 8, frozenset({"q_proj", "v_proj"}), packed=p)
+                      for p in (True, False))
     assert attention_backward_transient(shape, packed, False) == \
         attention_backward_transient(shape, causal, False) + square
     # The mask itself: compute-dtype B x L x L packed, the fallback's L x L bool causal.
     assert mask_bytes(packed) == 640 * 640 * 4 and mask_bytes(causal) == 640 * 640
+
+
+# planner19a (round 18): a float32 not-checkpointed fused backward with q/k and o adapted holds
+# the softmax's gradient beside P·dP (attention.undonated_square).
+MECH19A_CFG = _config("qwen3", 192, 6, 2, 2, 448, 1024, tied=True)
+
+
+@pytest.mark.parametrize("seq,batch,packed,measured", [(512, 2, False, 74_889_556),
+                                                       (768, 2, False, 147_333_516),
+                                                       (1024, 1, False, 126_217_612),
+                                                       (512, 2, True, 72_792_404)])
+def test_float32_fused_backward_holds_the_softmax_gradient_beside_its_input(seq, batch, packed,
+                                                                             measured):
+    """Float32, fused, not checkpointed, q/k/v/o adapted: the top layer's backward holds two
+    squares beside the kept probabilities, as bfloat16 does (attention.undonated_square).
+    Measured (benchmarks/planner_heldout.py, in_sample_round18_planner19a,
+    mech19a-qwen3-h192-6x2-2l-f32-*-qkvo, strict, the highest of three fresh processes, each
+    within 1.2% of it): planned within 4%; the mutation (undonated_square returning 0) plans
+    15.7%, 17.5%, 18.6% and 14.0% under. Pure planner arithmetic, no run."""
+    s = Settings(batch=batch, seq=seq, grad_accumulation=2, dtype="float32", quant_bits=None,
+                 quant_group=64, rank=4, targets=("q_proj", "k_proj", "v_proj", "o_proj"),
+                 adapted_layers=2, dora=False, optimizer="sgd", checkpoint=False, loss_chunk=0,
+                 packed=packed)
+    e = estimate(shape_from_config(MECH19A_CFG), s)
+    assert e.phase == "backward, top layer"
+    assert abs(e.needed - measured) < 0.04 * measured, (e.needed, measured)
 
 
 # planner11a (round 10): a recomputed layer's fused attention backward at the softmax's gradient.

@@ -38,7 +38,8 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
     if not attention_grads(w.targets, bottom)[0]:
         return w.tokens * s.hidden * F32
     square = w.batch * s.heads * w.seq * w.seq * w.dt
-    raced = unmasked_race_squares(s, w, checkpoint) * square
+    # undonated_square: float32 holding the softmax's gradient beside P·dP (round 18).
+    raced = (unmasked_race_squares(s, w, checkpoint) + undonated_square(s, w, checkpoint)) * square
     if checkpoint and (w.targets & QKV or upper_without_attention_adapters(w, bottom)):
         return raced + recomputed_fullest(s, w, square)
     squares = (1 if (w.dt == F32) != checkpoint else 2)
@@ -98,6 +99,41 @@ def unmasked_race_squares(s: ModelShape, w: Work, checkpoint: bool) -> int:
     if checkpoint or w.dt != F32 or not (w.packed and s.heads == s.kv_heads):
         return 0
     return int(w.batch * s.heads * w.seq * w.seq >= RACED_SQUARE)
+
+
+UNDONATED_FROM = 384  # row length from which undonated_square counts its square
+
+
+def undonated_square(s: ModelShape, w: Work, checkpoint: bool) -> int:
+    """One more B x heads x L x L square in a float32 not-checkpointed fused backward whose
+    layer adapts o_proj and q_proj or k_proj: the softmax's gradient, P·dP - P·sum(P·dP),
+    held beside P·dP and the kept probabilities P, as in bfloat16 (the count above assumes
+    float32 donates P·dP's buffer to it). Traced standalone (value_and_grad of
+    mx.fast.scaled_dot_product_attention, float32, strict, 2 x 6 heads x 512, head size 32):
+    with respect to q, k and v 3.13-3.25 squares above the inputs in every call (causal, no
+    mask or additive mask, 6 or 2 KV heads); q alone 2.11 (P's last reader is the softmax's
+    gradient, so P is donated); v alone 1.15. Whole steps (benchmarks/planner_heldout.py,
+    in_sample_round18_planner19a, mech19a-*, qwen3 h192 6 x 2 heads, 2 layers, q/k/v/o r=4,
+    2 x 512 causal, unchunked, sgd, accumulation 2; three fresh processes each): the plan
+    was 0.79-1.0 of a square under in every draw of every twin with q/k and o adapted:
+    measured 71.4 MiB (planned 60.2 -> 72.2 with it), Qwen2 67.7 (+3.6%), 6 KV heads 74.1
+    (+2.1%), 2 x 768 140.5 (+1.7%), 1 x 1,024 120.4 (+1.3%), hidden 96 62.1 (+2.6%), hidden
+    384 at accumulation 1 90.2 (+0.1%), one layer 46.2 (-0.2%), packed under GQA 69.4
+    (+3.3%), 2 x 384 44.8 (-10.7% -> +2.7%), 1 x 512 37.5 (-13.8% -> +2.2%); round 8's
+    mech8-qwen2-h128-8x8-2l-f32-1x512-nockpt-qkvo -16.7% -> +2.2%. Counted from rows of
+    UNDONATED_FROM tokens, by row length rather than score entries: 1 x 512 holds it, 4 x 256
+    (the same 1.6 M entries) does not, nor 2 x 256 (both planned at the loss, +3.4% and +3.1%
+    with it). The packed KV heads = heads rows are unmasked_race_squares' (not counted twice).
+    Left out, an op order we have not traced: v/o alone 65.8 MiB (-12.7% without it, 0.7
+    square) and gate/up/down alone 53.8 (-16.7%) at 2 x 512; round 12's lone q or v at 1 x 512
+    (mech13v-*, 12-14% under) hold it too, yet a lone v at 1 x 768 (mech13v 8 x 8 heads, 74.7
+    MiB twice, re-measured on today's code) and q/v/down at 1 x 1,024 (mech8 6 x 6 heads, 3
+    layers, 137.2 twice) do not (+27-29% and +19.5% with it)."""
+    if checkpoint or w.dt != F32 or (w.packed and s.heads == s.kv_heads):
+        return 0  # the packed KV heads = heads rows: unmasked_race_squares
+    if "o_proj" not in w.targets or not w.targets & {"q_proj", "k_proj"}:
+        return 0
+    return int(w.seq >= UNDONATED_FROM)
 
 
 def mask_bytes(w: Work) -> int:
