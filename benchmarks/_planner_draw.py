@@ -75,6 +75,10 @@ HELDOUT17_SEED, N_HELDOUT17 = 0x0ac4aa78, 12  # FROZEN commit 0ac4aa78178c
 # Round 18: drawn after planner18a (a recomputed lowest float32 layer adapting gate/up/down) was
 # frozen; measured with --processes 3 and scored by the highest of the three.
 HELDOUT18_SEED, N_HELDOUT18 = 0x68dd6ad5, 12  # FROZEN commit 68dd6ad592b5
+# Round 19: drawn after planner19a (a float32 fused backward's undonated softmax gradient) and
+# planner19b (the lowest layer's attention gradients come after its MLP backward) were frozen;
+# measured with --processes 3 and scored by the highest of the three.
+HELDOUT19_SEED, N_HELDOUT19 = 0xa30b090c, 12  # FROZEN commit a30b090c15b8
 # An IN-SAMPLE sweep (planner13s), drawn with the held-out generator under a new seed before
 # round 12, to surface the next mechanisms the way a held-out round would: constants may be
 # fitted on it; it is not a held-out figure.
@@ -106,6 +110,7 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round16": ("heldout_round16", HELDOUT16_SEED, N_HELDOUT16, "heldout16", True),
           "--draw-round17": ("heldout_round17", HELDOUT17_SEED, N_HELDOUT17, "heldout17", True),
           "--draw-round18": ("heldout_round18", HELDOUT18_SEED, N_HELDOUT18, "heldout18", True),
+          "--draw-round19": ("heldout_round19", HELDOUT19_SEED, N_HELDOUT19, "heldout19", True),
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
                               True),
           "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",
