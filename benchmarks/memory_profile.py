@@ -1,9 +1,9 @@
 """How close is the memory planner to MLX's measured peak? And what do the levers save?
 
 For each configuration (tiny/small/medium local models; batch, sequence, rank, quantization,
-checkpointing, chunked loss, optimizer) a fresh process trains 3 steps on synthetic full-length
-batches and reports mx.get_peak_memory(); the planner's prediction is computed here without
-MLX. Both run in MLX's strict mode (memory limit of one byte: MLX waits for work in flight before each op), which
+checkpointing, chunked loss, optimizer; fused attention) a fresh process trains 3 steps on
+synthetic full-length batches and reports mx.get_peak_memory(); the planner's prediction is
+computed here without MLX. Both run in MLX's strict mode (memory limit of one byte: MLX waits for work in flight before each op), which
 measures the memory a run needs rather than how far MLX's scheduler runs ahead (the trainer
 bounds that run-ahead by the budget). mlx-lm's own trainer (mlx_lm.tuner.trainer.train, same
 model, LoRA, batch, sequence, checkpointing and Adam) is measured the same way, so our levers are
@@ -48,7 +48,11 @@ def cfg(name, model, batch=2, seq=256, rank=8, quant=None, ckpt=False, chunk=0,
     sets = [f"data.max_seq_length={seq}", f"train.batch_size={batch}", f"adapter.rank={rank}",
             f"adapter.alpha={2 * rank}", f"train.grad_checkpoint={str(ckpt).lower()}",
             f"train.loss_chunk={chunk}", f"train.optimizer={optimizer}", f"model.dtype={dtype}",
-            f"adapter.targets={targets}"]
+            f"adapter.targets={targets}",
+            # The planner was fitted on this set before blockwise attention (now the default)
+            # existed: it stays on the fused path so each re-measurement compares like with like
+            # (planner_heldout.py's calibration_rows predicts it fused; mlx-lm's trainer is fused).
+            "train.attention=fused"]
     return {"name": name, "model": model, "quant": quant, "set": sets}
 
 
