@@ -17,6 +17,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --draw-roundN    # (done once) round N's set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-roundN --processes 3 --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-GROUP --jobs 1
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round19-planner20c --jobs 1
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
 The draw flags (`--draw-roundN`, `--draw-sampleNN` for the in-sample sweeps) are the keys of
@@ -229,6 +230,11 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # qwen2, 6 KV heads, 2 x 256 / 2 x 384 / 2 x 768 / 4 x 256 / 1 x 512 / 1 x 1,024, hidden 96,
 # hidden 384 at accumulation 1, v/o, gate/up/down, one layer, checkpointed, packed,
 # accumulation 1, chunk 128. Each in three processes (--processes 3).
+# in_sample_round19_planner20c: hand-made twins (mech20c-*) of the calibration set's fused
+# forward over-count (memory_profile.py's tiny-b2-s512-chunk, +6.5% forward): its tiny model
+# (qwen2 h256 4 x 2 heads, 2 layers, I 768, V 2,048 tied), bf16, fused, LoRA r=8 on all seven,
+# 2 x 512 unpacked, not checkpointed, chunk 256, adam; one knob at a time: float32, 2 x 256,
+# unchunked, one layer, q/k/v/o only, 1 x 512.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -262,6 +268,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round18_sweep19", "in_sample_round18_planner19s",
           "in_sample_round18_planner19b",
           "in_sample_round18_planner19a",
+          "in_sample_round19_planner20c",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
