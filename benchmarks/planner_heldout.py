@@ -234,7 +234,9 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # forward over-count (memory_profile.py's tiny-b2-s512-chunk, +6.5% forward): its tiny model
 # (qwen2 h256 4 x 2 heads, 2 layers, I 768, V 2,048 tied), bf16, fused, LoRA r=8 on all seven,
 # 2 x 512 unpacked, not checkpointed, chunk 256, adam; one knob at a time: float32, 2 x 256,
-# unchunked, one layer, q/k/v/o only, 1 x 512.
+# unchunked, one layer, q/k/v/o only, 1 x 512, qwen3, 3 layers, q/v; and
+# mech9s-qwen2-h128-2l-i1280-bf16-2x256-nockpt-qv re-measured (mech20c-again-*), with V 4,096
+# and with I 384. Two processes each for the first ten (forwards equal), one for the rest.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
