@@ -246,9 +246,7 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     bf16 ends, -0.5..-2.3% with them (one unpacked row -4.7%); mech7-*-bf16-*-nockpt-vdown
     +6.4 -> +1.9%. The top layer's backward keeps the count ("backward, top
     layer" uses `saved`), and before the loss the ends still hold it (planner: "forward, top
-    layer"). Not priced with the fused attention: bfloat16 (6 new qwen3 shapes held 2 bf16 T x I
-    less, as did round 1's bf16 mech-b/d/e/h/i; the calibration set's qwen2 tiny-q4-b1-s512-
-    r16-attn did not: -8.7% with it, mech9s-qwen2-h128-2l-i1280-bf16's forward -6.1%).
+    layer"). bfloat16 with the fused attention and 2 or more layers: see the last paragraph.
     gate_proj (planner17f): the swiglu keeps the same 3 buffers whichever projection is
     adapted, so an adapted gate_proj changes nothing at the loss, fused or blockwise. Until
     round 16 it dropped the ends (fused) or the lowest end (blockwise). Traced by ablation
@@ -284,10 +282,25 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     layer's own backward too (planner's ends16): sweep14-09's backward +10.8% -> +5.9%, the
     twins' +1.7..+15.4% -> -1.9..+8.0%, round 1's one-layer rows -1.9..+6.7% -> -4.8..+3.7%,
     sweep13-12's -3.7% -> -8.9%. Blockwise follows the rule above instead (planner15f's
-    measurements on the first-block fix). Not with more layers (the mixed bf16 evidence above)."""
-    if not w.attn_block and w.dt != F32:
-        one = layers == 1 and swiglu_kept(w.targets, True) == 4 \
-            and w.targets & MLP != {"gate_proj"}
+    measurements on the first-block fix).
+    bfloat16, fused, 2 or more layers (planner20c): both ends, as float32, at the loss only (the
+    top layer's backward keeps the full count, as it did). Measured on the current backend
+    (in_sample_round19_planner20c, the calibration set's tiny model, strict, 2 processes each,
+    forwards equal in both): 2 x 512 chunk 256 forward 50.9-51.0 MiB against 54.3 planned, 3.3
+    MiB over = 2.2 bf16 T x I (T 1,024, I 768); 2 x 256 and 1 x 512 1.8 and 2.0 MiB (2.4, 2.7
+    T x I), unchunked 2.7, q/k/v/o only 3.3, qwen3 3.3, 3 layers 3.6; one layer 0.2 (it has its
+    end already), float32 0.2 (its ends too). With both ends these 9 twins' forwards are within
+    -0.5..+1.5%, the calibration set's bf16 ones -0.5..+0.7% (planner19c's re-run; before
+    +1.4..+6.5%; tiny-q4-b1-s512-r16-attn +5.5% -> -0.1%: the -8.7% that kept this out was
+    measured on an older backend). The loss's backward moment drops the same 2 units (float32
+    does too), which takes tiny-q4-b2-s256's backward +1.2% -> -3.9%. Stored bf16 fused 2-4-layer forwards move from +2..+12% to mostly within
+    1%. Not with it: mech9s-qwen2-h128-2l-i1280-bf16-2x256-nockpt-qv, re-measured unchanged
+    (mech20c-again-*: 16.5 MiB, -6.1% with both ends, +5.6% without): there I is 10 x hidden
+    and V 512, and the forward's peak is the top layer's MLP forward ("forward, top layer",
+    15.5 MiB planned), not the loss: its V 4,096 and I 384 twins, where the loss decides, are
+    +0.4% and -0.0% with both ends (+12.6%, +9.0% without). That moment's 0.8 T x I is open."""
+    if not w.attn_block and w.dt != F32 and layers == 1:  # 2+ layers: float32's ends below
+        one = swiglu_kept(w.targets, True) == 4 and w.targets & MLP != {"gate_proj"}
         return w.tokens * s.intermediate * w.dt if one else 0
     if layers == 1 and "gate_proj" in w.targets \
             and (w.attn_block or w.targets == {"gate_proj"}):

@@ -213,9 +213,10 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
     ckpt_inputs = (n + 1) * w.tokens * shape.hidden * w.dt + n * dora_weights_kept(shape, w)
     saved = ckpt_inputs if s.checkpoint else stack
     at_loss = saved - (0 if s.checkpoint else swiglu_ends(shape, w, n))  # see swiglu_ends
-    # One bf16 fused layer holds swiglu_ends' buffer less into its own backward too (float32
-    # and blockwise: not; measured, see swiglu_ends).
-    ends16 = 0 if s.checkpoint or w.dt == F32 or w.attn_block else swiglu_ends(shape, w, n)
+    # One bf16 fused layer holds swiglu_ends' buffer less into its own backward too (float32,
+    # blockwise and 2+ bf16 layers: not; measured, see swiglu_ends).
+    ends16 = 0 if s.checkpoint or w.dt == F32 or w.attn_block or n > 1 \
+        else swiglu_ends(shape, w, n)
     loss = loss_peak(shape, w, s.loss_chunk)
     kept = loss_saved(shape, w, s.loss_chunk)
     # The top layer's backward: its MLP first (with all activations), then its attention
