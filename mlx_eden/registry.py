@@ -77,7 +77,8 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {s.name: s for s in (
                   "has no 8-bit optimizer"),
     OptimizerSpec("adam", _adam, 1.0, ("adamw8bit", "adafactor")),
     OptimizerSpec("adafactor", _adafactor, 1.0, (), group_copies=1.0),
-    OptimizerSpec("sgd", _sgd, 0.75, ()),
+    # in place: all its update holds is the gradient norm's squares (planner.norm_squares)
+    OptimizerSpec("sgd", _sgd, 0.0, ()),
 )}
 
 

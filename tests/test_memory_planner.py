@@ -573,6 +573,39 @@ def test_update_transient_is_the_tensors_in_flight(dtype, dora, measured):
     assert measured <= update < 1.07 * measured, (update, measured, update / measured - 1)
 
 
+# planner20b (round 19): SGD's update holds the gradient norm's squares, not copies.
+_ALL_SEVEN = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@pytest.mark.parametrize("cfg,dtype,targets,dora,accumulation,measured", [
+    # mech13u-qwen3-h160-5x1-3l-i704-1x128-all-q4-r64-sgd: -0.0%; with 0.75 x in flight +9.2%
+    (_config("qwen3", 160, 5, 1, 3, 704, 1024, tied=True, head_dim=32, bits=4), "float32",
+     _ALL_SEVEN, False, 1, 13_004_252),
+    # mech13u-...-updown-q4-r64-sgd: -0.5%; +6.8%
+    (_config("qwen3", 160, 5, 1, 3, 704, 1024, tied=True, head_dim=32, bits=4), "float32",
+     ("up_proj", "down_proj"), False, 1, 8_695_268),
+    # mech12u-qwen3-h128-2x2-2l-i448-1x256-dora-q4-bf16-acc2-sgd (blockwise): -0.0%; +14.8%
+    (_UPDATE_CFG, "bfloat16", _ALL_SEVEN, True, 2, 4_828_044),
+])
+def test_sgd_update_holds_two_consecutive_gradient_squares(cfg, dtype, targets, dora,
+                                                           accumulation, measured):
+    """SGD's apply is in place; its update phase holds update.global_norm's squares of two
+    consecutive gradients in tree_flatten's order (planner.norm_squares: gate's lora_b and
+    down's lora_a here, 2 x 176 KiB, float32). Measured update phases (bytes, strict) of
+    in_sample_round12_planner13u and in_sample_round11_planner12u, r=64, 4-bit base. Mutations
+    (each fails): NORM_SQUARES_IN_FLIGHT = 0 plans them 2.8-4.6% under, 1 (one square) 1.4 and
+    2.5% under (the DoRA row passes), 3 +0.3 and +1.7% over (the up/down row passes); SGD's
+    update_copies back at 0.75 +6.8..+14.8%. Pure planner arithmetic."""
+    s = Settings(batch=1, seq=256 if accumulation == 2 else 128,
+                 grad_accumulation=accumulation, dtype=dtype, quant_bits=4, quant_group=64,
+                 rank=64, targets=targets, adapted_layers=cfg["num_hidden_layers"], dora=dora,
+                 optimizer="sgd", checkpoint=False, loss_chunk=64 if accumulation == 2 else 128,
+                 packed=False, attn_block=128 if accumulation == 2 else 0)
+    update = estimate(shape_from_config(cfg), s).phases["update"]
+    assert 0.993 * measured <= update <= 1.002 * measured, (update, measured,
+                                                            update / measured - 1)
+
+
 # planner13v (round 12): a lone v_proj adapter with one KV head (round 11's heldout11-00 miss).
 MECH13V_CFG = _config("qwen2", 256, 8, 1, 2, 512, 1024)
 

@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass, field
 
 from ..dtypes import resolve_dtype
-from ..qwen import PROJECTIONS
 from ..recipe import Recipe
 from ..registry import UPDATE_GROUP_BYTES, optimizer_spec
 from .activations import (
@@ -114,10 +113,17 @@ class Settings:
 # --------------------------------------------------------------------------- static sizes
 
 
+# The order tree_flatten gives the trainable tensors (mlx-lm's Qwen2/Qwen3 modules set q, k, v,
+# o, then gate, down, up; LoRA/DoRA set lora_a, lora_b, then m): the order update.global_norm
+# squares them in (see norm_squares).
+FLATTEN_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj", "up_proj")
+
+
 def adapter_shapes(shape: ModelShape, s: Settings) -> list[tuple[int, ...]]:
-    """Every trainable tensor: lora_a (in, r), lora_b (r, out), DoRA's magnitude (out,)."""
+    """Every trainable tensor, layer by layer in tree_flatten's order (FLATTEN_ORDER): lora_a
+    (in, r), lora_b (r, out), DoRA's magnitude (out,)."""
     out = []
-    for p in PROJECTIONS:
+    for p in FLATTEN_ORDER:
         if p in s.targets:
             i, o = shape.projection(p)
             out += [(i, s.rank), (s.rank, o)] + ([(o,)] if s.dora else [])
@@ -157,11 +163,38 @@ def update_in_flight(shapes: list[tuple[int, ...]]) -> int:
 def update_transient(name: str, shapes: list[tuple[int, ...]]) -> int:
     """Bytes the streamed optimizer update adds on top of what is resident (see above and
     UPDATE_TENSORS_IN_FLIGHT): copies of the tensors in flight, and for an optimizer that
-    reduces each gradient (Adafactor) one full-size temporary of every tensor of a group."""
+    reduces each gradient (Adafactor) one full-size temporary of every tensor of a group; at
+    least the gradient norm's squares (norm_squares: all SGD holds)."""
     spec = optimizer_spec(name)
     group = min(UPDATE_GROUP_BYTES, sum(math.prod(x) for x in shapes) * F32)
-    return int(spec.update_copies * min(group, update_in_flight(shapes))
-               + spec.group_copies * group)
+    return max(norm_squares(shapes),
+               int(spec.update_copies * min(group, update_in_flight(shapes))
+                   + spec.group_copies * group))
+
+
+# SGD's compiled apply (p - lr * g * factor, momentum 0) writes each new parameter into its old
+# one's buffer: traced alone (strict, 42 float32 tensors of mech13u's r=64 all-seven adapter,
+# in /tmp) it held +4 B. What SGD's update phase holds is update.global_norm before it: each
+# gradient's square (float32, full size) until its sum is taken, a few of them at once, in
+# tree_flatten's order (adapter_shapes). On all 180 stored in-sample SGD rows (benchmarks/
+# README, in_sample_round19_planner20b) the update phase minus what is resident was at least
+# the largest two consecutive gradients, and exactly that (+0.1 KiB) on about half of them: 1.13
+# x the largest tensor where lora_b is 8 x lora_a (mech8-*-lora-up: 36.1 KiB = 32 + 4), 2.00 x
+# where two equal tensors meet across projections (mech13u-*-all-q4-r64-sgd: gate's lora_b and
+# down's lora_a, 352.1 KiB). More in other draws (3 in flight traced alone at the default
+# MLX_BFS_MAX_WIDTH, 1.1 at width 1), and on tiny adapters buffers that are not gradients
+# (mech19a-*: 8-35 KiB over 3-7 KiB tensors): not priced. Counted as 0.75 x the 20 largest
+# tensors the SGD update was up to 14.8% over (mech12u-*-dora-q4-bf16-*-sgd); as this pair
+# -2.9..0.0% on every in-sample SGD row.
+NORM_SQUARES_IN_FLIGHT = 2
+
+
+def norm_squares(shapes: list[tuple[int, ...]]) -> int:
+    """Float32 bytes of the gradient norm's squares alive at once (see above): the largest
+    NORM_SQUARES_IN_FLIGHT consecutive tensors of `shapes`, in tree_flatten's order."""
+    sizes = [math.prod(x) * F32 for x in shapes]
+    k = min(NORM_SQUARES_IN_FLIGHT, len(sizes))
+    return max((sum(sizes[i:i + k]) for i in range(len(sizes) - k + 1)), default=0)
 
 
 def optimizer_bytes(name: str, shapes: list[tuple[int, ...]]) -> int:
