@@ -178,11 +178,11 @@ def update_transient(name: str, shapes: list[tuple[int, ...]]) -> int:
 # gradient's square (float32, full size) until its sum is taken, a few of them at once, in
 # tree_flatten's order (adapter_shapes). On all 180 stored in-sample SGD rows (benchmarks/
 # README, in_sample_round19_planner20b) the update phase minus what is resident was at least
-# the largest two consecutive gradients, and exactly that (+0.1 KiB) on about half of them: 1.13
+# the largest two consecutive gradients, and exactly that (+0.1 KiB) on 83 of them: 1.13
 # x the largest tensor where lora_b is 8 x lora_a (mech8-*-lora-up: 36.1 KiB = 32 + 4), 2.00 x
 # where two equal tensors meet across projections (mech13u-*-all-q4-r64-sgd: gate's lora_b and
 # down's lora_a, 352.1 KiB). More in other draws (3 in flight traced alone at the default
-# MLX_BFS_MAX_WIDTH, 1.1 at width 1), and on tiny adapters buffers that are not gradients
+# MLX_BFS_MAX_WIDTH, one pair at width 1), and on tiny adapters buffers that are not gradients
 # (mech19a-*: 8-35 KiB over 3-7 KiB tensors): not priced. Counted as 0.75 x the 20 largest
 # tensors the SGD update was up to 14.8% over (mech12u-*-dora-q4-bf16-*-sgd); as this pair
 # -2.9..0.0% on every in-sample SGD row.
