@@ -18,6 +18,7 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-roundN --processes 3 --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-GROUP --jobs 1
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round19-planner20c --jobs 1
+    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round19-planner20a --jobs 2 --processes 3 --reuse
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
 The draw flags (`--draw-roundN`, `--draw-sampleNN` for the in-sample sweeps) are the keys of
@@ -237,6 +238,13 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # unchunked, one layer, q/k/v/o only, 1 x 512, qwen3, 3 layers, q/v; and
 # mech9s-qwen2-h128-2l-i1280-bf16-2x256-nockpt-qv re-measured (mech20c-again-*), with V 4,096
 # and with I 384. Two processes each for the first ten (forwards equal), one for the rest.
+# in_sample_round19_planner20a: new hand-made cheap float32 twins (mech20a-*) of round 19's worst
+# (heldout19-02: one layer, not checkpointed, LoRA on k/up/down, -15.5% by its highest draw):
+# qwen3 h192 6 x 1 heads, 1 layer, I 800, V 1,024 untied, float32, blockwise, LoRA r=16 on
+# k/up/down, 2 x 384 unpacked, not checkpointed, chunk 64, adam; one knob at a time: up/down, up,
+# down, k, gate/up/down, k/up, gate, I 1,600, fused, checkpointed, 2 layers, V 2,048, qwen2;
+# k alone at V 2,048, I 1,600, unchunked and in qwen2. Each in three processes (--processes 3).
+# Not priced (benchmarks/README: a compiled-step T x I and a step-1 evaluation order).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -271,6 +279,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round18_planner19b",
           "in_sample_round18_planner19a",
           "in_sample_round19_planner20c",
+          "in_sample_round19_planner20a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
