@@ -82,6 +82,8 @@ HELDOUT19_SEED, N_HELDOUT19 = 0xa30b090c, 12  # FROZEN commit a30b090c15b8
 # Round 20: drawn after planner20c (bf16 fused layers keep both SwiGLU ends at the loss) and
 # planner20b (SGD's update holds two consecutive gradient squares) were frozen; --processes 3.
 HELDOUT20_SEED, N_HELDOUT20 = 0x90e4aab4, 12  # FROZEN commit 90e4aab4724f
+# Round 21: the round-20 planner drawn again (nothing in mlx_eden/ changed in between).
+HELDOUT21_SEED, N_HELDOUT21 = 0x06e6fe97, 12  # FROZEN commit 06e6fe974be7
 # An IN-SAMPLE sweep (planner13s), drawn with the held-out generator under a new seed before
 # round 12, to surface the next mechanisms the way a held-out round would: constants may be
 # fitted on it; it is not a held-out figure.
@@ -115,6 +117,7 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round18": ("heldout_round18", HELDOUT18_SEED, N_HELDOUT18, "heldout18", True),
           "--draw-round19": ("heldout_round19", HELDOUT19_SEED, N_HELDOUT19, "heldout19", True),
           "--draw-round20": ("heldout_round20", HELDOUT20_SEED, N_HELDOUT20, "heldout20", True),
+          "--draw-round21": ("heldout_round21", HELDOUT21_SEED, N_HELDOUT21, "heldout21", True),
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
                               True),
           "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",
