@@ -1,13 +1,13 @@
 """How close is the memory planner to MLX's measured peak? And what do the levers save?
 
 For each configuration (tiny/small/medium local models; batch, sequence, rank, quantization,
-checkpointing, chunked loss, optimizer; fused attention) a fresh process trains 3 steps on
-synthetic full-length batches and reports mx.get_peak_memory(); the planner's prediction is
-computed here without MLX. Both run in MLX's strict mode (memory limit of one byte: MLX waits for work in flight before each op), which
-measures the memory a run needs rather than how far MLX's scheduler runs ahead (the trainer
-bounds that run-ahead by the budget). mlx-lm's own trainer (mlx_lm.tuner.trainer.train, same
-model, LoRA, batch, sequence, checkpointing and Adam) is measured the same way, so our levers are
-stated as ratios to it.
+checkpointing, chunked loss, optimizer; fused attention) a fresh process trains 3 steps on synthetic
+full-length batches and reports mx.get_peak_memory(); the planner's prediction is computed here
+without MLX. Both run in MLX's strict mode (memory limit of one byte: MLX waits for work in flight
+before each op), which measures the memory a run needs rather than how far MLX's scheduler runs
+ahead (the trainer bounds that run-ahead by the budget). mlx-lm's own trainer
+(mlx_lm.tuner.trainer.train, same model, LoRA, batch, sequence, checkpointing and Adam) is measured
+the same way, so our levers are stated as ratios to it.
 
     .venv/bin/python benchmarks/memory_profile.py          # ~40 min; writes results/memory_profile.json
     .venv/bin/python benchmarks/memory_profile.py --reuse  # planner changed: re-predict only

@@ -1134,3 +1134,32 @@ def test_bf16_fused_layers_hold_both_swiglu_ends_less_at_the_loss(arch, layers, 
     e = estimate(shape_from_config(cfg), s)
     planned = max(v for k, v in e.phases.items() if k.startswith("forward"))
     assert abs(planned - measured) < 0.015 * measured, (planned, measured, planned / measured - 1)
+
+
+@pytest.mark.parametrize("dora", [False, True])
+def test_adapter_shapes_follow_mlx_lm_tree_flatten_order(dora):
+    """norm_squares pairs consecutive gradients in the order update.global_norm flattens them:
+    adapter_shapes must list them in mlx-lm's order (q, k, v, o, gate, down, up; DoRA's m before
+    lora_a, lora_b), checked here against a real mlx-lm Qwen2 layer, not a copied list."""
+    from mlx.utils import tree_flatten
+    from mlx_lm.models.qwen2 import Model, ModelArgs
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    from mlx_eden.memory.planner import adapter_shapes
+    from mlx_eden.qwen import PROJECTIONS
+
+    args = ModelArgs(model_type="qwen2", hidden_size=64, num_hidden_layers=1,
+                     intermediate_size=96, num_attention_heads=4, num_key_value_heads=2,
+                     rms_norm_eps=1e-6, vocab_size=128, tie_word_embeddings=True)
+    model = Model(args)
+    model.freeze()
+    keys = [f"{'mlp' if p in ('gate_proj', 'up_proj', 'down_proj') else 'self_attn'}.{p}"
+            for p in PROJECTIONS]
+    linear_to_lora_layers(model, 1, {"rank": 4, "scale": 2.0, "dropout": 0.0, "keys": keys},
+                          use_dora=dora)
+    flat = [tuple(v.shape) for _, v in tree_flatten(model.trainable_parameters())]
+    s = Settings(batch=1, seq=8, grad_accumulation=1, dtype="float32", quant_bits=None,
+                 quant_group=64, rank=4, targets=tuple(PROJECTIONS), adapted_layers=1,
+                 dora=dora, optimizer="sgd", checkpoint=False, loss_chunk=0, packed=False)
+    shape = shape_from_config(_config("qwen2", 64, 4, 2, 1, 96, 128, tied=True))
+    assert adapter_shapes(shape, s) == flat

@@ -114,19 +114,19 @@ class Settings:
 
 
 # The order tree_flatten gives the trainable tensors (mlx-lm's Qwen2/Qwen3 modules set q, k, v,
-# o, then gate, down, up; LoRA/DoRA set lora_a, lora_b, then m): the order update.global_norm
-# squares them in (see norm_squares).
+# o, then gate, down, up; LoRALinear sets lora_a, lora_b; DoRALinear.set_linear sets m before
+# them: m, lora_a, lora_b): the order update.global_norm squares them in (see norm_squares).
 FLATTEN_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj", "up_proj")
 
 
 def adapter_shapes(shape: ModelShape, s: Settings) -> list[tuple[int, ...]]:
-    """Every trainable tensor, layer by layer in tree_flatten's order (FLATTEN_ORDER): lora_a
-    (in, r), lora_b (r, out), DoRA's magnitude (out,)."""
+    """Every trainable tensor, layer by layer in tree_flatten's order (FLATTEN_ORDER): DoRA's
+    magnitude (out,), lora_a (in, r), lora_b (r, out)."""
     out = []
     for p in FLATTEN_ORDER:
         if p in s.targets:
             i, o = shape.projection(p)
-            out += [(i, s.rank), (s.rank, o)] + ([(o,)] if s.dora else [])
+            out += ([(o,)] if s.dora else []) + [(i, s.rank), (s.rank, o)]
     return out * s.adapted_layers
 
 
@@ -319,11 +319,12 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         # Going down the layers, activations are freed as gradients appear: the other end of
         # the backward pass holds the gradients and the lowest layer's activations; not yet
         # that layer's attention gradients (see lowest_attention_gradients).
-        kept = 0 if s.checkpoint else one_layer - ends16
+        lowest_kept = 0 if s.checkpoint else one_layer - ends16
         own_mlp, own_attention = lowest_attention_gradients(shape, s)
         moments = [(p_bytes - own_mlp, mlp_t), (p_bytes - own_attention, attention_t)]
         grads, moment = max(moments, key=sum)
-        phases["backward, bottom layer"] = {"gradients": grads, "layer transient": moment + kept}
+        phases["backward, bottom layer"] = {"gradients": grads,
+                                            "layer transient": moment + lowest_kept}
     held = {k: resident for k in phases}
     if gate_up:  # step 1's first forward (dora_first_norms): no optimizer state, no gradients
         held["forward, first DoRA norms"] = {"base weights": weights, "adapters": p_bytes}
