@@ -17,8 +17,6 @@ used to find and fix the planner's errors.
     .venv/bin/python benchmarks/planner_heldout.py --draw-roundN    # (done once) round N's set
     .venv/bin/python benchmarks/planner_heldout.py --only heldout-roundN --processes 3 --jobs 2
     .venv/bin/python benchmarks/planner_heldout.py --only in-sample-GROUP --jobs 1
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round19-planner20c --jobs 1
-    .venv/bin/python benchmarks/planner_heldout.py --only in-sample-round19-planner20a --jobs 2 --processes 3 --reuse
     .venv/bin/python benchmarks/planner_heldout.py --repeat NAME,NAME  # measure again
 
 The draw flags (`--draw-roundN`, `--draw-sampleNN` for the in-sample sweeps) are the keys of

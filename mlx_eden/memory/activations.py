@@ -294,7 +294,8 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     +1.4..+6.5%; tiny-q4-b1-s512-r16-attn +5.5% -> -0.1%: the -8.7% that kept this out was
     measured on an older backend). The loss's backward moment drops the same 2 units (float32
     does too), which takes tiny-q4-b2-s256's backward +1.2% -> -3.9%. Stored bf16 fused
-    2-4-layer forwards move from +2..+12% to mostly within 1%. Not with it: mech9s-qwen2-h128-2l-i1280-bf16-2x256-nockpt-qv, re-measured unchanged
+    2-4-layer forwards move from +2..+12% to mostly within 1%. Not with it:
+    mech9s-qwen2-h128-2l-i1280-bf16-2x256-nockpt-qv, re-measured unchanged
     (mech20c-again-*: 16.5 MiB, -6.1% with both ends, +5.6% without): there I is 10 x hidden
     and V 512, and the forward's peak is the top layer's MLP forward ("forward, top layer",
     15.5 MiB planned), not the loss: its V 4,096 and I 384 twins, where the loss decides, are
