@@ -243,6 +243,14 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # down, k, gate/up/down, k/up, gate, I 1,600, fused, checkpointed, 2 layers, V 2,048, qwen2;
 # k alone at V 2,048, I 1,600, unchunked and in qwen2. Each in three processes (--processes 3).
 # Not priced (benchmarks/README: a compiled-step T x I and a step-1 evaluation order).
+# in_sample_round21_planner22a: new hand-made float32 one-layer shapes (mech22a-*) for the lowest
+# layer's MLP backward with up_proj adapted beside down_proj or an attention adapter
+# (heldout19-02's kind, planner20a's twins): qwen2 h256 4 x 2 heads, 1 layer, I 1,024, V 1,024
+# untied, float32, blockwise, LoRA r=16 on k/up/down, 1 x 512, not checkpointed, chunk 64, adam;
+# one knob at a time: q or v/o instead of k, up/down, k/up, up, gate/up/down, k/down, 4 x 128,
+# 2 layers with only the top adapted (adapter.layers 1), checkpointed; and a second family
+# (qwen3 h128 4 x 1 heads, I 640, V 1,024 tied, fused, r=8, 2 x 256, chunk 128, adafactor) with
+# k/up/down, up/down and k/up. Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -278,6 +286,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round18_planner19a",
           "in_sample_round19_planner20c",
           "in_sample_round19_planner20a",
+          "in_sample_round21_planner22a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
