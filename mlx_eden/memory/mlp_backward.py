@@ -140,24 +140,24 @@ def lowest_alone(s: ModelShape, w: Work) -> int | None:
 def lowest_up_buffers(w: Work) -> int:
     """Float32 T x I buffers more in the lowest adapted layer's MLP backward (not recomputed,
     float32, LoRA) adapting up_proj without gate_proj: one with down_proj adapted, one with an
-    attention adapter, beyond mlp_backward_transient's single buffer. Traced per block (strict,
-    one mx.eval per block of update.evaluate_gradients, 3 steps, mech20a-01's shape: qwen3
-    h192, I 800, 2 x 384): the MLP block peaks above the forward's end by 2.02 T x I with
-    up/down, 2.80 with k/up, 3.07 steady and 4.02 in a race with k/up/down (q or v instead of
-    k the same, 0.78 with up alone). As we read it (the step is mx.compile'd, not traced buffer
-    by buffer): down_proj's input gradient is W's product and the LoRA product's, two T x I
-    before their sum; with an attention adapter below, gate's input gradient waits for the
-    attention block (the MLP block evaluates only parameter gradients), so the swiglu's
-    incoming gradient stays beside up's. With both, priced at the race's high state (one T x I
-    above the steady one), which the highest of three processes took in 8 of 10 k/q/v/up/down
-    twins (in_sample_round19_planner20a's five: all 15 draws 1.94-2.09 T x I over the plan
-    without this, -14..-19%, now -0.7..+0.6%; in_sample_round21_planner22a's 1 x 512 q/k and
-    qwen3 h128 2 x 256 -14/-16% -> +1.2/-0.1%); its 4 x 128 and 2-layer top-only twins stayed at
-    the steady state in 3 of 3 processes (1.08-1.12 over: -9.1/-7.6% -> +7.1/+6.4%; the latter
-    took the high state in a traced step). k/up and v/o/up 0.76-0.87 T x I over (-6.8..-9.6% ->
-    +0.1..+2.1%), up/down 1.01-1.02 (backward -12.8..-17.0% -> -0.3..-0.2%). Not with gate_proj
-    adapted: its highest draws were 0.2-2.1 T x I over the plan (gate/up/down 0.5-0.8,
-    k/gate/up/down traced 2.1, all seven 0.2 in mech19b's three draws), not one count."""
+    attention adapter, beyond mlp_backward_transient's single buffer. Traced per block (strict, one
+    mx.eval per block of update.evaluate_gradients, 3 steps, mech20a-01's shape: qwen3 h192, I 800,
+    2 x 384): the MLP block peaks above the forward's end by 2.02 T x I with up/down, 2.80 with
+    k/up, 3.07 steady and 4.02 in a race with k/up/down (q or v instead of k the same, 0.78 with up
+    alone). As we read it (the step is mx.compile'd, not traced buffer by buffer): down_proj's input
+    gradient is W's product and the LoRA product's, two T x I before their sum; with an attention
+    adapter below, gate's input gradient waits for the attention block (the MLP block evaluates only
+    parameter gradients), so the swiglu's incoming gradient stays beside up's. With both, priced at
+    the race's high state (one T x I above the steady one), which the highest of three processes
+    took in 8 of 10 k/q/v/up/down twins (in_sample_round19_planner20a's five: all 15 draws 1.94-2.09
+    T x I over the plan without this, -14..-19%, now -0.7..+0.6%; in_sample_round21_planner22a's 1 x
+    512 q/k and qwen3 h128 2 x 256 -14/-16% -> +1.2/-0.1%); its 4 x 128 and 2-layer top-only twins
+    stayed at the steady state in 3 of 3 processes (1.08-1.12 over: -9.1/-7.6% -> +7.1/+6.4%), yet
+    took the high state in traced steps too (4 x 128: 2 of 14, 26.52-26.56 MiB, 26.5 planned). k/up
+    and v/o/up 0.76-0.87 T x I over (-6.8..-9.6% -> +0.1..+2.1%), up/down 1.01-1.02 (backward
+    -12.8..-17.0% -> -0.3..-0.2%). Not with gate_proj adapted: its highest draws were 0.2-2.1 T x I
+    over the plan (gate/up/down 0.5-0.8, k/gate/up/down traced 2.1, all seven 0.2 in mech19b's three
+    draws), not one count."""
     t = w.targets
     if w.dt != F32 or w.dora or "up_proj" not in t or "gate_proj" in t:
         return 0
