@@ -155,9 +155,11 @@ def lowest_up_buffers(w: Work) -> int:
     stayed at the steady state in 3 of 3 processes (1.08-1.12 over: -9.1/-7.6% -> +7.1/+6.4%), yet
     took the high state in traced steps too (4 x 128: 2 of 14, 26.52-26.56 MiB, 26.5 planned). k/up
     and v/o/up 0.76-0.87 T x I over (-6.8..-9.6% -> +0.1..+2.1%), up/down 1.01-1.02 (backward
-    -12.8..-17.0% -> -0.3..-0.2%). Not with gate_proj adapted: its highest draws were 0.2-2.1 T x I
-    over the plan (gate/up/down 0.5-0.8, k/gate/up/down traced 2.1, all seven 0.2 in mech19b's three
-    draws), not one count."""
+    -12.8..-17.0% -> -0.3..-0.2%). Not with gate_proj adapted: gate's LoRA needs its input gradient,
+    so it forms in the MLP block (which then ends below its start) and the steady state is the
+    plan's count (traced: 2.02 T x I above the forward's end in steps 2-3 with gate/up/down,
+    k/o/gate/up/down and all seven); step 1 races 1-2 T x I higher there (3.02-4.02; not priced: all
+    seven's highest draws were 0.2 T x I over the plan in mech19b's three processes)."""
     t = w.targets
     if w.dt != F32 or w.dora or "up_proj" not in t or "gate_proj" in t:
         return 0
