@@ -251,6 +251,15 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # 2 layers with only the top adapted (adapter.layers 1), checkpointed; and a second family
 # (qwen3 h128 4 x 1 heads, I 640, V 1,024 tied, fused, r=8, 2 x 256, chunk 128, adafactor) with
 # k/up/down, up/down and k/up. Each in three processes (--processes 3).
+# in_sample_round21_planner22c: new hand-made cheap float32 twins (mech22c-*) of
+# in_sample_round18_planner19a's two open misses (-gud -16.7%, -vo -12.7%: the fused backward's
+# softmax-gradient square for target sets without q/k and o_proj): qwen3 h192 6 x 2 heads, 2
+# layers, I 448, V 1,024 tied, float32, fused, LoRA r=4, 1 x 512 unpacked, not checkpointed,
+# unchunked, sgd, accumulation 1; targets gate/up/down (the base), v, o, v/o, gate, up, down,
+# q/v, k/o, all seven; gate/up/down at 1 x 256, 1 x 384 and 1 x 768, one layer, checkpointed and
+# bf16, v/o in bf16 (boundaries); qwen2 h128 4 x 2 heads, I 512: gate/up/down, v/o, v at 1 x 768;
+# round 12's mech13v-qwen2-h256-8x8-2l-f32-1x768-nockpt-v again (mech22c-21-again-*); gate/up/down
+# with 6 KV heads and at 1 x 1,024. Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -287,6 +296,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round19_planner20c",
           "in_sample_round19_planner20a",
           "in_sample_round21_planner22a",
+          "in_sample_round21_planner22c",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

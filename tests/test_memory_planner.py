@@ -426,14 +426,17 @@ def test_fused_packed_backward_holds_no_mask_gradient_square():
         attention_backward_transient(shape, causal, True)
     # Not checkpointed, float32 packed rows keep one square the bool mask's term priced
     # (attention.unmasked_race_squares: measured with the additive mask too); causal rows
-    # keep it only with q/k and o adapted (attention.undonated_square, round 18).
+    # keep it as undonated_square (round 18; in an upper layer whatever it adapts, round 21),
+    # the lowest layer only with q/k and o adapted.
     square = 8 * 640 * 640 * 4
     assert attention_backward_transient(shape, packed, False) == \
         attention_backward_transient(shape, causal, False)
     packed, causal = (Work(1, 640, 4, 8, frozenset({"q_proj", "v_proj"}), packed=p)
                       for p in (True, False))
     assert attention_backward_transient(shape, packed, False) == \
-        attention_backward_transient(shape, causal, False) + square
+        attention_backward_transient(shape, causal, False)
+    assert attention_backward_transient(shape, packed, False, bottom=True) == \
+        attention_backward_transient(shape, causal, False, bottom=True) + square
     # The mask itself: compute-dtype B x L x L packed, the fallback's L x L bool causal.
     assert mask_bytes(packed) == 640 * 640 * 4 and mask_bytes(causal) == 640 * 640
 
@@ -462,6 +465,41 @@ def test_float32_fused_backward_holds_the_softmax_gradient_beside_its_input(seq,
     e = estimate(shape_from_config(MECH19A_CFG), s)
     assert e.phase == "backward, top layer"
     assert abs(e.needed - measured) < 0.04 * measured, (e.needed, measured)
+
+
+# planner22c (round 21): the same square in an upper layer whatever it adapts (MLP adapters
+# only, v/o without q/k, q/v without o): attention.undonated_square, lowest_undonated.
+@pytest.mark.parametrize("targets,measured,without", [
+    (("gate_proj", "up_proj", "down_proj"), 56_446_336, -0.167),
+    (("v_proj", "o_proj"), 69_014_860, -0.127)])
+def test_float32_fused_upper_layer_holds_the_softmax_gradient_square_whatever_it_adapts(
+        targets, measured, without):
+    """Float32, fused, not checkpointed, 2 layers, no q/k + o_proj pair: the upper layer still
+    forms dq, dk and dv (the input's gradient needs them), and its softmax's gradient races
+    one square (P·sum(P·dP) undonated): traced per evaluate_gradients block, the block running
+    it held exactly one square more in the high state than in the lean one. Measured
+    (in_sample_round18_planner19a, mech19a-qwen3-h192-6x2-2l-f32-2x512-gud and -vo, strict,
+    the highest of three fresh processes): planned within 6%; the mutation (the lowest layer's
+    condition for every layer, as before planner22c) plans 16.7% and 12.7% under. Pure planner
+    arithmetic, no run."""
+    from mlx_eden.memory.activations import Work
+    from mlx_eden.memory.attention import undonated_square
+
+    s = Settings(batch=2, seq=512, grad_accumulation=2, dtype="float32", quant_bits=None,
+                 quant_group=64, rank=4, targets=targets, adapted_layers=2, dora=False,
+                 optimizer="sgd", checkpoint=False, loss_chunk=0, packed=False)
+    shape = shape_from_config(MECH19A_CFG)
+    e = estimate(shape, s)
+    assert e.phase == "backward, top layer"
+    assert 0 <= e.needed - measured < 0.06 * measured, (e.needed, measured, without)
+    # Boundaries: not the lowest layer without the pair, nor checkpointed, bfloat16, or rows
+    # shorter than UNDONATED_FROM.
+    w = Work(2, 512, 4, 4, frozenset(targets))
+    assert undonated_square(shape, w, False) == 1
+    assert undonated_square(shape, w, False, bottom=True) == 0
+    assert undonated_square(shape, w, True) == 0
+    assert undonated_square(shape, Work(2, 512, 2, 4, frozenset(targets)), False) == 0
+    assert undonated_square(shape, Work(2, 256, 4, 4, frozenset(targets)), False) == 0
 
 
 # planner11a (round 10): a recomputed layer's fused attention backward at the softmax's gradient.

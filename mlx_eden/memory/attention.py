@@ -39,7 +39,8 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
         return w.tokens * s.hidden * F32
     square = w.batch * s.heads * w.seq * w.seq * w.dt
     # undonated_square: float32 holding the softmax's gradient beside P·dP (round 18).
-    raced = (unmasked_race_squares(s, w, checkpoint) + undonated_square(s, w, checkpoint)) * square
+    raced = (unmasked_race_squares(s, w, checkpoint)
+             + undonated_square(s, w, checkpoint, bottom)) * square
     if checkpoint and (w.targets & QKV or upper_without_attention_adapters(w, bottom)):
         return raced + recomputed_fullest(s, w, square)
     squares = (1 if (w.dt == F32) != checkpoint else 2)
@@ -104,11 +105,12 @@ def unmasked_race_squares(s: ModelShape, w: Work, checkpoint: bool) -> int:
 UNDONATED_FROM = 384  # row length from which undonated_square counts its square
 
 
-def undonated_square(s: ModelShape, w: Work, checkpoint: bool) -> int:
-    """One more B x heads x L x L square in a float32 not-checkpointed fused backward whose
-    layer adapts o_proj and q_proj or k_proj: the softmax's gradient, P·dP - P·sum(P·dP),
-    held beside P·dP and the kept probabilities P, as in bfloat16 (the count above assumes
-    float32 donates P·dP's buffer to it). Traced standalone (value_and_grad of
+def undonated_square(s: ModelShape, w: Work, checkpoint: bool, bottom: bool = False) -> int:
+    """One more B x heads x L x L square in a float32 not-checkpointed fused backward: in an
+    upper layer whatever it adapts, in the lowest one with o_proj and q_proj or k_proj adapted
+    (lowest_undonated): the softmax's gradient, P·dP - P·sum(P·dP), held beside P·dP and the
+    kept probabilities P, as in bfloat16 (the count above assumes float32 donates P·dP's buffer
+    to it). Traced standalone (value_and_grad of
     mx.fast.scaled_dot_product_attention, float32, strict, 2 x 6 heads x 512, head size 32):
     with respect to q, k and v 3.13-3.25 squares above the inputs in every call (causal, no
     mask or additive mask, 6 or 2 KV heads); q alone 2.11 (P's last reader is the softmax's
@@ -124,16 +126,38 @@ def undonated_square(s: ModelShape, w: Work, checkpoint: bool) -> int:
     UNDONATED_FROM tokens, by row length rather than score entries: 1 x 512 holds it, 4 x 256
     (the same 1.6 M entries) does not, nor 2 x 256 (both planned at the loss, +3.4% and +3.1%
     with it). The packed KV heads = heads rows are unmasked_race_squares' (not counted twice).
-    Left out, an op order we have not traced: v/o alone 65.8 MiB (-12.7% without it, 0.7
-    square) and gate/up/down alone 53.8 (-16.7%) at 2 x 512; round 12's lone q or v at 1 x 512
-    (mech13v-*, 12-14% under) hold it too, yet a lone v at 1 x 768 (mech13v 8 x 8 heads, 74.7
-    MiB twice, re-measured on today's code) and q/v/down at 1 x 1,024 (mech8 6 x 6 heads, 3
-    layers, 137.2 twice) do not (+27-29% and +19.5% with it)."""
+    Other target sets (planner22c): an upper layer forms dq, dk and dv whatever it adapts (its
+    input's gradient needs them), so dV = P^T·dO reads P beside the softmax's gradient, and
+    whether P·sum(P·dP) gets P's buffer is a race (MLX's CPU scheduler, as worst_of says).
+    Traced per update.evaluate_gradients block (strict, active memory and peak around each
+    mx.eval, 3-4 steps of one process): the block that runs an upper layer's softmax gradient
+    held one square more in its high state than in its lean one in every target set, the
+    other blocks the same: mech19a-*-2x512-gud (no attention adapter: the lowest layer's MLP
+    block) 41.8 / 53.9 MiB, -vo (the lowest layer's attention block) 53.8 / 65.8, -qkvo (its
+    own block) 59.3 / 69.6-70.6, mech22c-03-*-o 22.3 / 27.8, and round 12's mech13v-qwen2-
+    h256-8x8-2l-f32-1x768-nockpt-v (stored 74.7 MiB, twice lean) 74.7 / 92.7 in 1 step of 4.
+    Priced as the high state. Whole steps (in_sample_round21_planner22c, mech22c-*, qwen3 h192
+    6 x 2 heads, 2 layers, r=4, 1 x 512, accumulation 1; three fresh processes each): gate/up/
+    down -15.8% -> +4.0%, v -13.2% -> +4.2%, o -15.3% -> +6.0%, v/o -11.9% -> +5.3%, gate,
+    up, down, q/v -17.2/-20.7/-19.1/-11.7% -> +4.2/+1.2/+1.2/+5.4%, 1 x 384 -6.1% -> +4.5%,
+    1 x 768 -21.2% -> +3.2%; qwen2 h128 4 x 2 heads: gate/up/down -4.4% -> +1.2%, v/o -3.6%
+    -> +6.6%, v at 1 x 768 -14.7% -> +4.3%; not moved: 1 x 256, one layer, checkpointed,
+    bf16. The plan stays 1-6% over the high state where the layer's own block frees its kept
+    part first (v/o, o, q/v: 3-6 T x hidden float32, not traced buffer by buffer). Still lean
+    in every stored draw (single processes): mech13v's v at 1 x 768 and 1 x 1,024 (+27.0%,
+    +28.7% with it) and round 8's q/v/down at 1 x 1,024 (6 x 6 heads, 3 layers, +19.5%)."""
     if checkpoint or w.dt != F32 or (w.packed and s.heads == s.kv_heads):
         return 0  # the packed KV heads = heads rows: unmasked_race_squares
-    if "o_proj" not in w.targets or not w.targets & {"q_proj", "k_proj"}:
+    if bottom and not lowest_undonated(w):
         return 0
     return int(w.seq >= UNDONATED_FROM)
+
+
+def lowest_undonated(w: Work) -> bool:
+    """Does the lowest adapted layer hold undonated_square's square? Only with o_proj and q_proj
+    or k_proj adapted (planner19a's rows); an upper layer holds it whatever is adapted
+    (planner22c)."""
+    return "o_proj" in w.targets and bool(w.targets & {"q_proj", "k_proj"})
 
 
 def mask_bytes(w: Work) -> int:
