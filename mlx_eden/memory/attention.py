@@ -136,16 +136,19 @@ def undonated_square(s: ModelShape, w: Work, checkpoint: bool, bottom: bool = Fa
     block) 41.8 / 53.9 MiB, -vo (the lowest layer's attention block) 53.8 / 65.8, -qkvo (its
     own block) 59.3 / 69.6-70.6, mech22c-03-*-o 22.3 / 27.8, and round 12's mech13v-qwen2-
     h256-8x8-2l-f32-1x768-nockpt-v (stored 74.7 MiB, twice lean) 74.7 / 92.7 in 1 step of 4.
-    Priced as the high state. Whole steps (in_sample_round21_planner22c, mech22c-*, qwen3 h192
-    6 x 2 heads, 2 layers, r=4, 1 x 512, accumulation 1; three fresh processes each): gate/up/
-    down -15.8% -> +4.0%, v -13.2% -> +4.2%, o -15.3% -> +6.0%, v/o -11.9% -> +5.3%, gate,
-    up, down, q/v -17.2/-20.7/-19.1/-11.7% -> +4.2/+1.2/+1.2/+5.4%, 1 x 384 -6.1% -> +4.5%,
-    1 x 768 -21.2% -> +3.2%; qwen2 h128 4 x 2 heads: gate/up/down -4.4% -> +1.2%, v/o -3.6%
-    -> +6.6%, v at 1 x 768 -14.7% -> +4.3%; not moved: 1 x 256, one layer, checkpointed,
-    bf16. The plan stays 1-6% over the high state where the layer's own block frees its kept
-    part first (v/o, o, q/v: 3-6 T x hidden float32, not traced buffer by buffer). Still lean
-    in every stored draw (single processes): mech13v's v at 1 x 768 and 1 x 1,024 (+27.0%,
-    +28.7% with it) and round 8's q/v/down at 1 x 1,024 (6 x 6 heads, 3 layers, +19.5%)."""
+    Priced as the high state. Whole steps (in_sample_round21_planner22c, mech22c-*, qwen3 h192 6
+    x 2 heads, 2 layers, r=4, 1 x 512, accumulation 1; three fresh processes each): gate/up/
+    down -15.8% -> +4.0%, v -13.2% -> +4.2%, o -15.3% -> +6.0%, v/o -11.9% -> +5.3%, gate, up,
+    down, q/v -17.2/-20.7/-19.1/-11.7% -> +4.2/+1.2/+1.2/+5.3%, 1 x 384 -6.1% -> +4.5%, 1 x 768
+    -21.2% -> +3.2%, 1 x 1,024 -23.8% -> +2.6%, 6 KV heads -15.0% -> +4.0%; qwen2 h128 4 x 2
+    heads: gate/up/down -4.4% -> +1.2%, v/o -3.6% -> +6.6%, v at 1 x 768 -14.7% -> +4.3%; not
+    moved: 1 x 256, one layer, checkpointed, bf16. The plan stays 1-6% over the high state where
+    the layer's own block frees its kept part first (v/o, o, q/v: 3-6 T x hidden float32, not
+    traced buffer by buffer). Still lean in every measured draw: mech13v's v at 1 x 768 (+27.0%
+    with it; 74.7 MiB in 5 of 5 processes, mech22c-21-again-* three of them) and 1 x 1,024
+    (+28.7%), round 8's q/v/down at 1 x 1,024 (6 x 6 heads, 3 layers, +19.5%): Qwen2 with KV
+    heads = heads and 4.7-8.4 M score entries, yet Qwen3 6 x 6 heads at 1 x 512 and 6 x 2 at 1 x
+    1,024 hold it: not separated."""
     if checkpoint or w.dt != F32 or (w.packed and s.heads == s.kv_heads):
         return 0  # the packed KV heads = heads rows: unmasked_race_squares
     if bottom and not lowest_undonated(w):
