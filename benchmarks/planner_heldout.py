@@ -260,6 +260,15 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # bf16, v/o in bf16 (boundaries); qwen2 h128 4 x 2 heads, I 512: gate/up/down, v/o, v at 1 x 768;
 # round 12's mech13v-qwen2-h256-8x8-2l-f32-1x768-nockpt-v again (mech22c-21-again-*); gate/up/down
 # with 6 KV heads and at 1 x 1,024. Each in three processes (--processes 3).
+# in_sample_round21_planner22b: new hand-made cheap float32 twins (mech22b-*) of round 21's worst
+# (heldout21-08: one layer, not checkpointed, blockwise, LoRA on k/v/gate, forward +9.7% under
+# swiglu_ends' one-layer gate_proj compensation): qwen2 h256 4 x 1 heads, 1 layer, I 1,024,
+# V 1,024 tied, float32, blockwise, LoRA r=8 on k/v/gate, 1 x 384 packed, not checkpointed,
+# chunk 256, adam; one knob at a time: gate, gate/up, o/gate, gate/down, k/v (no gate_proj),
+# fused, fused gate, 2 x 256, unpacked, I 2,048, qwen3, h384 (I 1,536), 2 layers, V 4,096; and
+# a qwen3 h192 3 x 1 heads I 1,536 (8 x hidden) 2 x 256 unpacked family with gate and k/v/gate;
+# and three stored one-layer gate_proj rows measured again (mech22b-*-again-*: mech11g's qwen2
+# fused, mech13s's I 1,152 blockwise, mech17f's -g). Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -297,6 +306,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round19_planner20a",
           "in_sample_round21_planner22a",
           "in_sample_round21_planner22c",
+          "in_sample_round21_planner22b",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
