@@ -265,14 +265,13 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     +2.9..+4.8 -> +0.1..+0.3%, in_sample_round11_planner12u (blockwise) +2.2..+3.1 ->
     +0.4..+1.2%. Round 1's gate rows and the calibration set were measured before our SwiGLU:
     re-measured (mech17f-again-*), tiny-b4-s256-fp32 is 72.2 MiB, not 78.7 (-0.6% forward with
-    both ends). Not priced: one adapted layer adapting gate_proj alone, or gate_proj with
-    anything under the blockwise attention (no end, as before): there an earlier moment of
-    the layer's forward can decide, 1.2-2.5 T x I above the full count (round 10's
-    mech11g-*-1l-*-gate forward -6.6/-6.8%, -16% with the end; mech13s-*-1l-*-gate -2.5%;
-    blockwise mech13s-*-1l-*-gateup and round 7's 1-layer ogate -11.3/-7.8% with it), while
-    the loss decides our 1-layer twins (-g +10.4% without the end, +0.1% with it;
-    -qkogd-blockwise +9.8%, +2.0%): a compensation kept (an under-count is the worse miss),
-    not the swiglu's count; that earlier moment is open.
+    both ends). One adapted layer adapting gate_proj alone, or gate_proj with anything under
+    the blockwise attention, had no end until round 21 (a compensation for an earlier moment
+    of the layer's forward, 1.0-2.0 T x I above the full count). In float32 that moment is
+    the layer's MLP forward, priced apart since (gate_swiglu_forward, planner22b), and the
+    end is given: the loss's count is the 3 buffers measured after the forward (strict,
+    mech22b-02: resident + 3 T x I + 3 T x hidden). bfloat16 blockwise keeps no end there
+    (not measured).
     bfloat16 with one adapted layer (fused, keeping the full swiglu, not a lone gate_proj): one
     compute-dtype T x I, as float32's lowest end. Measured, not traced: sweep14-09 and its 14
     fused bf16 mech15w-* twins (in_sample_round13_planner15w: I 320-960, k/q/v/o/gate/up mixes,
@@ -303,9 +302,9 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     if not w.attn_block and w.dt != F32 and layers == 1:  # 2+ layers: float32's ends below
         one = swiglu_kept(w.targets, True) == 4 and w.targets & MLP != {"gate_proj"}
         return w.tokens * s.intermediate * w.dt if one else 0
-    if layers == 1 and "gate_proj" in w.targets \
+    if layers == 1 and w.dt != F32 and "gate_proj" in w.targets \
             and (w.attn_block or w.targets == {"gate_proj"}):
-        return 0  # one adapted layer with gate_proj: see "gate_proj" above
+        return 0  # bf16 blockwise, one adapted layer with gate_proj: see "gate_proj" above
     ends = (layers > 1) + (swiglu_kept(w.targets, True) == 4)
     return ends * w.tokens * s.intermediate * w.dt
 
@@ -345,6 +344,28 @@ def dora_input_grad(p: str, targets, bottom: bool) -> bool:
 
 def layer_saved(s: ModelShape, w: Work, bottom: bool = False) -> int:
     return sum(layer_parts(s, w, bottom))
+
+
+def gate_swiglu_forward(s: ModelShape, w: Work) -> int:
+    """Bytes one adapted layer's MLP forward holds beyond mlp_forward_peak when it adapts
+    gate_proj, float32, not checkpointed (planner: "forward, lowest layer MLP"): one T x I. Our
+    SwiGLU's custom VJP keeps gate, up and its output (3 T x I) and, compiled, holds one more
+    while it runs. Traced on the MLP alone (mlx-lm's Qwen2 MLP, LoRA r=8 on gate_proj, compiled
+    value_and_grad, strict, eval of the loss; 8 calls at each of h256 I 1,024 T 384, h192
+    I 1,536 T 512, h160 I 1,280 T 512, h256 I 576 T 1,024): 5 T x I + 1-2 T x hidden above its
+    inputs at the peak, 3 T x I + 2 T x hidden kept after it; with silu(gate) * up 4.5 and
+    3.5; gate/up 6 and gate/down 5 (mlp_forward_peak: 5 and 4). At hidden 256, 2 of 16 calls
+    held 6 (a race). In the model (in_sample_round21_planner22b, one layer, 3 processes each)
+    this moment decides wherever the loss is small: 1.0-1.3 T x I above mlp_forward_peak's
+    with k/v/gate (blockwise, fused, 2 x 256, unpacked, I 2,048, h384, qwen3), gate/up and
+    qwen3's gate alone; 1.8-2.0 in the race's high state (qwen2 h256 gate alone, blockwise 1 of
+    3 draws, fused 3 of 3; o/gate 2 of 3). With one T x I the 20 twins' peaks are within
+    -3.2..+2.4% but those three (-10.0, -10.0, -5.1%) and the 2-layer twin (+5.6%, its
+    backward; not moved); the round-10/12/16 gate rows measured again today (mech22b-18..20)
+    -1.5, -3.2, +0.9%. Not measured in bfloat16 or with DoRA: 0 there."""
+    if w.dt != F32 or w.dora or "gate_proj" not in w.targets:
+        return 0
+    return w.tokens * s.intermediate * F32
 
 
 def mlp_forward_peak(s: ModelShape, w: Work) -> int:

@@ -32,6 +32,7 @@ from .activations import (
     dora_forward_transient,
     dora_gate_up_weights,
     dora_weights_kept,
+    gate_swiglu_forward,
     layer_parts,
     layer_saved,
     mlp_forward_peak,
@@ -308,6 +309,12 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         # -3.1% with it; its 2-layer qwen2 twin at V 1,024 stays -5.4%, 0.8 T x I unpriced).
         phases["forward, top layer"] = {"saved activations": saved - top_mlp,
                                         "layer transient": mlp_forward_peak(shape, w)}
+    if only and not s.checkpoint and gate_swiglu_forward(shape, w):
+        # One adapted layer with gate_proj: its MLP forward holds one T x I more than
+        # mlp_forward_peak's (gate_swiglu_forward), beside its attention part.
+        phases["forward, lowest layer MLP"] = {
+            "saved activations": saved - top_mlp,
+            "layer transient": mlp_forward_peak(shape, w) + gate_swiglu_forward(shape, w)}
     if s.checkpoint:
         # Checkpointed, the forward through the top layer keeps nothing for the backward
         # (it is recomputed there): on top of the layer inputs kept so far, its fullest
