@@ -267,8 +267,9 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # chunk 256, adam; one knob at a time: gate, gate/up, o/gate, gate/down, k/v (no gate_proj),
 # fused, fused gate, 2 x 256, unpacked, I 2,048, qwen3, h384 (I 1,536), 2 layers, V 4,096; and
 # a qwen3 h192 3 x 1 heads I 1,536 (8 x hidden) 2 x 256 unpacked family with gate and k/v/gate;
-# and three stored one-layer gate_proj rows measured again (mech22b-*-again-*: mech11g's qwen2
-# fused, mech13s's I 1,152 blockwise, mech17f's -g). Each in three processes (--processes 3).
+# and five stored one-layer gate_proj rows measured again (mech22b-*-again-*: mech11g's qwen2
+# fused, mech13s's I 1,152 blockwise, I 576 fused and qwen2, mech17f's -g). Each in three
+# processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",

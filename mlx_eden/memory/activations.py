@@ -358,11 +358,12 @@ def gate_swiglu_forward(s: ModelShape, w: Work) -> int:
     held 6 (a race). In the model (in_sample_round21_planner22b, one layer, 3 processes each)
     this moment decides wherever the loss is small: 1.0-1.3 T x I above mlp_forward_peak's
     with k/v/gate (blockwise, fused, 2 x 256, unpacked, I 2,048, h384, qwen3), gate/up and
-    qwen3's gate alone; 1.8-2.0 in the race's high state (qwen2 h256 gate alone, blockwise 1 of
-    3 draws, fused 3 of 3; o/gate 2 of 3). With one T x I the 20 twins' peaks are within
-    -3.2..+2.4% but those three (-10.0, -10.0, -5.1%) and the 2-layer twin (+5.6%, its
-    backward; not moved); the round-10/12/16 gate rows measured again today (mech22b-18..20)
-    -1.5, -3.2, +0.9%. Not measured in bfloat16 or with DoRA: 0 there."""
+    gate alone at hidden 160-192; 1.5-2.0 with gate alone at hidden 256 (a race: the blockwise
+    twin 1 of 3 draws high, the fused 3 of 3, mech13s' I 576 fused 2 of 3; o/gate 2 of 3).
+    With one T x I the 22 twins' peaks are within -3.2..+2.4% but those (-10.0, -10.0, -11.2,
+    qwen2 -5.4, o/gate -5.1%) and the 2-layer twin (+5.6%, its backward; not moved). Stored
+    round-10/12/16 gate rows measured again (mech22b-18..22) peak as stored (mech13s' I 1,152
+    32.0 MiB, stored 32.9). The high state is open. Not measured in bfloat16 or with DoRA: 0."""
     if w.dt != F32 or w.dora or "gate_proj" not in w.targets:
         return 0
     return w.tokens * s.intermediate * F32
