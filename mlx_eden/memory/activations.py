@@ -348,25 +348,26 @@ def layer_saved(s: ModelShape, w: Work, bottom: bool = False) -> int:
 
 def gate_swiglu_forward(s: ModelShape, w: Work) -> int:
     """Bytes one adapted layer's MLP forward holds beyond mlp_forward_peak when it adapts
-    gate_proj, float32, not checkpointed (planner: "forward, lowest layer MLP"): one T x I. Our
-    SwiGLU's custom VJP keeps gate, up and its output (3 T x I) and, compiled, holds one more
-    while it runs. Traced on the MLP alone (mlx-lm's Qwen2 MLP, LoRA r=8 on gate_proj, compiled
-    value_and_grad, strict, eval of the loss; 8 calls at each of h256 I 1,024 T 384, h192
-    I 1,536 T 512, h160 I 1,280 T 512, h256 I 576 T 1,024): 5 T x I + 1-2 T x hidden above its
-    inputs at the peak, 3 T x I + 2 T x hidden kept after it; with silu(gate) * up 4.5 and
-    3.5; gate/up 6 and gate/down 5 (mlp_forward_peak: 5 and 4). At hidden 256, 2 of 16 calls
-    held 6 (a race). In the model (in_sample_round21_planner22b, one layer, 3 processes each)
-    this moment decides wherever the loss is small: 1.0-1.3 T x I above mlp_forward_peak's
-    with k/v/gate (blockwise, fused, 2 x 256, unpacked, I 2,048, h384, qwen3), gate/up and
-    gate alone at hidden 160-192; 1.5-2.0 with gate alone at hidden 256 (a race: the blockwise
-    twin 1 of 3 draws high, the fused 3 of 3, mech13s' I 576 fused 2 of 3; o/gate 2 of 3).
-    With one T x I the 22 twins' peaks are within -3.2..+2.4% but those (-10.0, -10.0, -11.2,
-    qwen2 -5.4, o/gate -5.1%) and the 2-layer twin (+5.6%, its backward; not moved). Stored
-    round-10/12/16 gate rows measured again (mech22b-18..22) peak as stored (mech13s' I 1,152
-    32.0 MiB, stored 32.9). The high state is open. Not measured in bfloat16 or with DoRA: 0."""
+    gate_proj, float32, not checkpointed (planner: "forward, lowest layer MLP"): one T x I and
+    one T x hidden. Our SwiGLU's custom VJP keeps gate, up and its output (3 T x I) and,
+    compiled, holds one T x I more while it runs. Traced on the MLP alone (mlx-lm's Qwen2 MLP
+    with its RMSNorm and residual, LoRA r=8 on gate_proj, compiled value_and_grad, strict, eval
+    of the loss; 8 calls at each of h256 I 1,024 T 384, h192 I 1,536 T 512, h160 I 1,280 T 512,
+    h256 I 576 T 1,024): 5 T x I + 1 T x hidden above its inputs at the peak in 18 of 32 calls,
+    + 2 in 11 (+ 3 in 1; mlp_forward_peak counts the normed input, 1), 6 T x I in 2 (at hidden
+    256: a race); 3 T x I + 2 T x hidden kept after it; with silu(gate) * up 4.5 T x I, with
+    gate * up 3.5; gate/up 6 and gate/down 5 (mlp_forward_peak: 5 and 4). In the model
+    (in_sample_round21_planner22b, one layer, 3 processes each) this moment decides wherever the
+    loss is small: with both the 22 twins' peaks are within -0.2..+2.4% but gate alone at
+    hidden 256 in the race's high state (the blockwise twin 1 of 3 draws, the fused 3 of 3,
+    mech13s' I 576 fused 2 of 3: -7.4, -7.4, -6.3%), o/gate (2 of 3, -5.1%) and the 2-layer twin
+    (+5.6%, its backward; not moved); with the T x I alone the gate-alone rows at 2 x 512 were
+    one T x hidden under in every draw (-3.2, -5.4%). Stored round-10/12/16 gate rows measured
+    again (mech22b-18..22) peak as stored (mech13s' I 1,152 32.0 MiB, stored 32.9). The high
+    state is open. Not measured in bfloat16 or with DoRA: 0 there."""
     if w.dt != F32 or w.dora or "gate_proj" not in w.targets:
         return 0
-    return w.tokens * s.intermediate * F32
+    return w.tokens * (s.intermediate + s.hidden) * F32
 
 
 def mlp_forward_peak(s: ModelShape, w: Work) -> int:

@@ -310,8 +310,8 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         phases["forward, top layer"] = {"saved activations": saved - top_mlp,
                                         "layer transient": mlp_forward_peak(shape, w)}
     if only and not s.checkpoint and gate_swiglu_forward(shape, w):
-        # One adapted layer with gate_proj: its MLP forward holds one T x I more than
-        # mlp_forward_peak's (gate_swiglu_forward), beside its attention part.
+        # One adapted layer with gate_proj: its MLP forward holds one T x I and one T x hidden
+        # more than mlp_forward_peak's (gate_swiglu_forward), beside its attention part.
         phases["forward, lowest layer MLP"] = {
             "saved activations": saved - top_mlp,
             "layer transient": mlp_forward_peak(shape, w) + gate_swiglu_forward(shape, w)}
