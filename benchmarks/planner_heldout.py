@@ -270,6 +270,14 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # and five stored one-layer gate_proj rows measured again (mech22b-*-again-*: mech11g's qwen2
 # fused, mech13s's I 1,152 blockwise, I 576 fused and qwen2, mech17f's -g). Each in three
 # processes (--processes 3).
+# in_sample_round21_planner22d: new hand-made cheap twins (mech22d-*) of in_sample_round19_
+# planner20c's attention-only backward over-counts (bf16, fused, not checkpointed, 2 layers:
+# q/v +16.3%, q/k/v/o +9.2%): qwen2 h128 4 x 2 heads, 2 layers, I 384, V 512 untied, bf16,
+# fused, LoRA r=8 on q/v, 2 x 256 unpacked, not checkpointed, chunk 64, adamw; one knob at a
+# time: q/k/v/o, k, o, v, q/v/up, all seven, 1 and 3 layers, I 1,280, V 4,096, unchunked,
+# checkpointed, float32, qwen3, 1 x 512, 4 KV heads, packed, 4 KV heads packed; and the
+# calibration tiny model (h256, I 768, V 2,048 tied, chunk 256, adam) at 2 x 256 with q/v and
+# q/k/v/o and at 1 x 512 with q/v. Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -308,6 +316,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round21_planner22a",
           "in_sample_round21_planner22c",
           "in_sample_round21_planner22b",
+          "in_sample_round21_planner22d",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

@@ -1309,3 +1309,47 @@ def test_one_float32_gate_layer_prices_its_mlp_forward_not_a_missing_end(
     e = estimate(shape_from_config(cfg), s)
     planned = max(v for k, v in e.phases.items() if k.startswith("forward"))
     assert abs(planned - measured) < 0.03 * measured, (name, planned / measured - 1)
+# --------------------------------------------------------------------------- planner22d
+# A bf16 fused upper layer adapting no MLP projection: its attention backward peaks at the two
+# squares, before the 3 T x hidden float32 buffers, with the lowest layer's swiglu end at 3
+# (attention.upper_bf16_fullest). in_sample_round21_planner22d: qwen2 h128 4 x 2 heads, 2
+# layers, I 384, V 512 untied, bf16, fused, LoRA r=8, 2 x 256, not checkpointed, chunk 64,
+# adamw; measured backward phases (strict, bytes, the highest of three processes).
+@pytest.mark.parametrize("arch, kv, layers, batch, seq, targets, measured", [
+    ("qwen2", 2, 2, 2, 256, ("q_proj", "v_proj"), 8_872_296),      # without it +12.5%
+    ("qwen2", 2, 2, 2, 256, _ALL7[:4], 9_853_388),                  # +9.5%
+    ("qwen2", 2, 2, 2, 256, ("k_proj",), 8_855_912),                # +12.6%
+    ("qwen2", 2, 2, 2, 256, ("v_proj",), 8_683_884),                # +11.0%
+    ("qwen2", 2, 3, 2, 256, ("q_proj", "v_proj"), 12_639_660),     # +9.7%
+    ("qwen3", 2, 2, 2, 256, ("q_proj", "v_proj"), 9_698_924),      # +11.0%
+    ("qwen2", 2, 2, 1, 512, ("q_proj", "v_proj"), 13_502_820),     # +8.9%
+    ("qwen2", 4, 2, 2, 256, ("q_proj", "v_proj"), 9_212_772),      # +12.1%
+])
+def test_bf16_upper_attention_backward_peaks_at_two_squares(arch, kv, layers, batch, seq,
+                                                            targets, measured):
+    """attention.upper_bf16_fullest: the backward within 1.5%; the mutation tried
+    (upper_bf16_without_mlp_adapters always False, the count before) planned +8.9..+12.6%
+    (noted per row). Pure planner arithmetic."""
+    cfg = _config(arch, 128, 4, kv, layers, 384, 512, head_dim=32 if arch == "qwen3" else None,
+                  dtype="bfloat16")
+    s = Settings(batch=batch, seq=seq, grad_accumulation=1, dtype="bfloat16", quant_bits=None,
+                 quant_group=64, rank=8, targets=targets, adapted_layers=layers, dora=False,
+                 optimizer="adamw", checkpoint=False, loss_chunk=64, packed=False)
+    e = estimate(shape_from_config(cfg), s)
+    planned = max(v for k, v in e.phases.items() if k.startswith("backward"))
+    assert abs(planned - measured) < 0.015 * measured, (planned, measured, planned / measured - 1)
+
+
+@pytest.mark.parametrize("targets, dtype, checkpoint", [
+    (("q_proj", "v_proj", "up_proj"), "bfloat16", False), (_ALL7, "bfloat16", False),
+    (("q_proj", "v_proj"), "float32", False), (("q_proj", "v_proj"), "bfloat16", True)])
+def test_bf16_upper_attention_rule_leaves_its_boundary_rows(targets, dtype, checkpoint):
+    """upper_bf16_without_mlp_adapters' boundary (mech22d-06/-07/-14/-13: an MLP adapter,
+    float32, checkpointed), and a lowest layer: the count before."""
+    from mlx_eden.memory.activations import Work
+    from mlx_eden.memory.attention import upper_bf16_without_mlp_adapters
+
+    w = Work(2, 256, 2 if dtype == "bfloat16" else 4, 8, frozenset(targets))
+    assert not upper_bf16_without_mlp_adapters(w, checkpoint, False)
+    assert not upper_bf16_without_mlp_adapters(
+        Work(2, 256, 2, 8, frozenset(("q_proj", "v_proj"))), False, True)

@@ -5,7 +5,7 @@ layer keeps) so that each module prices one part of a step."""
 
 from __future__ import annotations
 
-from .activations import ATTENTION, F32, QKV, Work, attention_grads
+from .activations import ATTENTION, F32, MLP, QKV, Work, attention_grads
 from .shapes import ModelShape
 
 
@@ -21,7 +21,8 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
     just recomputed layer with a q, k or v adapter, or an upper one with no attention adapter
     (upper_without_attention_adapters): recomputed_fullest (round 10; before, one square in
     bfloat16 and two in float32, fitted on round 1's mech-d/e/f-* draws).
-    In the lowest adapted layer without a q/k adapter no square gradient is formed
+    A bf16 upper layer, not recomputed, adapting no MLP projection: upper_bf16_fullest (round
+    21). In the lowest adapted layer without a q/k adapter no square gradient is formed
     (attention_grads): only the output's gradient. Blockwise attention (train.attention): see
     blockwise_backward_bytes."""
     if w.attn_block and bottom and not w.targets & QKV:
@@ -43,6 +44,8 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
              + undonated_square(s, w, checkpoint, bottom)) * square
     if checkpoint and (w.targets & QKV or upper_without_attention_adapters(w, bottom)):
         return raced + recomputed_fullest(s, w, square)
+    if upper_bf16_without_mlp_adapters(w, checkpoint, bottom):
+        return upper_bf16_fullest(s, w, square)
     squares = (1 if (w.dt == F32) != checkpoint else 2)
     return raced + squares * square + 3 * w.tokens * s.hidden * F32
 
@@ -64,6 +67,48 @@ def recomputed_fullest(s: ModelShape, w: Work, square: int) -> int:
     round 8's 4 x 4 o_proj draw was 13% over already, 31% with it (4 x 2 heads here: 9%
     under)."""
     return max(2 * square, square + 3 * w.tokens * s.hidden * F32)
+
+
+def upper_bf16_without_mlp_adapters(w: Work, checkpoint: bool, bottom: bool) -> bool:
+    """Does upper_bf16_fullest price this layer's attention backward? bfloat16 (or float16),
+    the fused attention, not checkpointed, an upper layer (one with adapted layers below it),
+    no MLP projection adapted: then the layer's MLP block has no gradient to evaluate, and
+    update.evaluate_gradients' first evaluation of the layer runs its MLP's backward on into
+    its attention's. Not with an MLP adapter (traced on mech22d-06, q/v/up: the MLP block is
+    evaluated on its own first, and the attention block then peaked at 7.91 MiB, under both
+    counts; the plan +3.9% there, from the MLP's moment, which this does not touch), nor in
+    float32 (undonated_square's rows) or checkpointed (recomputed_fullest)."""
+    return (w.dt != F32 and not checkpoint and not bottom and not w.attn_block
+            and not w.targets & MLP)
+
+
+def upper_bf16_fullest(s: ModelShape, w: Work, square: int) -> int:
+    """The attention backward's fullest moment in upper_bf16_without_mlp_adapters' layers:
+    the probabilities' and the scores' gradients, two squares beside the kept probabilities,
+    before the 3 T x hidden float32 buffers (dq, dk, the input's gradient) exist, as in a
+    recomputed layer (recomputed_fullest: by then one square is freed); and the lowest layer's
+    swiglu end, which holds our SwiGLU's 3 T x I buffers, not swiglu_kept's 4, until its own MLP
+    backward (activations.swiglu_ends: fused bf16 2+ layers price both ends at the loss only;
+    the top layer's end is in the MLP part freed before this moment). Traced (strict, step 2,
+    each mx.eval of update.evaluate_gradients alone with MLX's peak reset before it,
+    in_sample_round21_planner22d's mech22d-01: qwen2 h128 4 x 2 heads, 2 layers, I 384, bf16,
+    fused, q/v r=8, 2 x 256): the top layer's one evaluation peaked 0.746 MiB above the 7.584
+    active before it; at 1 x 512 (the same T, each square twice the size) 2.746 above 10.006.
+    The peak grew by the two squares' growth alone (2.0 MiB), and both equal what was active
+    less the top layer's MLP part (3 bf16 T x I) and the loss's kept logits, plus two squares,
+    to 0.1 MiB: no T x hidden buffer beside them. q/k/v/o (mech22d-02) 9.202 MiB against
+    9.119 by that count. The count before (two squares and the 3 buffers, with the lowest end
+    at 4) was 1.2-1.3 MiB (3 T x hidden float32 + 1 bf16 T x I) over both. Measured (three
+    fresh processes each, the highest): the backward of the twins whose attention decides
+    (q/v, k, v, q/k/v/o, o, 3 layers, qwen3, 1 x 512, 4 KV heads, packed, V 4,096, and the
+    calibration tiny model at 1 x 512) +8.9..+18.2% before, -1.1..+4.2% now (o alone +3.8%,
+    packed +3.8%, the tiny model +4.2%); where the MLP's moment is larger (I 10 x hidden, the
+    tiny model at 2 x 256) nothing moves. in_sample_round19_planner20c's q/v, q/k/v/o and I 384
+    twins +16.3/+9.2/+16.0% -> +4.0/-1.6/+3.8%; round 12's lone v at 1 x 512 (mech13v-*-h512-
+    8x1-2l-*-nockpt-v) +15.7 -> +4.3%. Lower: round 8's 8 x 8-head packed q/k/v/o at 1 x 512
+    (head size 16) -11.5 -> -15.8%, already under (its causal twin +3.9 -> -1.0%)."""
+    return (max(2 * square, square + 3 * w.tokens * s.hidden * F32)
+            - w.tokens * s.intermediate * w.dt)
 
 
 def upper_without_attention_adapters(w: Work, bottom: bool) -> bool:
