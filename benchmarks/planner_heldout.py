@@ -277,7 +277,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # time: q/k/v/o, k, o, v, q/v/up, all seven, 1 and 3 layers, I 1,280, V 4,096, unchunked,
 # checkpointed, float32, qwen3, 1 x 512, 4 KV heads, packed, 4 KV heads packed; and the
 # calibration tiny model (h256, I 768, V 2,048 tied, chunk 256, adam) at 2 x 256 with q/v and
-# q/k/v/o and at 1 x 512 with q/v. Each in three processes (--processes 3).
+# q/k/v/o and at 1 x 512 with q/v. And twins of heldout20-06's backward miss (mech22d-23..30,
+# groundwork): qwen2 h128 4 x 2 heads, 1 layer, I 512, V 2,048 tied, 4-bit, bf16, LoRA r=16 on
+# q/k/v/up, 4 x 64 packed, checkpointed, chunk 256, adamw8bit; one knob at a time: I 1,024,
+# 4 x 128, q/k/v, float base, unpacked, adamw, up alone. Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
