@@ -99,8 +99,11 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
         alone = lowest_alone(s, w)
         if alone is not None:
             return alone
+        beside = lowest_down_beside_attention(s, w)
+        if beside is not None:
+            return beside
         n = 2 if w.dt != F32 and swiglu_kept(w.targets, bottom) == 4 else 1
-        n += lowest_up_buffers(w)
+        n += lowest_up_buffers(w) + lowest_gate_down_buffers(w)
     size = F32 if w.targets & MLP else w.dt
     # A recomputed bfloat16 layer's buffers stay bfloat16 unless gate_proj and up_proj are both
     # adapted (mech-e/g-*: with one MLP adapter, or down with one of them, float32 buffers put
@@ -137,6 +140,29 @@ def lowest_alone(s: ModelShape, w: Work) -> int | None:
     return None
 
 
+def lowest_down_beside_attention(s: ModelShape, w: Work) -> int | None:
+    """The MLP backward's extra bytes in the lowest adapted bfloat16 layer, not recomputed, LoRA,
+    when down_proj is its only MLP adapter beside an attention adapter; None otherwise. Traced
+    per block (strict, one mx.eval per block of update.evaluate_gradients, 5 steps): the MLP
+    block evaluates only down_proj's LoRA gradients (0.3-0.6 float32 T x I above the forward's
+    end: the T x hidden output gradient) and frees down's float32 input; the swiglu's backward
+    runs in the attention block, 1.5 or 2.0 float32 T x I above that block's start (a race,
+    step to step), i.e. the loss's count (swiglu_ends: the kept swiglu's fourth buffer is not
+    held) plus one float32 T x I at the high state. The planner's top-layer moment already
+    drops swiglu_ends in a fused bf16 layer (ends16), not under the blockwise attention: there
+    the compute-dtype T x I comes off here. mech22e-08 (qwen2 h256 4 x 2 heads, I 1,024, 1 x
+    512, blockwise, k/down): blocks 11.55-12.55 MiB against 16.25 planned with
+    mlp_backward_transient's two float32 T x I (+30.3% by the highest of three processes,
+    12.5 MiB), 12.75 with this; mech22e-16 (qwen3 h128, I 640, 2 x 256, fused, k/down)
+    6.56-7.19 against 7.33. Float32 keeps the count: there the attention block races between
+    2.0 and 3.0 float32 T x I (mech22e-01 k/down 5 of 10 traced steps high, 21.46-21.49 MiB
+    against 21.88 planned; q/down 2 of 4), and the count is the high state."""
+    t = w.targets
+    if w.dt == F32 or w.dora or t & MLP != {"down_proj"} or not t & ATTENTION:
+        return None
+    return w.tokens * s.intermediate * (F32 - (w.dt if w.attn_block else 0))
+
+
 def lowest_up_buffers(w: Work) -> int:
     """Float32 T x I buffers more in the lowest adapted layer's MLP backward (not recomputed,
     float32, LoRA) adapting up_proj without gate_proj: one with down_proj adapted, one with an
@@ -164,6 +190,26 @@ def lowest_up_buffers(w: Work) -> int:
     if w.dt != F32 or w.dora or "up_proj" not in t or "gate_proj" in t:
         return 0
     return ("down_proj" in t) + bool(t & ATTENTION)
+
+
+def lowest_gate_down_buffers(w: Work) -> int:
+    """One float32 T x I buffer more in the lowest adapted layer's MLP backward (not recomputed,
+    float32, LoRA) adapting gate_proj and down_proj without up_proj, beside an attention adapter:
+    the race's high state. Traced per block (strict, one mx.eval per block of
+    update.evaluate_gradients, 5 steps; mech22e-05, qwen2 h256 4 x 2 heads, I 1,024, 1 x 512,
+    blockwise, k/gate/down): the MLP block peaks 2.01-2.03 float32 T x I above the forward's end
+    in 2 steps (the plan's count) and 3.01 in 3 (steps 1, 4 and 5), 24.35 MiB in 3 of 3 measured
+    processes against 22.65 planned (-7.0%; with this +1.2%). gate_proj's LoRA needs its input
+    gradient in the MLP block, beside down_proj's input gradient (as we read it; the step is
+    compiled, not traced buffer by buffer). Stored rows it moves (in_sample_round16_planner17f,
+    qwen2 h192 6 x 1 heads, I 896, 2 x 256, q/k/o/gate/down, one adapted layer): backward
+    -6.7/-7.2/-7.7% -> +1.2/-0.2/+1.2% (fused, 2 layers top only, blockwise; peaks unchanged,
+    the forward decides). Not with up_proj too (lowest_up_buffers' note: gate/up/down's step 1
+    races 1-2 T x I higher, not priced)."""
+    t = w.targets
+    if w.dt != F32 or w.dora or "up_proj" in t or not {"gate_proj", "down_proj"} <= t:
+        return 0
+    return int(bool(t & ATTENTION))
 
 
 def lowest_recomputed(s: ModelShape, w: Work) -> int:
