@@ -281,6 +281,14 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # groundwork): qwen2 h128 4 x 2 heads, 1 layer, I 512, V 2,048 tied, 4-bit, bf16, LoRA r=16 on
 # q/k/v/up, 4 x 64 packed, checkpointed, chunk 256, adamw8bit; one knob at a time: I 1,024,
 # 4 x 128, q/k/v, float base, unpacked, adamw, up alone. Each in three processes (--processes 3).
+# in_sample_round21_planner22e: new hand-made cheap twins (mech22e-*) of planner22a's open
+# float32 one-layer backward over-counts (mech22a-08 k/down +10.7%, mech22a-11 checkpointed
+# k/up/down +10.6%): planner22a's qwen2 base (h256 4 x 2 heads, 1 layer, I 1,024, V 1,024 untied,
+# float32, blockwise, LoRA r=16, 1 x 512, chunk 64, adam) with k/down, q/down, down, o/down,
+# k/gate/down, k, 2 layers k/down, bf16 k/down (boundary), checkpointed k/down, up/down and k;
+# and its qwen3 base (h128 4 x 1 heads, I 640, V 1,024 tied, fused, r=8, 2 x 256, chunk 128,
+# adafactor) with k/down, down, checkpointed k/up/down and k/down, bf16 k/down. Each in three
+# processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -320,6 +328,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round21_planner22c",
           "in_sample_round21_planner22b",
           "in_sample_round21_planner22d",
+          "in_sample_round21_planner22e",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

@@ -154,9 +154,13 @@ def lowest_down_beside_attention(s: ModelShape, w: Work) -> int | None:
     512, blockwise, k/down): blocks 11.55-12.55 MiB against 16.25 planned with
     mlp_backward_transient's two float32 T x I (+30.3% by the highest of three processes,
     12.5 MiB), 12.75 with this; mech22e-16 (qwen3 h128, I 640, 2 x 256, fused, k/down)
-    6.56-7.19 against 7.33. Float32 keeps the count: there the attention block races between
-    2.0 and 3.0 float32 T x I (mech22e-01 k/down 5 of 10 traced steps high, 21.46-21.49 MiB
-    against 21.88 planned; q/down 2 of 4), and the count is the high state."""
+    6.56-7.19 against 7.33. Measured backward (in_sample_round21_planner22e, three processes):
+    +31.6/+22.9% -> +3.3/+2.0%; predicted with this before measuring, q/down (qwen2, blockwise)
+    and o/down (qwen3, fused) +1.6/+1.7% (+29.5/+27.1% without). Float32 keeps the count: there
+    the attention block races between 2.0 and 3.0 float32 T x I (mech22e-01 k/down 5 of 10 traced
+    steps high, 21.46-21.49 MiB against 21.88 planned, yet low in 3 of 3 measured processes:
+    +10.7%; q/down high in 2 of 4 steps and 3 of 3 processes, +1.8%): the count is the high
+    state."""
     t = w.targets
     if w.dt == F32 or w.dora or t & MLP != {"down_proj"} or not t & ATTENTION:
         return None
@@ -199,7 +203,9 @@ def lowest_gate_down_buffers(w: Work) -> int:
     update.evaluate_gradients, 5 steps; mech22e-05, qwen2 h256 4 x 2 heads, I 1,024, 1 x 512,
     blockwise, k/gate/down): the MLP block peaks 2.01-2.03 float32 T x I above the forward's end
     in 2 steps (the plan's count) and 3.01 in 3 (steps 1, 4 and 5), 24.35 MiB in 3 of 3 measured
-    processes against 22.65 planned (-7.0%; with this +1.2%). gate_proj's LoRA needs its input
+    processes against 22.65 planned (-7.0%; with this +1.2%); qwen3 h128 I 640 2 x 256 fused
+    -8.9% -> -0.1% (in_sample_round21_planner22e); gate/down without an attention adapter is
+    not moved (-0.2%). gate_proj's LoRA needs its input
     gradient in the MLP block, beside down_proj's input gradient (as we read it; the step is
     compiled, not traced buffer by buffer). Stored rows it moves (in_sample_round16_planner17f,
     qwen2 h192 6 x 1 heads, I 896, 2 x 256, q/k/o/gate/down, one adapted layer): backward
