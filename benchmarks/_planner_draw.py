@@ -84,6 +84,9 @@ HELDOUT19_SEED, N_HELDOUT19 = 0xa30b090c, 12  # FROZEN commit a30b090c15b8
 HELDOUT20_SEED, N_HELDOUT20 = 0x90e4aab4, 12  # FROZEN commit 90e4aab4724f
 # Round 21: the round-20 planner drawn again (nothing in mlx_eden/ changed in between).
 HELDOUT21_SEED, N_HELDOUT21 = 0x06e6fe97, 12  # FROZEN commit 06e6fe974be7
+# Round 22: drawn after planner22a-e (session 12's five terms, priced on in-sample twins of
+# rounds 19-21's misses) were frozen; --processes 3.
+HELDOUT22_SEED, N_HELDOUT22 = 0xd273aca6, 12  # FROZEN commit d273aca668ec
 # An IN-SAMPLE sweep (planner13s), drawn with the held-out generator under a new seed before
 # round 12, to surface the next mechanisms the way a held-out round would: constants may be
 # fitted on it; it is not a held-out figure.
@@ -118,6 +121,7 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round19": ("heldout_round19", HELDOUT19_SEED, N_HELDOUT19, "heldout19", True),
           "--draw-round20": ("heldout_round20", HELDOUT20_SEED, N_HELDOUT20, "heldout20", True),
           "--draw-round21": ("heldout_round21", HELDOUT21_SEED, N_HELDOUT21, "heldout21", True),
+          "--draw-round22": ("heldout_round22", HELDOUT22_SEED, N_HELDOUT22, "heldout22", True),
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
                               True),
           "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",
