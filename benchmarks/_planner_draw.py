@@ -101,6 +101,11 @@ SWEEP16_SEED, N_SWEEP16 = 1615, 12
 # planner18a) and measured in three processes (--processes 3, the held-out rounds' way since
 # round 18), to surface round 19's misses early: constants may be fitted on it.
 SWEEP19_SEED, N_SWEEP19 = 1918, 10
+# A fifth IN-SAMPLE sweep (planner22s), drawn the same way on the planner after planner22a (the
+# lowest layer's up_proj buffers) and planner22c (the undonated softmax-gradient square in every
+# upper layer), before round 22, and measured in three processes (--processes 3): constants may
+# be fitted on it.
+SWEEP22_SEED, N_SWEEP22 = 2221, 12
 ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldout2", False),
           "--draw-round3": ("heldout_round3", HELDOUT3_SEED, N_HELDOUT3, "heldout3", True),
           "--draw-round4": ("heldout_round4", HELDOUT4_SEED, N_HELDOUT4, "heldout4", True),
@@ -129,6 +134,8 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-sample16": ("in_sample_round16_sweep", SWEEP16_SEED, N_SWEEP16, "sweep16",
                               True),
           "--draw-sample19": ("in_sample_round18_sweep19", SWEEP19_SEED, N_SWEEP19, "sweep19",
+                              True),
+          "--draw-sample22": ("in_sample_round21_sweep22", SWEEP22_SEED, N_SWEEP22, "sweep22",
                               True)}
 # Strict mode waits for work in flight before each op; MLX's CPU quantized matmul is ~40x slower
 # than its float one here (memory_profile.py), so tokens per step are capped (smaller still for

@@ -289,6 +289,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # and its qwen3 base (h128 4 x 1 heads, I 640, V 1,024 tied, fused, r=8, 2 x 256, chunk 128,
 # adafactor) with k/down, down, checkpointed k/up/down and k/down, bf16 k/down. Each in three
 # processes (--processes 3).
+# in_sample_round21_sweep22 (planner22s): 12 configurations drawn by the held-out generator under
+# an in-sample seed (_planner_draw.py's --draw-sample22) on the planner after planner22a and
+# planner22c, each measured in three processes and scored by the highest; constants may be
+# fitted on it.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -329,6 +333,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round21_planner22b",
           "in_sample_round21_planner22d",
           "in_sample_round21_planner22e",
+          "in_sample_round21_sweep22",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
