@@ -293,6 +293,14 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # an in-sample seed (_planner_draw.py's --draw-sample22) on the planner after planner22a and
 # planner22c, each measured in three processes and scored by the highest; constants may be
 # fitted on it.
+# in_sample_round22_planner23a: new hand-made cheap twins (mech23a-*) of heldout22-08 (bf16
+# blockwise checkpointed, only the top layer of 3 adapted, LoRA r=64 on all seven, unchunked:
+# backward -9.0%, forward +7.9% over): qwen2 h256 4 x 1 heads, 3 layers, I 1,024, V 512 tied,
+# bf16, blockwise, LoRA r=64 alpha 128 on all seven, adapter.layers 1, 2 x 256 unpacked,
+# checkpointed, unchunked, adam; one knob at a time: all layers, top 2, attention-only,
+# MLP-only, chunk 64, r=8, float32, fused, qwen3, not checkpointed (boundary), I 1,536; a
+# qwen3 h192 3 x 1 heads, 2 layers, I 960 family with the top layer and all layers adapted; a
+# one-layer model and 2 x 96. Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -334,6 +342,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round21_planner22d",
           "in_sample_round21_planner22e",
           "in_sample_round21_sweep22",
+          "in_sample_round22_planner23a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

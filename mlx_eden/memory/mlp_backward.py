@@ -306,6 +306,30 @@ def lowest_gate_up(s: ModelShape, w: Work, bottom: bool) -> int:
             + (lowest_gate_up_down(s, w) if "down_proj" in t else 0))
 
 
+def lowest_gate_up_down16(s: ModelShape, w: Work, bottom: bool) -> int:
+    """Extra bytes of a recomputed lowest adapted bfloat16 LoRA layer adapting gate_proj,
+    up_proj and down_proj under an unchunked loss (planner.estimate adds it to the MLP
+    backward's moment), beyond mlp_backward_transient's count (one float32 T x I and a float32
+    T x hidden): one float32 T x I more. Traced to the block, not to the buffer
+    (in_sample_round22_planner23a, strict, one mx.eval per block of update.evaluate_gradients):
+    mech23a-01 (qwen2 h256, 3 layers with only the top one adapted, I 1,024, 2 x 256, all
+    seven, r=64) peaked in the top layer's MLP block (the loss's gradient, the recomputation
+    and the MLP backward) at 25.14 MiB against 23.04 planned without this, +1.05 float32 T x I;
+    in three processes +0.70, +0.70, +1.05; MLP-only +1.28 (3 of 3), r=8 +0.6 and +2.1 (a
+    race), 2 x 96 and a one-layer model +0.9 and +1.0 (one trace each); heldout22-08 (I 1,600,
+    hidden 512, read, not fitted) +1.00, +1.00, +1.50. Under a chunked loss (whose gradient
+    reaches the layer already formed, chunked_loss) 6 of 7 draws held nothing of it: mech23a-06
+    (chunk 64) +0.05..+0.20 in 3 of 3 (one trace +1.05), mech19b-*-ckpt (chunk 128, T 192)
+    below the count in 3 of 3: not counted there. As float32's lowest_gate_up, both LoRA
+    gradients need their T x I input gradient (as we read it). Measured with down_proj only;
+    not with a 2+-layer adapted stack, whose lowest layer takes the upper count
+    (planner.estimate's `only`)."""
+    t = w.targets
+    if not bottom or w.dt == F32 or w.dora or not {"gate_proj", "up_proj", "down_proj"} <= t:
+        return 0
+    return w.tokens * s.intermediate * F32
+
+
 def lowest_gate_up_down(s: ModelShape, w: Work) -> int:
     """With down_proj adapted too (float32, lowest recomputed layer, gate/up/down), the lowest
     state a run takes: two more float32 T x I buffers, less five float32 T x hidden. down_proj's
