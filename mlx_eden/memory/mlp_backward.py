@@ -316,7 +316,7 @@ def lowest_gate_up_down16(s: ModelShape, w: Work, bottom: bool) -> int:
     seven, r=64) peaked in the top layer's MLP block (the loss's gradient, the recomputation
     and the MLP backward) at 25.14 MiB against 23.04 planned without this, +1.05 float32 T x I;
     in three processes +0.70, +0.70, +1.05; MLP-only +1.28 (3 of 3), r=8 +0.6 and +2.1 (a
-    race), 2 x 96 and a one-layer model +0.9 and +1.0 (one trace each); heldout22-08 (I 1,600,
+    race), a one-layer model +1.0, 2 x 96 +0.25 (a trace +1.24); heldout22-08 (I 1,600,
     hidden 512, read, not fitted) +1.00, +1.00, +1.50. Under a chunked loss (whose gradient
     reaches the layer already formed, chunked_loss) 6 of 7 draws held nothing of it: mech23a-06
     (chunk 64) +0.05..+0.20 in 3 of 3 (one trace +1.05), mech19b-*-ckpt (chunk 128, T 192)
