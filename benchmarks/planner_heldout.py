@@ -301,6 +301,13 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # MLP-only, chunk 64, r=8, float32, fused, qwen3, not checkpointed (boundary), I 1,536; a
 # qwen3 h192 3 x 1 heads, 2 layers, I 960 family with the top layer and all layers adapted; a
 # one-layer model and 2 x 96. Each in three processes (--processes 3).
+# in_sample_round22_planner23b: new hand-made cheap twins (mech23b-*) of heldout22-10's float32
+# fused checkpointed backward (-6.3%): qwen3 h128 4 x 2 heads, 2 layers, I 512, V 1,024 tied,
+# float32, fused, LoRA r=8 on q/k/v/o/down, 2 x 384 unpacked, checkpointed, accumulation 2,
+# chunk 128, adam; one knob at a time: q/k/v/o, down, 1 and 3 layers, blockwise, 2 x 256,
+# accumulation 1, qwen2, 1 x 768, not checkpointed (boundary); and a second family (h192 6 x 2
+# heads, I 640, V 512 untied, r=16) at 2 x 384, 2 x 256 and q/k/v/o. Each in three processes
+# (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -343,6 +350,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round21_planner22e",
           "in_sample_round21_sweep22",
           "in_sample_round22_planner23a",
+          "in_sample_round22_planner23b",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

@@ -43,7 +43,7 @@ def attention_backward_transient(s: ModelShape, w: Work, checkpoint: bool = Fals
     raced = (unmasked_race_squares(s, w, checkpoint)
              + undonated_square(s, w, checkpoint, bottom)) * square
     if checkpoint and (w.targets & QKV or upper_without_attention_adapters(w, bottom)):
-        return raced + recomputed_fullest(s, w, square)
+        return raced + recomputed_fullest(s, w, square) + recomputed_output_gradient(s, w, bottom)
     if upper_bf16_without_mlp_adapters(w, checkpoint, bottom):
         return upper_bf16_fullest(s, w, square)
     squares = (1 if (w.dt == F32) != checkpoint else 2)
@@ -67,6 +67,21 @@ def recomputed_fullest(s: ModelShape, w: Work, square: int) -> int:
     round 8's 4 x 4 o_proj draw was 13% over already, 31% with it (4 x 2 heads here: 9%
     under)."""
     return max(2 * square, square + 3 * w.tokens * s.hidden * F32)
+
+
+def recomputed_output_gradient(s: ModelShape, w: Work, bottom: bool) -> int:
+    """The layer output's gradient (T x hidden float32, from the loss block or the layer above),
+    alive beside recomputed_fullest's moment in a float32 checkpointed fused layer: that count
+    has the kept probabilities and two squares (or one and dq, dk and the input's gradient),
+    and the layer inputs (planner.estimate's ckpt_inputs), not this. Traced (strict, step 1-3,
+    active memory around each mx.eval of update.evaluate_gradients,
+    in_sample_round22_planner23b): after the loss block the run holds the layer inputs and one
+    T x hidden float32 more in every microbatch of every step: mech23b-01 (qwen3 h128 4 x 2
+    heads, 2 layers, q/k/v/o/down, 2 x 384) 1.497 MiB against 1.125, mech23b-02 (q/k/v/o)
+    1.495, mech23b-07 (2 x 256) 0.994 against 0.750, mech23b-12 (h192 6 x 2 heads, I 640)
+    2.247 against 1.688. Not counted in bfloat16 (not traced there: recomputed_fullest's bf16
+    rows fit without it) or for the blockwise attention."""
+    return w.tokens * s.hidden * F32 if w.dt == F32 and not w.attn_block and not bottom else 0
 
 
 def upper_bf16_without_mlp_adapters(w: Work, checkpoint: bool, bottom: bool) -> bool:
