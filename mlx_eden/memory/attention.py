@@ -80,7 +80,11 @@ def recomputed_output_gradient(s: ModelShape, w: Work, bottom: bool) -> int:
     heads, 2 layers, q/k/v/o/down, 2 x 384) 1.497 MiB against 1.125, mech23b-02 (q/k/v/o)
     1.495, mech23b-07 (2 x 256) 0.994 against 0.750, mech23b-12 (h192 6 x 2 heads, I 640)
     2.247 against 1.688. Not counted in bfloat16 (not traced there: recomputed_fullest's bf16
-    rows fit without it) or for the blockwise attention."""
+    rows fit without it), for the blockwise attention, or in the lowest adapted layer (round
+    1-3's one-layer mech-*-bottom-ckpt rows, 4-10% over already, went 2-3 points further over).
+    Whole steps (three fresh processes each, the highest): mech23b-01 -5.7% -> -4.0%, 3 layers
+    -4.2 -> -2.5%, qwen2 -5.7 -> -3.9%, h192 -4.0 -> -2.3%; heldout22-10 (information, not
+    fitted) -6.3 -> -4.8%."""
     return w.tokens * s.hidden * F32 if w.dt == F32 and not w.attn_block and not bottom else 0
 
 
