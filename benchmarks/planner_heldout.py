@@ -308,6 +308,12 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # accumulation 1, qwen2, 1 x 768, not checkpointed (boundary); and a second family (h192 6 x 2
 # heads, I 640, V 512 untied, r=16) at 2 x 384, 2 x 256 and q/k/v/o. Each in three processes
 # (--processes 3).
+# in_sample_round22_planner23c: new hand-made cheap twins (mech23c-*) of heldout22-11's kind (4-bit
+# bf16 fused checkpointed, forward and backward over): qwen3 h256 4 x 2 heads, 2 layers, I 768, V
+# 512 tied, 4-bit, bf16, fused, LoRA r=64 on v/o/gate/up/down, 3 x 128 unpacked, checkpointed,
+# unchunked, adam; one knob at a time: float base, r=8, v/o, gate/up/down, blockwise, not
+# checkpointed, chunk 128, qwen2; and a qwen3 h384 6 x 3 heads I 1,024 V 1,024 untied 2 x 192
+# family (base, float base, r=8, not checkpointed). Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -351,6 +357,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round21_sweep22",
           "in_sample_round22_planner23a",
           "in_sample_round22_planner23b",
+          "in_sample_round22_planner23c",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
