@@ -313,7 +313,8 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # 512 tied, 4-bit, bf16, fused, LoRA r=64 on v/o/gate/up/down, 3 x 128 unpacked, checkpointed,
 # unchunked, adam; one knob at a time: float base, r=8, v/o, gate/up/down, blockwise, not
 # checkpointed, chunk 128, qwen2; and a qwen3 h384 6 x 3 heads I 1,024 V 1,024 untied 2 x 192
-# family (base, float base, r=8, not checkpointed). Each in three processes (--processes 3).
+# family (base, float base, r=8, not checkpointed). Each in three processes (--processes 3); 6
+# of 13 measured (the machine shared), the rest not measured.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
