@@ -87,6 +87,9 @@ HELDOUT21_SEED, N_HELDOUT21 = 0x06e6fe97, 12  # FROZEN commit 06e6fe974be7
 # Round 22: drawn after planner22a-e (session 12's five terms, priced on in-sample twins of
 # rounds 19-21's misses) were frozen; --processes 3.
 HELDOUT22_SEED, N_HELDOUT22 = 0xd273aca6, 12  # FROZEN commit d273aca668ec
+# Round 23: drawn after planner23a (a recomputed lowest bf16 gate/up/down layer, unchunked loss)
+# and planner23b (a checkpointed fused float32 upper layer's output gradient); --processes 3.
+HELDOUT23_SEED, N_HELDOUT23 = 0xe70165fc, 12  # FROZEN commit e70165fc7d60
 # An IN-SAMPLE sweep (planner13s), drawn with the held-out generator under a new seed before
 # round 12, to surface the next mechanisms the way a held-out round would: constants may be
 # fitted on it; it is not a held-out figure.
@@ -127,6 +130,7 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round20": ("heldout_round20", HELDOUT20_SEED, N_HELDOUT20, "heldout20", True),
           "--draw-round21": ("heldout_round21", HELDOUT21_SEED, N_HELDOUT21, "heldout21", True),
           "--draw-round22": ("heldout_round22", HELDOUT22_SEED, N_HELDOUT22, "heldout22", True),
+          "--draw-round23": ("heldout_round23", HELDOUT23_SEED, N_HELDOUT23, "heldout23", True),
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
                               True),
           "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",
