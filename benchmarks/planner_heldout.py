@@ -315,6 +315,15 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # checkpointed, chunk 128, qwen2; and a qwen3 h384 6 x 3 heads I 1,024 V 1,024 untied 2 x 192
 # family (base, float base, r=8, not checkpointed). Each in three processes (--processes 3); 6
 # of 13 measured (the machine shared), the rest not measured.
+# in_sample_round23_planner24b: new hand-made cheap twins (mech24b-*) of heldout23-11's kind
+# (float32 checkpointed one layer, LoRA on o_proj alone, backward under) and heldout23-08's
+# (float32 fused, 3 layers with the top 2 adapted, q/gate, backward over): qwen3 h256 4 x 1 heads,
+# one layer, I 1,152, V 512 tied, float32, blockwise, LoRA r=16 on o_proj, 3 x 128 unpacked,
+# checkpointed, accumulation 2, unchunked, adamw; one knob at a time: q alone, v alone, not
+# checkpointed, accumulation 1, fused, 2 layers; and a second family (3 layers, V 512 untied,
+# fused, not checkpointed, 2 x 256, chunk 128, adam, q/gate on the top 2) with all layers
+# adapted, q alone and gate alone. Groundwork: no planner term. Each in three processes
+# (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -359,6 +368,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round22_planner23a",
           "in_sample_round22_planner23b",
           "in_sample_round22_planner23c",
+          "in_sample_round23_planner24b",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
