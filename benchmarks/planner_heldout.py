@@ -324,6 +324,13 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # fused, not checkpointed, 2 x 256, chunk 128, adam, q/gate on the top 2) with all layers
 # adapted, q alone and gate alone. Groundwork: no planner term. Each in three processes
 # (--processes 3).
+# in_sample_round23_planner24a: new hand-made cheap twins (mech24a-*) of heldout23-03/23-10's kind
+# (float32 one-layer DoRA, backward under by 14.4% and 7.3%): qwen3 h256 4 x 4 heads, one layer,
+# I 1,024, V 1,024 untied, float32, blockwise, DoRA r=16 alpha 32 on all seven, 2 x 128 packed,
+# not checkpointed, unchunked, adamw8bit; one knob at a time: LoRA (DoRA's own cost is the
+# difference), q/k/v/o, gate/up/down, q, down, fused, checkpointed, bf16 (boundary); and a qwen3
+# h128 4 x 4 heads I 512 family (fused, checkpointed, DoRA r=4 on q/k/v/o/gate/down, 2 x 128
+# unpacked, adafactor) with LoRA and not checkpointed. Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -369,6 +376,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round22_planner23b",
           "in_sample_round22_planner23c",
           "in_sample_round23_planner24b",
+          "in_sample_round23_planner24a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
