@@ -1272,9 +1272,10 @@ def test_lowest_float32_up_proj_backward_in_new_shapes(family, targets, measured
 # --------------------------------------------------------------------------- planner22b
 # One adapted float32 layer with gate_proj, not checkpointed: the loss holds swiglu_ends' T x I
 # less (no compensation since round 21) and the layer's MLP forward holds one T x I and one
-# T x hidden more than mlp_forward_peak (activations.gate_swiglu_forward). in_sample_round21_planner22b: qwen2 h256
-# 4 x 1 heads, I 1,024, V 1,024 tied, LoRA r=8 on k/v/gate, 1 x 384 packed, blockwise, chunk 256,
-# adam; measured forward phases (strict, the highest of three processes, bytes).
+# T x hidden more than mlp_forward_peak (activations.gate_swiglu_forward).
+# in_sample_round21_planner22b: qwen2 h256 4 x 1 heads, I 1,024, V 1,024 tied, LoRA r=8 on
+# k/v/gate, 1 x 384 packed, blockwise, chunk 256, adam; measured forward phases (strict, the
+# highest of three processes, bytes).
 _KVG = ("k_proj", "v_proj", "gate_proj")
 
 
