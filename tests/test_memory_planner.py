@@ -1239,6 +1239,22 @@ def test_lowest_float32_up_proj_backward_holds_more_buffers(arch, inter, vocab, 
 # processes: qwen2 h256 4 x 2 heads, I 1,024, V 1,024 untied, 1 x 512, blockwise, r=16, chunk
 # 64, adam; qwen3 h128 4 x 1 heads, I 640, V 1,024 tied, 2 x 256, fused, r=8, chunk 128,
 # adafactor.
+def _one_layer_backward(family, targets, dtype: str) -> int:
+    """The planned backward peak of a one-layer model of `family` (_FAMILY_A/_FAMILY_B's form:
+    model shape, then batch, length, rank, loss chunk, optimizer, blockwise), not checkpointed."""
+    from mlx_eden.memory.planner import ATTENTION_BLOCK
+
+    (arch, hidden, heads, kv, inter, vocab, tied), (batch, seq, rank, chunk, opt, blockwise) = \
+        family
+    cfg = _config(arch, hidden, heads, kv, 1, inter, vocab, tied=tied, head_dim=hidden // heads)
+    s = Settings(batch=batch, seq=seq, grad_accumulation=1, dtype=dtype, quant_bits=None,
+                 quant_group=64, rank=rank, targets=targets, adapted_layers=1, dora=False,
+                 optimizer=opt, checkpoint=False, loss_chunk=chunk, packed=False,
+                 attn_block=ATTENTION_BLOCK if blockwise else 0)
+    e = estimate(shape_from_config(cfg), s)
+    return max(v for k, v in e.phases.items() if k.startswith("backward"))
+
+
 _FAMILY_A = (("qwen2", 256, 4, 2, 1024, 1024, False), (1, 512, 16, 64, "adam", True))
 _FAMILY_B = (("qwen3", 128, 4, 1, 640, 1024, True), (2, 256, 8, 128, "adafactor", False))
 
@@ -1257,17 +1273,7 @@ def test_lowest_float32_up_proj_backward_in_new_shapes(family, targets, measured
     """mlp_backward.lowest_up_buffers on shapes it was not traced on: the backward within 2.5%;
     the mutation tried (lowest_up_buffers returning 0) puts them 6.8-17.0% under (noted per
     row). Pure planner arithmetic."""
-    from mlx_eden.memory.planner import ATTENTION_BLOCK
-
-    (arch, hidden, heads, kv, inter, vocab, tied), (batch, seq, rank, chunk, opt, blockwise) = \
-        family
-    cfg = _config(arch, hidden, heads, kv, 1, inter, vocab, tied=tied, head_dim=hidden // heads)
-    s = Settings(batch=batch, seq=seq, grad_accumulation=1, dtype="float32", quant_bits=None,
-                 quant_group=64, rank=rank, targets=targets, adapted_layers=1, dora=False,
-                 optimizer=opt, checkpoint=False, loss_chunk=chunk, packed=False,
-                 attn_block=ATTENTION_BLOCK if blockwise else 0)
-    e = estimate(shape_from_config(cfg), s)
-    planned = max(v for k, v in e.phases.items() if k.startswith("backward"))
+    planned = _one_layer_backward(family, targets, "float32")
     assert abs(planned - measured) < 0.025 * measured, (planned, measured, planned / measured - 1)
 # --------------------------------------------------------------------------- planner22b
 # One adapted float32 layer with gate_proj, not checkpointed: the loss holds swiglu_ends' T x I
@@ -1374,17 +1380,7 @@ def test_lowest_down_beside_attention_backward(family, dtype, targets, measured)
     """mlp_backward.lowest_down_beside_attention and lowest_gate_down_buffers: the backward
     within 4% (the mutations tried, each term removed, put the rows outside it: noted per row).
     Pure planner arithmetic."""
-    from mlx_eden.memory.planner import ATTENTION_BLOCK
-
-    (arch, hidden, heads, kv, inter, vocab, tied), (batch, seq, rank, chunk, opt, blockwise) = \
-        family
-    cfg = _config(arch, hidden, heads, kv, 1, inter, vocab, tied=tied, head_dim=hidden // heads)
-    s = Settings(batch=batch, seq=seq, grad_accumulation=1, dtype=dtype, quant_bits=None,
-                 quant_group=64, rank=rank, targets=targets, adapted_layers=1, dora=False,
-                 optimizer=opt, checkpoint=False, loss_chunk=chunk, packed=False,
-                 attn_block=ATTENTION_BLOCK if blockwise else 0)
-    e = estimate(shape_from_config(cfg), s)
-    planned = max(v for k, v in e.phases.items() if k.startswith("backward"))
+    planned = _one_layer_backward(family, targets, dtype)
     assert abs(planned - measured) < 0.04 * measured, (planned, measured, planned / measured - 1)
 
 

@@ -126,8 +126,7 @@ def upper_bf16_fullest(s: ModelShape, w: Work, square: int) -> int:
     twins +16.3/+9.2/+16.0% -> +4.0/-1.6/+3.8%; round 12's lone v at 1 x 512 (mech13v-*-h512-
     8x1-2l-*-nockpt-v) +15.7 -> +4.3%. Lower: round 8's 8 x 8-head packed q/k/v/o at 1 x 512
     (head size 16) -11.5 -> -15.8%, already under (its causal twin +3.9 -> -1.0%)."""
-    return (max(2 * square, square + 3 * w.tokens * s.hidden * F32)
-            - w.tokens * s.intermediate * w.dt)
+    return recomputed_fullest(s, w, square) - w.tokens * s.intermediate * w.dt
 
 
 def upper_without_attention_adapters(w: Work, bottom: bool) -> bool:
