@@ -28,7 +28,8 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     stream's gradient. In float32 without checkpointing one buffer fewer: MLX donates a float32
     input's buffer to an op's output of the same dtype (measured on the planner's in-sample
     draws, benchmarks/planner_heldout.py: fp32 MLP-bound configurations were 5-12% over with
-    the bf16 count; recomputed layers keep the count). One buffer too in a lowest layer that
+    the bf16 count; recomputed layers keep the count; not in a lowest layer adapting gate and up:
+    lowest_gate_up_buffers). One buffer too in a lowest layer that
     keeps less than the full swiglu (no gate_proj adapter: only up_proj's gradient is formed);
     more there with up_proj beside down_proj or an attention adapter (lowest_up_buffers)."""
     T = w.tokens
@@ -103,7 +104,7 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
         if beside is not None:
             return beside
         n = 2 if w.dt != F32 and swiglu_kept(w.targets, bottom) == 4 else 1
-        n += lowest_up_buffers(w) + lowest_gate_down_buffers(w)
+        n += lowest_up_buffers(w) + lowest_gate_down_buffers(w) + lowest_gate_up_buffers(w)
     size = F32 if w.targets & MLP else w.dt
     # A recomputed bfloat16 layer's buffers stay bfloat16 unless gate_proj and up_proj are both
     # adapted (mech-e/g-*: with one MLP adapter, or down with one of them, float32 buffers put
@@ -216,6 +217,36 @@ def lowest_gate_down_buffers(w: Work) -> int:
     if w.dt != F32 or w.dora or "up_proj" in t or not {"gate_proj", "down_proj"} <= t:
         return 0
     return int(bool(t & ATTENTION))
+
+
+def lowest_gate_up_buffers(w: Work) -> int:
+    """One float32 T x I buffer more in the lowest adapted layer's MLP backward (not recomputed,
+    float32, LoRA and DoRA alike) adapting gate_proj and up_proj beside down_proj or an attention
+    adapter: the buffer float32's donation takes off mlp_backward_transient's count is held here.
+    Traced per block (strict, one mx.eval per block of update.evaluate_gradients, 3 steps x 3
+    processes; mech24a-02: qwen3 h256, I 1,024, V 1,024 untied, 2 x 128, LoRA on all seven, T x I
+    float32 1 MiB): the layer's MLP block (the loss's backward and the MLP's, one evaluation)
+    peaked 2 T x I and a T x hidden above its start in 7 of 9 steps, the plan's count (one T x I
+    and a T x hidden) in 1, one T x I more in 1; gate/up/down 2.0-2.26 T x I above it in 5 of 6,
+    I 512 2.0-2.5 in 6 of 6, V 2,048 2.0-2.25 in 6 of 6 (the loss's T x V does not move it), DoRA
+    gate/up/down 2.5-3.3 in 7 of 9. As we read it (the step is mx.compile'd, not traced buffer by
+    buffer): both LoRA gradients need their T x I input gradient; down_proj's input gradient is
+    W's product and the LoRA product's, two T x I before their sum, and with an attention adapter
+    the swiglu's input gradients wait for the attention block (lowest_up_buffers' reading).
+    Measured backward, the highest of three processes (in_sample_round23_planner25a, _planner24a):
+    LoRA gate/up/down -6.3% -> +0.8% (qwen3 h128, I 512, 3 x 128: -8.9% -> +1.4%), all seven
+    -10.6% -> -5.0% (h128: -14.5% -> -7.4%), 2 layers with the top one adapted -8.7% -> -4.0%,
+    DoRA all seven and gate/up/down -14.0/-11.0% -> -9.5/-5.2%; stored rows of earlier groups
+    -13.6..-5.0% -> -6.3..+4.4% (mech18a-*-kogud, mech20a-06/mech22a-07-gate-up-down,
+    sweep16-08), top-only qkvogu backward phases -12.9..-10.2% -> -5.6..-3.6%. Not with gate and
+    up alone (mech25a-04: backward -2.1% without, +6.0% with; mech13s-*-gateup, mech22b-03 the
+    same). With both down_proj and an attention adapter all seven races one T x I higher (2 of 6
+    processes at h256, 2 of 3 at h128, DoRA 1-2 of 3): not priced, the consistent level is one
+    buffer (two put sweep16-08 and mech19b-*-all-r64-sgd-f32, low in 3 of 3, 9% over)."""
+    t = w.targets
+    if w.dt != F32 or not {"gate_proj", "up_proj"} <= t:
+        return 0
+    return int("down_proj" in t or bool(t & ATTENTION))
 
 
 def lowest_recomputed(s: ModelShape, w: Work) -> int:
