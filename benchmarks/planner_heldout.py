@@ -331,6 +331,14 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # difference), q/k/v/o, gate/up/down, q, down, fused, checkpointed, bf16 (boundary); and a qwen3
 # h128 4 x 4 heads I 512 family (fused, checkpointed, DoRA r=4 on q/k/v/o/gate/down, 2 x 128
 # unpacked, adafactor) with LoRA and not checkpointed. Each in three processes (--processes 3).
+# in_sample_round23_planner25a: new hand-made cheap twins (mech25a-*) of the float32 one-layer
+# MLP backward with gate_proj and up_proj adapted (heldout23-03's kind), LoRA: the base is
+# in_sample_round23_planner24a's LoRA twin (qwen3 h256 4 x 4 heads, one layer, I 1,024, float32,
+# blockwise, r=16 on all seven, 2 x 128 packed, not checkpointed, adamw8bit) with V 2,048; one
+# knob at a time from V 1,024: I 512, gate/up/down, gate/up, q/gate/down and q/up/down (the
+# boundary), 2 layers (all or the top adapted), bf16, checkpointed; and a qwen3 h128 I 512
+# family at T 384 (3 x 128 packed, fused, r=8, adamw) with gate/up/down and DoRA. Each in
+# three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -377,6 +385,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round22_planner23c",
           "in_sample_round23_planner24b",
           "in_sample_round23_planner24a",
+          "in_sample_round23_planner25a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

@@ -113,7 +113,8 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
         size = w.dt
     total = (n * T * s.intermediate * size + T * s.hidden * F32
              + (dora_mlp_backward(s, w) + up_down_recomputed(s, w, bottom)
-                + lowest_gate_up(s, w, bottom) if checkpoint else 0))
+                + lowest_gate_up(s, w, bottom) + lowest_gate_down_recomputed(s, w, bottom)
+                if checkpoint else 0))
     if checkpoint and bottom:
         return max(total, lowest_recomputed(s, w) - layer_saved(s, w, bottom=True))
     return total
@@ -335,6 +336,33 @@ def lowest_gate_up(s: ModelShape, w: Work, bottom: bool) -> int:
         return 0
     return (max(0, w.tokens * (2 * s.intermediate - 3 * s.hidden) * F32)
             + (lowest_gate_up_down(s, w) if "down_proj" in t else 0))
+
+
+def lowest_gate_down_recomputed(s: ModelShape, w: Work, bottom: bool) -> int:
+    """Extra bytes of a recomputed lowest adapted float32 layer (checkpointed; LoRA and DoRA
+    alike) adapting gate_proj and down_proj without up_proj, beyond mlp_backward_transient's
+    count (no T x I buffer: float32 donates, and up_down_recomputed counts none for gate+down in
+    the lowest layer): two float32 T x I less two float32 T x hidden. As we read it (the step is
+    mx.compile'd, not traced buffer by buffer), lowest_gate_up's kind: down_proj's LoRA gradient
+    needs its recomputed input (the swiglu's output) and gate_proj's its T x I input gradient,
+    formed from down_proj's. Traced per block (strict, one mx.eval per block of
+    update.evaluate_gradients, 3 steps; the MLP block holds the loss's backward, the
+    recomputation and the MLP's backward): mech24a-11 (qwen3 h128, I 512, 2 x 128, fused, LoRA r=4
+    on q/k/v/o/gate/down; T x I 0.5 MiB, T x hidden 0.125) peaked at 7.50-7.51 MiB in 11 of 15
+    steps (8.01 in 4) against 6.62 planned without this; gate/down 5.78-5.91 (6 of 6) against
+    5.03, q/gate/down 7.08 (8 of 9) against 6.34, I 1,024 11.77-11.78 (5 of 6) against 9.89;
+    qwen3 h256 I 1,024 blockwise packed q/gate/down (mech25a-20) 15.91 in steps 2-3 against
+    14.40 (this: 15.90), step 1 0.9 MiB higher (taken by 3 of 3 measured processes: -5.4% with
+    this, not priced). 2 T x I - 2 T x hidden sits 0.0-0.14 MiB under each steady level.
+    Measured, the highest of three processes, all three alike (in_sample_round23_planner25a,
+    _planner24a): -16.1..-10.5% -> -2.1..+0.1% (mech25a-14/-15/-17, mech24a-11), DoRA q/k/v/o/
+    gate/down (mech24a-10) -9.0% -> -0.4%. Not without down_proj (q/k/v/o/gate -4.3%), nor with
+    2 layers (the lowest is not the top: -3.3%), nor bf16 (-12.6%, 0.6 MiB under: not traced);
+    no other stored in-sample row moves."""
+    t = w.targets
+    if not bottom or w.dt != F32 or "up_proj" in t or not {"gate_proj", "down_proj"} <= t:
+        return 0
+    return max(0, 2 * w.tokens * (s.intermediate - s.hidden) * F32)
 
 
 def lowest_gate_up_down16(s: ModelShape, w: Work, bottom: bool) -> int:
