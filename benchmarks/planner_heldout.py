@@ -336,9 +336,13 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in_sample_round23_planner24a's LoRA twin (qwen3 h256 4 x 4 heads, one layer, I 1,024, float32,
 # blockwise, r=16 on all seven, 2 x 128 packed, not checkpointed, adamw8bit) with V 2,048; one
 # knob at a time from V 1,024: I 512, gate/up/down, gate/up, q/gate/down and q/up/down (the
-# boundary), 2 layers (all or the top adapted), bf16, checkpointed; and a qwen3 h128 I 512
-# family at T 384 (3 x 128 packed, fused, r=8, adamw) with gate/up/down and DoRA. Each in
-# three processes (--processes 3).
+# boundary), 2 layers (all or the top adapted), bf16, checkpointed; a qwen3 h128 I 512
+# family at T 384 (3 x 128 packed, fused, r=8, adamw) with gate/up/down and DoRA; heldout23-10's
+# kind (checkpointed, gate/down without up) in mech24a-11's shape: gate/down, q/gate/down,
+# q/k/v/o/gate, I 1,024, bf16, 2 layers, and the h256 family with q/gate/down; and four rows
+# predicted before measuring (qwen2 h192 3 x 1 heads, I 768, V 512 tied, 1 x 384, r=8, adam:
+# k/o/gate/up and gate/up/down, checkpointed blockwise k/gate/down and DoRA v/gate/down). Each
+# in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",

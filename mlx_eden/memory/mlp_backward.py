@@ -243,7 +243,13 @@ def lowest_gate_up_buffers(w: Work) -> int:
     up alone (mech25a-04: backward -2.1% without, +6.0% with; mech13s-*-gateup, mech22b-03 the
     same). With both down_proj and an attention adapter all seven races one T x I higher (2 of 6
     processes at h256, 2 of 3 at h128, DoRA 1-2 of 3): not priced, the consistent level is one
-    buffer (two put sweep16-08 and mech19b-*-all-r64-sgd-f32, low in 3 of 3, 9% over)."""
+    buffer (two put sweep16-08 and mech19b-*-all-r64-sgd-f32, low in 3 of 3, 9% over). This one
+    is a race's common state, not every shape's: predicted before measuring, a qwen2 h192 3 x 1
+    heads family (I 768, V 512 tied, 1 x 384, fused, r=8) held the plan's count in 6 of 6
+    processes with gate/up/down (1 x 384 and 2 x 192: +10.8% with this, -0.1% without; traced,
+    1 of 3 steps took the buffer), while its k/o/gate/up raced 2 T x I (-5.3%, -13.1% without)
+    and the h256 family's gate/up/down at 1 x 256 took it (+1.7%, -5.5% without); mech22a-07
+    took it in 1 of 3 processes, mech20a-06 in 2 of 3."""
     t = w.targets
     if w.dt != F32 or not {"gate_proj", "up_proj"} <= t:
         return 0
@@ -358,7 +364,9 @@ def lowest_gate_down_recomputed(s: ModelShape, w: Work, bottom: bool) -> int:
     _planner24a): -16.1..-10.5% -> -2.1..+0.1% (mech25a-14/-15/-17, mech24a-11), DoRA q/k/v/o/
     gate/down (mech24a-10) -9.0% -> -0.4%. Not without down_proj (q/k/v/o/gate -4.3%), nor with
     2 layers (the lowest is not the top: -3.3%), nor bf16 (-12.6%, 0.6 MiB under: not traced);
-    no other stored in-sample row moves."""
+    no other stored in-sample row moves. Predicted before measuring (qwen2 h192 3 x 1 heads, I
+    768, V 512 tied, 1 x 384, blockwise, r=8, adam): k/gate/down -2.2% (-15.3% without; 3 of 3
+    processes alike), DoRA v/gate/down +0.6% (-11.2% without)."""
     t = w.targets
     if not bottom or w.dt != F32 or "up_proj" in t or not {"gate_proj", "down_proj"} <= t:
         return 0
