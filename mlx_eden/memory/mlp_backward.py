@@ -127,8 +127,8 @@ def upper_gate_alone(w: Work) -> bool:
     branch above has the same rule). Traced (strict, one mx.eval per block of
     update.evaluate_gradients, active memory before each and MLX's peak reset; scratch, not
     committed): the backward starts at the loss's count (swiglu_ends' buffers already gone)
-    in all 9 twins traced, 0.36-0.64 MiB under the plan's "backward, loss" moment (the loss's
-    own transient); the top layer's MLP block then rose 4.03 MiB (1.57 T x I + T x hidden)
+    in all 11 target sets traced (3 shapes), 0.36-0.77 MiB under the plan's "backward, loss"
+    moment (the loss's own transient); the top layer's MLP block then rose 4.03 MiB (1.57 T x I + T x hidden)
     with gate alone and 4.00 with q/gate at qwen3 h256 I 1,152 2 x 256 (T x I 2.25 MiB), and
     1.46 and 3.12 in two processes (0.62-1.57 T x I + T x hidden) at mech17f's qwen2 h192 I 896
     gate row, where the plan priced swiglu_ends' two buffers (standing in for the input
