@@ -121,25 +121,24 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
 
 
 def upper_gate_alone(w: Work) -> bool:
-    """Does an upper float32 layer's MLP backward, not recomputed, form no float32 buffer for
-    its gate_proj adapter (gate_proj its only MLP adapter)? The gate's LoRA gradients read the
-    swiglu's gate gradient, which the layer's input gradient forms anyway (the recomputed
-    branch above has the same rule). Traced (strict, one mx.eval per block of
-    update.evaluate_gradients, active memory before each and MLX's peak reset; scratch, not
-    committed): the backward starts at the loss's count (swiglu_ends' buffers already gone)
-    in all 11 target sets traced (3 shapes), 0.36-0.77 MiB under the plan's "backward, loss"
-    moment (the loss's own transient); the top layer's MLP block then rose 4.03 MiB (1.57 T x I + T x hidden)
-    with gate alone and 4.00 with q/gate at qwen3 h256 I 1,152 2 x 256 (T x I 2.25 MiB), and
-    1.46 and 3.12 in two processes (0.62-1.57 T x I + T x hidden) at mech17f's qwen2 h192 I 896
-    gate row, where the plan priced swiglu_ends' two buffers (standing in for the input
-    gradient's: the q/k/o/down block of that shape rose 2.0 T x I) and one for gate: 3 T x I +
-    T x hidden. Measured (highest of three processes): every stored gate-alone row was 1.0-1.27
-    T x I over (mech24b-08/-09/-11 +5.2..+7.1%, mech17f-*-g/-og/-again-in-sample-08 backwards
-    +7.5..+9.8%, mech13s-*-nockpt-gate +7.6%, mech7-*-ogate +7.3%), and in_sample_round23_
-    planner25c's q/gate, gate and o/gate twins (two families; unchunked, tied, 2 layers,
-    blockwise, 1 x 512) +6.4..+8.1% -> -2.9..+1.6%. Not with up_proj or down_proj beside
-    gate (mixed, not priced: gate/down -0.03 T x I at mech17f, +5.0% at mech25c-01; gate/up
-    +2.8%), nor bfloat16 (its count is one buffer fewer already)."""
+    """Does an upper float32 layer's MLP backward, not recomputed, form no float32 buffer for its
+    gate_proj adapter (gate_proj its only MLP adapter)? The gate's LoRA gradients read the swiglu's
+    gate gradient, which the layer's input gradient forms anyway (the recomputed branch above has
+    the same rule). Traced (strict, one mx.eval per block of update.evaluate_gradients, active
+    memory before each and MLX's peak reset; scratch, not committed): the backward starts at the
+    loss's count (swiglu_ends' buffers already gone) in all 11 target sets traced (3 shapes),
+    0.36-0.77 MiB under the plan's "backward, loss" moment (the loss's own transient); the top
+    layer's MLP block then rose 4.03 MiB (1.57 T x I + T x hidden) with gate alone and 4.00 with
+    q/gate at qwen3 h256 I 1,152 2 x 256 (T x I 2.25 MiB), and 1.46 and 3.12 in two processes
+    (0.62-1.57 T x I + T x hidden) at mech17f's qwen2 h192 I 896 gate row, where the plan priced
+    swiglu_ends' two buffers (standing in for the input gradient's: the q/k/o/down block of that
+    shape rose 2.0 T x I) and one for gate: 3 T x I + T x hidden. Measured (highest of three
+    processes): every stored gate-alone row was 1.0-1.27 T x I over (mech24b-08/-09/-11 +5.2..+7.1%,
+    mech17f-*-g/-og/-again-in-sample-08 backwards +7.5..+9.8%, mech13s-*-nockpt-gate +7.6%,
+    mech7-*-ogate +7.3%), and in_sample_round23_planner25c's q/gate, gate and o/gate twins (two
+    families; unchunked, tied, 2 layers, blockwise, 1 x 512) +6.4..+8.1% -> -2.9..+1.6%. Not with
+    up_proj or down_proj beside gate (mixed, not priced: gate/down -0.03 T x I at mech17f, +5.0% at
+    mech25c-01; gate/up +2.8%), nor bfloat16 (its count is one buffer fewer already)."""
     return w.dt == F32 and w.targets & MLP == {"gate_proj"}
 
 
