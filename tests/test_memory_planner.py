@@ -1488,3 +1488,56 @@ def test_upper_gate_alone_leaves_gate_with_up_or_down():
     assert not upper_gate_alone(w({"gate_proj", "down_proj"}))
     assert not upper_gate_alone(w({"gate_proj", "up_proj"}))
     assert not upper_gate_alone(w({"gate_proj"}, dt=2))
+
+
+# planner25b (after round 23): heldout23-11's kind, a checkpointed float32 layer that is both
+# the top and the lowest adapted one, attention adapters alone (benchmarks/planner_heldout.py,
+# in_sample_round23_planner25b and planner24b's mech24b-*, accumulation 2, unchunked, adamw,
+# r=16; the highest of three fresh processes each, bytes).
+_ONLY_F1 = (_config("qwen3", 256, 4, 1, 1, 1152, 512, tied=True, head_dim=64), 3, 128, True)
+_ONLY_F2 = (_config("qwen2", 192, 6, 2, 1, 512, 512, head_dim=32), 2, 160, False)
+_ONLY_F3 = (_config("qwen3", 128, 2, 1, 1, 896, 512, tied=True, head_dim=64), 1, 256, True)
+
+
+@pytest.mark.parametrize("family, layers, targets, dora, measured", [
+    (_ONLY_F1, 1, ("o_proj",), False, 15_301_224),  # mech24b-01: without it -9.0%
+    (_ONLY_F1, 1, ("k_proj",), False, 16_385_632),  # mech25b-07: -8.3%
+    (_ONLY_F1, 2, ("o_proj",), False, 19_432_540),  # mech25b-08, top layer of 2 adapted: -6.8%
+    (_ONLY_F1, 1, ("o_proj",), True, 15_668_328),   # mech25b-11, DoRA: -8.6%
+    (_ONLY_F2, 1, ("o_proj",), False, 6_744_164),   # mech25b-01: -6.1%
+    (_ONLY_F3, 1, ("q_proj",), False, 7_661_676),   # mech25b-12: -9.1%
+])
+def test_only_recomputed_float32_attention_layer_holds_the_swiglu_gradient(
+        family, layers, targets, dora, measured):
+    """mlp_backward.only_recomputed_attention: the one adapted layer's block (the loss's
+    gradient, the recomputation and the backward) holds what the not-recomputed lowest layer
+    holds, one float32 T x I beyond the count less the checkpointed input (T x hidden).
+    Planned within 1.5% (three shapes, I/hidden 2.7-7); the mutation tried (the term returning
+    0) puts them 6.1-9.1% under (noted per row). Pure planner arithmetic."""
+    from mlx_eden.memory.planner import ATTENTION_BLOCK
+
+    cfg, batch, seq, blockwise = family
+    s = Settings(batch=batch, seq=seq, grad_accumulation=2, dtype="float32", quant_bits=None,
+                 quant_group=64, rank=16, targets=targets, adapted_layers=1, dora=dora,
+                 optimizer="adamw", checkpoint=True, loss_chunk=0, packed=False,
+                 attn_block=ATTENTION_BLOCK if blockwise else 0)
+    e = estimate(shape_from_config(dict(cfg, num_hidden_layers=layers)), s)
+    assert e.phase == "backward, top layer"
+    assert abs(e.needed - measured) < 0.015 * measured, (e.needed, measured)
+
+
+@pytest.mark.parametrize("dtype, only, targets", [
+    ("bfloat16", True, ("o_proj",)),             # mech25b-10: +7.2% already
+    ("float32", False, ("o_proj",)),             # mech24b-07: a 2-layer adapted stack
+    ("float32", True, ("o_proj", "up_proj")),    # an MLP adapter: other terms price it
+    ("float32", True, ("up_proj",)),             # no attention adapter
+])
+def test_only_recomputed_attention_leaves_its_boundaries(dtype, only, targets):
+    """The term is 0 outside its condition (a checkpointed float32 layer that is the top and
+    the lowest adapted one, attention adapters alone); not checkpointed (mech24b-04, mech25b-03)
+    mlp_backward_transient does not add it."""
+    from mlx_eden.memory.activations import Work
+    from mlx_eden.memory.mlp_backward import only_recomputed_attention
+
+    w = Work(3, 128, 4 if dtype == "float32" else 2, 16, frozenset(targets))
+    assert only_recomputed_attention(shape_from_config(_ONLY_F1[0]), w, only) == 0
