@@ -331,6 +331,22 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # difference), q/k/v/o, gate/up/down, q, down, fused, checkpointed, bf16 (boundary); and a qwen3
 # h128 4 x 4 heads I 512 family (fused, checkpointed, DoRA r=4 on q/k/v/o/gate/down, 2 x 128
 # unpacked, adafactor) with LoRA and not checkpointed. Each in three processes (--processes 3).
+# in_sample_round23_planner25c: new hand-made cheap twins (mech25c-*) of heldout23-08's kind
+# (float32 fused, not checkpointed, 3 layers with the top 2 adapted, LoRA on q/gate, backward
+# over; planner24b's mech24b-08..11): qwen3 h256 4 x 1 heads, I 1,152, V 512 untied, float32,
+# fused, LoRA r=16 on gate/down, 2 x 256 unpacked, chunk 128, adam; one knob at a time: gate/up,
+# q/gate unchunked, tied, on a 2-layer model, blockwise, o/gate at 1 x 512; and a second family
+# (qwen2 h192 3 x 1 heads, I 1,152, V 1,024 tied, r=8, unchunked, adamw) with q/gate, gate
+# alone, gate/down and k/o (the boundary rows: gate/down, gate/up, k/o). Each in three
+# processes (--processes 3).
+# in_sample_round23_planner25b: new hand-made cheap twins (mech25b-*) of heldout23-11's kind
+# (float32 checkpointed, one adapted layer, attention adapters only, backward under), beside
+# planner24b's mech24b-01..07 (not re-measured): a qwen2 h192 6 x 2 heads family (one layer,
+# I 512, V 512 untied, float32, fused, LoRA r=16 on o_proj, 2 x 160 unpacked, checkpointed,
+# accumulation 2, unchunked, adamw) with v alone, not checkpointed, 2 layers with the top one
+# adapted, 2 layers both adapted and bf16 (boundaries); on mech24b-01's qwen3 h256 family k
+# alone, 2 layers with the top one adapted, chunk 128, bf16 (boundary) and DoRA; and a qwen3
+# h128 2 x 1 heads, I 896, 1 x 256, q alone shape. Each in three processes (--processes 3).
 # in_sample_round23_planner25a: new hand-made cheap twins (mech25a-*) of the float32 one-layer
 # MLP backward with gate_proj and up_proj adapted (heldout23-03's kind), LoRA: the base is
 # in_sample_round23_planner24a's LoRA twin (qwen3 h256 4 x 4 heads, one layer, I 1,024, float32,
@@ -389,6 +405,8 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round22_planner23c",
           "in_sample_round23_planner24b",
           "in_sample_round23_planner24a",
+          "in_sample_round23_planner25c",
+          "in_sample_round23_planner25b",
           "in_sample_round23_planner25a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",

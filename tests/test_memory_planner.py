@@ -1435,6 +1435,114 @@ def test_recomputed_float32_attention_holds_the_output_gradient(layers, targets,
     e = estimate(shape_from_config(cfg), s)
     assert e.phase == "backward, top layer"
     assert abs(e.needed - measured) < 0.045 * measured, (e.needed, measured)
+# planner25c (after round 23): heldout23-08's kind, a float32 upper layer's MLP backward with
+# gate_proj its only MLP adapter, not checkpointed (benchmarks/planner_heldout.py,
+# in_sample_round23_planner24b's mech24b-* and in_sample_round23_planner25c's mech25c-*: qwen3 h256
+# 4 x 1 heads, 3 layers with the top 2 adapted, I 1,152, V 512 untied, float32, fused, r=16, 2 x
+# 256, chunk 128, adam; the highest of three fresh processes each).
+MECH24B_CFG = _config("qwen3", 256, 4, 1, 3, 1152, 512, head_dim=64)
+
+
+def _gate_alone_case(cfg, targets, layers, batch, seq, chunk, rank, optimizer, block=0,
+                     accumulation=1):
+    s = Settings(batch=batch, seq=seq, grad_accumulation=accumulation, dtype="float32",
+                 quant_bits=None, quant_group=64, rank=rank, targets=targets,
+                 adapted_layers=layers, dora=False, optimizer=optimizer, checkpoint=False,
+                 loss_chunk=chunk, packed=False, attn_block=block)
+    return estimate(shape_from_config(cfg), s)
+
+
+@pytest.mark.parametrize("cfg,targets,layers,batch,seq,chunk,rank,optimizer,block,measured", [
+    # q/gate and gate alone on the top 2 of 3 layers (mech24b-08, -11): without it +6.7, +7.1%
+    (MECH24B_CFG, ("q_proj", "gate_proj"), 2, 2, 256, 128, 16, "adam", 0, 44_413_584),
+    (MECH24B_CFG, ("gate_proj",), 2, 2, 256, 128, 16, "adam", 0, 39_539_300),
+    # a second family, blockwise (mech13s-qwen3-h256-4x4-2l-i576-v2048-f32-2x512-nockpt-gate):
+    # without it +7.6%
+    (_config("qwen3", 256, 4, 4, 2, 576, 2048, tied=True, head_dim=64), ("gate_proj",), 2, 2,
+     512, 64, 4, "adam", 128, 38_993_000),  # 128: planner.ATTENTION_BLOCK
+    # planner25c's second family (mech25c-09-gate-alone: qwen2 h192 3 x 1 heads, I 1,152, V
+    # 1,024 tied, r=8, unchunked, adamw): without it +8.1%
+    (_config("qwen2", 192, 3, 1, 3, 1152, 1024, tied=True), ("gate_proj",), 2, 2, 256, 0, 8,
+     "adamw", 0, 33_518_692),
+])
+def test_float32_upper_gate_alone_forms_no_mlp_buffer(cfg, targets, layers, batch, seq, chunk,
+                                                      rank, optimizer, block, measured):
+    """An upper float32 layer's MLP backward (not recomputed) with gate_proj its only MLP
+    adapter forms no float32 buffer for it (mlp_backward.upper_gate_alone: the gate's LoRA
+    gradient reads the swiglu's gate gradient, which the input gradient forms anyway). Traced:
+    the top layer's MLP block rose 1.57 T x I + T x hidden over the loss's count, where the plan
+    had 3 T x I + T x hidden. With it these rows are within 3% (+1.4, +1.2, +1.5, +1.1%)."""
+    e = _gate_alone_case(cfg, targets, layers, batch, seq, chunk, rank, optimizer, block)
+    assert e.phase == "backward, top layer"
+    assert abs(e.needed - measured) < 0.03 * measured, (e.needed, measured)
+
+
+def test_upper_gate_alone_leaves_gate_with_up_or_down():
+    """The boundary: gate/down and gate/up keep their buffer (mixed: mech17f's gate/down -0.03
+    T x I, mech25c-01's +0.97; not priced), and bf16 keeps its own count."""
+    from mlx_eden.memory.activations import Work
+    from mlx_eden.memory.mlp_backward import upper_gate_alone
+
+    def w(targets, dt=4):
+        return Work(2, 256, dt, 16, frozenset(targets))
+
+    assert upper_gate_alone(w({"gate_proj"})) and upper_gate_alone(w({"q_proj", "gate_proj"}))
+    assert not upper_gate_alone(w({"gate_proj", "down_proj"}))
+    assert not upper_gate_alone(w({"gate_proj", "up_proj"}))
+    assert not upper_gate_alone(w({"gate_proj"}, dt=2))
+
+
+# planner25b (after round 23): heldout23-11's kind, a checkpointed float32 layer that is both
+# the top and the lowest adapted one, attention adapters alone (benchmarks/planner_heldout.py,
+# in_sample_round23_planner25b and planner24b's mech24b-*, accumulation 2, unchunked, adamw,
+# r=16; the highest of three fresh processes each, bytes).
+_ONLY_F1 = (_config("qwen3", 256, 4, 1, 1, 1152, 512, tied=True, head_dim=64), 3, 128, True)
+_ONLY_F2 = (_config("qwen2", 192, 6, 2, 1, 512, 512, head_dim=32), 2, 160, False)
+_ONLY_F3 = (_config("qwen3", 128, 2, 1, 1, 896, 512, tied=True, head_dim=64), 1, 256, True)
+
+
+@pytest.mark.parametrize("family, layers, targets, dora, measured", [
+    (_ONLY_F1, 1, ("o_proj",), False, 15_301_224),  # mech24b-01: without it -9.0%
+    (_ONLY_F1, 1, ("k_proj",), False, 16_385_632),  # mech25b-07: -8.3%
+    (_ONLY_F1, 2, ("o_proj",), False, 19_432_540),  # mech25b-08, top layer of 2 adapted: -6.8%
+    (_ONLY_F1, 1, ("o_proj",), True, 15_668_328),   # mech25b-11, DoRA: -8.6%
+    (_ONLY_F2, 1, ("o_proj",), False, 6_744_164),   # mech25b-01: -6.1%
+    (_ONLY_F3, 1, ("q_proj",), False, 7_661_676),   # mech25b-12: -9.1%
+])
+def test_only_recomputed_float32_attention_layer_holds_the_swiglu_gradient(
+        family, layers, targets, dora, measured):
+    """mlp_backward.only_recomputed_attention: the one adapted layer's block (the loss's
+    gradient, the recomputation and the backward) holds what the not-recomputed lowest layer
+    holds, one float32 T x I beyond the count less the checkpointed input (T x hidden).
+    Planned within 1.5% (three shapes, I/hidden 2.7-7); the mutation tried (the term returning
+    0) puts them 6.1-9.1% under (noted per row). Pure planner arithmetic."""
+    from mlx_eden.memory.planner import ATTENTION_BLOCK
+
+    cfg, batch, seq, blockwise = family
+    s = Settings(batch=batch, seq=seq, grad_accumulation=2, dtype="float32", quant_bits=None,
+                 quant_group=64, rank=16, targets=targets, adapted_layers=1, dora=dora,
+                 optimizer="adamw", checkpoint=True, loss_chunk=0, packed=False,
+                 attn_block=ATTENTION_BLOCK if blockwise else 0)
+    e = estimate(shape_from_config(dict(cfg, num_hidden_layers=layers)), s)
+    assert e.phase == "backward, top layer"
+    assert abs(e.needed - measured) < 0.015 * measured, (e.needed, measured)
+
+
+@pytest.mark.parametrize("dtype, only, targets", [
+    ("bfloat16", True, ("o_proj",)),             # mech25b-10: +7.2% already
+    ("float32", False, ("o_proj",)),             # mech24b-07: a 2-layer adapted stack
+    ("float32", True, ("o_proj", "up_proj")),    # an MLP adapter: other terms price it
+    ("float32", True, ("up_proj",)),             # no attention adapter
+])
+def test_only_recomputed_attention_leaves_its_boundaries(dtype, only, targets):
+    """The term is 0 outside its condition (a checkpointed float32 layer that is the top and
+    the lowest adapted one, attention adapters alone); not checkpointed (mech24b-04, mech25b-03)
+    mlp_backward_transient does not add it."""
+    from mlx_eden.memory.activations import Work
+    from mlx_eden.memory.mlp_backward import only_recomputed_attention
+
+    w = Work(3, 128, 4 if dtype == "float32" else 2, 16, frozenset(targets))
+    assert only_recomputed_attention(shape_from_config(_ONLY_F1[0]), w, only) == 0
 
 
 # planner25a (after round 23): heldout23-03's kind, the lowest (only) float32 layer's MLP

@@ -246,7 +246,10 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     bf16 ends, -0.5..-2.3% with them (one unpacked row -4.7%); mech7-*-bf16-*-nockpt-vdown
     +6.4 -> +1.9%. The top layer's backward keeps the count ("backward, top
     layer" uses `saved`), and before the loss the ends still hold it (planner: "forward, top
-    layer"). bfloat16 with the fused attention and 2 or more layers: see the last paragraph.
+    layer"). Traced since (planner25c, mlp_backward.upper_gate_alone): the backward starts
+    without them too, float32 fused; at the top layer's MLP moment they stand in for its
+    input gradient's buffers (2.0 T x I in mech17f's q/k/o/down block). bfloat16 with the
+    fused attention and 2 or more layers: see the last paragraph.
     gate_proj (planner17f): the swiglu keeps the same 3 buffers whichever projection is
     adapted, so an adapted gate_proj changes nothing at the loss, fused or blockwise. Until
     round 16 it dropped the ends (fused) or the lowest end (blockwise). Traced by ablation

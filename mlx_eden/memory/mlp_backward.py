@@ -94,6 +94,8 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
         # packed +11.3 -> +6.8% (backward).
         fused32 = w.dt == F32 and swiglu_kept(w.targets, True) == 4
         mlp = w.targets & ({"gate_proj", "up_proj"} if fused32 else MLP)
+        if upper_gate_alone(w):  # gate_proj its only MLP adapter: no buffer of its own
+            mlp = set()
         n = max(0, len(mlp) - (0 if w.dt == F32 else 1))
         return n * T * s.intermediate * F32 + T * s.hidden * F32
     else:
@@ -113,11 +115,34 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
         size = w.dt
     total = (n * T * s.intermediate * size + T * s.hidden * F32
              + (dora_mlp_backward(s, w) + up_down_recomputed(s, w, bottom)
-                + lowest_gate_up(s, w, bottom) + lowest_gate_down_recomputed(s, w, bottom)
+                + lowest_gate_up(s, w, bottom) + only_recomputed_attention(s, w, bottom)
+                + lowest_gate_down_recomputed(s, w, bottom)
                 if checkpoint else 0))
     if checkpoint and bottom:
         return max(total, lowest_recomputed(s, w) - layer_saved(s, w, bottom=True))
     return total
+
+
+def upper_gate_alone(w: Work) -> bool:
+    """Does an upper float32 layer's MLP backward, not recomputed, form no float32 buffer for its
+    gate_proj adapter (gate_proj its only MLP adapter)? The gate's LoRA gradients read the swiglu's
+    gate gradient, which the layer's input gradient forms anyway (the recomputed branch above has
+    the same rule). Traced (strict, one mx.eval per block of update.evaluate_gradients, active
+    memory before each and MLX's peak reset; scratch, not committed): the backward starts at the
+    loss's count (swiglu_ends' buffers already gone) in all 11 target sets traced (3 shapes),
+    0.36-0.77 MiB under the plan's "backward, loss" moment (the loss's own transient); the top
+    layer's MLP block then rose 4.03 MiB (1.57 T x I + T x hidden) with gate alone and 4.00 with
+    q/gate at qwen3 h256 I 1,152 2 x 256 (T x I 2.25 MiB), and 1.46 and 3.12 in two processes
+    (0.62-1.57 T x I + T x hidden) at mech17f's qwen2 h192 I 896 gate row, where the plan priced
+    swiglu_ends' two buffers (standing in for the input gradient's: the q/k/o/down block of that
+    shape rose 2.0 T x I) and one for gate: 3 T x I + T x hidden. Measured (highest of three
+    processes): every stored gate-alone row was 1.0-1.27 T x I over (mech24b-08/-09/-11 +5.2..+7.1%,
+    mech17f-*-g/-og/-again-in-sample-08 backwards +7.5..+9.8%, mech13s-*-nockpt-gate +7.6%,
+    mech7-*-ogate +7.3%), and in_sample_round23_planner25c's q/gate, gate and o/gate twins (two
+    families; unchunked, tied, 2 layers, blockwise, 1 x 512) +6.4..+8.1% -> -2.9..+1.6%. Not with
+    up_proj or down_proj beside gate (mixed, not priced: gate/down -0.03 T x I at mech17f, +5.0% at
+    mech25c-01; gate/up +2.8%), nor bfloat16 (its count is one buffer fewer already)."""
+    return w.dt == F32 and w.targets & MLP == {"gate_proj"}
 
 
 def lowest_alone(s: ModelShape, w: Work) -> int | None:
@@ -287,6 +312,41 @@ def lowest_recomputed(s: ModelShape, w: Work) -> int:
     if alone == {"up_proj"}:
         return w.tokens * (2 * s.intermediate + s.hidden) * F32
     return 0
+
+
+def only_recomputed_attention(s: ModelShape, w: Work, bottom: bool) -> int:
+    """Extra bytes of a recomputed (checkpointed) float32 layer that is both the top and the lowest
+    adapted one (planner.estimate's `only`: one adapted layer, unadapted layers below it or none)
+    adapting attention projections alone, LoRA or DoRA, beyond mlp_backward_transient's count: one
+    float32 T x I less one float32 T x hidden, so that its fullest moment is the not-recomputed
+    lowest layer's (that count: one float32 T x I beside the T x hidden). Why: the attention
+    adapters need the MLP's input gradient, so the swiglu's VJP forms its float32 T x I input
+    gradients as it does without recomputation; and the recomputation frees the checkpointed layer
+    input (T x hidden, in planner.estimate's ckpt_inputs), which no gradient needs once recomputed:
+    nothing below is trained. Traced per block (strict, one mx.eval per block of
+    update.evaluate_gradients, 3 steps x 2 microbatches, scratch scripts): the one layer's block
+    (the loss's gradient, the recomputation and the layer's backward) races step to step between a
+    low state (about the plan without this) and a high one, which its not-checkpointed twin's block
+    reaches too (qwen3 h256 I 1,152 3 x 128: 14.59 against 14.53 MiB; qwen2 h192 I 512 2 x 160:
+    6.43 against 6.44), and which a whole process nearly always meets once (37 of the priced twins'
+    39 draws within 0.25 T x I of their twin's highest). Uncompiled (MLX_DISABLE_COMPILE=1) the
+    same block peaks (14.22-14.56 MiB). Measured (in_sample_round23_planner25b and planner24b,
+    three processes per twin, the highest): the plan without this was under by this term within
+    0.06 MiB in three shapes, T x I - T x hidden = 1.31 MiB (o, k, q -1.25, DoRA o -1.28, chunk
+    128, accumulation 1, fused, a second layer below unadapted), 0.39 (qwen2 h192, o and v) and
+    0.75 (qwen3 h128 I 896, 1 x 256, q): -6.1..-9.1% -> -0.0..+1.2%; v alone in the first shape
+    +3.3% (its attention part is over-counted, not priced here), the 2-layer top-adapted qwen2 twin
+    +3.0% (its block peaked one T x hidden lower in 12 of 12 traced steps: not priced). Stored rows
+    it moves: in_sample_round18_planner19s (float32 one-layer checkpointed twins, T x I 0.05-0.61
+    MiB) worst -9.7% -> +5.0% (mech19s-09-h256 +4.1 -> +5.0%, the rest -1.7..+3.3%), round 1's
+    mech-oonly-ckpt -5.7% -> -0.0%, mech22e-11-ckpt-k -7.6% -> +0.1%. Never below the count (I <
+    hidden: mech6-*-h384-*-i320-*-ckpt-qv, -0.3% with the count). Not bf16 (its twins are 5-7% over
+    already: mech25b-06/-10), nor with an MLP adapter (lowest_recomputed and lowest_gate_up price
+    those), nor a 2+-layer adapted stack (its lowest layer is recomputed in its own block, after
+    the loss's: mech24b-07 unchanged)."""
+    if not bottom or w.dt != F32 or w.targets & MLP or not w.targets & ATTENTION:
+        return 0
+    return max(0, w.tokens * (s.intermediate - s.hidden) * F32)
 
 
 def up_down_recomputed(s: ModelShape, w: Work, bottom: bool = False) -> int:
