@@ -359,6 +359,13 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # predicted before measuring (qwen2 h192 3 x 1 heads, I 768, V 512 tied, 1 x 384, r=8, adam:
 # k/o/gate/up and gate/up/down, checkpointed blockwise k/gate/down and DoRA v/gate/down). Each
 # in three processes (--processes 3).
+# in_sample_round23_planner25d: new hand-made cheap twins (mech25d-*) of heldout22-11's kind (bf16
+# checkpointed stack with gate/up/down adapted, its lowest recomputed layer holding less than the
+# upper count), beside in_sample_round22_planner23c's (whose 7 unmeasured rows planner25d
+# measured): mech23c-01's shape with 3 layers, with q_proj added (the lowest keeps q's side) and
+# in float32 (boundary); mech23c-03's with 3 layers; and a qwen3 h192 3 x 1 heads, I 768, V 512
+# tied, float base, r=64, 2 x 128, adamw family with 3 and 2 layers. Each in three processes
+# (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -408,6 +415,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round23_planner25c",
           "in_sample_round23_planner25b",
           "in_sample_round23_planner25a",
+          "in_sample_round23_planner25d",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

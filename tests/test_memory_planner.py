@@ -1613,3 +1613,41 @@ def test_recomputed_lowest_float32_gate_down_holds_two_buffers(inter, targets, d
     e = estimate(shape_from_config(cfg), s)
     planned = max(v for k, v in e.phases.items() if k.startswith("backward"))
     assert abs(planned - measured) < 0.05 * measured, (planned, measured, planned / measured - 1)
+
+
+# planner25d (after round 23): the recomputed lowest layer of a 2+-layer bf16 stack adapting
+# gate/up/down (mlp_backward.lowest_recomputed_less), heldout22-11's kind.
+_V_O_GATE_UP_DOWN = ("v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@pytest.mark.parametrize("cfg,batch,seq,rank,optimizer,measured", [
+    # mech23c-01 (h256 4-bit, 2 layers): +1.1%; without the term +7.5%
+    (_config("qwen3", 256, 4, 2, 2, 768, 512, tied=True, bits=4), 3, 128, 64, "adam",
+     18_828_424),
+    # mech23c-03 (h384 4-bit, 2 layers): +3.7%; without +9.8%
+    (_config("qwen3", 384, 6, 3, 2, 1024, 1024, bits=4), 2, 192, 64, "adam", 26_672_520),
+    # mech25d-06 (h192 3 x 1 heads, float base, 2 layers): +3.7%; without +11.9%
+    (_config("qwen3", 192, 3, 1, 2, 768, 512, tied=True), 2, 128, 64, "adamw", 14_602_728),
+    # mech25d-05 (its 3-layer twin): +1.8%; without +9.0%
+    (_config("qwen3", 192, 3, 1, 3, 768, 512, tied=True), 2, 128, 64, "adamw", 19_289_576),
+    # mech25d-01 (mech23c-01 with 3 layers): -1.4%; without +7.4%
+    (_config("qwen3", 256, 4, 2, 3, 768, 512, tied=True, bits=4), 3, 128, 64, "adam",
+     23_040_392),
+])
+def test_recomputed_lowest_bf16_layer_of_a_stack_holds_its_own_parts(cfg, batch, seq, rank,
+                                                                      optimizer, measured):
+    """bf16, fused, checkpointed, unchunked, LoRA on v/o/gate/up/down over every layer: the
+    lowest layer's MLP backward holds its own kept parts (no layer input, no scaled q/k/v,
+    mask or q/k norm inputs without a q/k adapter) and the one-layer count (one float32 T x I
+    fewer than an upper layer's), so the bottom moment no longer decides over the top one
+    (in_sample_round22_planner23c, in_sample_round23_planner25d, the highest of three
+    processes, strict). Mutation checked: lowest_recomputed_less returning 0 puts every row
+    7.4-11.9% over. Pure planner arithmetic."""
+    s = Settings(batch=batch, seq=seq, grad_accumulation=1, dtype="bfloat16",
+                 quant_bits=(cfg.get("quantization") or {}).get("bits"), quant_group=64,
+                 rank=rank, targets=_V_O_GATE_UP_DOWN,
+                 adapted_layers=cfg["num_hidden_layers"], dora=False, optimizer=optimizer,
+                 checkpoint=True, loss_chunk=0, packed=False)
+    e = estimate(shape_from_config(cfg), s)
+    assert abs(e.needed - measured) < 0.045 * measured, (e.needed, measured,
+                                                          e.needed / measured - 1)

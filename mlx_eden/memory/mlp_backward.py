@@ -347,6 +347,37 @@ def only_recomputed_attention(s: ModelShape, w: Work, bottom: bool) -> int:
     if not bottom or w.dt != F32 or w.targets & MLP or not w.targets & ATTENTION:
         return 0
     return max(0, w.tokens * (s.intermediate - s.hidden) * F32)
+def lowest_recomputed_less(s: ModelShape, w: Work, layers: int) -> int:
+    """Bytes the recomputed lowest adapted layer of a 2+-layer checkpointed bf16 LoRA stack
+    adapting gate/up/down (lowest_gate_up_down16's kind) holds less at its MLP backward's
+    fullest moment than the upper layer's count that planner.estimate's "backward, bottom
+    layer" took for it. (1) Its kept parts: the recomputation keeps what layer_parts keeps for
+    a lowest layer, whose input needs no gradient (MLX differentiates only along paths to the
+    trainable arrays): not the layer input, and without a q_proj or k_proj adapter not the
+    scaled q/k/v, the causal mask or Qwen3's q/k norm inputs (attention_grads, qk_norm_kept),
+    as a one-layer stack's top layer is priced. (2) Its MLP backward count: two float32 T x I
+    (mlp_backward_transient's lowest count and lowest_gate_up_down16's buffer), one fewer than
+    an upper layer's three. Traced per block (strict, one mx.eval per block of
+    update.evaluate_gradients, steps 1-3, one process each): the lowest layer's MLP block rose
+    above its start 1.78-2.29 float32 T x I less than the top layer's in mech23c-01 (qwen3
+    h256, I 768, 3 x 128, v/o/gate/up/down; (1) + (2) = 2.07) and 1.43-1.52 less in mech25d-06
+    (h192 3 x 1 heads, 2 x 128; 1.77); with q_proj added (mech25d-02: the lowest keeps q's side,
+    1.33) 0.30-1.78, a race. Measured (the highest of three processes each,
+    in_sample_round22_planner23c and in_sample_round23_planner25d): the bottom moment decided
+    13 such twins +3.8..+11.9% over without this; with it (2 and 3 layers, h192/h256/h384,
+    4-bit or not, qwen2, blockwise, chunk 128, q added) they are within -1.9..+5.0%, the top
+    moment deciding in 11 (the r=8 twins stay +5.8/+6.1%: their top moment races). A 3-layer
+    trace (mech25d-01) shows the middle layer's MLP block at the upper count (7.3-7.8 T x I
+    above its start, the top's 8.2-8.6) and only the lowest below it (5.1-6.6). Not float32: its
+    twin (mech25d-03) measured the bottom moment at the upper count (-0.8% without this, -3.4%
+    with it; its draws one float32 T x I apart); nor sweep22-05 (q/k/v/o/gate/up, no down_proj,
+    3 layers: its lowest moment measured at the upper count, -0.2%); nor DoRA (not measured)."""
+    if layers < 2 or not lowest_gate_up_down16(s, w, True):
+        return 0
+    parts = layer_saved(s, w) - layer_saved(s, w, bottom=True)
+    count = (mlp_backward_transient(s, w, True) - mlp_backward_transient(s, w, True, True)
+             - lowest_gate_up_down16(s, w, True))
+    return parts + count
 
 
 def up_down_recomputed(s: ModelShape, w: Work, bottom: bool = False) -> int:

@@ -45,7 +45,11 @@ from .devices import Device
 from .load import DTYPE_BYTES, load_peak, weight_bytes
 from .loftq import loftq_spike
 from .loss import loss_backward_transient, loss_forward_transient, loss_peak, loss_saved
-from .mlp_backward import lowest_gate_up_down16, mlp_backward_transient
+from .mlp_backward import (
+    lowest_gate_up_down16,
+    lowest_recomputed_less,
+    mlp_backward_transient,
+)
 from .shapes import ModelShape
 
 ALL_REDUCE_GROUP_BYTES = 32 << 20  # mlx.nn.average_gradients' all_reduce_size default
@@ -330,7 +334,11 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         # that layer's attention gradients (see lowest_attention_gradients).
         lowest_kept = 0 if s.checkpoint else one_layer - ends16
         own_mlp, own_attention = lowest_attention_gradients(shape, s)
-        moments = [(p_bytes - own_mlp, mlp_t), (p_bytes - own_attention, attention_t)]
+        # Recomputed, a stack's lowest layer holds what a one-layer stack's would in its MLP
+        # backward, not the upper layer's count in mlp_t (lowest_recomputed_less: bf16, LoRA
+        # gate/up/down).
+        less = lowest_recomputed_less(shape, w, n) if s.checkpoint else 0
+        moments = [(p_bytes - own_mlp, mlp_t - less), (p_bytes - own_attention, attention_t)]
         grads, moment = max(moments, key=sum)
         phases["backward, bottom layer"] = {"gradients": grads,
                                             "layer transient": moment + lowest_kept}
