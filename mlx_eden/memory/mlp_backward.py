@@ -366,7 +366,7 @@ def lowest_recomputed_less(s: ModelShape, w: Work, layers: int) -> int:
     in_sample_round22_planner23c and in_sample_round23_planner25d): the bottom moment decided
     13 such twins +3.8..+11.9% over without this; with it (2 and 3 layers, h192/h256/h384,
     4-bit or not, qwen2, blockwise, chunk 128, q added) they are within -1.9..+5.0%, the top
-    moment deciding in 11 (the r=8 twins stay +5.8/+6.1%: their top moment races). A 3-layer
+    moment deciding in 12 (the r=8 twins stay +5.8/+6.1%: their top moment races). A 3-layer
     trace (mech25d-01) shows the middle layer's MLP block at the upper count (7.3-7.8 T x I
     above its start, the top's 8.2-8.6) and only the lowest below it (5.1-6.6). Not float32: its
     twin (mech25d-03) measured the bottom moment at the upper count (-0.8% without this, -3.4%
