@@ -744,6 +744,14 @@ def merge_group(result: dict, group: str) -> None:
     if group not in result:
         return
     old = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+    # A run whose cache lacks stored rows (a fresh clone's --measured-only, say) must not
+    # replace measured rows with fewer: it wiped round 23's twelve once.
+    lost = ({r["name"] for r in old.get(group, {}).get("configs", [])}
+            - {r["name"] for r in result[group].get("configs", [])})
+    if lost:
+        print(f"{group}: {len(lost)} stored row(s) are not in this run (not in the cache); "
+              f"the stored group is kept: measure them (--reuse) to rewrite it")
+        return
     old[group] = result[group]
     old.setdefault("machine_" + group, result["machine"])
     tmp = RESULT.with_suffix(".json.tmp")
@@ -756,6 +764,16 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(json.dumps(measure(json.loads(sys.argv[2]))))
         return
+    # A mistyped flag (or --help) used to start the whole measurement: refuse before measuring.
+    valued = ("--jobs", "--repeat", "--only", "--processes")
+    known = {"--draw", *ROUNDS, "--repredict", "--measured-only", "--reuse", "--cheap-first",
+             *valued}
+    args = sys.argv[1:]
+    unknown = [a for i, a in enumerate(args) if a not in known
+               and not (i and args[i - 1] in valued)]
+    if unknown or not all(i + 1 < len(args) for i, a in enumerate(args) if a in valued):
+        print(__doc__)
+        sys.exit(0 if unknown in (["--help"], ["-h"]) else 2)
     flag = next((f for f in ("--draw", *ROUNDS) if f in sys.argv), None)
     if flag:
         draw_sets(flag, CONFIGS)

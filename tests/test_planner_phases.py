@@ -157,6 +157,34 @@ def test_several_processes_score_the_highest_peak_and_each_phase_highest():
     assert row["phases"]["forward"]["error"] == 0
 
 
+def test_a_run_missing_stored_rows_keeps_the_stored_group(tmp_path, monkeypatch):
+    """`--only G --measured-only` on a clone without the measurement cache reports G with no
+    rows; writing that over the results JSON wiped round 23's twelve measured rows once. A run
+    that lacks stored rows keeps the stored group; one that has them all rewrites it."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import planner_heldout as ph
+
+    stored = {"g": {"configs": [{"name": "a"}, {"name": "b"}]}, "other": {"configs": []}}
+    monkeypatch.setattr(ph, "RESULT", tmp_path / "r.json")
+    monkeypatch.setattr(ph, "ROOT", tmp_path)
+    ph.RESULT.write_text(json.dumps(stored))
+    ph.merge_group({"g": {"configs": [{"name": "a"}]}, "machine": {}}, "g")
+    assert json.loads(ph.RESULT.read_text()) == stored
+    ph.merge_group({"g": {"configs": [{"name": "a"}, {"name": "b"}, {"name": "c"}]},
+                    "machine": {}}, "g")
+    assert [r["name"] for r in json.loads(ph.RESULT.read_text())["g"]["configs"]] == ["a", "b", "c"]
+
+
+def test_an_unknown_flag_measures_nothing():
+    """A mistyped flag (or --help) used to start measuring every group: now the usage, exit 2
+    (0 for --help), before anything is measured or written."""
+    script = str(ROOT / "benchmarks" / "planner_heldout.py")
+    for args, code in ((["--bogus"], 2), (["--help"], 0), (["--only"], 2)):
+        got = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
+                             timeout=60)
+        assert got.returncode == code and "held-out check" in got.stdout, (args, got.stderr)
+
+
 # mech-b-o-bottom-ckpt of benchmarks/planner_heldout.py's in-sample mechanism set.
 O_ONLY = TinySpec(hidden=192, heads=6, kv_heads=2, layers=2, intermediate=576, vocab=1024,
                   tied=False, seed=5)
