@@ -90,6 +90,9 @@ HELDOUT22_SEED, N_HELDOUT22 = 0xd273aca6, 12  # FROZEN commit d273aca668ec
 # Round 23: drawn after planner23a (a recomputed lowest bf16 gate/up/down layer, unchunked loss)
 # and planner23b (a checkpointed fused float32 upper layer's output gradient); --processes 3.
 HELDOUT23_SEED, N_HELDOUT23 = 0xe70165fc, 12  # FROZEN commit e70165fc7d60
+# Round 24: drawn after planner25a-d (session 13's terms, priced on in-sample twins of round 23's
+# misses and heldout22-11's kind); --processes 3.
+HELDOUT24_SEED, N_HELDOUT24 = 0x952d6c6f, 12  # FROZEN commit 952d6c6f57ed
 # An IN-SAMPLE sweep (planner13s), drawn with the held-out generator under a new seed before
 # round 12, to surface the next mechanisms the way a held-out round would: constants may be
 # fitted on it; it is not a held-out figure.
@@ -131,6 +134,7 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round21": ("heldout_round21", HELDOUT21_SEED, N_HELDOUT21, "heldout21", True),
           "--draw-round22": ("heldout_round22", HELDOUT22_SEED, N_HELDOUT22, "heldout22", True),
           "--draw-round23": ("heldout_round23", HELDOUT23_SEED, N_HELDOUT23, "heldout23", True),
+          "--draw-round24": ("heldout_round24", HELDOUT24_SEED, N_HELDOUT24, "heldout24", True),
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
                               True),
           "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",
