@@ -366,6 +366,13 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # in float32 (boundary); mech23c-03's with 3 layers; and a qwen3 h192 3 x 1 heads, I 768, V 512
 # tied, float base, r=64, 2 x 128, adamw family with 3 and 2 layers. Each in three processes
 # (--processes 3).
+# in_sample_round24_planner26a: new hand-made cheap twins (mech26a-*) of heldout24-03's kind (bf16
+# checkpointed, one adapted layer, attention adapters only, backward over), the bf16 side of
+# planner25b's (its mech25b-06/-10 stored): a qwen3 h384 6 x 2 heads family (one layer, I 928, V 512
+# untied, bf16, fused, LoRA r=8 on o_proj, 1 x 256 unpacked, checkpointed, accumulation 1,
+# unchunked, adamw) with q alone, v alone, q/k/v/o, not checkpointed and float32 (boundaries),
+# 2 layers with the top one adapted, blockwise and 2 x 128; and a qwen2 h256 4 x 2 heads, I 1,024
+# family (o, q alone, 2 x 128). Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -416,6 +423,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round23_planner25b",
           "in_sample_round23_planner25a",
           "in_sample_round23_planner25d",
+          "in_sample_round24_planner26a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

@@ -1545,6 +1545,68 @@ def test_only_recomputed_attention_leaves_its_boundaries(dtype, only, targets):
     assert only_recomputed_attention(shape_from_config(_ONLY_F1[0]), w, only) == 0
 
 
+# planner26a (after round 24): heldout24-03's kind, the bf16 side of planner25b's: a checkpointed
+# bf16 layer that is both the top and the lowest adapted one, attention adapters alone
+# (benchmarks/planner_heldout.py, in_sample_round24_planner26a: qwen3 h384 6 x 2 heads, I 928,
+# V 512 untied, 1 x 256, fused, r=8, adamw, accumulation 1, unchunked; the highest of three fresh
+# processes each, bytes).
+_ONLY16 = _config("qwen3", 384, 6, 2, 1, 928, 512, head_dim=64)
+_ONLY16_H512 = _config("qwen3", 512, 8, 2, 1, 1216, 512, head_dim=64)
+
+
+@pytest.mark.parametrize("cfg, layers, targets, batch, seq, blockwise, measured", [
+    (_ONLY16, 1, ("o_proj",), 1, 256, False, 7_357_030),   # mech26a-01: without it +7.9%
+    (_ONLY16, 1, ("v_proj",), 1, 256, False, 7_922_278),   # mech26a-03: +9.8%
+    (_ONLY16, 2, ("o_proj",), 1, 256, False, 10_283_366),  # mech26a-06, top of 2: +5.7%
+    (_ONLY16, 1, ("o_proj",), 1, 256, True, 7_361_130),    # mech26a-08, blockwise: +7.9%
+    (_ONLY16, 1, ("o_proj",), 2, 128, False, 7_357_030),   # mech26a-09: +7.9%
+    (_ONLY16_H512, 1, ("o_proj",), 1, 256, False, 10_892_646),  # mech26a-13: +7.2%
+])
+def test_only_recomputed_bf16_attention_layer_frees_three_bf16_rows(
+        cfg, layers, targets, batch, seq, blockwise, measured):
+    """mlp_backward.only_recomputed_attention16: the one adapted bf16 layer's recomputed MLP
+    backward holds 3 bf16 T x hidden less than the count (the checkpointed input and the bf16
+    RMSNorm-output copy). Planned within 3% (o or v alone; qwen3 h384, and h512 8 x 2 heads,
+    I 1,216); the
+    mutation tried (the term returning 0) puts them 5.7-9.8% over (noted per row). Pure planner
+    arithmetic."""
+    from mlx_eden.memory.planner import ATTENTION_BLOCK
+
+    s = Settings(batch=batch, seq=seq, grad_accumulation=1, dtype="bfloat16", quant_bits=None,
+                 quant_group=64, rank=8, targets=targets, adapted_layers=1, dora=False,
+                 optimizer="adamw", checkpoint=True, loss_chunk=0, packed=False,
+                 attn_block=ATTENTION_BLOCK if blockwise else 0)
+    e = estimate(shape_from_config(dict(cfg, num_hidden_layers=layers)), s)
+    assert e.phase == "backward, top layer"
+    assert abs(e.needed - measured) < 0.03 * measured, (e.needed, measured)
+
+
+@pytest.mark.parametrize("dtype, only, targets", [
+    ("float32", True, ("o_proj",)),              # mech26a-07: only_recomputed_attention's
+    ("bfloat16", False, ("o_proj",)),            # a 2-layer adapted stack
+    ("bfloat16", True, ("o_proj", "up_proj")),   # an MLP adapter
+    ("bfloat16", True, ("up_proj",)),            # no attention adapter
+    ("bfloat16", True, ("q_proj",)),             # a q/k adapter: mech5-*-bf16-*-ckpt-q (long L)
+    ("bfloat16", True, ("k_proj", "o_proj")),
+])
+def test_only_recomputed_attention16_leaves_its_boundaries(dtype, only, targets):
+    """The term is 0 outside its condition (a checkpointed bf16 LoRA layer that is the top and
+    the lowest adapted one, attention adapters alone); not checkpointed (mech26a-05)
+    mlp_backward_transient keeps its count."""
+    from mlx_eden.memory.activations import Work
+    from mlx_eden.memory.mlp_backward import mlp_backward_transient, only_recomputed_attention16
+
+    w = Work(1, 256, 4 if dtype == "float32" else 2, 8, frozenset(targets))
+    shape = shape_from_config(_ONLY16)
+    assert only_recomputed_attention16(shape, w, only) == 0
+    o16 = Work(1, 256, 2, 8, frozenset({"o_proj"}))
+    assert only_recomputed_attention16(shape, o16, True) == 256 * 384 * 6
+    # Recomputed: one bf16 T x I and the float32 T x hidden, less the term; not checkpointed the
+    # count is untouched (two bf16 T x I and the float32 T x hidden).
+    assert mlp_backward_transient(shape, o16, True, True) == 256 * (928 * 2 + 384 * 4 - 384 * 6)
+    assert mlp_backward_transient(shape, o16, False, True) == 256 * (2 * 928 * 2 + 384 * 4)
+
+
 # planner25a (after round 23): heldout23-03's kind, the lowest (only) float32 layer's MLP
 # backward adapting gate_proj and up_proj beside down_proj or an attention adapter, not
 # checkpointed (mlp_backward.lowest_gate_up_buffers). Measured backward phases, the highest of

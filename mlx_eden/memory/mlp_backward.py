@@ -12,6 +12,7 @@ from .activations import (
     F32,
     MLP,
     Work,
+    attention_grads,
     dora_down_norm,
     layer_saved,
     mlp_forward_peak,
@@ -116,6 +117,7 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     total = (n * T * s.intermediate * size + T * s.hidden * F32
              + (dora_mlp_backward(s, w) + up_down_recomputed(s, w, bottom)
                 + lowest_gate_up(s, w, bottom) + only_recomputed_attention(s, w, bottom)
+                - only_recomputed_attention16(s, w, bottom)
                 + lowest_gate_down_recomputed(s, w, bottom)
                 if checkpoint else 0))
     if checkpoint and bottom:
@@ -347,6 +349,41 @@ def only_recomputed_attention(s: ModelShape, w: Work, bottom: bool) -> int:
     if not bottom or w.dt != F32 or w.targets & MLP or not w.targets & ATTENTION:
         return 0
     return max(0, w.tokens * (s.intermediate - s.hidden) * F32)
+
+
+def only_recomputed_attention16(s: ModelShape, w: Work, bottom: bool) -> int:
+    """Bytes a recomputed (checkpointed) bf16 layer that is both the top and the lowest adapted
+    one (planner.estimate's `only`) adapting o_proj and/or v_proj alone, LoRA, holds LESS at its
+    MLP backward than the plan counts (subtracted in mlp_backward_transient): the checkpointed
+    layer input (T x hidden, compute dtype, in planner.estimate's ckpt_inputs), which the
+    recomputation frees since nothing below is trained (only_recomputed_attention's finding in
+    float32), and layer_parts' bf16 RMSNorm-output copy (T x hidden float32, counted only when
+    the compute dtype is not float32), which no gradient of this layer needs here: 3 bf16
+    T x hidden. Measured, not traced to these two buffers (named by their sizes: the one layer's
+    whole backward is one mx.eval block of update.evaluate_gradients, whose peak races step to
+    step by one T x hidden to one T x I). in_sample_round24_planner26a (the highest of three
+    fresh processes each): without this the plan was over by 2.95-2.97 bf16 T x hidden with o
+    alone, 2 layers with the top one adapted, blockwise and 2 x 128 (qwen3 h384 6 x 2 heads,
+    I 928, 1 x 256: +5.7..+7.9%), 2.99 at h512 8 x 2 (I 1,216 and 2,048), 2.97 at I 1,536
+    (+5.0..+7.2%), 3.97 with v alone (+9.8%), 4.23 in a qwen2 h256 4 x 2, I 1,024 family at
+    2 x 128 (+9.6%; at 1 x 256 6.98, +16.8%: its processes never met the high state, which a
+    per-block trace, strict, steps 1-3, showed at the 2 x 128 twin's bytes); the stored
+    mech25b-10 (qwen3 h256 I 1,152, 3 x 128, blockwise) 2.98, mech25b-06 (qwen2 h192, 2 x 160,
+    accumulation 2) only 1.53 in its highest draw (3.18 in its other): the one twin this puts
+    under (+4.9% -> -4.7%). With these all within -0.1..+2.8% except qwen2 1 x 256 (+9.6%).
+    Only the floor every twin shares is priced. Not with a q_proj or k_proj adapter (the
+    scores' gradient is formed: attention_grads): its twins were 3.2-4.1 over at 256 tokens
+    (mech26a-02/-04/-11, left +6.5..+9.2%), but at 512-2,048 tokens (mech5-qwen2-h256-8x2-1l-
+    bf16-*-ckpt-q/qv, mech6-*-bf16-*-ckpt-q/k) the count is right and this put them 9-16% under.
+    Not float32 (only_recomputed_attention: mech26a-07 -0.0%), nor not checkpointed (mech26a-05
+    is 10.5% under, another kind), nor with an MLP adapter, DoRA or a quantized base (not
+    measured)."""
+    if (not bottom or w.dt == F32 or w.dora or w.quantized or w.targets & MLP
+            or not w.targets & ATTENTION or attention_grads(w.targets, bottom)[0]):
+        return 0
+    return w.tokens * s.hidden * (w.dt + F32)
+
+
 def lowest_recomputed_less(s: ModelShape, w: Work, layers: int) -> int:
     """Bytes the recomputed lowest adapted layer of a 2+-layer checkpointed bf16 LoRA stack
     adapting gate/up/down (lowest_gate_up_down16's kind) holds less at its MLP backward's
