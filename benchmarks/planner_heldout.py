@@ -371,8 +371,9 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # planner25b's (its mech25b-06/-10 stored): a qwen3 h384 6 x 2 heads family (one layer, I 928, V 512
 # untied, bf16, fused, LoRA r=8 on o_proj, 1 x 256 unpacked, checkpointed, accumulation 1,
 # unchunked, adamw) with q alone, v alone, q/k/v/o, not checkpointed and float32 (boundaries),
-# 2 layers with the top one adapted, blockwise and 2 x 128; and a qwen2 h256 4 x 2 heads, I 1,024
-# family (o, q alone, 2 x 128). Each in three processes (--processes 3).
+# 2 layers with the top one adapted, blockwise, 2 x 128 and I 1,536; a qwen2 h256 4 x 2 heads,
+# I 1,024 family (o, q alone, 2 x 128); and a qwen3 h512 8 x 2 heads shape (I 1,216 and 2,048).
+# Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
