@@ -371,7 +371,9 @@ def only_recomputed_attention16(s: ModelShape, w: Work, bottom: bool) -> int:
     mech25b-10 (qwen3 h256 I 1,152, 3 x 128, blockwise) 2.98, mech25b-06 (qwen2 h192, 2 x 160,
     accumulation 2) only 1.53 in its highest draw (3.18 in its other): the one twin this puts
     under (+4.9% -> -4.7%). With these all within -0.1..+2.8% except qwen2 1 x 256 (+9.6%).
-    Only the floor every twin shares is priced. Not with a q_proj or k_proj adapter (the
+    Only the floor every twin shares is priced. T x hidden, not T x I or score squares: the
+    same 2.97-2.99 at I 928 and 1,536 (h384) and at 1,216 and 2,048 (h512), and at 2 x 128
+    (half the squares) and blockwise. Not with a q_proj or k_proj adapter (the
     scores' gradient is formed: attention_grads): its twins were 3.2-4.1 over at 256 tokens
     (mech26a-02/-04/-11, left +6.5..+9.2%), but at 512-2,048 tokens (mech5-qwen2-h256-8x2-1l-
     bf16-*-ckpt-q/qv, mech6-*-bf16-*-ckpt-q/k) the count is right and this put them 9-16% under.
