@@ -374,6 +374,12 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # 2 layers with the top one adapted, blockwise, 2 x 128 and I 1,536; a qwen2 h256 4 x 2 heads,
 # I 1,024 family (o, q alone, 2 x 128); and a qwen3 h512 8 x 2 heads shape (I 1,216 and 2,048).
 # Each in three processes (--processes 3).
+# in_sample_round24_planner26b: new hand-made cheap twins (mech26b-*) of heldout24-00's kind
+# (float32 DoRA r=64 on k/v/o/gate/up/down of both layers of a 2-layer checkpointed stack, fused,
+# 2 x 128 unpacked, accumulation 2, SGD; over): a qwen3 h256 8 x 4 heads, I 768, V 512 untied
+# family with one knob at a time: LoRA, attention-only (k/v/o), MLP-only (gate/up/down), r=8,
+# AdamW, accumulation 1, not checkpointed (boundaries); and a qwen3 h128 4 x 2 heads, I 512
+# family with LoRA, r=8 and not checkpointed. Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -425,6 +431,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round23_planner25a",
           "in_sample_round23_planner25d",
           "in_sample_round24_planner26a",
+          "in_sample_round24_planner26b",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

@@ -115,7 +115,7 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     if checkpoint and w.dt != F32 and not {"gate_proj", "up_proj"} <= w.targets:
         size = w.dt
     total = (n * T * s.intermediate * size + T * s.hidden * F32
-             + (dora_mlp_backward(s, w) + up_down_recomputed(s, w, bottom)
+             + (dora_mlp_backward(s, w, bottom) + up_down_recomputed(s, w, bottom)
                 + lowest_gate_up(s, w, bottom) + only_recomputed_attention(s, w, bottom)
                 - only_recomputed_attention16(s, w, bottom)
                 + lowest_gate_down_recomputed(s, w, bottom)
@@ -551,7 +551,7 @@ def lowest_gate_up_down(s: ModelShape, w: Work) -> int:
     return max(0, w.tokens * (2 * s.intermediate - 5 * s.hidden) * F32)
 
 
-def dora_mlp_backward(s: ModelShape, w: Work) -> int:
+def dora_mlp_backward(s: ModelShape, w: Work, bottom: bool = False) -> int:
     """Extra bytes while a recomputed DoRA MLP projection's backward runs, beyond LoRA's.
     mlx-lm's DoRALinear (mlx_lm/tuner/dora.py) returns (m / ||W + BA||) * out: its gradient forms
     the incoming gradient scaled by m / ||W + BA|| and the incoming gradient times the kept
@@ -564,9 +564,34 @@ def dora_mlp_backward(s: ModelShape, w: Work) -> int:
     1.8-1.9 float32 ones in fp32, of which the plan counted only `out` (_dora); with this term
     the backward phase of round 7's six bf16 DoRA up and q+up draws went from -11.5..-34.3% to
     -3.5..-18.9% (their LoRA twins: -2.4..-15.0%). Not in a layer that is not recomputed:
-    there the backward peak is elsewhere (mech7-*-nockpt-dora-up: +1.9% without, +11.6% with)."""
-    if not w.dora:
+    there the backward peak is elsewhere (mech7-*-nockpt-dora-up: +1.9% without, +11.6% with).
+    Nor in a recomputed float32 upper layer of a float base adapting gate and up
+    (upper_float32_dora)."""
+    if not w.dora or upper_float32_dora(w, bottom):
         return 0
     fewer = 0 if w.dt != F32 else 1
     return max([(2 - fewer - (p == "gate_proj")) * w.tokens * s.projection(p)[1] * w.dt
                 for p in w.targets & MLP], default=0)
+
+
+def upper_float32_dora(w: Work, bottom: bool) -> bool:
+    """A recomputed float32 DoRA MLP above the lowest adapted layer, float base, gate_proj and
+    up_proj both adapted: dora_mlp_backward's float32 T x I is not held there (planner26b,
+    heldout24-00's kind, over). Measured, not traced to the op: per update.evaluate_gradients
+    block (strict, active memory and peak around each mx.eval), the top layer's MLP block of
+    the DoRA twins held 2.3-3.2 MiB more than their LoRA twins' where the plan's DoRA-less-LoRA
+    is 3.4-3.8 MiB (qwen3 h256 8 x 4 heads and h128 4 x 2 heads, I 1,024; 2 layers,
+    k/v/o/gate/up/down, r=64, 2 x 128, accumulation 2, sgd; 2-3 steps each): 0.6-1.0 float32
+    T x I too many. The worst of three processes mostly agrees (in_sample_round24_planner26b,
+    DoRA less LoRA, measured against planned): mech26b-01/-02 (I 768) 1.20 T x I over,
+    mech26b-09/-10 (h128 I 512) 1.08, mech26b-13/-14 (I 1,024) 2.5 (0.6 by their commonest
+    draws), mech26b-15/-16 (h128 I 1,024) 0.0 (0.7-1.1 by the other draws: races of about
+    1 MiB). Without it the DoRA rows were +1.4% (I 768), +5.7% (I 1,024), +1.1% (h128 I 512),
+    +0.5% (h128 I 1,024), +9.6% (r=8, h128); with it -1.4, +2.5, -2.4, -3.7, +4.5%,
+    by their LoRA twins (-2.2, -2.6, -3.0, +0.5%). Narrow (only what the twins measured): a
+    float base with gate and up adapted; the one stored row a wider rule would move, the 4-bit
+    up/down in_sample_round8_dora's mech8-qwen2-h256-*-q4-f32-*-ckpt-dora-updown, stays +0.9%
+    (-3.0% without its buffer). The lowest layer keeps it (dora_mlp_backward's 1-layer
+    rows); bf16 keeps its two (not measured here)."""
+    return (w.dt == F32 and not bottom and not w.quantized
+            and {"gate_proj", "up_proj"} <= w.targets)
