@@ -378,8 +378,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # (float32 DoRA r=64 on k/v/o/gate/up/down of both layers of a 2-layer checkpointed stack, fused,
 # 2 x 128 unpacked, accumulation 2, SGD; over): a qwen3 h256 8 x 4 heads, I 768, V 512 untied
 # family with one knob at a time: LoRA, attention-only (k/v/o), MLP-only (gate/up/down), r=8,
-# AdamW, accumulation 1, not checkpointed (boundaries); and a qwen3 h128 4 x 2 heads, I 512
-# family with LoRA, r=8 and not checkpointed. Each in three processes (--processes 3).
+# AdamW, accumulation 1, not checkpointed (boundaries), I 1,024 and its LoRA twin; a qwen3 h128
+# 4 x 2 heads, I 512 family with LoRA, r=8, not checkpointed, I 1,024 and its LoRA twin; and two
+# rows predicted before measuring (qwen2 h192 q/gate/up/down r=16 1 x 256; qwen3 h256 3 layers
+# gate/up r=32 2 x 96, accumulation 1). Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",

@@ -588,7 +588,10 @@ def upper_float32_dora(w: Work, bottom: bool) -> bool:
     draws), mech26b-15/-16 (h128 I 1,024) 0.0 (0.7-1.1 by the other draws: races of about
     1 MiB). Without it the DoRA rows were +1.4% (I 768), +5.7% (I 1,024), +1.1% (h128 I 512),
     +0.5% (h128 I 1,024), +9.6% (r=8, h128); with it -1.4, +2.5, -2.4, -3.7, +4.5%,
-    by their LoRA twins (-2.2, -2.6, -3.0, +0.5%). Narrow (only what the twins measured): a
+    by their LoRA twins (-2.2, -2.6, -3.0, +0.5%). Predicted before measuring, new shapes:
+    mech26b-17 (qwen2 h192 6 x 2 heads, I 896, q/gate/up/down r=16, 1 x 256, adamw) -0.8%
+    (+3.7% without), mech26b-18 (qwen3 h256, 3 layers, gate/up r=32, 2 x 96, accumulation 1)
+    +0.9% (+4.0% without). Narrow (only what the twins measured): a
     float base with gate and up adapted; the one stored row a wider rule would move, the 4-bit
     up/down in_sample_round8_dora's mech8-qwen2-h256-*-q4-f32-*-ckpt-dora-updown, stays +0.9%
     (-3.0% without its buffer). The lowest layer keeps it (dora_mlp_backward's 1-layer
