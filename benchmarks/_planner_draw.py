@@ -93,6 +93,9 @@ HELDOUT23_SEED, N_HELDOUT23 = 0xe70165fc, 12  # FROZEN commit e70165fc7d60
 # Round 24: drawn after planner25a-d (session 13's terms, priced on in-sample twins of round 23's
 # misses and heldout22-11's kind); --processes 3.
 HELDOUT24_SEED, N_HELDOUT24 = 0x952d6c6f, 12  # FROZEN commit 952d6c6f57ed
+# Round 25: drawn after planner26a and planner26b (priced on in-sample twins of round 24's two
+# misses); --processes 3.
+HELDOUT25_SEED, N_HELDOUT25 = 0xff37688c, 12  # FROZEN commit ff37688ca60e
 # An IN-SAMPLE sweep (planner13s), drawn with the held-out generator under a new seed before
 # round 12, to surface the next mechanisms the way a held-out round would: constants may be
 # fitted on it; it is not a held-out figure.
@@ -135,6 +138,7 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round22": ("heldout_round22", HELDOUT22_SEED, N_HELDOUT22, "heldout22", True),
           "--draw-round23": ("heldout_round23", HELDOUT23_SEED, N_HELDOUT23, "heldout23", True),
           "--draw-round24": ("heldout_round24", HELDOUT24_SEED, N_HELDOUT24, "heldout24", True),
+          "--draw-round25": ("heldout_round25", HELDOUT25_SEED, N_HELDOUT25, "heldout25", True),
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
                               True),
           "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",
