@@ -382,6 +382,13 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # 4 x 2 heads, I 512 family with LoRA, r=8, not checkpointed, I 1,024 and its LoRA twin; and two
 # rows predicted before measuring (qwen2 h192 q/gate/up/down r=16 1 x 256; qwen3 h256 3 layers
 # gate/up r=32 2 x 96, accumulation 1). Each in three processes (--processes 3).
+# in_sample_round25_planner27a: new hand-made cheap twins (mech27a-*) of heldout25-02's kind
+# (float32 one-layer checkpointed LoRA r=4 on all seven, fused, packed, accumulation 2,
+# unchunked, AdamW; backward under, one process of three racing high): a qwen3 h64 2 x 1 heads,
+# I 384, V 512 tied, 1 x 256 family with gate/up/down, gate/up, q/k/v/o/gate/up, not
+# checkpointed (boundary), I 768 and accumulation 1; and a qwen2 h128 4 x 2 heads, I 640,
+# 1 x 128 family (all seven, gate/up/down, gate/up, not checkpointed). Each in three processes
+# (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -433,7 +440,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round23_planner25a",
           "in_sample_round23_planner25d",
           "in_sample_round24_planner26a",
-          "in_sample_round24_planner26b",
+          "in_sample_round24_planner26b", "in_sample_round25_planner27a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
