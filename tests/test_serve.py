@@ -26,9 +26,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_qwen2, lora_qwen2, tmp_path_factory):
+def serve_log(tmp_path_factory):
+    return tmp_path_factory.mktemp("serve") / "serve.log"  # a file: a pipe nobody reads fills up
+
+
+@pytest.fixture(scope="module")
+def server(tiny_qwen2, lora_qwen2, serve_log):
     port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"  # a file: a pipe nobody reads fills up
+    log = serve_log
     proc = subprocess.Popen([*EDEN, "serve", "--model", tiny_qwen2, "--adapter", lora_qwen2,
                              "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=log.open("w"))
@@ -85,6 +90,26 @@ def test_streaming_chat_completion_equals_greedy_generate(server, greedy_answer)
     pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
     assert len([p for p in pieces if p]) > 1  # streamed, not one block
     assert "".join(pieces) == greedy_answer
+
+
+def test_a_client_leaving_a_stream_costs_one_line_not_a_traceback(server, serve_log):
+    """curl | head closes the socket mid-stream: the server says so in one line (mlx-lm's
+    handler raised BrokenPipeError into socketserver, which printed a 30-line traceback)."""
+    port = int(str(server.base_url).split(":")[2].split("/")[0])
+    body = json.dumps({"model": "tiny-qwen2", "messages": MESSAGES, "max_tokens": 400,
+                       "stream": True}).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+                  + body)
+        assert s.recv(64).startswith(b"HTTP/1")  # the stream began; now leave
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # reset
+    deadline = time.monotonic() + 60
+    while "closed the connection" not in serve_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    text = serve_log.read_text()
+    assert "closed the connection before the reply ended" in text, text[-2000:]
+    assert "Traceback" not in text, text[-2000:]
 
 
 def test_serve_refuses_torch_and_a_missing_adapter(tiny_qwen2, tmp_path):

@@ -29,6 +29,16 @@ def serve(name: str, model_dir: Path, adapter: Path | None, host: str, port: int
             "--chat-template-args", json.dumps(template_args), "--max-tokens", str(max_tokens)]
     if adapter is not None:
         argv += ["--adapter-path", str(adapter)]
+    class Server(server.ThreadingHTTPServer):
+        def handle_error(self, request, client_address):
+            # A client that stops reading a stream (curl | head, a closed browser tab) made
+            # socketserver print a 30-line BrokenPipeError traceback per request: one line.
+            if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                print(f"serve: {client_address[0]} closed the connection before the reply "
+                      "ended", file=sys.stderr, flush=True)
+                return
+            super().handle_error(request, client_address)
+
     start = server.run
 
     def run(host, port, provider, **kw):
@@ -40,7 +50,8 @@ def serve(name: str, model_dir: Path, adapter: Path | None, host: str, port: int
         # handler_class on the way to _run_http_server.
         generator = server.ResponseGenerator(
             provider, server.LRUPromptCache(provider.cli_args.prompt_cache_size))
-        server._run_http_server(host, port, generator, handler_class=Handler)
+        server._run_http_server(host, port, generator, server_class=Server,
+                                handler_class=Handler)
 
     # mlx-lm builds its options (and their defaults) inside main(); reuse them rather than
     # copy the list: main() reads sys.argv and calls server.run.
