@@ -35,6 +35,7 @@ a race (worst_of).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import platform
@@ -790,37 +791,40 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(json.dumps(measure(json.loads(sys.argv[2]))))
         return
-    # A mistyped flag (or --help) used to start the whole measurement: refuse before measuring.
-    valued = ("--jobs", "--repeat", "--only", "--processes")
-    known = {"--draw", *ROUNDS, "--repredict", "--measured-only", "--reuse", "--cheap-first",
-             *valued}
-    args = sys.argv[1:]
-    unknown = [a for i, a in enumerate(args) if a not in known
-               and not (i and args[i - 1] in valued)]
-    if unknown or not all(i + 1 < len(args) for i, a in enumerate(args) if a in valued):
-        print(__doc__)
-        sys.exit(0 if unknown in (["--help"], ["-h"]) else 2)
-    flag = next((f for f in ("--draw", *ROUNDS) if f in sys.argv), None)
+    # argparse, so a mistyped flag stops before measuring (hand-parsed, --help once started
+    # the whole measurement) and --help prints the module docstring.
+    ap = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
+                                 usage="%(prog)s [options] (the commands: --help)",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    for flag in ("--repredict", "--measured-only", "--reuse", "--cheap-first"):
+        ap.add_argument(flag, action="store_true")
+    for flag in ("--draw", *ROUNDS):  # the docstring names them; listed, they fill a screen
+        ap.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--processes", type=int, default=1)
+    ap.add_argument("--only", metavar="GROUP")
+    ap.add_argument("--repeat", metavar="NAME,NAME")
+    args = ap.parse_args()
+    flag = next((f for f in ("--draw", *ROUNDS) if getattr(args, f[2:].replace("-", "_"))),
+                None)
     if flag:
         draw_sets(flag, CONFIGS)
         return
     WORK.mkdir(parents=True, exist_ok=True)
     data = json.loads(CONFIGS.read_text())
-    jobs = int(sys.argv[sys.argv.index("--jobs") + 1]) if "--jobs" in sys.argv else 1
-    if "--repredict" in sys.argv:
+    if args.repredict:
         repredict_in_sample()
         return
-    if "--repeat" in sys.argv:
-        repeat(sys.argv[sys.argv.index("--repeat") + 1].split(","), data, jobs)
+    if args.repeat:
+        repeat(args.repeat.split(","), data, args.jobs)
         return
-    reuse = "only" if "--measured-only" in sys.argv else "--reuse" in sys.argv
-    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+    reuse = "only" if args.measured_only else args.reuse
+    only = args.only
     result = {"benchmark": "planner_heldout", "steps": STEPS, "mode": "strict (mx memory limit 1)",
               "machine": {"platform": platform.platform(), "mlx": metadata.version("mlx"),
                           "mlx_lm": metadata.version("mlx-lm")}}
     started = time.perf_counter()
-    processes = int(sys.argv[sys.argv.index("--processes") + 1]) if "--processes" in sys.argv else 1
-    result.update(measure_groups(data, reuse, only, jobs, "--cheap-first" in sys.argv, processes))
+    result.update(measure_groups(data, reuse, only, args.jobs, args.cheap_first, args.processes))
     if only:
         merge_group(result, only.replace("-", "_"))
         return

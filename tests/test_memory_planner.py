@@ -1443,13 +1443,19 @@ def test_recomputed_float32_attention_holds_the_output_gradient(layers, targets,
 MECH24B_CFG = _config("qwen3", 256, 4, 1, 3, 1152, 512, head_dim=64)
 
 
-def _gate_alone_case(cfg, targets, layers, batch, seq, chunk, rank, optimizer, block=0,
-                     accumulation=1):
-    s = Settings(batch=batch, seq=seq, grad_accumulation=accumulation, dtype="float32",
-                 quant_bits=None, quant_group=64, rank=rank, targets=targets,
-                 adapted_layers=layers, dora=False, optimizer=optimizer, checkpoint=False,
-                 loss_chunk=chunk, packed=False, attn_block=block)
-    return estimate(shape_from_config(cfg), s)
+def _plan(cfg: dict, layers: int | None = None, **settings):
+    """estimate() for `cfg` (with `layers` layers when given) under `settings`, the rest the
+    twins' usual values: a float base, one micro-batch per step, LoRA, unchunked, unpacked."""
+    base = dict(grad_accumulation=1, quant_bits=None, quant_group=64, dora=False, loss_chunk=0,
+                packed=False)
+    if layers is not None:
+        cfg = dict(cfg, num_hidden_layers=layers)
+    return estimate(shape_from_config(cfg), Settings(**{**base, **settings}))
+
+
+def _backward(e) -> int:
+    """The plan's highest backward moment (the profiler's backward phase)."""
+    return max(v for k, v in e.phases.items() if k.startswith("backward"))
 
 
 @pytest.mark.parametrize("cfg,targets,layers,batch,seq,chunk,rank,optimizer,block,measured", [
@@ -1472,7 +1478,9 @@ def test_float32_upper_gate_alone_forms_no_mlp_buffer(cfg, targets, layers, batc
     gradient reads the swiglu's gate gradient, which the input gradient forms anyway). Traced:
     the top layer's MLP block rose 1.57 T x I + T x hidden over the loss's count, where the plan
     had 3 T x I + T x hidden. With it these rows are within 3% (+1.4, +1.2, +1.5, +1.1%)."""
-    e = _gate_alone_case(cfg, targets, layers, batch, seq, chunk, rank, optimizer, block)
+    e = _plan(cfg, batch=batch, seq=seq, dtype="float32", rank=rank, targets=targets,
+              adapted_layers=layers, optimizer=optimizer, checkpoint=False, loss_chunk=chunk,
+              attn_block=block)
     assert e.phase == "backward, top layer"
     assert abs(e.needed - measured) < 0.03 * measured, (e.needed, measured)
 
@@ -1519,11 +1527,9 @@ def test_only_recomputed_float32_attention_layer_holds_the_swiglu_gradient(
     from mlx_eden.memory.planner import ATTENTION_BLOCK
 
     cfg, batch, seq, blockwise = family
-    s = Settings(batch=batch, seq=seq, grad_accumulation=2, dtype="float32", quant_bits=None,
-                 quant_group=64, rank=16, targets=targets, adapted_layers=1, dora=dora,
-                 optimizer="adamw", checkpoint=True, loss_chunk=0, packed=False,
-                 attn_block=ATTENTION_BLOCK if blockwise else 0)
-    e = estimate(shape_from_config(dict(cfg, num_hidden_layers=layers)), s)
+    e = _plan(cfg, layers, batch=batch, seq=seq, grad_accumulation=2, dtype="float32", rank=16,
+              targets=targets, adapted_layers=1, dora=dora, optimizer="adamw", checkpoint=True,
+              attn_block=ATTENTION_BLOCK if blockwise else 0)
     assert e.phase == "backward, top layer"
     assert abs(e.needed - measured) < 0.015 * measured, (e.needed, measured)
 
@@ -1572,11 +1578,9 @@ def test_only_recomputed_bf16_attention_layer_frees_three_bf16_rows(
     arithmetic."""
     from mlx_eden.memory.planner import ATTENTION_BLOCK
 
-    s = Settings(batch=batch, seq=seq, grad_accumulation=1, dtype="bfloat16", quant_bits=None,
-                 quant_group=64, rank=8, targets=targets, adapted_layers=1, dora=False,
-                 optimizer="adamw", checkpoint=True, loss_chunk=0, packed=False,
-                 attn_block=ATTENTION_BLOCK if blockwise else 0)
-    e = estimate(shape_from_config(dict(cfg, num_hidden_layers=layers)), s)
+    e = _plan(cfg, layers, batch=batch, seq=seq, dtype="bfloat16", rank=8, targets=targets,
+              adapted_layers=1, optimizer="adamw", checkpoint=True,
+              attn_block=ATTENTION_BLOCK if blockwise else 0)
     assert e.phase == "backward, top layer"
     assert abs(e.needed - measured) < 0.03 * measured, (e.needed, measured)
 
@@ -1615,7 +1619,6 @@ def test_only_recomputed_attention16_leaves_its_boundaries(dtype, only, targets)
 # qwen3 h128 4 x 4 heads, I 512, V 384 untied, 3 x 128 packed, fused, r=8, adamw (B).
 _GU_A = (("qwen3", 256, 4, 4, 1024, 1024), (2, 128, 16, "adamw8bit", True))
 _GU_B = (("qwen3", 128, 4, 4, 512, 384), (3, 128, 8, "adamw", False))
-_ALL7 = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _GUD = ("gate_proj", "up_proj", "down_proj")
 
 
@@ -1638,12 +1641,10 @@ def test_lowest_float32_gate_up_backward_holds_one_more_buffer(family, layers, t
 
     (arch, hidden, heads, kv, inter, vocab), (batch, seq, rank, opt, blockwise) = family
     cfg = _config(arch, hidden, heads, kv, layers, inter, vocab, head_dim=hidden // heads)
-    s = Settings(batch=batch, seq=seq, grad_accumulation=1, dtype="float32", quant_bits=None,
-                 quant_group=64, rank=rank, targets=targets, adapted_layers=1, dora=dora,
-                 optimizer=opt, checkpoint=False, loss_chunk=0, packed=True,
-                 attn_block=ATTENTION_BLOCK if blockwise else 0)
-    e = estimate(shape_from_config(cfg), s)
-    planned = max(v for k, v in e.phases.items() if k.startswith("backward"))
+    planned = _backward(_plan(cfg, batch=batch, seq=seq, dtype="float32", rank=rank,
+                              targets=targets, adapted_layers=1, dora=dora, optimizer=opt,
+                              checkpoint=False, packed=True,
+                              attn_block=ATTENTION_BLOCK if blockwise else 0))
     assert abs(planned - measured) < 0.055 * measured, (planned, measured, planned / measured - 1)
 
 
@@ -1669,11 +1670,9 @@ def test_recomputed_lowest_float32_gate_down_holds_two_buffers(inter, targets, d
     (-4.3..+0.1%); the mutation tried (the function returning 0) puts the first five 9.0-16.1%
     under. Pure planner arithmetic."""
     cfg = _config("qwen3", 128, 4, 4, 1, inter, 1024, head_dim=32)
-    s = Settings(batch=2, seq=128, grad_accumulation=1, dtype="float32", quant_bits=None,
-                 quant_group=64, rank=4, targets=targets, adapted_layers=1, dora=dora,
-                 optimizer="adafactor", checkpoint=True, loss_chunk=0, packed=False)
-    e = estimate(shape_from_config(cfg), s)
-    planned = max(v for k, v in e.phases.items() if k.startswith("backward"))
+    planned = _backward(_plan(cfg, batch=2, seq=128, dtype="float32", rank=4, targets=targets,
+                              adapted_layers=1, dora=dora, optimizer="adafactor",
+                              checkpoint=True))
     assert abs(planned - measured) < 0.05 * measured, (planned, measured, planned / measured - 1)
 
 
@@ -1705,12 +1704,10 @@ def test_recomputed_lowest_bf16_layer_of_a_stack_holds_its_own_parts(cfg, batch,
     (in_sample_round22_planner23c, in_sample_round23_planner25d, the highest of three
     processes, strict). Mutation checked: lowest_recomputed_less returning 0 puts every row
     7.4-11.9% over. Pure planner arithmetic."""
-    s = Settings(batch=batch, seq=seq, grad_accumulation=1, dtype="bfloat16",
-                 quant_bits=(cfg.get("quantization") or {}).get("bits"), quant_group=64,
-                 rank=rank, targets=_V_O_GATE_UP_DOWN,
-                 adapted_layers=cfg["num_hidden_layers"], dora=False, optimizer=optimizer,
-                 checkpoint=True, loss_chunk=0, packed=False)
-    e = estimate(shape_from_config(cfg), s)
+    e = _plan(cfg, batch=batch, seq=seq, dtype="bfloat16",
+              quant_bits=(cfg.get("quantization") or {}).get("bits"), rank=rank,
+              targets=_V_O_GATE_UP_DOWN, adapted_layers=cfg["num_hidden_layers"],
+              optimizer=optimizer, checkpoint=True)
     assert abs(e.needed - measured) < 0.045 * measured, (e.needed, measured,
                                                           e.needed / measured - 1)
 
@@ -1735,9 +1732,7 @@ def test_recomputed_upper_float32_dora_mlp_holds_no_extra_buffer(cfg, rank, meas
     """mlp_backward.upper_float32_dora: the plan within 5% of the measured backward; the
     mutation tried (the function returning False) puts the first two 5.7% and 9.6% over. Pure
     planner arithmetic."""
-    s = Settings(batch=2, seq=128, grad_accumulation=2, dtype="float32", quant_bits=None,
-                 quant_group=64, rank=rank, targets=_KVO_GUD, adapted_layers=2, dora=True,
-                 optimizer="sgd", checkpoint=True, loss_chunk=0, packed=False)
-    e = estimate(shape_from_config(cfg), s)
-    planned = max(v for k, v in e.phases.items() if k.startswith("backward"))
+    planned = _backward(_plan(cfg, batch=2, seq=128, grad_accumulation=2, dtype="float32",
+                              rank=rank, targets=_KVO_GUD, adapted_layers=2, dora=True,
+                              optimizer="sgd", checkpoint=True))
     assert abs(planned - measured) < 0.05 * measured, (planned, measured, planned / measured - 1)

@@ -176,13 +176,22 @@ def test_a_run_missing_stored_rows_keeps_the_stored_group(tmp_path, monkeypatch)
 
 
 def test_an_unknown_flag_measures_nothing():
-    """A mistyped flag (or --help) used to start measuring every group: now the usage, exit 2
-    (0 for --help), before anything is measured or written."""
+    """A mistyped flag (or --help) used to start measuring every group: now argparse's one
+    line and exit 2 (the usage for --help, exit 0), before anything is measured or written."""
     script = str(ROOT / "benchmarks" / "planner_heldout.py")
-    for args, code in ((["--bogus"], 2), (["--help"], 0), (["--only"], 2)):
-        got = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
-                             timeout=60)
-        assert got.returncode == code and "held-out check" in got.stdout, (args, got.stderr)
+
+    def run(*args):
+        return subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
+                              timeout=60)
+
+    helped = run("--help")
+    assert helped.returncode == 0 and "held-out check" in helped.stdout, helped.stderr
+    for args, says in ((["--bogus"], "unrecognized arguments: --bogus"),
+                       (["--only"], "--only: expected one argument"),
+                       (["--proc", "3"], "unrecognized arguments: --proc 3")):
+        got = run(*args)
+        assert got.returncode == 2 and says in got.stderr, (args, got.stderr)
+        assert got.stderr.count("\n") == 2, got.stderr  # the usage line and the error, no more
 
 
 # mech-b-o-bottom-ckpt of benchmarks/planner_heldout.py's in-sample mechanism set.

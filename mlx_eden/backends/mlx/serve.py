@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 
@@ -29,7 +30,7 @@ def serve(name: str, model_dir: Path, adapter: Path | None, host: str, port: int
             "--chat-template-args", json.dumps(template_args), "--max-tokens", str(max_tokens)]
     if adapter is not None:
         argv += ["--adapter-path", str(adapter)]
-    class Server(server.ThreadingHTTPServer):
+    class Server(ThreadingHTTPServer):  # mlx-lm's default server_class
         def handle_error(self, request, client_address):
             # A client that stops reading a stream (curl | head, a closed browser tab) made
             # socketserver print a 30-line BrokenPipeError traceback per request: one line.
