@@ -390,6 +390,13 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # checkpointed (boundary), I 768 and accumulation 1; and a qwen2 h128 4 x 2 heads, I 640,
 # 1 x 128 family (all seven, gate/up/down, gate/up, not checkpointed). Each in three processes
 # (--processes 3).
+# in_sample_round25_planner28b: new hand-made cheap twins (mech28b-*) of planner26a's open kind
+# (bf16 checkpointed, one adapted layer, q_proj or k_proj adapted, no MLP adapter: over at 256
+# tokens, right at 512+): mech26a-01's qwen3 h384 6 x 2 heads, I 928 shape with q alone at
+# 1 x 128 and 1 x 512, k alone at 1 x 256 and 1 x 512, q/k/v/o at 1 x 128 and 1 x 512, and q alone
+# with 2 layers (top adapted), float32 and not checkpointed (boundaries); and mech26a-10's qwen2
+# h256 4 x 2 heads, I 1,024 shape with q alone at 1 x 128 and 1 x 512 and k alone at 1 x 256.
+# Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -442,6 +449,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round23_planner25d",
           "in_sample_round24_planner26a",
           "in_sample_round24_planner26b", "in_sample_round25_planner27a",
+          "in_sample_round25_planner28b",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

@@ -1590,17 +1590,20 @@ def test_only_recomputed_bf16_attention_layer_frees_three_bf16_rows(
     ("bfloat16", False, ("o_proj",)),            # a 2-layer adapted stack
     ("bfloat16", True, ("o_proj", "up_proj")),   # an MLP adapter
     ("bfloat16", True, ("up_proj",)),            # no attention adapter
-    ("bfloat16", True, ("q_proj",)),             # a q/k adapter: mech5-*-bf16-*-ckpt-q (long L)
+    ("bfloat16", True, ("q_proj",)),             # a q/k adapter, blockwise: mech5-*-ckpt-q
     ("bfloat16", True, ("k_proj", "o_proj")),
 ])
 def test_only_recomputed_attention16_leaves_its_boundaries(dtype, only, targets):
     """The term is 0 outside its condition (a checkpointed bf16 LoRA layer that is the top and
-    the lowest adapted one, attention adapters alone); not checkpointed (mech26a-05)
-    mlp_backward_transient keeps its count."""
+    the lowest adapted one, attention adapters alone; with a q/k adapter the fused attention
+    only: fused_scores_moment); not checkpointed (mech26a-05) mlp_backward_transient keeps its
+    count."""
     from mlx_eden.memory.activations import Work
     from mlx_eden.memory.mlp_backward import mlp_backward_transient, only_recomputed_attention16
 
-    w = Work(1, 256, 4 if dtype == "float32" else 2, 8, frozenset(targets))
+    qk = bool(set(targets) & {"q_proj", "k_proj"})
+    w = Work(1, 256, 4 if dtype == "float32" else 2, 8, frozenset(targets),
+             attn_block=128 if qk else 0)
     shape = shape_from_config(_ONLY16)
     assert only_recomputed_attention16(shape, w, only) == 0
     o16 = Work(1, 256, 2, 8, frozenset({"o_proj"}))
@@ -1609,6 +1612,54 @@ def test_only_recomputed_attention16_leaves_its_boundaries(dtype, only, targets)
     # count is untouched (two bf16 T x I and the float32 T x hidden).
     assert mlp_backward_transient(shape, o16, True, True) == 256 * (928 * 2 + 384 * 4 - 384 * 6)
     assert mlp_backward_transient(shape, o16, False, True) == 256 * (2 * 928 * 2 + 384 * 4)
+
+
+# planner28b (after round 25): planner26a's open kind, the same one-layer checkpointed bf16 layer
+# with a q_proj or k_proj adapter, fused (benchmarks/planner_heldout.py,
+# in_sample_round25_planner28b and planner26a's q/k rows: r=8, adamw, accumulation 1, unchunked;
+# the highest of three fresh processes each, bytes).
+_ONLY16_QWEN2 = _config("qwen2", 256, 4, 2, 1, 1024, 512)
+_ONLY16_QKVO = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@pytest.mark.parametrize("cfg, layers, targets, seq, measured", [
+    (_ONLY16, 1, ("q_proj",), 128, 6_071_912),         # mech28b-01: without it +6.6%
+    (_ONLY16, 1, ("q_proj",), 256, 8_774_248),         # mech26a-02: +9.2%
+    (_ONLY16, 1, ("k_proj",), 256, 8_614_504),         # mech28b-03: +7.9%
+    (_ONLY16, 1, _ONLY16_QKVO, 128, 6_635_624),         # mech28b-05: +4.7%
+    (_ONLY16, 1, _ONLY16_QKVO, 256, 9_734_760),         # mech26a-04: +6.5%
+    (_ONLY16, 2, ("q_proj",), 256, 11_508_072),        # mech28b-07, top of 2: +8.7%
+    (_ONLY16_QWEN2, 1, ("q_proj",), 128, 4_447_832),   # mech28b-10: +6.2%
+    (_ONLY16_QWEN2, 1, ("q_proj",), 256, 6_681_176),   # mech26a-11: +7.8%
+    (_ONLY16_QWEN2, 1, ("q_proj",), 512, 12_032_600),  # mech28b-11: +8.4%
+    (_ONLY16_QWEN2, 1, ("k_proj",), 256, 6_742_616),   # mech28b-12: +7.6%
+])
+def test_only_recomputed_bf16_layer_with_q_or_k_frees_three_bf16_rows(
+        cfg, layers, targets, seq, measured):
+    """mlp_backward.fused_scores_moment: with the fused attention, only_recomputed_attention16's
+    credit (3 bf16 T x hidden at the MLP backward's moment) applies with a q_proj or k_proj
+    adapter too. Planned within 4% (+0.3..+3.5%); the mutation tried (fused_scores_moment
+    returning False) puts them 4.7-9.2% over (noted per row). Pure planner arithmetic."""
+    e = _plan(cfg, layers, batch=1, seq=seq, dtype="bfloat16", rank=8, targets=targets,
+              adapted_layers=1, optimizer="adamw", checkpoint=True)
+    assert e.phase == "backward, top layer"
+    assert 0 <= e.needed - measured < 0.04 * measured, (e.needed, measured)
+
+
+def test_fused_scores_moment_leaves_the_attention_moment():
+    """The credit is taken at the MLP backward's moment only: at 512 tokens the fused attention
+    moment is the plan's (mech28b-02, q alone, qwen3 h384: +15.3% with or without it, left
+    open), and blockwise (mech5-*-bf16-*-ckpt-q, whose attention moment is priced under) the
+    plan keeps its count."""
+    from mlx_eden.memory.activations import Work
+    from mlx_eden.memory.mlp_backward import fused_scores_moment
+
+    q = frozenset({"q_proj"})
+    assert fused_scores_moment(Work(1, 256, 2, 8, q))
+    assert not fused_scores_moment(Work(1, 256, 2, 8, q, attn_block=128))
+    e = _plan(_ONLY16, 1, batch=1, seq=512, dtype="bfloat16", rank=8, targets=("q_proj",),
+              adapted_layers=1, optimizer="adamw", checkpoint=True)
+    assert e.needed == 17_828_352  # the attention moment's count, unchanged
 
 
 # planner25a (after round 23): heldout23-03's kind, the lowest (only) float32 layer's MLP

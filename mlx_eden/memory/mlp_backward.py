@@ -373,17 +373,45 @@ def only_recomputed_attention16(s: ModelShape, w: Work, bottom: bool) -> int:
     under (+4.9% -> -4.7%). With these all within -0.1..+2.8% except qwen2 1 x 256 (+9.6%).
     Only the floor every twin shares is priced. T x hidden, not T x I or score squares: the
     same 2.97-2.99 at I 928 and 1,536 (h384) and at 1,216 and 2,048 (h512), and at 2 x 128
-    (half the squares) and blockwise. Not with a q_proj or k_proj adapter (the
-    scores' gradient is formed: attention_grads): its twins were 3.2-4.1 over at 256 tokens
-    (mech26a-02/-04/-11, left +6.5..+9.2%), but at 512-2,048 tokens (mech5-qwen2-h256-8x2-1l-
-    bf16-*-ckpt-q/qv, mech6-*-bf16-*-ckpt-q/k) the count is right and this put them 9-16% under.
+    (half the squares) and blockwise. With a q_proj or k_proj adapter (the scores' gradient
+    formed: attention_grads) only with the fused attention: fused_scores_moment.
     Not float32 (only_recomputed_attention: mech26a-07 -0.0%), nor not checkpointed (mech26a-05
     is 10.5% under, another kind), nor with an MLP adapter, DoRA or a quantized base (not
     measured)."""
     if (not bottom or w.dt == F32 or w.dora or w.quantized or w.targets & MLP
-            or not w.targets & ATTENTION or attention_grads(w.targets, bottom)[0]):
+            or not w.targets & ATTENTION
+            or attention_grads(w.targets, bottom)[0] and not fused_scores_moment(w)):
         return 0
     return w.tokens * s.hidden * (w.dt + F32)
+
+
+def fused_scores_moment(w: Work) -> bool:
+    """Does only_recomputed_attention16's credit also apply with a q_proj or k_proj adapter (the
+    scores' gradient formed: attention_grads)? Yes with the fused attention; no with the
+    blockwise one, whose attention moment is priced under. The credit is taken at the MLP
+    backward's moment only; the plan's peak is the larger of that and the attention backward's
+    moment (planner.estimate's layer_t), so where the scores' squares set the peak the credit
+    does not apply: a condition on the moment, not on the sequence length. Traced per block
+    (strict, one mx.eval per block of update.evaluate_gradients with MLX's peak reset, steps
+    1-3, one process each; scratch, not committed): q alone, qwen3 h384 6 x 2 heads, the one
+    layer's single block peaked in its highest step 3.97-4.09 bf16 T x hidden under the plan's
+    MLP moment at I 928 (128, 256 and 512 tokens) and I 1,856 (256 and 512), the block's rise
+    growing with I exactly as the count's (+12.08 T x hidden from I 928 to 1,856): not a T x I
+    or a score-square buffer; at I 384 (= hidden) it peaked 2.1 above that MLP moment less 4:
+    the attention moment, which the plan priced 5.1 over it. Blockwise, the same twin was
+    3.8-4.7 under at its MLP moment, but round 5/6's blockwise one-layer q/k rows (I = hidden,
+    768-2,048 tokens) peak 0.0-1.2 under their MLP moment, so at another one (the attention's,
+    by elimination), which blockwise_backward_bytes' checkpointed credit (3 T x hidden float32)
+    prices under (mech5-qwen2-h256-8x2-1l-bf16-1x1024-ckpt-q: the whole plan at that moment
+    16.35 bf16 T x hidden, the traced peak 19.33, its MLP moment 19.60): there this credit put
+    them 9-16% under, so not priced. Fused, that twin's attention moment is over (its fused
+    variant traced 104.00 against 108.54 planned). Measured (in_sample_round25_planner28b
+    and planner26a's q/k rows, three processes each, the highest): without the credit the plan
+    was 3.19-5.07 T x hidden over at the MLP moment (q, k, q/k/v/o at 128-512 tokens, top of
+    2 layers, qwen3 h384 I 928 and qwen2 h256 4 x 2 heads I 1,024: +4.7..+9.2%), with it
+    +0.3..+3.5%; at 512 tokens in the h384 shape the attention moment sets the plan (q alone
+    +15.3%, k alone +14.0%, q/k/v/o -0.8%: unchanged, left open)."""
+    return not w.attn_block
 
 
 def lowest_recomputed_less(s: ModelShape, w: Work, layers: int) -> int:
