@@ -397,6 +397,13 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # with 2 layers (top adapted), float32 and not checkpointed (boundaries); and mech26a-10's qwen2
 # h256 4 x 2 heads, I 1,024 shape with q alone at 1 x 128 and 1 x 512 and k alone at 1 x 256.
 # Each in three processes (--processes 3).
+# in_sample_round25_planner28c: new hand-made cheap twins (mech28c-*) of planner25a's float32
+# one-layer gate/up/down rows (lowest_gate_up_buffers' race: taken by the qwen3 h256/h128
+# families' measured runs, not by mech25a-22's qwen2 h192 3 x 1 heads one): the qwen2 h192 family
+# (I 768, V 512 tied, 1 x 384, fused, r=8, adam) with packed, qwen3, untied, I 1,024, 4 x 4
+# heads, adamw and gate/up (boundary), and the qwen3 h128 4 x 4 heads, I 512 family (3 x 128
+# packed, adamw) with qwen2, unpacked, tied and k/gate/up. Each in three processes
+# (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -450,6 +457,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round24_planner26a",
           "in_sample_round24_planner26b", "in_sample_round25_planner27a",
           "in_sample_round25_planner28b",
+          "in_sample_round25_planner28c",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

@@ -276,7 +276,19 @@ def lowest_gate_up_buffers(w: Work) -> int:
     processes with gate/up/down (1 x 384 and 2 x 192: +10.8% with this, -0.1% without; traced,
     1 of 3 steps took the buffer), while its k/o/gate/up raced 2 T x I (-5.3%, -13.1% without)
     and the h256 family's gate/up/down at 1 x 256 took it (+1.7%, -5.5% without); mech22a-07
-    took it in 1 of 3 processes, mech20a-06 in 2 of 3."""
+    took it in 1 of 3 processes, mech20a-06 in 2 of 3. What decides it is not the shape but
+    where the layer's ops fall in MLX's CPU dispatch count (planner28c, groundwork, scratch
+    traces): the CPU encoder (mlx/backend/cpu/encoder.h) counts a scheduler task once every
+    10 dispatches per stream, and strict mode waits only on those, so an op's buffers are freed
+    before the next allocation or not by the process's dispatch count mod 10. The block sits at
+    one of four levels (the plan; 0.15-0.25 T x I under it; 1.0 and 1.15-1.4 under) by step,
+    not by data (the same batch every step keeps the pattern): mech25a-22's family was at the
+    plan in step 3 in 12 of 13 processes, never in the two measured steps (0 of 26); k tiny
+    dispatches inserted before step 1's backward (everything after shifts by k) put that
+    family and the qwen3 h128 one at the plan in step 2 for k = 3 (2 of 2 processes each), at
+    -1.0 T x I for k = 0. in_sample_round25_planner28c's one-knob twins land on whichever level their op
+    count gives (+10.6% with 4 x 4 heads, -0.2..+4.1% the others): the term prices the top
+    level, which a longer run takes."""
     t = w.targets
     if w.dt != F32 or not {"gate_proj", "up_proj"} <= t:
         return 0
