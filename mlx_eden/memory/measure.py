@@ -4,10 +4,16 @@ Every row is data.max_seq_length tokens long and every target is trained, which 
 planner plans for (real batches are padded only to their longest row, so they need less). Used by
 `eden-mlx profile` and benchmarks/memory_profile.py.
 
-`strict` sets MLX's memory limit to one byte, so after every op MLX waits for the work before
-it to finish and free its buffers: the measured peak is then the memory the run needs, without
-the scheduler's run-ahead (which the trainer bounds with the budget, so it never matters for
-whether a run fits, only for how full memory looks). Strict runs are slower.
+`strict` sets MLX's memory limit to one byte, so MLX waits for the work in flight to finish and
+free its buffers at every counted task (below): the measured peak is then the memory the
+run needs, without the scheduler's run-ahead (which the trainer bounds with the budget, so it
+never matters for whether a run fits, only for how full memory looks). Strict runs are slower.
+Not after every op (planner28a, MLX 0.32): the CPU encoder counts one task per ten dispatches
+(DISPATCHES_PER_TASK in mlx/backend/cpu/encoder.h; an op is its compute plus a task holding its
+inputs), so between waits the main thread allocates up to about four ops ahead of the worker
+thread, which frees inputs; whether an op can donate an input depends on how far the worker got.
+That is the race that makes one process's peak one draw (benchmarks/planner_heldout.py runs
+three).
 """
 
 from __future__ import annotations
