@@ -28,7 +28,8 @@ def device_limits() -> dict:
 def apply_budget(budget_bytes: int) -> dict:
     """Set MLX's memory limit to the budget, and on Metal the wired limit to the budget capped
     at the recommended working set (MLX refuses a wired limit above it). A budget of 1 byte
-    only throttles (every op waits for the work before it): measure.py's strict mode."""
+    only throttles: measure.py's strict mode (MLX then waits for work in flight at one CPU
+    dispatch in ten, not after every op; benchmarks/README.md, planner28a)."""
     budget = int(budget_bytes)
     mx.set_memory_limit(budget)
     wired = None
