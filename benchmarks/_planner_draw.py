@@ -115,6 +115,10 @@ SWEEP19_SEED, N_SWEEP19 = 1918, 10
 # upper layer), before round 22, and measured in three processes (--processes 3): constants may
 # be fitted on it.
 SWEEP22_SEED, N_SWEEP22 = 2221, 12
+# A sixth IN-SAMPLE sweep (planner28s), drawn the same way on the planner after session 13's terms
+# (planner25a-d, planner26a-b), before round 26, and measured in three processes (--processes 3):
+# constants may be fitted on it.
+SWEEP28_SEED, N_SWEEP28 = 2821, 12
 ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldout2", False),
           "--draw-round3": ("heldout_round3", HELDOUT3_SEED, N_HELDOUT3, "heldout3", True),
           "--draw-round4": ("heldout_round4", HELDOUT4_SEED, N_HELDOUT4, "heldout4", True),
@@ -148,6 +152,8 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-sample19": ("in_sample_round18_sweep19", SWEEP19_SEED, N_SWEEP19, "sweep19",
                               True),
           "--draw-sample22": ("in_sample_round21_sweep22", SWEEP22_SEED, N_SWEEP22, "sweep22",
+                              True),
+          "--draw-sample28": ("in_sample_round25_sweep28", SWEEP28_SEED, N_SWEEP28, "sweep28",
                               True)}
 # Strict mode waits for work in flight before each op; MLX's CPU quantized matmul is ~40x slower
 # than its float one here (memory_profile.py), so tokens per step are capped (smaller still for

@@ -404,6 +404,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # heads, adamw and gate/up (boundary), and the qwen3 h128 4 x 4 heads, I 512 family (3 x 128
 # packed, adamw) with qwen2, unpacked, tied and k/gate/up. Each in three processes
 # (--processes 3).
+# in_sample_round25_sweep28 (planner28s): 12 configurations drawn by the held-out generator under
+# an in-sample seed (_planner_draw.py's --draw-sample28) on the planner after session 13's terms
+# (planner25a-d, planner26a-b), each measured in three processes and scored by the highest;
+# constants may be fitted on it.
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -458,6 +462,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round24_planner26b", "in_sample_round25_planner27a",
           "in_sample_round25_planner28b",
           "in_sample_round25_planner28c",
+          "in_sample_round25_sweep28",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
