@@ -96,6 +96,9 @@ HELDOUT24_SEED, N_HELDOUT24 = 0x952d6c6f, 12  # FROZEN commit 952d6c6f57ed
 # Round 25: drawn after planner26a and planner26b (priced on in-sample twins of round 24's two
 # misses); --processes 3.
 HELDOUT25_SEED, N_HELDOUT25 = 0xff37688c, 12  # FROZEN commit ff37688ca60e
+# Round 26: drawn after planner28b (the recomputed bf16 one-layer credit extended to q/k adapters
+# at the fused MLP moment) and the race groundwork (planner27a, 28a, 28c); --processes 3.
+HELDOUT26_SEED, N_HELDOUT26 = 0x0b20dc13, 12  # FROZEN commit 0b20dc135a58
 # An IN-SAMPLE sweep (planner13s), drawn with the held-out generator under a new seed before
 # round 12, to surface the next mechanisms the way a held-out round would: constants may be
 # fitted on it; it is not a held-out figure.
@@ -143,6 +146,7 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round23": ("heldout_round23", HELDOUT23_SEED, N_HELDOUT23, "heldout23", True),
           "--draw-round24": ("heldout_round24", HELDOUT24_SEED, N_HELDOUT24, "heldout24", True),
           "--draw-round25": ("heldout_round25", HELDOUT25_SEED, N_HELDOUT25, "heldout25", True),
+          "--draw-round26": ("heldout_round26", HELDOUT26_SEED, N_HELDOUT26, "heldout26", True),
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
                               True),
           "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",
