@@ -272,9 +272,10 @@ def blockwise_backward_bytes(s: ModelShape, w: Work) -> int:
     x heads x 128 x 128 square a layer, in the rows the fit above was made on): the same fit over
     the 36 upper-layer rows re-measured on the fix (in_sample_blockwise_ckpt's 25, round 6's 7,
     round 8 blockwise's 4, checkpointed or not, strict; those whose top-layer attention decides
-    the plan) gave 2.0 squares and 3.58 KV-width buffers: 3.5 now (4 before). Its effect is small: round
-    8 blockwise's median 4.1 -> 2.8%, mech5-qwen2-h256-4x4-2l-f32-2x512-ckpt-qv +6.3 -> +4.3%,
-    KV heads = heads bf16 3 x 384 -2.0 -> -3.6%; no group's worst peak moved by it.
+    the plan) gave 2.0 squares and 3.58 KV-width buffers: 3.5 now (4 before). Its effect is
+    small: round 8 blockwise's median 4.1 -> 2.8%, mech5-qwen2-h256-4x4-2l-f32-2x512-ckpt-qv
+    +6.3 -> +4.3%, KV heads = heads bf16 3 x 384 -2.0 -> -3.6%; no group's worst peak moved by
+    it.
     """
     entries = [(i1 - i0) * i1 for i0, i1 in _blocks(w.seq, w.attn_block)]
     squares = 2 * w.batch * s.heads * max(entries) * w.dt

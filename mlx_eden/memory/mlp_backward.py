@@ -287,9 +287,10 @@ def lowest_gate_up_buffers(w: Work) -> int:
     dispatches inserted before step 1's backward (everything after shifts by k) put that
     family and the qwen3 h128 one at the plan in step 2 for k = 3 (2 of 2 processes each), at
     -1.0 T x I for k = 0; its 4 x 4 heads twin (-1.0 in 3 of 3 measured draws) at the plan for
-    k = 3 and 6, mech25a-03 (qwen3 h256, took it) for k = 1 and 4, -1.0 for k = 2. in_sample_round25_planner28c's one-knob twins land on whichever level their op
-    count gives (+10.6% with 4 x 4 heads, -0.2..+4.1% the others): the term prices the top
-    level, which a longer run takes."""
+    k = 3 and 6, mech25a-03 (qwen3 h256, took it) for k = 1 and 4, -1.0 for k = 2.
+    in_sample_round25_planner28c's one-knob twins land on whichever level their op count gives
+    (+10.6% with 4 x 4 heads, -0.2..+4.1% the others): the term prices the top level, which a
+    longer run takes."""
     t = w.targets
     if w.dt != F32 or not {"gate_proj", "up_proj"} <= t:
         return 0
