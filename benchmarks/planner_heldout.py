@@ -408,6 +408,14 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # an in-sample seed (_planner_draw.py's --draw-sample28) on the planner after session 13's terms
 # (planner25a-d, planner26a-b), each measured in three processes and scored by the highest;
 # constants may be fitted on it.
+# in_sample_round26_planner29a: new hand-made cheap twins (mech29a-*) of sweep28-10's kind
+# (Adafactor's update over past 20 tensors: the second temporaries are held by the chains
+# MLX's breadth-first tape leaves in flight, planner.reducing_chains_in_flight, not the 20
+# largest), 1 x 64 or 1 x 32 tokens so the update sets the peak: a qwen3 h64 2 x 1 heads, I 256,
+# V 512 tied, q/gate/up/down r=64 bf16 family at 2 (16 tensors, boundary), 3, 4 and 5 layers,
+# with AdamW and SGD (boundaries) and all seven in float32; and a qwen2 h128 4 x 2 heads, I 384
+# family with q/v/up/down r=32 float32 at 2 (boundary) and 3 layers, AdamW (boundary), and all
+# seven r=16 bf16 at 2 and 3 layers. Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -463,6 +471,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round25_planner28b",
           "in_sample_round25_planner28c",
           "in_sample_round25_sweep28",
+          "in_sample_round26_planner29a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

@@ -168,13 +168,43 @@ def update_in_flight(shapes: list[tuple[int, ...]]) -> int:
 def update_transient(name: str, shapes: list[tuple[int, ...]]) -> int:
     """Bytes the streamed optimizer update adds on top of what is resident (see above and
     UPDATE_TENSORS_IN_FLIGHT): copies of the tensors in flight, and for an optimizer that
-    reduces each gradient (Adafactor) one full-size temporary of every tensor of a group; at
-    least the gradient norm's squares (norm_squares: all SGD holds)."""
+    reduces each gradient (Adafactor) one full-size temporary of every tensor of a group plus
+    the second temporaries of reducing_chains_in_flight of them; at least the gradient norm's
+    squares (norm_squares: all SGD holds)."""
     spec = optimizer_spec(name)
-    group = min(UPDATE_GROUP_BYTES, sum(math.prod(x) for x in shapes) * F32)
+    total = sum(math.prod(x) for x in shapes) * F32
+    group = min(UPDATE_GROUP_BYTES, total)
+    in_flight = min(group, update_in_flight(shapes))
+    if spec.group_copies and shapes:
+        n = len(shapes) if total <= group else max(1, round(len(shapes) * group / total))
+        in_flight = reducing_chains_in_flight(n) * group // n  # mean-size tensors
     return max(norm_squares(shapes),
-               int(spec.update_copies * min(group, update_in_flight(shapes))
-                   + spec.group_copies * group))
+               int(spec.update_copies * in_flight + spec.group_copies * group))
+
+
+# Which of a reducing update's chains (Adafactor) still hold their second full-size temporary
+# (the factored update times the gradient) at the peak is set by MLX's tape, built breadth first
+# MLX_BFS_MAX_WIDTH (20, UPDATE_TENSORS_IN_FLIGHT) nodes wide, not by the tensors' sizes: with n
+# chains past the width, r = n mod width, max(width - r, width / 2 - 1 + ceil(r / 2)) of them.
+# Measured (planner29a, strict, the streamed update alone, /tmp, 1-3 draws each, all within 0.7
+# of a tensor, 0.3 typical): 64x64 float32 tensors, n = 21..39, 40, 44, 48, 52, 56, 60, 64, 68,
+# 72, 80 (19 at n = 21, 16 at 24, 13.1 at 28, 14.3 at 30, 15.1 at 32, 19.2 at 40, 13.3 at 48); the
+# same at MLX_BFS_MAX_WIDTH 10 on n = 11..27 (the rule with width 10); n <= width: every chain
+# (2 x the tensor, as noted above). Which chains is their place in the group: 24 tensors, 12 of
+# 64 KiB then 12 of 16 KiB held 12 x 64 + 4 x 16 KiB, the reverse order 12 x 16 + 4 x 64 KiB
+# (the first 16). Priced as that many mean-size tensors: on sweep28-10's layers (q/gate/up/down
+# r=64 on qwen3 h64, I 256; 8 tensors a layer) 3, 4, 5, 7, 10 layers held 14.6, 14.5, 19.1, 15.6,
+# 19.6 mean tensors against 16, 15, 20, 17, 20 priced; all seven (14 a layer) on 2, 3, 4, 6 layers
+# 11.7, 18.7, 16.4, 13.8 against 13, 18, 17, 16. The 20 largest tensors put sweep28-10's update
+# 7.5% over (scratch: its 24 tensors held the group + 507,920 B, the run 508,024 B).
+def reducing_chains_in_flight(n: int) -> int:
+    """Chains of a reducing optimizer update holding a second full-size temporary at the peak,
+    of n tensors in one group (see above)."""
+    width = UPDATE_TENSORS_IN_FLIGHT
+    if n <= width:
+        return n
+    r = n % width
+    return max(width - r, width // 2 - 1 + (r + 1) // 2)
 
 
 # SGD's compiled apply (p - lr * g * factor, momentum 0) writes each new parameter into its old
