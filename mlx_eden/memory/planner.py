@@ -182,21 +182,23 @@ def update_transient(name: str, shapes: list[tuple[int, ...]]) -> int:
                int(spec.update_copies * in_flight + spec.group_copies * group))
 
 
-# Which of a reducing update's chains (Adafactor) still hold their second full-size temporary
-# (the factored update times the gradient) at the peak is set by MLX's tape, built breadth first
-# MLX_BFS_MAX_WIDTH (20, UPDATE_TENSORS_IN_FLIGHT) nodes wide, not by the tensors' sizes: with n
-# chains past the width, r = n mod width, max(width - r, width / 2 - 1 + ceil(r / 2)) of them.
-# Measured (planner29a, strict, the streamed update alone, /tmp, 1-3 draws each, all within 0.7
-# of a tensor, 0.3 typical): 64x64 float32 tensors, n = 21..39, 40, 44, 48, 52, 56, 60, 64, 68,
-# 72, 80 (19 at n = 21, 16 at 24, 13.1 at 28, 14.3 at 30, 15.1 at 32, 19.2 at 40, 13.3 at 48); the
-# same at MLX_BFS_MAX_WIDTH 10 on n = 11..27 (the rule with width 10); n <= width: every chain
-# (2 x the tensor, as noted above). Which chains is their place in the group: 24 tensors, 12 of
-# 64 KiB then 12 of 16 KiB held 12 x 64 + 4 x 16 KiB, the reverse order 12 x 16 + 4 x 64 KiB
-# (the first 16). Priced as that many mean-size tensors: on sweep28-10's layers (q/gate/up/down
-# r=64 on qwen3 h64, I 256; 8 tensors a layer) 3, 4, 5, 7, 10 layers held 14.6, 14.5, 19.1, 15.6,
-# 19.6 mean tensors against 16, 15, 20, 17, 20 priced; all seven (14 a layer) on 2, 3, 4, 6 layers
-# 11.7, 18.7, 16.4, 13.8 against 13, 18, 17, 16. The 20 largest tensors put sweep28-10's update
-# 7.5% over (scratch: its 24 tensors held the group + 507,920 B, the run 508,024 B).
+# Which of a reducing update's chains (Adafactor) still hold their second full-size temporary (which
+# op's was not traced) at the peak is set by MLX's tape, built breadth first MLX_BFS_MAX_WIDTH (20,
+# UPDATE_TENSORS_IN_FLIGHT) nodes wide, not by the tensors' sizes: with n chains past the width, r =
+# n mod width, max(width - r, width / 2 - 1 + ceil(r / 2)) of them. Measured (planner29a, strict,
+# the streamed update alone, scratch in /tmp, 1-3 draws each; every point within one tensor of the
+# rule, 0.3 typical): 64x64 float32 tensors, n = 21-24, 26, 28-40, 44, 48, 52, 56, 60, 64, 68, 72,
+# 80 (19 at n = 21, 16 at 24, 13.1 at 28, 14.3 at 30, 15.1 at 32, 19.2 at 40, 13.3 at 48); the same
+# at MLX_BFS_MAX_WIDTH 10 on n = 11..27 (the rule with width 10); n <= width: every chain (2 x the
+# tensor, as noted above). Which chains is their place in the group: 24 tensors, 12 of 64 KiB then
+# 12 of 16 KiB held 12 x 64 + 4 x 16 KiB, the reverse order 12 x 16 + 4 x 64 KiB (the first 16).
+# Priced as that many mean-size tensors: on sweep28-10's layers (q/gate/up/down r=64 on qwen3 h64, I
+# 256; 8 tensors a layer) 3, 4, 5, 7, 10 layers held 14.6, 14.5, 19.1, 15.6, 19.6 mean tensors
+# against 16, 15, 20, 17, 20 priced; all seven (14 a layer) on 2, 3, 4, 6 layers 11.7, 18.7, 16.4,
+# 13.8 against 13, 18, 17, 16. The 20 largest tensors put sweep28-10's update 7.5% over (scratch:
+# its 24 tensors held the group + 507,920 B, the run 508,024 B); with this count the seven
+# Adafactor twins past 20 tensors of in_sample_round26_planner29a (two families, bf16 and float32,
+# 24-42 tensors, 3 processes each) are -0.6..+1.5%, the 20 largest +3.2..+10.4%.
 def reducing_chains_in_flight(n: int) -> int:
     """Chains of a reducing optimizer update holding a second full-size temporary at the peak,
     of n tensors in one group (see above)."""
