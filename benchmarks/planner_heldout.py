@@ -416,6 +416,14 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # with AdamW and SGD (boundaries) and all seven in float32; and a qwen2 h128 4 x 2 heads, I 384
 # family with q/v/up/down r=32 float32 at 2 (boundary) and 3 layers, AdamW (boundary), and all
 # seven r=16 bf16 at 2 and 3 layers. Each in three processes (--processes 3).
+# in_sample_round26_planner29b: new hand-made cheap twins (mech29b-*) of heldout26-07's kind (a
+# 4-bit float32 base, four checkpointed layers, LoRA on q/v/o/gate/down without up_proj, fused,
+# packed, unchunked loss, adamw8bit; under at the loss moment, forward and backward): a qwen3
+# h128 4 x 4 heads, I 640, V 4,096 tied, 1 x 384, r=16 family with a float base, gate/up/down,
+# no MLP adapter, not checkpointed, a chunked loss (128), 2 layers and an untied head; and a
+# qwen2 h192 3 x 1 heads, I 896, V 8,192 tied, 1 x 256 family with a float base, 2 layers and
+# I 1,792; then, predicted before measuring, the first family in bf16 and with the top layer
+# alone adapted, and the second at 1 x 512. Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -472,6 +480,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round25_planner28c",
           "in_sample_round25_sweep28",
           "in_sample_round26_planner29a",
+          "in_sample_round26_planner29b",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

@@ -95,7 +95,8 @@ def layer_parts(s: ModelShape, w: Work, bottom: bool = False) -> tuple[int, int]
         if scores_grad:
             attn += T * _qkv_kept(s, t, bottom) * dt             # scaled q, k, v
             # The causal bool mask, which its `where`'s gradient keeps; a packed row's additive
-            # mask is kept by nothing (attention.mask_bytes).
+            # mask is kept by nothing here (attention.mask_bytes; checkpointed, the recomputed
+            # layers' argument: attention.checkpointed_mask_kept).
             attn += 0 if w.packed else w.seq * w.seq
     if rest:
         attn += 2 * w.seq * s.head_dim * F32                     # RoPE cos/sin

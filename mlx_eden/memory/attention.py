@@ -235,7 +235,8 @@ def mask_bytes(w: Work) -> int:
     without GQA the gradient of that `where` was one more B x heads x L x L square in the
     backward whenever MLX did not donate it a buffer (a race by size: 14 of 17 runs at 1.6-6.3 M
     score entries, 2 of 16 at 0.5-1.2 M; round 8's in_sample_round8_fused). The additive mask
-    (`scores + mask`) passes the gradient through, and nothing in the backward keeps it.
+    (`scores + mask`) passes the gradient through, and nothing in the backward keeps it
+    (checkpointed, the recomputation's argument does: checkpointed_mask_kept).
     Measured (benchmarks/packed_mask_ab.py --memory, in_sample_round10_planner11m, strict, fresh
     processes, bool against additive): 8 x 8 heads at 1 x 640, fp32 checkpointed 61.4 -> 50.1
     MiB, not checkpointed 79.3 -> 66.7, bf16 checkpointed 31.6 -> 26.0; 6 x 6 heads at 2 x 384
@@ -243,6 +244,35 @@ def mask_bytes(w: Work) -> int:
     less the mask's growth), two runs of each alike; with GQA (8 x 2) 48.7 -> 48.8. Left in
     float32 not checkpointed: unmasked_race_squares."""
     return w.batch * w.seq * w.seq * w.dt if w.packed else w.seq * w.seq
+
+
+def checkpointed_mask_kept(w: Work, checkpoint: bool) -> int:
+    """Bytes of a packed row's additive mask (mask_bytes: B x 1 x L x L in the compute dtype,
+    one array for every layer) that checkpointing keeps from the forward pass through the
+    backward: checkpoint.checkpointed_layer passes the mask to each recomputed layer as an
+    explicit argument, so every layer's saved inputs hold it until the lowest adapted layer is
+    recomputed: held at the forward's loss, the loss's backward and an upper layer's backward,
+    not at the lowest layer's MLP backward (planner.estimate takes it off the top layer's moment
+    when that layer is the lowest). Not checkpointed, nothing keeps it (mask_bytes). The causal
+    mask is a string
+    (MLX builds its bool mask inside each layer) and the blockwise attention's mask is the
+    B x L segment ids: neither is priced. Traced (strict, mx.get_active_memory after the
+    forward's mx.eval and after each block of update.evaluate_gradients, steps 2-3;
+    in_sample_round26_planner29b's mech29b-01, qwen3 h128, 4 x 4 heads, 4 layers, I 640, 4-bit
+    float32, LoRA q/v/o/gate/down, packed 1 x 384): the forward ended 7.508 MiB above the step's
+    start against 6.938 planned (T x V exponentials and 5 layer inputs), +0.570 MiB, the mask's
+    0.5625 (384 x 384 float32); the same +0.57 at r=4, r=16 and r=32 and with AdamW (so not the
+    adapter's 0.5625 MiB), and +0.144 MiB at 1 x 192 (its mask: 0.141). Packed less unpacked,
+    after each block: +0.562 after an upper attention block, +0.422 after an upper MLP block (less
+    the causal layer's L x L bool mask), -0.141 after the lowest one's (the mask gone); bf16
+    +0.281; the top layer alone adapted +0.562 at the forward, -0.14 after its MLP block.
+    heldout26-07 (1 x 512, read, not fitted) was 1,069,332 B under on the forward: its mask is
+    1,048,576. Measured (the highest of three processes): in_sample_round26_planner29b worst
+    9.8% -> 6.1%, 13 -> 14 of 15 within 5% (mech29b-01 -4.8% -> -1.2%, its 2-layer twin -4.0% ->
+    -0.1%); predicted before measuring, bf16 -0.8%, top layer alone -0.1%, qwen2 1 x 512 -0.1%."""
+    if not checkpoint or not w.packed or w.attn_block:
+        return 0
+    return mask_bytes(w)
 
 
 def blockwise_backward_bytes(s: ModelShape, w: Work) -> int:

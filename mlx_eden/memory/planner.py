@@ -40,7 +40,11 @@ from .activations import (
     swiglu_ends,
     swiglu_forward_extra,
 )
-from .attention import attention_backward_transient, attention_forward_peak
+from .attention import (
+    attention_backward_transient,
+    attention_forward_peak,
+    checkpointed_mask_kept,
+)
 from .devices import Device
 from .load import DTYPE_BYTES, load_peak, weight_bytes
 from .loftq import loftq_spike
@@ -280,7 +284,11 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
     stack = (n - 1) * layer_saved(shape, w) + layer_saved(shape, w, bottom=True) \
         + w.tokens * shape.hidden * w.dt \
         - swiglu_between(shape, w, n)  # + the final RMSNorm's input; - see swiglu_between
-    ckpt_inputs = (n + 1) * w.tokens * shape.hidden * w.dt + n * dora_weights_kept(shape, w)
+    # Checkpointed, the layer inputs and a packed row's mask, every recomputed layer's argument
+    # (checkpointed_mask_kept).
+    mask_kept = checkpointed_mask_kept(w, s.checkpoint)
+    ckpt_inputs = (n + 1) * w.tokens * shape.hidden * w.dt + n * dora_weights_kept(shape, w) \
+        + mask_kept
     saved = ckpt_inputs if s.checkpoint else stack
     at_loss = saved - (0 if s.checkpoint else swiglu_ends(shape, w, n))  # see swiglu_ends
     # One bf16 fused layer holds swiglu_ends' buffer less into its own backward too (float32,
@@ -314,7 +322,10 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         "backward, loss": {"saved activations": at_loss,
                            "logits and loss": kept + loss_backward_transient(shape, w,
                                                                              s.loss_chunk)},
-        "backward, top layer": {"saved activations": saved - ends16,
+        # (A lowest layer's MLP backward comes after the mask's last reader, its recomputation:
+        # checkpointed_mask_kept.)
+        "backward, top layer": {"saved activations": saved - ends16
+                                - (mask_kept if only else 0),
                                 "layer transient": layer_t},
         "update": {"gradients": 0 if accumulate else p_bytes, "update transient": update_t},
     }
@@ -357,8 +368,10 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         # Checkpointed, the forward through the top layer keeps nothing for the backward
         # (it is recomputed there): on top of the layer inputs kept so far, its fullest
         # moment is the softmax or the MLP's projections.
+        # (The softmax's mask is the kept one: counted once.)
         phases["forward, top layer"] = {"saved activations": ckpt_inputs,
-                                        "layer transient": max(attention_forward_peak(shape, w),
+                                        "layer transient": max(attention_forward_peak(shape, w)
+                                                               - mask_kept,
                                                                mlp_forward_peak(shape, w))}
     if not accumulate:
         # Going down the layers, activations are freed as gradients appear: the other end of
