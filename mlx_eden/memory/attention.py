@@ -254,9 +254,8 @@ def checkpointed_mask_kept(w: Work, checkpoint: bool) -> int:
     recomputed: held at the forward's loss, the loss's backward and an upper layer's backward,
     not at the lowest layer's MLP backward (planner.estimate takes it off the top layer's moment
     when that layer is the lowest). Not checkpointed, nothing keeps it (mask_bytes). The causal
-    mask is a string
-    (MLX builds its bool mask inside each layer) and the blockwise attention's mask is the
-    B x L segment ids: neither is priced. Traced (strict, mx.get_active_memory after the
+    mask is a string (MLX builds its bool mask inside each layer) and the blockwise attention's
+    mask is the B x L segment ids: neither is priced. Traced (strict, mx.get_active_memory after the
     forward's mx.eval and after each block of update.evaluate_gradients, steps 2-3;
     in_sample_round26_planner29b's mech29b-01, qwen3 h128, 4 x 4 heads, 4 layers, I 640, 4-bit
     float32, LoRA q/v/o/gate/down, packed 1 x 384): the forward ended 7.508 MiB above the step's
