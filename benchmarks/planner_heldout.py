@@ -424,6 +424,13 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # qwen2 h192 3 x 1 heads, I 896, V 8,192 tied, 1 x 256 family with a float base, 2 layers and
 # I 1,792; then, predicted before measuring, the first family in bf16 and with the top layer
 # alone adapted, and the second at 1 x 512. Each in three processes (--processes 3).
+# in_sample_round27_planner30a: new hand-made cheap twins (mech30a-*) of heldout27-02's kind (a
+# float32 one-layer DoRA on k/v/up_proj without gate_proj, not checkpointed, blockwise, 2 x 384
+# unpacked, accumulation 2, loss chunk 128, adamw8bit; under in the forward and backward): a
+# qwen3 h256 4 x 4 heads, I 1,024, V 512 tied, 2 x 384 family with LoRA, up alone, gate/up, v
+# alone (boundary), fused, 2 layers, bf16 (boundary) and 1 x 128; and a qwen3 h128 4 x 4 heads,
+# I 2,048, 1 x 256 family with LoRA, up alone, 2 x 384 and bf16 (T x I against I x H apart).
+# Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -481,6 +488,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round25_sweep28",
           "in_sample_round26_planner29a",
           "in_sample_round26_planner29b",
+          "in_sample_round27_planner30a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

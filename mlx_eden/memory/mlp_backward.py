@@ -108,6 +108,7 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
             return beside
         n = 2 if w.dt != F32 and swiglu_kept(w.targets, bottom) == 4 else 1
         n += lowest_up_buffers(w) + lowest_gate_down_buffers(w) + lowest_gate_up_buffers(w)
+        n += lowest_dora_up_buffers(w)
     size = F32 if w.targets & MLP else w.dt
     # A recomputed bfloat16 layer's buffers stay bfloat16 unless gate_proj and up_proj are both
     # adapted (mech-e/g-*: with one MLP adapter, or down with one of them, float32 buffers put
@@ -223,6 +224,28 @@ def lowest_up_buffers(w: Work) -> int:
     if w.dt != F32 or w.dora or "up_proj" not in t or "gate_proj" in t:
         return 0
     return ("down_proj" in t) + bool(t & ATTENTION)
+
+
+def lowest_dora_up_buffers(w: Work) -> int:
+    """Float32 T x I buffers more in the lowest adapted layer's MLP backward (not recomputed,
+    float32) with a DoRA up_proj (no down_proj adapter): one for DoRA's own gradient (the
+    incoming gradient times the kept unscaled `out`, reduced to m's; dora_mlp_backward, which
+    prices it only in a recomputed layer) and one more with an attention adapter (the reading
+    of lowest_up_buffers, which is LoRA's). Measured, not traced buffer by buffer
+    (in_sample_round27_planner30a, strict, worst of 3 processes, backward measured less
+    planned): k/v/up 1.81 (2 x 384), 1.75 (fused), 1.77 (1 x 128, where the I x H weight is
+    2 T x I: a T x I buffer, not a weight-sized one) float32 T x I over the plan in a qwen3 h256
+    I 1,024 one-layer shape, 1.97 and 1.98 in a qwen3 h128 I 2,048 one (1 x 256, 2 x 384);
+    up alone 0.96 and 0.89; k/v/gate/up 1.68; their LoRA twins 0.02 and -0.17 (priced by
+    lowest_up_buffers). Boundaries measured and not priced: v alone (no MLP DoRA) 0.00, bf16
+    -0.33 and -0.08, two layers (the top layer's backward decides) 0.86 (-4.1%). heldout27-02's
+    kind (float32 one-layer DoRA k/v/up, 2 x 384): its twins' peaks went from -14.4/-18.3/-21.0%
+    to +1.5/+0.3/+0.2%, all eight moved backwards from 8.5-21.0% under to +0.5..+2.2%. Not
+    measured with down_proj adapted: 0 there."""
+    t = w.targets
+    if w.dt != F32 or not w.dora or "up_proj" not in t or "down_proj" in t:
+        return 0
+    return 1 + bool(t & ATTENTION)
 
 
 def lowest_gate_down_buffers(w: Work) -> int:
