@@ -429,8 +429,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # unpacked, accumulation 2, loss chunk 128, adamw8bit; under in the forward and backward): a
 # qwen3 h256 4 x 4 heads, I 1,024, V 512 tied, 2 x 384 family with LoRA, up alone, gate/up, v
 # alone (boundary), fused, 2 layers, bf16 (boundary) and 1 x 128; and a qwen3 h128 4 x 4 heads,
-# I 2,048, 1 x 256 family with LoRA, up alone, 2 x 384 and bf16 (T x I against I x H apart).
-# Each in three processes (--processes 3).
+# I 2,048, 1 x 256 family with LoRA, up alone, 2 x 384 and bf16 (T x I against I x H apart);
+# then, predicted before measuring, a qwen2 h192 3 x 1 heads, I 896, 1 x 384 family (q/up, v/o/up
+# fused, up alone at 2 x 256, k/up/down) and k/v/up/down (h256), up/down (h128). Each in three
+# processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",

@@ -228,24 +228,29 @@ def lowest_up_buffers(w: Work) -> int:
 
 def lowest_dora_up_buffers(w: Work) -> int:
     """Float32 T x I buffers more in the lowest adapted layer's MLP backward (not recomputed,
-    float32) with a DoRA up_proj (no down_proj adapter): one for DoRA's own gradient (the
-    incoming gradient times the kept unscaled `out`, reduced to m's; dora_mlp_backward, which
-    prices it only in a recomputed layer) and one more with an attention adapter (the reading
-    of lowest_up_buffers, which is LoRA's). Measured, not traced buffer by buffer
-    (in_sample_round27_planner30a, strict, worst of 3 processes, backward measured less
-    planned): k/v/up 1.81 (2 x 384), 1.75 (fused), 1.77 (1 x 128, where the I x H weight is
-    2 T x I: a T x I buffer, not a weight-sized one) float32 T x I over the plan in a qwen3 h256
-    I 1,024 one-layer shape, 1.97 and 1.98 in a qwen3 h128 I 2,048 one (1 x 256, 2 x 384);
-    up alone 0.96 and 0.89; k/v/gate/up 1.68; their LoRA twins 0.02 and -0.17 (priced by
-    lowest_up_buffers). Boundaries measured and not priced: v alone (no MLP DoRA) 0.00, bf16
-    -0.33 and -0.08, two layers (the top layer's backward decides) 0.86 (-4.1%). heldout27-02's
-    kind (float32 one-layer DoRA k/v/up, 2 x 384): its twins' peaks went from -14.4/-18.3/-21.0%
-    to +1.5/+0.3/+0.2%, all eight moved backwards from 8.5-21.0% under to +0.5..+2.2%. Not
-    measured with down_proj adapted: 0 there."""
+    float32) with a DoRA up_proj: one for DoRA's own gradient (the incoming gradient times the
+    kept unscaled `out`, reduced to m's; dora_mlp_backward, which prices it only in a recomputed
+    layer), and lowest_up_buffers' (LoRA's, which excludes DoRA): one with down_proj adapted, one
+    with an attention adapter. Measured, not traced buffer by buffer (in_sample_round27_planner30a,
+    strict, highest of 3 processes, backward measured less planned without it): k/v/up 1.81 float32
+    T x I (qwen3 h256 I 1,024, 2 x 384), 1.75 fused, 1.77 at 1 x 128 (where the 1,024 x 256 weight
+    is 2 T x I: a T x I buffer, not a weight-sized one), 1.97 and 1.98 in a qwen3 h128 I 2,048
+    family (1 x 256, 2 x 384); up alone 0.96 and 0.89; k/v/gate/up 1.68; then, predicted before
+    measuring, a qwen2 h192 3 x 1 heads I 896 family's q/up and v/o/up (fused) +1.2/+1.4% (-15.3/
+    -13.9% without), up alone's backward +3.5%; k/up/down there 3.04 (-20.9% with down's buffer
+    unpriced), then predicted before measuring k/v/up/down (h256) +0.3% and up/down (h128) +0.6%.
+    Their LoRA twins 0.02 and -0.17 (lowest_up_buffers). Boundaries measured, not priced: v
+    alone (no MLP DoRA) 0.00, bf16 -0.33 and -0.08, two layers (the top layer's backward decides)
+    0.86 (-4.1%). heldout27-02's kind (float32 one-layer DoRA k/v/up, 2 x 384): its twins' peaks
+    went from -14.4/-18.3/-21.0% to +1.5/+0.3/+0.2%. Not with gate_proj and down_proj both
+    adapted: there the stored DoRA rows disagree (in_sample_round23_planner24a's all-seven
+    mech24a-01/-07 -9.5/-13.1% would go to +4.1/-0.2%, but its gate/up/down mech24a-04 -5.2% ->
+    +6.3% and planner25a's all-seven mech25a-13 -4.7% -> +12.7%; lowest_gate_up_buffers already
+    counts one there): left as it was."""
     t = w.targets
-    if w.dt != F32 or not w.dora or "up_proj" not in t or "down_proj" in t:
+    if w.dt != F32 or not w.dora or "up_proj" not in t or {"gate_proj", "down_proj"} <= t:
         return 0
-    return 1 + bool(t & ATTENTION)
+    return 1 + ("down_proj" in t) + bool(t & ATTENTION)
 
 
 def lowest_gate_down_buffers(w: Work) -> int:
