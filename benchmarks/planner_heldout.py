@@ -868,14 +868,14 @@ def main() -> None:
         repeat(args.repeat.split(","), data, args.jobs)
         return
     reuse = "only" if args.measured_only else args.reuse
-    only = args.only
     result = {"benchmark": "planner_heldout", "steps": STEPS, "mode": "strict (mx memory limit 1)",
               "machine": {"platform": platform.platform(), "mlx": metadata.version("mlx"),
                           "mlx_lm": metadata.version("mlx-lm")}}
     started = time.perf_counter()
-    result.update(measure_groups(data, reuse, only, args.jobs, args.cheap_first, args.processes))
-    if only:
-        merge_group(result, only.replace("-", "_"))
+    result.update(measure_groups(data, reuse, args.only, args.jobs, args.cheap_first,
+                                 args.processes))
+    if args.only:
+        merge_group(result, args.only.replace("-", "_"))
         return
     rows = calibration_rows()
     for r in rows:

@@ -33,10 +33,9 @@ def serve_log(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(tiny_qwen2, lora_qwen2, serve_log):
     port = free_port()
-    log = serve_log
     proc = subprocess.Popen([*EDEN, "serve", "--model", tiny_qwen2, "--adapter", lora_qwen2,
                              "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=log.open("w"))
+                            stderr=serve_log.open("w"))
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none",
                            max_retries=0, timeout=60)
     deadline = time.monotonic() + 90
@@ -48,7 +47,7 @@ def server(tiny_qwen2, lora_qwen2, serve_log):
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 proc.wait()
-                raise AssertionError(f"serve did not start:\n{log.read_text()}") from None
+                raise AssertionError(f"serve did not start:\n{serve_log.read_text()}") from None
             time.sleep(0.3)
     yield client
     proc.terminate()
@@ -95,7 +94,7 @@ def test_streaming_chat_completion_equals_greedy_generate(server, greedy_answer)
 def test_a_client_leaving_a_stream_costs_one_line_not_a_traceback(server, serve_log):
     """curl | head closes the socket mid-stream: the server says so in one line (mlx-lm's
     handler raised BrokenPipeError into socketserver, which printed a 30-line traceback)."""
-    port = int(str(server.base_url).split(":")[2].split("/")[0])
+    port = server.base_url.port
     body = json.dumps({"model": "tiny-qwen2", "messages": MESSAGES, "max_tokens": 400,
                        "stream": True}).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
