@@ -103,6 +103,9 @@ HELDOUT26_SEED, N_HELDOUT26 = 0x0b20dc13, 12  # FROZEN commit 0b20dc135a58
 # tape, priced on twins of sweep28-10) and planner29b (a packed row's mask kept by
 # checkpointing, priced on twins of heldout26-07's kind); --processes 3.
 HELDOUT27_SEED, N_HELDOUT27 = 0x40e46d77, 12  # FROZEN commit 40e46d77a565
+# Round 28: drawn after planner30a (the lowest float32 DoRA layer's up_proj buffers without
+# checkpointing, priced on twins of heldout27-02's kind); --processes 3.
+HELDOUT28_SEED, N_HELDOUT28 = 0xa4a934d7, 12  # FROZEN commit a4a934d788f1
 # An IN-SAMPLE sweep (planner13s), drawn with the held-out generator under a new seed before
 # round 12, to surface the next mechanisms the way a held-out round would: constants may be
 # fitted on it; it is not a held-out figure.
@@ -152,6 +155,7 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round25": ("heldout_round25", HELDOUT25_SEED, N_HELDOUT25, "heldout25", True),
           "--draw-round26": ("heldout_round26", HELDOUT26_SEED, N_HELDOUT26, "heldout26", True),
           "--draw-round27": ("heldout_round27", HELDOUT27_SEED, N_HELDOUT27, "heldout27", True),
+          "--draw-round28": ("heldout_round28", HELDOUT28_SEED, N_HELDOUT28, "heldout28", True),
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
                               True),
           "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",
