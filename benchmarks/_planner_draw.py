@@ -106,6 +106,9 @@ HELDOUT27_SEED, N_HELDOUT27 = 0x40e46d77, 12  # FROZEN commit 40e46d77a565
 # Round 28: drawn after planner30a (the lowest float32 DoRA layer's up_proj buffers without
 # checkpointing, priced on twins of heldout27-02's kind); --processes 3.
 HELDOUT28_SEED, N_HELDOUT28 = 0xa4a934d7, 12  # FROZEN commit a4a934d788f1
+# Round 29: drawn on the same planner as round 28 (no planner change between them), to test
+# whether round 28's pass holds on a second draw; --processes 3.
+HELDOUT29_SEED, N_HELDOUT29 = 0x06ede4f7, 12  # FROZEN commit 06ede4f7b3b3
 # An IN-SAMPLE sweep (planner13s), drawn with the held-out generator under a new seed before
 # round 12, to surface the next mechanisms the way a held-out round would: constants may be
 # fitted on it; it is not a held-out figure.
@@ -156,6 +159,7 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round26": ("heldout_round26", HELDOUT26_SEED, N_HELDOUT26, "heldout26", True),
           "--draw-round27": ("heldout_round27", HELDOUT27_SEED, N_HELDOUT27, "heldout27", True),
           "--draw-round28": ("heldout_round28", HELDOUT28_SEED, N_HELDOUT28, "heldout28", True),
+          "--draw-round29": ("heldout_round29", HELDOUT29_SEED, N_HELDOUT29, "heldout29", True),
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
                               True),
           "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",
