@@ -433,6 +433,14 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # then, predicted before measuring, a qwen2 h192 3 x 1 heads, I 896, 1 x 384 family (q/up, v/o/up
 # fused, up alone at 2 x 256, k/up/down) and k/v/up/down (h256), up/down (h128). Each in three
 # processes (--processes 3).
+# in_sample_round29_planner31c: new hand-made cheap twins (mech31c-*) of planner30a's open
+# kind, the forward of one float32 adapted layer, not checkpointed, under in LoRA and DoRA alike
+# (mech30a-02/-11 LoRA k/v/up 1.9-2.1 T x I): a qwen3 h256 4 x 4 heads, I 1,024, V 512 tied,
+# 2 x 384 family (mech30a-02's) with LoRA on k alone, v/o, k/up, k/up/down, k/gate (boundary:
+# priced), k/up fused, unchunked, in bf16 (boundary) and on 2 layers (boundary), DoRA on k; a
+# qwen2 h192 3 x 1 heads, I 896, 1 x 384 family (mech30a-15's) with LoRA k, q/up and DoRA
+# v/up; a qwen3 h128 4 x 4 heads, I 2,048, 1 x 256 family (mech30a-11's) with LoRA q and
+# v/up/down. Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -491,6 +499,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round26_planner29a",
           "in_sample_round26_planner29b",
           "in_sample_round27_planner30a",
+          "in_sample_round29_planner31c",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

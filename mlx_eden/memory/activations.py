@@ -374,6 +374,36 @@ def gate_swiglu_forward(s: ModelShape, w: Work) -> int:
     return w.tokens * (s.intermediate + s.hidden) * F32
 
 
+# One adapted float32 layer without gate_proj that keeps its full swiglu (an attention adapter
+# below the MLP), not checkpointed: its MLP forward holds two float32 T x I more than
+# mlp_forward_peak at its fullest moment, with or without an up_proj or down_proj adapter, LoRA
+# or DoRA. Measured, not traced buffer by buffer (the step is compiled; a strict per-block
+# trace under /tmp put mech30a-02's forward peak 2.5 T x I above what the forward leaves kept,
+# where the loss moment adds 0.6 T x I). The stored rows' forward measured less this moment
+# (saved - top_mlp + mlp_forward_peak; in T x I, one or three processes as each group was
+# measured): LoRA k/v/up 2.06 and 1.92 (mech30a-02, -11), k/up 1.79-2.02 (mech20a-11,
+# mech22a-04/-14), v/o/up 1.72; no MLP adapter: k alone 1.75-1.91 (mech20a-05/-14/-15/-18,
+# mech22e-06), o alone 1.98-2.00 (mech24b-04, mech25b-03), k/v 2.01; k/up/down 1.75-1.96
+# (mech20a-01/-07/-08/-13/-17, mech22a-09/-10/-12), q/up/down 1.79-1.80, k/down, q/down,
+# o/down 1.73-1.91; DoRA k/v/up 2.00-2.29 (mech30a-01/-06/-09/-10/-13), v/o/up 2.25, q/up
+# 2.00, k/up/down 2.39, k/v/up/down 2.17, q/k/v/o 2.06, v alone and q alone 1.75. One row
+# lower, a single process (mech22a-01, k/up/down, 1 x 512): 1.18, +8.0% with this (its twins
+# mech22a-02/-09 +2.0%). With gate_proj adapted gate_swiglu_forward prices this moment (one
+# T x I and one T x hidden); not measured in bfloat16 or with two adapted layers, and not
+# where the lowest layer keeps less than the full swiglu (swiglu_forward_extra's).
+SWIGLU_FORWARD_HELD = 2  # float32 T x I buffers
+
+
+def swiglu_forward_held(s: ModelShape, w: Work) -> int:
+    """Bytes one adapted float32 layer's MLP forward holds beyond mlp_forward_peak without a
+    gate_proj adapter, keeping its full swiglu, not checkpointed (planner: "forward, lowest
+    layer swiglu"; see SWIGLU_FORWARD_HELD)."""
+    t = w.targets
+    if w.dt != F32 or "gate_proj" in t or swiglu_kept(t, True) != 4:
+        return 0
+    return SWIGLU_FORWARD_HELD * w.tokens * s.intermediate * F32
+
+
 def mlp_forward_peak(s: ModelShape, w: Work) -> int:
     """Bytes alive at a layer's MLP in the forward pass when the layer keeps nothing
     (checkpointing). MLX orders a graph breadth-first, so gate_proj and up_proj run side by

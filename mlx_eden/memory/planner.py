@@ -39,6 +39,7 @@ from .activations import (
     swiglu_between,
     swiglu_ends,
     swiglu_forward_extra,
+    swiglu_forward_held,
 )
 from .attention import (
     attention_backward_transient,
@@ -364,6 +365,12 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         phases["forward, lowest layer MLP"] = {
             "saved activations": saved - top_mlp,
             "layer transient": mlp_forward_peak(shape, w) + gate_swiglu_forward(shape, w)}
+    if only and not s.checkpoint and swiglu_forward_held(shape, w):
+        # One adapted float32 layer without gate_proj, keeping its full swiglu: its MLP forward
+        # holds two T x I more than mlp_forward_peak's (swiglu_forward_held).
+        phases["forward, lowest layer swiglu"] = {
+            "saved activations": saved - top_mlp,
+            "layer transient": mlp_forward_peak(shape, w) + swiglu_forward_held(shape, w)}
     if s.checkpoint:
         # Checkpointed, the forward through the top layer keeps nothing for the backward
         # (it is recomputed there): on top of the layer inputs kept so far, its fullest
