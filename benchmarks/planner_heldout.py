@@ -491,6 +491,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round26_planner29a",
           "in_sample_round26_planner29b",
           "in_sample_round27_planner30a",
+          "in_sample_round29_planner31a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
