@@ -1436,7 +1436,7 @@ def test_lowest_down_beside_attention_backward(family, dtype, targets, measured)
     within 4% (the mutations tried, each term removed, put the rows outside it: noted per row).
     Pure planner arithmetic."""
     planned = _one_layer_backward(family, targets, dtype)
-    assert abs(planned - measured) < 0.04 * measured, (planned, measured, planned / measured - 1)
+    assert abs(planned - measured) < tol * measured, (planned, measured, planned / measured - 1)
 
 
 # planner23a (after round 22): a recomputed lowest bf16 LoRA layer adapting gate/up/down
@@ -1933,3 +1933,38 @@ def test_lowest_float32_dora_up_proj_backward(cfg, targets, batch, seq, block, d
               checkpoint=False, loss_chunk=128, attn_block=block)
     planned = _backward(e)
     assert abs(planned - measured) < 0.05 * measured, (planned, measured, planned / measured - 1)
+
+
+# planner31a (after round 29): heldout29-10's kind, the lowest (only) bfloat16 layer's MLP
+# backward adapting gate/up/down, not checkpointed (mlp_backward.lowest_gate_up_buffers16).
+# Measured backward phases (strict, bytes), the highest of three processes:
+# in_sample_round29_planner31a's qwen2 h256 4 x 2 heads, I 1,536, V 512 tied, 4-bit, 1 x 512
+# packed, accumulation 2, r=16, adamw8bit (A) and qwen3 h128 4 x 2 heads, I 768, V 512 untied,
+# 2 x 256, r=8, adamw (B); in_sample_round13_planner15w's qwen3 h128 4 x 2 heads, I 320, V 8,192
+# tied, 2 x 192, chunk 256, r=32 (C).
+_GU16_A = _config("qwen2", 256, 4, 2, 1, 1536, 512, tied=True, bits=4, dtype="bfloat16")
+_GU16_B = _config("qwen3", 128, 4, 2, 1, 768, 512, head_dim=32, dtype="bfloat16")
+_GU16_C = _config("qwen3", 128, 4, 2, 1, 320, 8192, tied=True, head_dim=32, dtype="bfloat16")
+_GU16_A_RUN = dict(batch=1, seq=512, rank=16, optimizer="adamw8bit", packed=True,
+                   grad_accumulation=2, quant_bits=4)
+_GU16_B_RUN = dict(batch=2, seq=256, rank=8, optimizer="adamw")
+
+
+@pytest.mark.parametrize("cfg, run, targets, measured, tol", [
+    (_GU16_A, _GU16_A_RUN, ("q_proj", "v_proj") + _GUD, 24_156_048, 0.04),  # mech31a-01: -11.3%
+    (_GU16_A, _GU16_A_RUN, _GUD, 21_778_576, 0.04),                         # mech31a-04: -18.2%
+    (_GU16_B, _GU16_B_RUN, ("k_proj", "o_proj") + _GUD, 12_913_640, 0.04),  # mech31a-10: -11.0%
+    (_GU16_B, _GU16_B_RUN, _GUD, 11_064_314, 0.04),                         # mech31a-12: -16.4%
+    # k/o/gate/up, no down_proj (mech15w-*-kogu-float): not priced (+5.1%; with it +12.5%)
+    (_GU16_C, dict(batch=2, seq=192, rank=32, optimizer="adamw", loss_chunk=256),
+     ("k_proj", "o_proj", "gate_proj", "up_proj"), 6_653_928, 0.06),
+])
+def test_lowest_bfloat16_gate_up_down_holds_one_more_buffer(cfg, run, targets, measured, tol):
+    """mlp_backward.lowest_gate_up_buffers16: one float32 T x I more with gate/up/down in a
+    lowest bfloat16 layer, not recomputed. The backward within 4% (-3.8..+1.7%), the last (no
+    down_proj) unchanged at +5.1%; the mutation tried (the function returning 0) puts the first
+    four 11.0-18.2% under; counting gate/up without down_proj puts the last 12.5% over. Pure
+    planner arithmetic."""
+    planned = _backward(_plan(cfg, **{"dtype": "bfloat16", "targets": targets,
+                                      "adapted_layers": 1, "checkpoint": False, **run}))
+    assert abs(planned - measured) < tol * measured, (planned, measured, planned / measured - 1)
