@@ -1172,9 +1172,9 @@ def test_recomputed_lowest_float32_gate_up_down_lower_bound(hidden, inter, batch
 
 
 @pytest.mark.parametrize("dtype, optimizer, measured, tol", [
-    ("bfloat16", "sgd", 10_116_936, 0.025),       # without lowest_attention_gradients +5.8%
-    ("bfloat16", "adamw", 11_427_684, 0.025),     # +5.1%
-    ("bfloat16", "adafactor", 8_831_852, 0.025),  # +6.6%
+    ("bfloat16", "sgd", 10_116_936, 0.10),        # without lowest_attention_gradients +5.8%
+    ("bfloat16", "adamw", 11_427_684, 0.10),      # +5.1%
+    ("bfloat16", "adafactor", 8_831_852, 0.10),   # +6.6%
     ("float32", "sgd", 13_543_560, 0.05),         # +2.3% (+4.2% with it: lowest_gate_up_buffers)
 ])
 def test_lowest_layers_attention_gradients_come_after_its_mlp_backward(dtype, optimizer,
@@ -1186,7 +1186,10 @@ def test_lowest_layers_attention_gradients_come_after_its_mlp_backward(dtype, op
     (0, 0), every gradient counted as before) puts the bf16 three +5.1..+6.6% over (they fail;
     float32 +2.3% passes). The float32 twin is -0.9% -> +4.2% since planner25a's float32
     gate/up buffer (mlp_backward.lowest_gate_up_buffers: its three processes held the low state,
-    the consistent one in the twins that priced it): within 5% there. Pure planner arithmetic."""
+    the consistent one in the twins that priced it): within 5% there. The bf16 three are +7.4..
+    +9.6% since planner31a's bf16 one (mlp_backward.lowest_gate_up_buffers16: two steps held
+    the low state; scratch runs of 6-12 steps took it in -sgd and -adafactor, 1.6% under the
+    plan there): within 10%, and the mutation puts them 11-14% over. Pure planner arithmetic."""
     cfg = _config("qwen2", 256, 4, 1, 1, 896, 512, tied=True)
     s = Settings(batch=3, seq=64, grad_accumulation=1, dtype=dtype, quant_bits=None,
                  quant_group=64, rank=64,
@@ -1436,7 +1439,7 @@ def test_lowest_down_beside_attention_backward(family, dtype, targets, measured)
     within 4% (the mutations tried, each term removed, put the rows outside it: noted per row).
     Pure planner arithmetic."""
     planned = _one_layer_backward(family, targets, dtype)
-    assert abs(planned - measured) < tol * measured, (planned, measured, planned / measured - 1)
+    assert abs(planned - measured) < 0.04 * measured, (planned, measured, planned / measured - 1)
 
 
 # planner23a (after round 22): a recomputed lowest bf16 LoRA layer adapting gate/up/down
