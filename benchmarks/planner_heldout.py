@@ -441,6 +441,14 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # qwen2 h192 3 x 1 heads, I 896, 1 x 384 family (mech30a-15's) with LoRA k, q/up and DoRA
 # v/up; a qwen3 h128 4 x 4 heads, I 2,048, 1 x 256 family (mech30a-11's) with LoRA q and
 # v/up/down. Each in three processes (--processes 3).
+# in_sample_round29_planner31a: new hand-made cheap twins (mech31a-*) of heldout29-10's kind (a
+# bf16 one-layer LoRA on q/v/gate/up/down, 4-bit, not checkpointed, fused, 1 x 512 packed,
+# accumulation 2, unchunked, adamw8bit; the MLP backward under by one or two float32 T x I, the
+# MLX CPU race's levels): a qwen2 h256 4 x 2 heads, I 1,536, V 512 tied, 4-bit family with no
+# 4-bit, blockwise, gate/up/down alone, accumulation 1, float32, 2 layers, checkpointed and
+# q/v/gate/up (no down_proj) one knob at a time; and a qwen3 h128 4 x 2 heads, I 768, V 512
+# untied, 2 x 256 family (k/o/gate/up/down) with 4-bit, gate/up/down alone, float32 and
+# checkpointed. Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -500,6 +508,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round26_planner29b",
           "in_sample_round27_planner30a",
           "in_sample_round29_planner31c",
+          "in_sample_round29_planner31a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

