@@ -109,6 +109,9 @@ HELDOUT28_SEED, N_HELDOUT28 = 0xa4a934d7, 12  # FROZEN commit a4a934d788f1
 # Round 29: drawn on the same planner as round 28 (no planner change between them), to test
 # whether round 28's pass holds on a second draw; --processes 3.
 HELDOUT29_SEED, N_HELDOUT29 = 0x06ede4f7, 12  # FROZEN commit 06ede4f7b3b3
+# Round 30: drawn after planner31c (a float32 one-layer swiglu forward held without gate_proj)
+# and planner31a (the bf16 side of the lowest gate/up/down race, heldout29-10's kind); --processes 3.
+HELDOUT30_SEED, N_HELDOUT30 = 0x23cefd99, 12  # FROZEN commit 23cefd99a7b4
 # An IN-SAMPLE sweep (planner13s), drawn with the held-out generator under a new seed before
 # round 12, to surface the next mechanisms the way a held-out round would: constants may be
 # fitted on it; it is not a held-out figure.
@@ -160,6 +163,7 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round27": ("heldout_round27", HELDOUT27_SEED, N_HELDOUT27, "heldout27", True),
           "--draw-round28": ("heldout_round28", HELDOUT28_SEED, N_HELDOUT28, "heldout28", True),
           "--draw-round29": ("heldout_round29", HELDOUT29_SEED, N_HELDOUT29, "heldout29", True),
+          "--draw-round30": ("heldout_round30", HELDOUT30_SEED, N_HELDOUT30, "heldout30", True),
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
                               True),
           "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",
