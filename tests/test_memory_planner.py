@@ -1963,7 +1963,7 @@ def test_lowest_float32_dora_up_proj_backward(cfg, targets, batch, seq, block, d
 ])
 def test_one_float32_layer_without_gate_prices_its_swiglu_forward(cfg, targets, batch, seq,
                                                                   block, dora, measured):
-    """activations.swiglu_forward_held ("forward, lowest layer swiglu"): the forward within 4%.
+    """activations.swiglu_forward_held ("forward, lowest layer MLP"): the forward within 4%.
     The mutation tried (SWIGLU_FORWARD_HELD = 0) puts these rows 9.3-24.0% under (noted per
     row; all 14 fail). Pure planner arithmetic."""
     e = _plan(cfg, batch=batch, seq=seq, grad_accumulation=2, dtype="float32", rank=16,
@@ -1975,21 +1975,29 @@ def test_one_float32_layer_without_gate_prices_its_swiglu_forward(cfg, targets, 
 
 def test_swiglu_forward_held_boundaries():
     """Not priced (0): bfloat16, gate_proj adapted (gate_swiglu_forward's), a lowest layer
-    keeping less than the full swiglu (up_proj alone), checkpointed, two adapted layers."""
-    def held(**kw):
+    keeping less than the full swiglu (up_proj alone); and the planner prices the moment only
+    for one adapted layer, not checkpointed."""
+    from mlx_eden.memory.activations import Work, swiglu_forward_held
+
+    shape = shape_from_config(MECH30A_H256)
+
+    def held(dt=4, targets=("k_proj", "up_proj")):
+        return swiglu_forward_held(shape, Work(2, 384, dt, 16, frozenset(targets)))
+
+    assert held() == 2 * 2 * 384 * 1024 * 4
+    assert held(targets=("k_proj",)) == held()
+    assert held(dt=2) == 0
+    assert held(targets=("k_proj", "gate_proj")) == 0
+    assert held(targets=("up_proj",)) == 0
+
+    def phase(layers=None, **kw):
         args = dict(batch=2, seq=384, grad_accumulation=2, dtype="float32", rank=16,
                     targets=("k_proj", "up_proj"), adapted_layers=1, optimizer="adamw8bit",
                     checkpoint=False, loss_chunk=128, attn_block=128)
-        layers = kw.pop("layers", None)
-        e = _plan(MECH30A_H256, layers, **{**args, **kw})
-        return "forward, lowest layer swiglu" in e.phases
-    assert held()
-    assert held(targets=("k_proj",))
-    assert not held(dtype="bfloat16")
-    assert not held(targets=("k_proj", "gate_proj"))
-    assert not held(targets=("up_proj",))
-    assert not held(checkpoint=True)
-    assert not held(layers=2, adapted_layers=2)
+        return "forward, lowest layer MLP" in _plan(MECH30A_H256, layers, **{**args, **kw}).phases
+    assert phase()
+    assert not phase(checkpoint=True)
+    assert not phase(layers=2, adapted_layers=2)
 # planner31a (after round 29): heldout29-10's kind, the lowest (only) bfloat16 layer's MLP
 # backward adapting gate/up/down, not checkpointed (mlp_backward.lowest_gate_up_buffers16).
 # Measured backward phases (strict, bytes), the highest of three processes:

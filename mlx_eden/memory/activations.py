@@ -397,7 +397,7 @@ SWIGLU_FORWARD_HELD = 2  # float32 T x I buffers
 def swiglu_forward_held(s: ModelShape, w: Work) -> int:
     """Bytes one adapted float32 layer's MLP forward holds beyond mlp_forward_peak without a
     gate_proj adapter, keeping its full swiglu, not checkpointed (planner: "forward, lowest
-    layer swiglu"; see SWIGLU_FORWARD_HELD)."""
+    layer MLP", gate_swiglu_forward's moment without gate_proj; see SWIGLU_FORWARD_HELD)."""
     t = w.targets
     if w.dt != F32 or "gate_proj" in t or swiglu_kept(t, True) != 4:
         return 0

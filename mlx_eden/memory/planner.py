@@ -359,18 +359,14 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         # -3.1% with it; its 2-layer qwen2 twin at V 1,024 stays -5.4%, 0.8 T x I unpriced).
         phases["forward, top layer"] = {"saved activations": saved - top_mlp,
                                         "layer transient": mlp_forward_peak(shape, w)}
-    if only and not s.checkpoint and gate_swiglu_forward(shape, w):
-        # One adapted layer with gate_proj: its MLP forward holds one T x I and one T x hidden
-        # more than mlp_forward_peak's (gate_swiglu_forward), beside its attention part.
+    held = gate_swiglu_forward(shape, w) + swiglu_forward_held(shape, w)
+    if only and not s.checkpoint and held:
+        # One adapted layer: its MLP forward holds more than mlp_forward_peak's, beside its
+        # attention part: with gate_proj one T x I and one T x hidden (gate_swiglu_forward),
+        # float32 without it two T x I (swiglu_forward_held; the two never both apply).
         phases["forward, lowest layer MLP"] = {
             "saved activations": saved - top_mlp,
-            "layer transient": mlp_forward_peak(shape, w) + gate_swiglu_forward(shape, w)}
-    if only and not s.checkpoint and swiglu_forward_held(shape, w):
-        # One adapted float32 layer without gate_proj, keeping its full swiglu: its MLP forward
-        # holds two T x I more than mlp_forward_peak's (swiglu_forward_held).
-        phases["forward, lowest layer swiglu"] = {
-            "saved activations": saved - top_mlp,
-            "layer transient": mlp_forward_peak(shape, w) + swiglu_forward_held(shape, w)}
+            "layer transient": mlp_forward_peak(shape, w) + held}
     if s.checkpoint:
         # Checkpointed, the forward through the top layer keeps nothing for the backward
         # (it is recomputed there): on top of the layer inputs kept so far, its fullest
