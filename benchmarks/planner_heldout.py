@@ -455,7 +455,9 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # h256 4 x 4 heads, I 1,024, V 512 tied, 2 x 384 family (mech31c-09's settings) with k/up, k
 # alone, up alone (no attention adapter), k/up fused, k/up/down, v/o/up and 1 x 384; a qwen2 h192
 # 3 x 1 heads, I 896, 1 x 384 family with q/up, k alone and q/up fused; a qwen3 h128 4 x 4 heads,
-# I 2,048, 1 x 256 family with v/up and q alone. Each in three processes (--processes 3).
+# I 2,048, 1 x 256 family with v/up and q alone; then, predicted before measuring, q/v/up at
+# 2 x 256 (h256), v/o/up at 2 x 256 unchunked (qwen2), k/up at accumulation 1 with adamw (h128)
+# and DoRA k/up (h256, boundary). Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",

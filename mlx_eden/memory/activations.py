@@ -330,7 +330,10 @@ def backward_ends16(s: ModelShape, w: Work, layers: int, checkpoint: bool) -> in
     (k/up, qwen2 q/up), which had it off, 0.36-0.37 over: the same. Not with down_proj adapted: the
     plan of the blockwise k/up/down twin (mech32c-05) was already 0.40 under with it (as we read it,
     down_proj's LoRA gradient reads the swiglu's output, so the end is held into the backward); nor
-    DoRA (not measured); nor gate_proj, whose blockwise layer has no end (swiglu_ends)."""
+    DoRA (its k/up twin +4.6%, unchanged); nor gate_proj, whose blockwise layer has no end
+    (swiglu_ends). Predicted before measuring with both planner32c terms: q/v/up 2 x 256 (h256)
+    +2.6%, qwen2 v/o/up 2 x 256 unchunked -1.6%, h128 k/up accumulation 1 +1.0% (+6.5..+10.7%
+    without)."""
     if checkpoint or w.dt == F32 or layers > 1:
         return 0
     if w.attn_block and (w.dora or "down_proj" in w.targets):
@@ -431,7 +434,7 @@ def swiglu_forward_held(s: ModelShape, w: Work) -> int:
     alone 1.28 (qwen2 h192, I 896, 1 x 384), v/up 1.40, q alone 1.03 (qwen3 h128, I 2,048, 1 x
     256); fused k/up 0.69 and q/up 0.70: about half float32's 1.7-2.4, two compute-dtype T x I
     (1.0 float32 T x I), within -0.23..+0.40 of it but k/up/down (0.79 under, left open) and the
-    fused rows (0.3 over). Not measured with DoRA in bfloat16: 0 there."""
+    fused rows (0.3 over). bfloat16 DoRA: 0 (its k/up twin's forward -2.6% without it)."""
     t = w.targets
     if "gate_proj" in t or swiglu_kept(t, True) != 4 or (w.dt != F32 and w.dora):
         return 0
