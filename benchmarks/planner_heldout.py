@@ -449,6 +449,15 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # q/v/gate/up (no down_proj) one knob at a time; and a qwen3 h128 4 x 2 heads, I 768, V 512
 # untied, 2 x 256 family (k/o/gate/up/down) with 4-bit, gate/up/down alone, float32 and
 # checkpointed. Each in three processes (--processes 3).
+# in_sample_round30_planner32c: new hand-made cheap twins (mech32c-*) of mech31c-09's open kind
+# (planner31c's bf16 boundary: one adapted bfloat16 layer, LoRA k/up, not checkpointed, blockwise;
+# its peak 12% over: the backward over by 0.8 float32 T x I, the forward under by 1.0): a qwen3
+# h256 4 x 4 heads, I 1,024, V 512 tied, 2 x 384 family (mech31c-09's settings) with k/up, k
+# alone, up alone (no attention adapter), k/up fused, k/up/down, v/o/up and 1 x 384; a qwen2 h192
+# 3 x 1 heads, I 896, 1 x 384 family with q/up, k alone and q/up fused; a qwen3 h128 4 x 4 heads,
+# I 2,048, 1 x 256 family with v/up and q alone; then, predicted before measuring, q/v/up at
+# 2 x 256 (h256), v/o/up at 2 x 256 unchunked (qwen2), k/up at accumulation 1 with adamw (h128)
+# and DoRA k/up (h256, boundary). Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -509,6 +518,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round27_planner30a",
           "in_sample_round29_planner31c",
           "in_sample_round29_planner31a",
+          "in_sample_round30_planner32c",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

@@ -1974,7 +1974,7 @@ def test_one_float32_layer_without_gate_prices_its_swiglu_forward(cfg, targets, 
 
 
 def test_swiglu_forward_held_boundaries():
-    """Not priced (0): bfloat16, gate_proj adapted (gate_swiglu_forward's), a lowest layer
+    """Not priced (0): bfloat16 DoRA, gate_proj adapted (gate_swiglu_forward's), a lowest layer
     keeping less than the full swiglu (up_proj alone); and the planner prices the moment only
     for one adapted layer, not checkpointed."""
     from mlx_eden.memory.activations import Work, swiglu_forward_held
@@ -1986,7 +1986,9 @@ def test_swiglu_forward_held_boundaries():
 
     assert held() == 2 * 2 * 384 * 1024 * 4
     assert held(targets=("k_proj",)) == held()
-    assert held(dt=2) == 0
+    assert held(dt=2) == 2 * 2 * 384 * 1024 * 2  # bfloat16 LoRA: the compute dtype (planner32c)
+    assert swiglu_forward_held(shape, Work(2, 384, 2, 16, frozenset({"k_proj", "up_proj"}),
+                                           dora=True)) == 0  # bfloat16 DoRA: not measured
     assert held(targets=("k_proj", "gate_proj")) == 0
     assert held(targets=("up_proj",)) == 0
 
@@ -1998,6 +2000,81 @@ def test_swiglu_forward_held_boundaries():
     assert phase()
     assert not phase(checkpoint=True)
     assert not phase(layers=2, adapted_layers=2)
+# planner32c (after round 30): one adapted bfloat16 layer, LoRA, not checkpointed, without
+# gate_proj (mech31c-09's kind). Measured phases (strict, bytes), the highest of three processes,
+# in_sample_round30_planner32c: planner31c's three families (MECH30A_*) in bfloat16, chunk 128,
+# r=16, accumulation 2, adamw8bit.
+_M32C_H256 = _config("qwen3", 256, 4, 4, 1, 1024, 512, tied=True, head_dim=64, dtype="bfloat16")
+_M32C_H128 = _config("qwen3", 128, 4, 4, 1, 2048, 512, tied=True, head_dim=32, dtype="bfloat16")
+_M32C_QWEN2 = _config("qwen2", 192, 3, 1, 1, 896, 512, tied=True, head_dim=64, dtype="bfloat16")
+
+
+def _plan32c(cfg, targets, batch, seq, block=128, **kw):
+    return _plan(cfg, batch=batch, seq=seq, grad_accumulation=2, dtype="bfloat16", rank=16,
+                 targets=targets, adapted_layers=1, optimizer="adamw8bit", checkpoint=False,
+                 loss_chunk=128, attn_block=block, **kw)
+
+
+@pytest.mark.parametrize("cfg, targets, batch, seq, measured", [
+    (_M32C_H256, ("k_proj", "up_proj"), 2, 384, 19_289_976),             # -01: +13.2%
+    (_M32C_H256, ("v_proj", "o_proj", "up_proj"), 2, 384, 19_348_342),  # -06: +13.5%
+    (_M32C_H256, ("k_proj", "up_proj"), 1, 384, 11_040_120),             # -07: +11.8%
+    (_M32C_QWEN2, ("q_proj", "up_proj"), 1, 384, 8_207_156),             # -08: +13.2%
+    (_M32C_H128, ("v_proj", "up_proj"), 1, 256, 10_524_406),             # -11: +10.6%
+    (_M32C_H128, ("q_proj",), 1, 256, 8_200_696),                        # -12: +13.5%
+])
+def test_one_blockwise_bfloat16_layer_drops_its_swiglu_end_into_its_backward(cfg, targets, batch,
+                                                                          seq, measured):
+    """activations.backward_ends16 (planner: "backward, top layer"): one adapted bfloat16 layer
+    under the blockwise attention holds swiglu_ends' compute-dtype T x I less into its own
+    backward, as the fused one does. The backward phase 0.6-5.4% over; the mutation tried (the
+    rule before: blockwise holds the end) puts these rows 10.6-13.5% over (noted per row; all
+    six fail). Pure planner arithmetic."""
+    planned = _backward(_plan32c(cfg, targets, batch, seq))
+    assert -0.01 * measured < planned - measured < 0.06 * measured, planned / measured - 1
+
+
+def test_backward_ends16_boundaries():
+    """Not with down_proj adapted under the blockwise attention (mech32c-05 was 0.40 float32 T x
+    I under with the end), nor DoRA blockwise, two layers, checkpointed, or float32; fused as
+    before."""
+    from mlx_eden.memory.activations import Work, backward_ends16
+
+    shape = shape_from_config(_M32C_H256)
+
+    def ends(targets=("k_proj", "up_proj"), dt=2, layers=1, ckpt=False, block=128, dora=False):
+        w = Work(2, 384, dt, 16, frozenset(targets), dora=dora, attn_block=block)
+        return backward_ends16(shape, w, layers, ckpt)
+
+    assert ends() == 2 * 384 * 1024 * 2
+    assert ends(block=0) == ends()
+    assert ends(targets=("k_proj", "up_proj", "down_proj")) == 0
+    assert ends(targets=("k_proj", "up_proj", "down_proj"), block=0) == ends()
+    assert ends(dora=True) == 0
+    assert ends(layers=2) == ends(ckpt=True) == ends(dt=4) == 0
+    assert ends(targets=("k_proj", "gate_proj")) == 0  # a blockwise gate_proj layer: no end
+
+
+@pytest.mark.parametrize("cfg, targets, batch, seq, block, measured, tol", [
+    (_M32C_H256, ("k_proj", "up_proj"), 2, 384, 128, 19_099_516, 0.06),             # -16.6%
+    (_M32C_H256, ("k_proj",), 2, 384, 128, 16_101_224, 0.06),                       # -12.4%
+    (_M32C_H256, ("k_proj", "up_proj"), 2, 384, 0, 20_565_876, 0.06),               # -10.6%
+    (_M32C_H256, ("v_proj", "o_proj", "up_proj"), 2, 384, 128, 19_533_710, 0.06),  # -17.8%
+    (_M32C_H256, ("k_proj", "up_proj"), 1, 384, 128, 10_822_004, 0.06),             # -11.4%
+    (_M32C_QWEN2, ("q_proj", "up_proj"), 1, 384, 0, 8_752_688, 0.06),               # -11.1%
+    (_M32C_H128, ("v_proj", "up_proj"), 1, 256, 128, 10_296_310, 0.09),             # -19.4%
+    (_M32C_H128, ("q_proj",), 1, 256, 128, 8_248_820, 0.06),                        # -11.1%
+])
+def test_one_bfloat16_layer_without_gate_prices_its_swiglu_forward(cfg, targets, batch, seq,
+                                                                   block, measured, tol):
+    """activations.swiglu_forward_held in bfloat16 (two compute-dtype T x I): the forward phase
+    -8.1..+4.7%; the mutation tried (0 in bfloat16) puts these rows 10.6-19.4% under (noted per
+    row; all eight fail). Pure planner arithmetic."""
+    e = _plan32c(cfg, targets, batch, seq, block)
+    planned = max(v for k, v in e.phases.items() if k.startswith("forward"))
+    assert abs(planned - measured) < tol * measured, planned / measured - 1
+
+
 # planner31a (after round 29): heldout29-10's kind, the lowest (only) bfloat16 layer's MLP
 # backward adapting gate/up/down, not checkpointed (mlp_backward.lowest_gate_up_buffers16).
 # Measured backward phases (strict, bytes), the highest of three processes:

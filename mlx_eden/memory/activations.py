@@ -285,7 +285,8 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
     layer's own backward too (planner's ends16): sweep14-09's backward +10.8% -> +5.9%, the
     twins' +1.7..+15.4% -> -1.9..+8.0%, round 1's one-layer rows -1.9..+6.7% -> -4.8..+3.7%,
     sweep13-12's -3.7% -> -8.9%. Blockwise follows the rule above instead (planner15f's
-    measurements on the first-block fix).
+    measurements on the first-block fix) at the loss; into the layer's own backward it drops
+    the end too without down_proj or DoRA (planner32c: backward_ends16).
     bfloat16, fused, 2 or more layers (planner20c): both ends, as float32, at the loss only (the
     top layer's backward keeps the full count, as it did). Measured on the current backend
     (in_sample_round19_planner20c, the calibration set's tiny model, strict, 2 processes each,
@@ -311,6 +312,33 @@ def swiglu_ends(s: ModelShape, w: Work, layers: int) -> int:
         return 0  # bf16 blockwise, one adapted layer with gate_proj: see "gate_proj" above
     ends = (layers > 1) + (swiglu_kept(w.targets, True) == 4)
     return ends * w.tokens * s.intermediate * w.dt
+
+
+def backward_ends16(s: ModelShape, w: Work, layers: int, checkpoint: bool) -> int:
+    """Bytes one adapted bfloat16 layer, not checkpointed, holds less in its own backward than it
+    keeps (planner: "backward, top layer" and "backward, bottom layer"): swiglu_ends' end, the
+    compute-dtype T x I, fused (swiglu_ends' bfloat16 paragraph) and, since planner32c, blockwise
+    too when the layer adapts neither down_proj nor DoRA. Measured, not traced (the step is
+    compiled): in_sample_round30_planner32c (strict, three fresh processes each, beside two other
+    helpers' runs on two cores), blockwise, LoRA, without gate_proj or down_proj, the plan without
+    this over the measured backward in float32 T x I, in 3 of 3 processes unless noted: qwen3 h256 4
+    x 4 heads, I 1,024, 2 x 384 (mech31c-09's settings) k/up 0.81, v/o/up 0.77-0.83, k/up at 1 x 384
+    0.83, k alone 0.49-0.72; qwen2 h192 3 x 1 heads, I 896, 1 x 384 q/up 0.79, k alone 0.33-0.73;
+    qwen3 h128 4 x 4 heads, I 2,048, 1 x 256 v/up 0.53, q alone 0.50-0.62 (a 6-step scratch run of
+    mech31c-09: 0.81-0.85 in 10 of 12 micro-batches, 0.35-0.38 in 2). With this end off (0.5 float32
+    T x I) the plan is 0.03-0.33 over, one draw of k alone at qwen2 0.17 under. Their fused twins
+    (k/up, qwen2 q/up), which had it off, 0.36-0.37 over: the same. Not with down_proj adapted: the
+    plan of the blockwise k/up/down twin (mech32c-05) was already 0.40 under with it (as we read it,
+    down_proj's LoRA gradient reads the swiglu's output, so the end is held into the backward); nor
+    DoRA (its k/up twin +4.6%, unchanged); nor gate_proj, whose blockwise layer has no end
+    (swiglu_ends). Predicted before measuring with both planner32c terms: q/v/up 2 x 256 (h256)
+    +2.6%, qwen2 v/o/up 2 x 256 unchunked -1.6%, h128 k/up accumulation 1 +1.0% (+6.5..+10.7%
+    without)."""
+    if checkpoint or w.dt == F32 or layers > 1:
+        return 0
+    if w.attn_block and (w.dora or "down_proj" in w.targets):
+        return 0
+    return swiglu_ends(s, w, layers)
 
 
 def _dora(s: ModelShape, w: Work, targets, bottom: bool = False) -> int:
@@ -389,19 +417,28 @@ def gate_swiglu_forward(s: ModelShape, w: Work) -> int:
 # 2.00, k/up/down 2.39, k/v/up/down 2.17, q/k/v/o 2.06, v alone and q alone 1.75. One row
 # lower, a single process (mech22a-01, k/up/down, 1 x 512): 1.18, +8.0% with this (its twins
 # mech22a-02/-09 +2.0%). With gate_proj adapted gate_swiglu_forward prices this moment (one
-# T x I and one T x hidden); not measured in bfloat16 or with two adapted layers, and not
-# where the lowest layer keeps less than the full swiglu (swiglu_forward_extra's).
-SWIGLU_FORWARD_HELD = 2  # float32 T x I buffers
+# T x I and one T x hidden); not measured with two adapted layers, and not where the lowest
+# layer keeps less than the full swiglu (swiglu_forward_extra's). bfloat16 LoRA holds two T x I
+# of the compute dtype (planner32c; swiglu_forward_held).
+SWIGLU_FORWARD_HELD = 2  # T x I buffers of the compute dtype (float32: 4 bytes each)
 
 
 def swiglu_forward_held(s: ModelShape, w: Work) -> int:
-    """Bytes one adapted float32 layer's MLP forward holds beyond mlp_forward_peak without a
-    gate_proj adapter, keeping its full swiglu, not checkpointed (planner: "forward, lowest
-    layer MLP", gate_swiglu_forward's moment without gate_proj; see SWIGLU_FORWARD_HELD)."""
+    """Bytes one adapted layer's MLP forward holds beyond mlp_forward_peak without a gate_proj
+    adapter, keeping its full swiglu, not checkpointed (planner: "forward, lowest layer MLP",
+    gate_swiglu_forward's moment without gate_proj; see SWIGLU_FORWARD_HELD): float32, LoRA or
+    DoRA; bfloat16 LoRA in the compute dtype (planner32c). The bfloat16 one-layer twins of
+    in_sample_round30_planner32c (three processes each) measured their forward less that moment
+    (saved - top_mlp + mlp_forward_peak) in float32 T x I: blockwise k/up 1.27, v/o/up 1.37, k/up
+    at 1 x 384 1.18, k alone 1.13, k/up/down 1.79 (qwen3 h256, I 1,024, 2 x 384), q/up 0.77, k
+    alone 1.28 (qwen2 h192, I 896, 1 x 384), v/up 1.40, q alone 1.03 (qwen3 h128, I 2,048, 1 x
+    256); fused k/up 0.69 and q/up 0.70: about half float32's 1.7-2.4, two compute-dtype T x I
+    (1.0 float32 T x I), within -0.23..+0.40 of it but k/up/down (0.79 under, left open) and the
+    fused rows (0.3 over). bfloat16 DoRA: 0 (its k/up twin's forward -2.6% without it)."""
     t = w.targets
-    if w.dt != F32 or "gate_proj" in t or swiglu_kept(t, True) != 4:
+    if "gate_proj" in t or swiglu_kept(t, True) != 4 or (w.dt != F32 and w.dora):
         return 0
-    return SWIGLU_FORWARD_HELD * w.tokens * s.intermediate * F32
+    return SWIGLU_FORWARD_HELD * w.tokens * s.intermediate * w.dt
 
 
 def mlp_forward_peak(s: ModelShape, w: Work) -> int:

@@ -28,6 +28,7 @@ from .activations import (
     ATTENTION_BLOCK,
     F32,
     Work,
+    backward_ends16,
     dora_first_norms,
     dora_forward_transient,
     dora_gate_up_weights,
@@ -292,10 +293,9 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
         + mask_kept
     saved = ckpt_inputs if s.checkpoint else stack
     at_loss = saved - (0 if s.checkpoint else swiglu_ends(shape, w, n))  # see swiglu_ends
-    # One bf16 fused layer holds swiglu_ends' buffer less into its own backward too (float32,
-    # blockwise and 2+ bf16 layers: not; measured, see swiglu_ends).
-    ends16 = 0 if s.checkpoint or w.dt == F32 or w.attn_block or n > 1 \
-        else swiglu_ends(shape, w, n)
+    # One bf16 layer holds swiglu_ends' buffer less into its own backward too, fused, and
+    # blockwise without down_proj or DoRA (float32 and 2+ bf16 layers: not; backward_ends16).
+    ends16 = backward_ends16(shape, w, n, s.checkpoint)
     loss = loss_peak(shape, w, s.loss_chunk)
     kept = loss_saved(shape, w, s.loss_chunk)
     # The top layer's backward: its MLP first (with all activations), then its attention
