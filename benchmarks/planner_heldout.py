@@ -449,6 +449,13 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # q/v/gate/up (no down_proj) one knob at a time; and a qwen3 h128 4 x 2 heads, I 768, V 512
 # untied, 2 x 256 family (k/o/gate/up/down) with 4-bit, gate/up/down alone, float32 and
 # checkpointed. Each in three processes (--processes 3).
+# in_sample_round30_planner32a: new hand-made cheap twins (mech32a-*) of heldout30-08's kind (a
+# float32 one-layer LoRA on all seven, not checkpointed, blockwise, 1 x 384 unpacked, adafactor;
+# planner31b's race "family B", whose MLP backward races one float32 T x I over
+# lowest_gate_up_buffers' level): a qwen3 h128 4 x 2 heads, I 768, V 1,024 untied family with
+# fused, qwen2, DoRA, I 1,152, 2 x 192, gate/up/down alone and k/o/gate/up (boundaries), 2 layers,
+# bf16 and checkpointed one knob at a time; and a qwen3 h256 4 x 4 heads, I 1,024, 2 x 192 family
+# with DoRA and gate/up/down alone. Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -509,6 +516,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round27_planner30a",
           "in_sample_round29_planner31c",
           "in_sample_round29_planner31a",
+          "in_sample_round30_planner32a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",
