@@ -2039,8 +2039,8 @@ def test_lowest_bfloat16_gate_up_down_holds_one_more_buffer(cfg, run, targets, m
 # planner32a (after round 30): heldout30-08's kind, the lowest (only) float32 layer's MLP
 # backward adapting gate/up/down beside an attention adapter, not checkpointed
 # (mlp_backward.lowest_gate_up_down_attention). in_sample_round30_planner32a's draws at the
-# common level (strict, bytes; the highest of three is one T x I higher in three rows, not
-# priced): qwen3 h128 4 x 2 heads, I 768, V 1,024 untied, 1 x 384 unpacked (A) and qwen3 h256
+# common level (strict, bytes, its first set of three processes; the highest of three is one
+# T x I higher in three rows, not priced): qwen3 h128 4 x 2 heads, I 768, V 1,024 untied, 1 x 384 unpacked (A) and qwen3 h256
 # 4 x 4 heads, I 1,024, V 1,024 untied, 2 x 192 unpacked (B), blockwise, r=16, adafactor.
 _GUDA_A = _config("qwen3", 128, 4, 2, 1, 768, 1024, head_dim=32)
 _GUDA_B = _config("qwen3", 256, 4, 4, 1, 1024, 1024, head_dim=64)

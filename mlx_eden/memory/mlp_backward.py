@@ -341,7 +341,14 @@ def lowest_gate_up_down_attention(w: Work) -> int:
     +1.04, +1.04, +2.05; 2 x 192 +1.07, +0.07, +1.09; DoRA +0.30, +3.12, +0.30; a qwen3 h256 4 x 4
     heads, I 1,024, 2 x 192 family (mech32a-12) +1.07, +0.05, +1.07 and DoRA +1.06, +0.10, +1.06:
     13 of 18 LoRA draws at or above +1 (the highest of three: 6 of 6 rows), +2 in 3 of 18 (not
-    priced). Eight-step runs (planner_race_steps.py, two processes each, not stored): qwen2, 2 x
+    priced). A second set of three processes each (the shared cache lost the first): 10 of 18,
+    the highest of three in 5 of 6 (mech32a-01 -0.22 x 3: +11.1% with this); predicted before
+    measuring, a qwen2 h192 3 x 1 heads, I 896, V 512 tied, fused, r=8, adamw family +1.01,
+    +0.80, +1.01 (-0.1% with this) and a qwen3 h192 6 x 2 heads, I 640, q/k/v/gate/up/down, 2 x
+    256 packed, adamw8bit one +0.96, +0.96, +0.12 (-1.1%). DoRA sits at other levels (+0.1..+0.3,
+    +1.06, +2.8..+3.1; the highest of three at +1 or more in 4 of 5 sets), priced alike: its
+    highest draws come closer (h128 -18.3 -> -12.4%, h192 -9.9%, h256 -5.7 -> -0.3% and +5.0%
+    in the second set). Eight-step runs (planner_race_steps.py, two processes each, not stored): qwen2, 2 x
     192, k/o/gate/up and the h256 family at +0.9..+1.1 in 2 of 2 processes (steps 1-8), mech32a-01
     in 1 of 2 (+2.12 at step 7; the other at or under +0.12 in all eight). Boundaries measured:
     gate/up/down without an attention adapter (lowest_gate_up_buffers' one buffer) -0.15..-0.49
