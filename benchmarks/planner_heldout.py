@@ -454,8 +454,10 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # planner31b's race "family B", whose MLP backward races one float32 T x I over
 # lowest_gate_up_buffers' level): a qwen3 h128 4 x 2 heads, I 768, V 1,024 untied family with
 # fused, qwen2, DoRA, I 1,152, 2 x 192, gate/up/down alone and k/o/gate/up (boundaries), 2 layers,
-# bf16 and checkpointed one knob at a time; and a qwen3 h256 4 x 4 heads, I 1,024, 2 x 192 family
-# with DoRA and gate/up/down alone. Each in three processes (--processes 3).
+# bf16 and checkpointed one knob at a time; a qwen3 h256 4 x 4 heads, I 1,024, 2 x 192 family
+# with DoRA and gate/up/down alone; then, predicted before measuring, a qwen2 h192 3 x 1 heads,
+# I 896, fused family (LoRA and DoRA) and a qwen3 h192 6 x 2 heads, I 640, q/k/v/gate/up/down,
+# 2 x 256 packed row. Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
