@@ -458,6 +458,15 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # I 2,048, 1 x 256 family with v/up and q alone; then, predicted before measuring, q/v/up at
 # 2 x 256 (h256), v/o/up at 2 x 256 unchunked (qwen2), k/up at accumulation 1 with adamw (h128)
 # and DoRA k/up (h256, boundary). Each in three processes (--processes 3).
+# in_sample_round30_planner32a: new hand-made cheap twins (mech32a-*) of heldout30-08's kind (a
+# float32 one-layer LoRA on all seven, not checkpointed, blockwise, 1 x 384 unpacked, adafactor;
+# planner31b's race "family B", whose MLP backward races one float32 T x I over
+# lowest_gate_up_buffers' level): a qwen3 h128 4 x 2 heads, I 768, V 1,024 untied family with
+# fused, qwen2, DoRA, I 1,152, 2 x 192, gate/up/down alone and k/o/gate/up (boundaries), 2 layers,
+# bf16 and checkpointed one knob at a time; a qwen3 h256 4 x 4 heads, I 1,024, 2 x 192 family
+# with DoRA and gate/up/down alone; then, predicted before measuring, a qwen2 h192 3 x 1 heads,
+# I 896, fused family (LoRA and DoRA) and a qwen3 h192 6 x 2 heads, I 640, q/k/v/gate/up/down,
+# 2 x 256 packed row. Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -519,6 +528,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round29_planner31c",
           "in_sample_round29_planner31a",
           "in_sample_round30_planner32c",
+          "in_sample_round30_planner32a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

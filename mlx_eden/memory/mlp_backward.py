@@ -33,7 +33,8 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     lowest_gate_up_buffers). One buffer too in a lowest layer that
     keeps less than the full swiglu (no gate_proj adapter: only up_proj's gradient is formed);
     more there with up_proj beside down_proj or an attention adapter (lowest_up_buffers), and
-    in bfloat16 with gate/up/down adapted (lowest_gate_up_buffers16)."""
+    in bfloat16 with gate/up/down adapted (lowest_gate_up_buffers16), and in float32 with
+    gate/up/down beside an attention adapter (lowest_gate_up_down_attention)."""
     T = w.tokens
     # The lowest adapted layer forms no input gradient, recomputed or not: the count without
     # recomputation (mech-*-bottom-ckpt: 3 buffers put the MLP-bound ones 10-25% over).
@@ -110,6 +111,7 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
         n = 2 if w.dt != F32 and swiglu_kept(w.targets, bottom) == 4 else 1
         n += lowest_up_buffers(w) + lowest_gate_down_buffers(w) + lowest_gate_up_buffers(w)
         n += lowest_dora_up_buffers(w) + lowest_gate_up_buffers16(w)
+        n += lowest_gate_up_down_attention(w)
     size = F32 if w.targets & MLP else w.dt
     # A recomputed bfloat16 layer's buffers stay bfloat16 unless gate_proj and up_proj are both
     # adapted (mech-e/g-*: with one MLP adapter, or down with one of them, float32 buffers put
@@ -298,8 +300,9 @@ def lowest_gate_up_buffers(w: Work) -> int:
     sweep16-08), top-only qkvogu backward phases -12.9..-10.2% -> -5.6..-3.6%. Not with gate and
     up alone (mech25a-04: backward -2.1% without, +6.0% with; mech13s-*-gateup, mech22b-03 the
     same). With both down_proj and an attention adapter all seven races one T x I higher (2 of 6
-    processes at h256, 2 of 3 at h128, DoRA 1-2 of 3): not priced, the consistent level is one
-    buffer (two put sweep16-08 and mech19b-*-all-r64-sgd-f32, low in 3 of 3, 9% over). This one
+    processes at h256, 2 of 3 at h128, DoRA 1-2 of 3): priced since planner32a
+    (lowest_gate_up_down_attention; sweep16-08 and mech19b-*-all-r64-sgd-f32 sat low in their
+    two-step draws and reach it in 8 steps). This one
     is a race's common state, not every shape's: predicted before measuring, a qwen2 h192 3 x 1
     heads family (I 768, V 512 tied, 1 x 384, fused, r=8) held the plan's count in 6 of 6
     processes with gate/up/down (1 x 384 and 2 x 192: +10.8% with this, -0.1% without; traced,
@@ -324,6 +327,47 @@ def lowest_gate_up_buffers(w: Work) -> int:
     if w.dt != F32 or not {"gate_proj", "up_proj"} <= t:
         return 0
     return int("down_proj" in t or bool(t & ATTENTION))
+
+
+def lowest_gate_up_down_attention(w: Work) -> int:
+    """One float32 T x I buffer more in the lowest adapted layer's MLP backward (not recomputed,
+    float32, LoRA and DoRA alike) adapting gate_proj, up_proj and down_proj beside an attention
+    adapter: the high level of lowest_gate_up_buffers' race (planner31b's "family B"), which
+    prices the one buffer both have; heldout30-08's kind (read, not fitted). Measured, not traced
+    buffer by buffer (in_sample_round30_planner32a: strict, three processes each, beside two other
+    helpers' runs on two cores; draws over the plan without this, float32 T x I): qwen3 h128 4 x 2
+    heads, I 768, V 1,024 untied, all seven r=16, 1 x 384 unpacked, blockwise, adafactor
+    (mech32a-01) +1.11, +2.12, +1.11; fused +2.03, +0.04, +1.04; qwen2 +0.09, +0.09, +1.11; I 1,152
+    +1.04, +1.04, +2.05; 2 x 192 +1.07, +0.07, +1.09; DoRA +0.30, +3.12, +0.30; a qwen3 h256 4 x 4
+    heads, I 1,024, 2 x 192 family (mech32a-12) +1.07, +0.05, +1.07 and DoRA +1.06, +0.10, +1.06:
+    13 of 18 LoRA draws at or above +1 (the highest of three: 6 of 6 rows), +2 in 3 of 18 (not
+    priced). A second set of three processes each (the shared cache lost the first): 10 of 18,
+    the highest of three in 5 of 6 (mech32a-01 -0.22 x 3: +11.1% with this); predicted before
+    measuring, a qwen2 h192 3 x 1 heads, I 896, V 512 tied, fused, r=8, adamw family +1.01,
+    +0.80, +1.01 (-0.1% with this) and a qwen3 h192 6 x 2 heads, I 640, q/k/v/gate/up/down, 2 x
+    256 packed, adamw8bit one +0.96, +0.96, +0.12 (-1.1%). DoRA sits at other levels (+0.1..+0.3,
+    +1.06, +2.8..+3.1; the highest of three at +1 or more in 4 of 5 sets), priced alike: its
+    highest draws come closer (h128 -18.3 -> -12.4%, h192 -9.9%, h256 -5.7 -> -0.3% and +5.0%
+    in the second set). Eight-step runs (planner_race_steps.py, two processes each, not stored): qwen2, 2 x
+    192, k/o/gate/up and the h256 family at +0.9..+1.1 in 2 of 2 processes (steps 1-8), mech32a-01
+    in 1 of 2 (+2.12 at step 7; the other at or under +0.12 in all eight). Boundaries measured:
+    gate/up/down without an attention adapter (lowest_gate_up_buffers' one buffer) -0.15..-0.49
+    at h128 and -0.23 x 3 at h256; bfloat16 -0.43 x 3 (lowest_gate_up_buffers16's); checkpointed
+    (another path) and 2 layers (the top layer decides the peak) unchanged. Not priced without
+    down_proj: k/o/gate/up took +0.87 in 2 of 3 draws (mech32a-08, left open). As we read it
+    (the step is mx.compile'd): lowest_gate_up_buffers' reading with both of its causes at once,
+    down_proj's two T x I before their sum while the swiglu's input gradients wait for the
+    attention block; which level a step takes is MLX's CPU dispatch race (planner28a/28c),
+    drawn per step (planner31b), so a real run meets the high level. The trade: stored rows low
+    in their two-step draws go over (sweep16-08 +0.7 -> +9.1%, mech19b-*-all-r64-sgd-f32 +4.2 ->
+    +9.3%, mech27a-11 +6.8 -> +14.2%), and each meets the high level in 8 steps (two processes
+    each): sweep16-08 in 2 of 2 (the plan +0.5% over that), mech19b-*-f32 in 2 of 2 (+4.5%),
+    mech27a-11 to within 0.1 T x I of the plan with this in 6 of 8 (with planner31b's six
+    stored processes), one of them one T x I higher (step 7: -5.7%)."""
+    t = w.targets
+    if w.dt != F32 or not {"gate_proj", "up_proj", "down_proj"} <= t:
+        return 0
+    return int(bool(t & ATTENTION))
 
 
 def lowest_gate_up_buffers16(w: Work) -> int:
