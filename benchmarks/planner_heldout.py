@@ -467,6 +467,13 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # with DoRA and gate/up/down alone; then, predicted before measuring, a qwen2 h192 3 x 1 heads,
 # I 896, fused family (LoRA and DoRA) and a qwen3 h192 6 x 2 heads, I 640, q/k/v/gate/up/down,
 # 2 x 256 packed row. Each in three processes (--processes 3).
+# in_sample_round30_planner32b: new hand-made cheap twins (mech32b-*) of heldout25-02's kind (a
+# float32 one-layer checkpointed LoRA on all seven, the MLP backward's high state about one float32
+# T x I over the plan, planner27a/28a/31b's family B): a qwen3 h128 4 x 2 heads, I 512, V 512 tied,
+# 1 x 256 fused family with q/k/v/o/gate/up (no down_proj), k/gate/up/down, gate/up/down alone
+# (boundary), bf16 (boundary), 2 layers with the top one adapted and accumulation 1 one knob at a
+# time; and a qwen2 h192 3 x 1 heads, I 768, 2 x 128 blockwise family with q/k/v/o/gate/up,
+# gate/up/down alone (boundary), DoRA and 1 x 256 fused. Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -529,6 +536,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round29_planner31a",
           "in_sample_round30_planner32c",
           "in_sample_round30_planner32a",
+          "in_sample_round30_planner32b",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

@@ -697,6 +697,48 @@ def lowest_gate_up_down(s: ModelShape, w: Work) -> int:
     return max(0, w.tokens * (2 * s.intermediate - 5 * s.hidden) * F32)
 
 
+def lowest_recomputed_high(s: ModelShape, w: Work, bottom: bool) -> int:
+    """Extra bytes of a recomputed lowest adapted float32 LoRA layer (checkpointed) adapting
+    gate_proj, up_proj and an attention projection under an unchunked loss (planner.estimate
+    adds it to the MLP backward's moment), beyond lowest_gate_up's count: the high state of the
+    MLP block's race (planner27a/28a/31b's "family B", heldout25-02's kind), which a run of a
+    few steps meets. With down_proj too (all seven, or k/gate/up/down): six float32 T x hidden,
+    about the T x hidden buffers lowest_gate_up (3) and lowest_gate_up_down (5) take off the
+    count (as we read it: the attention adapters need the MLP's input gradient, so the
+    recomputed attention's T x hidden buffers live through the MLP's backward; the step is
+    mx.compile'd, not traced buffer by buffer). Without down_proj (q/k/v/o/gate/up): two
+    float32 T x I. Measured (strict, three fresh processes of two steps each, beside two other
+    helpers' runs on two cores; draws over the plan without this, float32 T x I):
+    in_sample_round30_planner32b, qwen3 h128 I 512 1 x 256 fused (T x I 0.5 MiB, I/h 4): all
+    seven +1.61/+1.52/+1.69, k/gate/up/down +1.70/+1.51/+1.51, accumulation 1 +1.61/-0.22/+0.78
+    (8 steps x 3 processes: +1.61, +1.78 in 2 of 24 steps), 2 layers with the top one adapted
+    +0.78/+0.69/+1.78 (8 x 3: +0.69..+0.78, +1.69 in 1 of 24 steps); qwen2 h192 I 768 (I/h 4)
+    2 x 128 blockwise +1.50/+1.59/+1.59, 1 x 256 fused +1.68/+1.60/+1.68; planner27a's qwen3
+    h64 I 384 (I/h 6) top +1.19 (planner31b, 8 steps x 6), I 768 (I/h 12) +0.64, qwen2 h128 I
+    640 (I/h 5) +1.48. The top is 0.1 T x I + 6.3 T x hidden within 0.1 T x I in every shape,
+    not a T x I count: six T x hidden puts -10.0..-10.8% at -0.6..-1.5%, planner27a's -8.2/
+    -7.7/-4.8% at -0.8/-0.4/-0.5%. No down_proj: +2.02..+2.08 (qwen2, 3 of 3), qwen3 h128
+    +0.28/+0.28/+1.14 and +2.08 at step 1 of one 8-step process, +2.19 at h64 (planner31b):
+    two T x I (-15.6/-8.3/-16.5% -> -0.6/+6.2/-0.2%: qwen3 h128's commoner level is +0.28, the
+    trade). Chunked loss, not priced: the 2-step draws sit lower (qwen3 chunk 64 +0.52/+0.61/
+    -0.22, -4.0% without this, +5.9% with; in_sample_round17_planner18a's k/o/gate/up/down twins
+    at chunk 64, 6-8 processes each, would go up to 10.4% over, mech19b-*-qkgud-r64 at chunk 256
+    8.1%), though longer runs meet it (8 steps x 3: chunk 64 +1.78 in 1 of 24 steps, qwen2
+    chunk 128 +1.60 in 3 of 24; its 2-step draws +1.30 x 3, -9.0%): left open. Stored rows it
+    moves: mech27a-07 (accumulation 1, two steps below the state) +7.6%, mech23a-08 (3 layers,
+    top adapted, r=64, +0.21/+0.21/+0.55) +5.2%. Not without an attention adapter (gate/up/down
+    +0.33..+0.52, -0.25..+0.44, mech27a-02/-09 +0.00/+0.33: within 4.3%), nor bf16 (+0.54..
+    +0.63, -5.9%, left open), nor DoRA (one twin, qwen2 all seven +1.26/+2.05/+2.05, -11.9%:
+    left open), nor without recomputation (lowest_gate_up_buffers)."""
+    t = w.targets
+    if (not bottom or w.dt != F32 or w.dora or not t & ATTENTION
+            or not {"gate_proj", "up_proj"} <= t):
+        return 0
+    if "down_proj" in t:
+        return 6 * w.tokens * s.hidden * F32
+    return 2 * w.tokens * s.intermediate * F32
+
+
 def dora_mlp_backward(s: ModelShape, w: Work, bottom: bool = False) -> int:
     """Extra bytes while a recomputed DoRA MLP projection's backward runs, beyond LoRA's.
     mlx-lm's DoRALinear (mlx_lm/tuner/dora.py) returns (m / ||W + BA||) * out: its gradient forms
