@@ -112,6 +112,11 @@ HELDOUT29_SEED, N_HELDOUT29 = 0x06ede4f7, 12  # FROZEN commit 06ede4f7b3b3
 # Round 30: drawn after planner31c (a float32 one-layer swiglu forward held without gate_proj)
 # and planner31a (the bf16 side of the lowest gate/up/down race, heldout29-10's kind); --processes 3.
 HELDOUT30_SEED, N_HELDOUT30 = 0x23cefd99, 12  # FROZEN commit 23cefd99a7b4
+# Rounds 31 and 32: two draws frozen one after the other on the same planner (after planner32a,
+# float32 all-seven's high level; planner32b, its recomputed side; planner32c, bf16 without
+# gate_proj), both before either was measured: does a pass hold on a second draw? --processes 3.
+HELDOUT31_SEED, N_HELDOUT31 = 0xf425ad25, 12  # FROZEN commit f425ad25364f
+HELDOUT32_SEED, N_HELDOUT32 = 0x0cadb657, 12  # FROZEN commit 0cadb6570c4b
 # An IN-SAMPLE sweep (planner13s), drawn with the held-out generator under a new seed before
 # round 12, to surface the next mechanisms the way a held-out round would: constants may be
 # fitted on it; it is not a held-out figure.
@@ -164,6 +169,8 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round28": ("heldout_round28", HELDOUT28_SEED, N_HELDOUT28, "heldout28", True),
           "--draw-round29": ("heldout_round29", HELDOUT29_SEED, N_HELDOUT29, "heldout29", True),
           "--draw-round30": ("heldout_round30", HELDOUT30_SEED, N_HELDOUT30, "heldout30", True),
+          "--draw-round31": ("heldout_round31", HELDOUT31_SEED, N_HELDOUT31, "heldout31", True),
+          "--draw-round32": ("heldout_round32", HELDOUT32_SEED, N_HELDOUT32, "heldout32", True),
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
                               True),
           "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",
