@@ -36,8 +36,10 @@ a race (worst_of).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -636,11 +638,22 @@ def run_child(c: dict, reuse: bool, processes: int = 1) -> dict | None:
         return None
     got = measure_child(c) if processes == 1 else worst_of(
         [measure_child(c) for _ in range(processes)])
-    with _CACHE_LOCK:  # --jobs: children finish in any order; one writer at a time
+    store(key, got)
+    return got
+
+
+def store(key: str, got: dict) -> None:
+    """Add one measurement to the cache. --jobs' children finish in any order (the thread lock)
+    and several checkouts may share one cache through a symlinked benchmarks/work (the file
+    lock): three helpers' read-modify-write cycles lost all 14 rows one of them had stored.
+    Written to a temporary file and renamed, so a reader never sees half a file."""
+    with _CACHE_LOCK, open(CACHE.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
         cache[key] = got
-        CACHE.write_text(json.dumps(cache, indent=1))
-    return got
+        tmp = CACHE.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=1))
+        os.replace(tmp, CACHE)
 
 
 # --------------------------------------------------------------------------- comparing
