@@ -34,7 +34,8 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     keeps less than the full swiglu (no gate_proj adapter: only up_proj's gradient is formed);
     more there with up_proj beside down_proj or an attention adapter (lowest_up_buffers), and
     in bfloat16 with gate/up/down adapted (lowest_gate_up_buffers16), and in float32 with
-    gate/up/down beside an attention adapter (lowest_gate_up_down_attention)."""
+    gate/up/down beside an attention adapter (lowest_gate_up_down_attention). A recomputed
+    only bfloat16 layer adapting gate/down without up_proj: lowest_gate_down16."""
     T = w.tokens
     # The lowest adapted layer forms no input gradient, recomputed or not: the count without
     # recomputation (mech-*-bottom-ckpt: 3 buffers put the MLP-bound ones 10-25% over).
