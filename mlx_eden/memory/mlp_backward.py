@@ -672,7 +672,10 @@ def lowest_gate_down16(s: ModelShape, w: Work, bottom: bool) -> int:
     (q/k/v/o/gate/down); gate/down alone 0.75 (qwen2) and 0.25 (qwen3). Priced: the floor both
     families' highest draws share, in each case (the qwen3 twin lands at the plan's +5%, its
     gate/down twin +3%); the higher levels (up to 0.9 T x I more, a race) are not priced. The
-    stored mech25a-18 (qwen3 h128, fused, unpacked, r=4) -12.6% -> -2.6%. Not with up_proj
+    stored mech25a-18 (qwen3 h128, fused, unpacked, r=4) -12.6% -> -2.5%. Predicted before
+    measuring (three more shapes): q/v/gate/down qwen2 h192 fused -1.7% (-12.5% without),
+    k/o/gate/down qwen3 h128 packed +2.7% (-7.0%), gate/down alone qwen2 h320 -7.7% (-13.7%:
+    gate/down alone reaches 0.25-1.13 T x I over across three shapes). Not with up_proj
     (lowest_gate_up_down16's path: mech33a-03 -0.5% without this), nor without down_proj
     (mech33a-13, q/k/v/o/gate: at the plan), nor float32 (lowest_gate_down_recomputed: mech33a-09
     -7.2%, its high draws 1.15 T x I over that term, left open), nor DoRA or a 2+-layer adapted
