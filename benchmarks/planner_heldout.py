@@ -476,6 +476,15 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # (boundary), bf16 (boundary), 2 layers with the top one adapted and accumulation 1 one knob at a
 # time; and a qwen2 h192 3 x 1 heads, I 768, 2 x 128 blockwise family with q/k/v/o/gate/up,
 # gate/up/down alone (boundary), DoRA and 1 x 256 fused. Each in three processes (--processes 3).
+# in_sample_round32_planner33a: new hand-made cheap twins (mech33a-*) of heldout31-04's kind (a
+# bf16 one-layer checkpointed LoRA on q/k/v/o/gate/down without up_proj, 2 x 128 packed,
+# unchunked, adafactor, blockwise; the recomputed lowest layer's backward under by 1.35-1.85
+# float32 T x I, the forward by 0.6): a qwen2 h256 4 x 2 heads, I 1,024, V 512 tied family
+# (r=64) with gate/down alone, k/gate/down, gate/up/down beside q/k/v/o (the path of
+# lowest_gate_up_down16: should not move), r=8, fused, unpacked, 2 layers with the top one
+# adapted, a chunked loss (128) and float32 (boundary) one knob at a time; and a qwen3 h192 6 x 2
+# heads, I 768 family with gate/down alone and q/k/v/o/gate (no down_proj, boundary). Each in
+# three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -539,6 +548,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round30_planner32c",
           "in_sample_round30_planner32a",
           "in_sample_round30_planner32b",
+          "in_sample_round32_planner33a",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

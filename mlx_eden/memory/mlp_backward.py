@@ -34,7 +34,8 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     keeps less than the full swiglu (no gate_proj adapter: only up_proj's gradient is formed);
     more there with up_proj beside down_proj or an attention adapter (lowest_up_buffers), and
     in bfloat16 with gate/up/down adapted (lowest_gate_up_buffers16), and in float32 with
-    gate/up/down beside an attention adapter (lowest_gate_up_down_attention)."""
+    gate/up/down beside an attention adapter (lowest_gate_up_down_attention). A recomputed
+    only bfloat16 layer adapting gate/down without up_proj: lowest_gate_down16."""
     T = w.tokens
     # The lowest adapted layer forms no input gradient, recomputed or not: the count without
     # recomputation (mech-*-bottom-ckpt: 3 buffers put the MLP-bound ones 10-25% over).
@@ -122,7 +123,7 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
              + (dora_mlp_backward(s, w, bottom) + up_down_recomputed(s, w, bottom)
                 + lowest_gate_up(s, w, bottom) + only_recomputed_attention(s, w, bottom)
                 - only_recomputed_attention16(s, w, bottom)
-                + lowest_gate_down_recomputed(s, w, bottom)
+                + lowest_gate_down_recomputed(s, w, bottom) + lowest_gate_down16(s, w, bottom)
                 if checkpoint else 0))
     if checkpoint and bottom:
         return max(total, lowest_recomputed(s, w) - layer_saved(s, w, bottom=True))
@@ -647,6 +648,43 @@ def lowest_gate_down_recomputed(s: ModelShape, w: Work, bottom: bool) -> int:
     if not bottom or w.dt != F32 or "up_proj" in t or not {"gate_proj", "down_proj"} <= t:
         return 0
     return max(0, 2 * w.tokens * (s.intermediate - s.hidden) * F32)
+
+
+def lowest_gate_down16(s: ModelShape, w: Work, bottom: bool) -> int:
+    """Extra bytes of a recomputed (checkpointed) bfloat16 LoRA layer that is both the top and
+    the lowest adapted one (planner.estimate's `only`) adapting gate_proj and down_proj without
+    up_proj, chunked loss or not, beyond mlp_backward_transient's count (one compute-dtype
+    T x I and a float32 T x hidden): that T x I buffer in float32, and with an attention
+    adapter one more compute-dtype T x I (one float32 T x I in all). As we read it (the step is
+    mx.compile'd, not traced buffer by buffer): down_proj's float32 LoRA path makes the swiglu's
+    cotangent float32, so gate_proj's input gradient is formed in float32 (as in float32,
+    lowest_gate_down_recomputed); attention adapters below need the MLP's input gradient, so
+    the swiglu's VJP forms its up side's too. Traced per block (strict, one mx.eval per block of
+    update.evaluate_gradients, steps 1-3, one process each; the one layer's MLP block holds the
+    loss's gradient, the recomputation and the MLP's backward): in_sample_round32_planner33a's
+    qwen2 h256 4 x 2 heads, I 1,024, V 512 tied, 2 x 128 packed, r=64 (T x I float32 1 MiB)
+    peaked 0.87, 1.37 and 1.86 T x I over the plan without this (q/k/v/o/gate/down), 0.44-1.37
+    under a chunked loss (128), a steady 0.87 with a second, unadapted layer below; gate/down
+    alone 0.12-0.25: levels one bf16 T x I apart, step to step (MLX's CPU race). Measured (the
+    highest of three processes, beside two other helpers' runs), over the plan without this, in
+    T x I: with attention adapters 0.85-0.88 (k/gate/down, unpacked, 2 layers), 1.35 (fused),
+    1.73-1.88 (the base, r=8, chunk 128) and 0.50 in a qwen3 h192 6 x 2 heads, I 768 twin
+    (q/k/v/o/gate/down); gate/down alone 0.75 (qwen2) and 0.25 (qwen3). Priced: the floor both
+    families' highest draws share, in each case (the qwen3 twin lands at the plan's +5%, its
+    gate/down twin +3%); the higher levels (up to 0.9 T x I more, a race) are not priced. The
+    stored mech25a-18 (qwen3 h128, fused, unpacked, r=4) -12.6% -> -2.5%. Predicted before
+    measuring (three more shapes): q/v/gate/down qwen2 h192 fused -1.7% (-12.5% without),
+    k/o/gate/down qwen3 h128 packed +2.7% (-7.0%), gate/down alone qwen2 h320 -7.7% (-13.7%:
+    gate/down alone reaches 0.25-1.13 T x I over across three shapes). Not with up_proj
+    (lowest_gate_up_down16's path: mech33a-03 -0.5% without this), nor without down_proj
+    (mech33a-13, q/k/v/o/gate: at the plan), nor float32 (lowest_gate_down_recomputed: mech33a-09
+    -7.2%, its high draws 1.15 T x I over that term, left open), nor DoRA or a 2+-layer adapted
+    stack (not measured)."""
+    t = w.targets
+    if (not bottom or w.dt == F32 or w.dora or "up_proj" in t
+            or not {"gate_proj", "down_proj"} <= t):
+        return 0
+    return w.tokens * s.intermediate * (F32 - w.dt + (w.dt if t & ATTENTION else 0))
 
 
 def lowest_gate_up_down16(s: ModelShape, w: Work, bottom: bool) -> int:
