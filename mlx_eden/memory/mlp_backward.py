@@ -34,7 +34,9 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     keeps less than the full swiglu (no gate_proj adapter: only up_proj's gradient is formed);
     more there with up_proj beside down_proj or an attention adapter (lowest_up_buffers), and
     in bfloat16 with gate/up/down adapted (lowest_gate_up_buffers16), and in float32 with
-    gate/up/down beside an attention adapter (lowest_gate_up_down_attention)."""
+    gate/up/down beside an attention adapter (lowest_gate_up_down_attention); recomputed, in a
+    bfloat16 lowest layer adapting gate/up without down_proj beside an attention adapter
+    (lowest_gate_up_attention16)."""
     T = w.tokens
     # The lowest adapted layer forms no input gradient, recomputed or not: the count without
     # recomputation (mech-*-bottom-ckpt: 3 buffers put the MLP-bound ones 10-25% over).
@@ -692,10 +694,12 @@ def lowest_gate_up_attention16(s: ModelShape, w: Work, bottom: bool) -> int:
     (1.83), unchunked +1.78 in 2 of 3, 2 layers with the top one adapted +1.78 in 2 of 3,
     I 2,048 V 512 +2.23 in 1 of 3 (2.25, I/h 8: a T x I count, not a T x hidden one).
     Measured (three fresh processes each, beside two other helpers' runs on two cores): the
-    highest draw at the high level in 8 of 10 such twins (backward -15.7..-30.1% -> -0.4..+1.6%);
+    highest draw at the high level in 8 of 10 such twins (backward -8.9..-30.1% -> -0.4..+1.6%);
     qwen2 unchunked (-17.2% -> +14.8%) and qwen3 q/k/v/o/gate/up (-7.0% -> +12.5%, its draws
     one T x I lower) stayed below it in 3 of 3, and meet it in longer runs (one process of 8
-    steps each: steps 5-6 and step 7, within 0.02 T x I of this plan). As we read it (the step
+    steps each: steps 5-6 and step 7, within 0.02 T x I of this plan). Stored rows it moves:
+    in_sample_round13_planner15p's two bf16 rows (qwen3 h64, I 128 and 512, 4 x 128, chunk 256)
+    backward -9.5/-23.5% -> -1.1/+1.2% (peaks unchanged). As we read it (the step
     is mx.compile'd, not traced buffer by buffer): both LoRA gradients need their input
     gradient in float32 while the attention adapters need the MLP's input gradient, formed
     from the compute-dtype ones; lowest_recomputed_high's float32 reading without down_proj.
