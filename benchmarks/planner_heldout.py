@@ -485,6 +485,14 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # adapted, a chunked loss (128) and float32 (boundary) one knob at a time; and a qwen3 h192 6 x 2
 # heads, I 768 family with gate/down alone and q/k/v/o/gate (no down_proj, boundary). Each in
 # three processes (--processes 3).
+# in_sample_round32_planner33c: new hand-made cheap twins (mech33c-*) of heldout32-01/-07's kind (a
+# bfloat16 one-layer checkpointed LoRA on gate/up without down_proj, chunked loss; the backward
+# phase 13-17% under, read, not fitted): a qwen3 h256 4 x 2 heads, I 768, V 2,048 tied, 2 x 256,
+# fused, chunk 128 family with gate/up, q/k/v/o/gate/up, gate/up/down (boundary: another path),
+# unchunked, chunk 64, 2 layers with the top one adapted, float32 (boundary) and I 2,048 V 512
+# (the backward the peak) one knob at a time; and a qwen2 h192 6 x 1 heads, I 1,024, V 1,024
+# tied, 3 x 128, blockwise, chunk 64 family with k/v/gate/up, gate/up, k/v/gate/up/down
+# (boundary), unchunked and fused. Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -549,6 +557,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round30_planner32a",
           "in_sample_round30_planner32b",
           "in_sample_round32_planner33a",
+          "in_sample_round32_planner33c",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

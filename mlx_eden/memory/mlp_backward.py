@@ -34,8 +34,9 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
     keeps less than the full swiglu (no gate_proj adapter: only up_proj's gradient is formed);
     more there with up_proj beside down_proj or an attention adapter (lowest_up_buffers), and
     in bfloat16 with gate/up/down adapted (lowest_gate_up_buffers16), and in float32 with
-    gate/up/down beside an attention adapter (lowest_gate_up_down_attention). A recomputed
-    only bfloat16 layer adapting gate/down without up_proj: lowest_gate_down16."""
+    gate/up/down beside an attention adapter (lowest_gate_up_down_attention). Recomputed, in a
+    bfloat16 lowest layer: adapting gate/down without up_proj (lowest_gate_down16), or gate/up
+    without down_proj beside an attention adapter (lowest_gate_up_attention16)."""
     T = w.tokens
     # The lowest adapted layer forms no input gradient, recomputed or not: the count without
     # recomputation (mech-*-bottom-ckpt: 3 buffers put the MLP-bound ones 10-25% over).
@@ -124,6 +125,7 @@ def mlp_backward_transient(s: ModelShape, w: Work, checkpoint: bool = False,
                 + lowest_gate_up(s, w, bottom) + only_recomputed_attention(s, w, bottom)
                 - only_recomputed_attention16(s, w, bottom)
                 + lowest_gate_down_recomputed(s, w, bottom) + lowest_gate_down16(s, w, bottom)
+                + lowest_gate_up_attention16(s, w, bottom)
                 if checkpoint else 0))
     if checkpoint and bottom:
         return max(total, lowest_recomputed(s, w) - layer_saved(s, w, bottom=True))
@@ -709,6 +711,45 @@ def lowest_gate_up_down16(s: ModelShape, w: Work, bottom: bool) -> int:
     if not bottom or w.dt == F32 or w.dora or not {"gate_proj", "up_proj", "down_proj"} <= t:
         return 0
     return w.tokens * s.intermediate * F32
+
+
+def lowest_gate_up_attention16(s: ModelShape, w: Work, bottom: bool) -> int:
+    """Extra bytes of a recomputed (checkpointed) lowest adapted bfloat16 LoRA layer adapting
+    gate_proj and up_proj without down_proj, beside an attention adapter, beyond
+    mlp_backward_transient's count (one float32 T x I and a float32 T x hidden): the high level
+    of its MLP block's race, two float32 T x I and one bfloat16 T x I less two float32
+    T x hidden. heldout32-01/-07's kind (read, not fitted: their backward phases 12.8% and
+    16.7% under). Traced per block (strict, one mx.eval per block of
+    update.evaluate_gradients, MLX's peak reset before each; steps 1-3, one process each;
+    scratch): the layer's MLP block (the recomputation and the MLP's backward) sits at a low
+    level about the plan without this (-0.2..+0.5 T x I) or at a high one two float32 T x I
+    above it, by step (MLX's CPU dispatch race, planner28a/28c/31b). High levels over the plan
+    without this, float32 T x I (this term in brackets): in_sample_round32_planner33c's qwen2 h192
+    6 x 1 heads, I 1,024, 3 x 128, blockwise, chunk 64, k/v/gate/up +2.08/+2.14/+2.15 (2.13),
+    fused +2.06..+2.12, q/k/v/o/gate/up +2.14 in 1 of 3 steps, I 512 +1.72..+1.81 (1.75);
+    qwen3 h256 4 x 2 heads, I 768, 2 x 256, fused, chunk 128, k/v/gate/up +1.78 in 1 of 3
+    (1.83), unchunked +1.78 in 2 of 3, 2 layers with the top one adapted +1.78 in 2 of 3,
+    I 2,048 V 512 +2.23 in 1 of 3 (2.25, I/h 8: a T x I count, not a T x hidden one).
+    Measured (three fresh processes each, beside two other helpers' runs on two cores): the
+    highest draw at the high level in 8 of 10 such twins (backward -8.9..-30.1% -> -0.4..+1.6%);
+    qwen2 unchunked (-17.2% -> +14.8%) and qwen3 q/k/v/o/gate/up (-7.0% -> +12.5%, its draws
+    one T x I lower) stayed below it in 3 of 3, and meet it in longer runs (one process of 8
+    steps each: steps 5-6 and step 7, within 0.02 T x I of this plan). Stored rows it moves:
+    in_sample_round13_planner15p's two bf16 rows (qwen3 h64, I 128 and 512, 4 x 128, chunk 256)
+    backward -9.5/-23.5% -> -1.1/+1.2% (peaks unchanged). As we read it (the step
+    is mx.compile'd, not traced buffer by buffer): both LoRA gradients need their input
+    gradient in float32 while the attention adapters need the MLP's input gradient, formed
+    from the compute-dtype ones; lowest_recomputed_high's float32 reading without down_proj.
+    Not without an attention adapter (gate/up alone: +0.0..+0.5 in 3 steps x 2 families; the
+    I 2,048 twin -12.2%, 0.63 T x I, left open), nor with down_proj (lowest_gate_up_down16's
+    path: under a chunked loss its twins -10.3/-16.9%, left open), nor float32 (chunked qwen2
+    k/v/gate/up -19.1%: lowest_recomputed_high's chunked case, left open), nor DoRA (not
+    measured); a 4-bit base not measured (the LoRA path is the same)."""
+    t = w.targets
+    if (not bottom or w.dt == F32 or w.dora or "down_proj" in t or not t & ATTENTION
+            or not {"gate_proj", "up_proj"} <= t):
+        return 0
+    return w.tokens * (s.intermediate * (2 * F32 + w.dt) - 2 * s.hidden * F32)
 
 
 def lowest_gate_up_down(s: ModelShape, w: Work) -> int:
