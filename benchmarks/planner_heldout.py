@@ -483,7 +483,9 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # 256 (one chunk) and 512 (twice T), with gate/up/down alone and bf16 (boundaries) and
 # q/k/v/o/gate/up (no down_proj) at chunk 128; a qwen2 h192 3 x 1 heads, I 768, 2 x 128 blockwise
 # family at chunk 64, 256 and 512; and a third, qwen3 h256 4 x 4 heads, I 1,024, 1 x 384 fused,
-# unchunked and at chunk 128, 384 (one chunk) and 256 (two uneven chunks, heldout31-10's layout).
+# unchunked and at chunk 128, 384 (one chunk) and 256 (two uneven chunks, heldout31-10's layout);
+# then q/k/v/o/gate/up and gate/up/down (boundary) at chunk 128 (qwen2), q/v/gate/up/down with
+# adafactor at chunk 256 (h256: heldout31-10's targets) and bf16 at chunk 128 (qwen2, h256).
 # Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",

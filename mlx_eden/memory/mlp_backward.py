@@ -728,8 +728,10 @@ def lowest_recomputed_high(s: ModelShape, w: Work, bottom: bool) -> int:
     +1.30, h256 chunk 128/256/384 +1.80/+1.79/+1.80, q/v/gate/up/down adafactor chunk 256
     +1.45 x 3; no down_proj +2.08 (qwen3 2 of 6, qwen2 2 of 3). Neither the number of chunks
     nor one chunk against several decides it: each twin met the state in some draw and missed
-    it in others (-9.0..-10.8% -> -1.7..+1.4% at their tops; the trade: a 3-process run whose
-    draws all sit low, mech33b-01's second run -0.22 x 3, +10.5%). Stored rows it
+    it in others (-9.0..-14.1% -> -1.8..+1.4% at their tops). The trade: runs whose draws all
+    sit low, mech33b-01's second run (-0.22 x 3) +12.0% (8 steps x 3: -1.7%), planner18a's
+    one-draw chunk-64 rows -0.1/-0.1/-0.4% -> +10.4/+7.2/+7.3% (8 steps x 3: the first and
+    third -1.6/-1.7%), mech19b-*-qkgud-r64-adafactor-1l +8.1% (+3.9% over 8 steps). Stored rows it
     moves: mech27a-07 (accumulation 1, two steps below the state) +7.6%, mech23a-08 (3 layers,
     top adapted, r=64, +0.21/+0.21/+0.55) +5.2%. Not without an attention adapter (gate/up/down
     +0.33..+0.52, -0.25..+0.44, mech27a-02/-09 +0.00/+0.33: within 4.3%), nor bf16 (+0.54..
