@@ -493,6 +493,17 @@ RESULT = ROOT / "benchmarks" / "results" / "planner_heldout.json"
 # (the backward the peak) one knob at a time; and a qwen2 h192 6 x 1 heads, I 1,024, V 1,024
 # tied, 3 x 128, blockwise, chunk 64 family with k/v/gate/up, gate/up, k/v/gate/up/down
 # (boundary), unchunked and fused. Each in three processes (--processes 3).
+# in_sample_round32_planner33b: new hand-made cheap twins (mech33b-*) of heldout31-10's kind
+# (planner32b's open kind: family B's recomputed high state, a float32 one-layer checkpointed LoRA
+# with an attention adapter and gate/up, under a CHUNKED loss): planner32b's two families with only
+# the loss chunk changed, a qwen3 h128 4 x 2 heads, I 512, 1 x 256 fused family at chunk 64, 128,
+# 256 (one chunk) and 512 (twice T), with gate/up/down alone and bf16 (boundaries) and
+# q/k/v/o/gate/up (no down_proj) at chunk 128; a qwen2 h192 3 x 1 heads, I 768, 2 x 128 blockwise
+# family at chunk 64, 256 and 512; and a third, qwen3 h256 4 x 4 heads, I 1,024, 1 x 384 fused,
+# unchunked and at chunk 128, 384 (one chunk) and 256 (two uneven chunks, heldout31-10's layout);
+# then q/k/v/o/gate/up and gate/up/down (boundary) at chunk 128 (qwen2), q/v/gate/up/down with
+# adafactor at chunk 256 (h256: heldout31-10's targets) and bf16 at chunk 128 (qwen2, h256).
+# Each in three processes (--processes 3).
 GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample_blockwise_ckpt",
           "in_sample_round6", "in_sample_round7",
           "in_sample_round7_dora",
@@ -558,6 +569,7 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "in_sample_round30_planner32b",
           "in_sample_round32_planner33a",
           "in_sample_round32_planner33c",
+          "in_sample_round32_planner33b",
           "heldout", "heldout_round2", "heldout_round3", "heldout_round4", "heldout_round5",
           "heldout_round6", "heldout_round7", "heldout_round8",
           "heldout_round9", "heldout_round10",

@@ -778,14 +778,14 @@ def lowest_gate_up_down(s: ModelShape, w: Work) -> int:
 
 def lowest_recomputed_high(s: ModelShape, w: Work, bottom: bool) -> int:
     """Extra bytes of a recomputed lowest adapted float32 LoRA layer (checkpointed) adapting
-    gate_proj, up_proj and an attention projection under an unchunked loss (planner.estimate
-    adds it to the MLP backward's moment), beyond lowest_gate_up's count: the high state of the
-    MLP block's race (planner27a/28a/31b's "family B", heldout25-02's kind), which a run of a
-    few steps meets. With down_proj too (all seven, or k/gate/up/down): six float32 T x hidden,
-    about the T x hidden buffers lowest_gate_up (3) and lowest_gate_up_down (5) take off the
-    count (as we read it: the attention adapters need the MLP's input gradient, so the
-    recomputed attention's T x hidden buffers live through the MLP's backward; the step is
-    mx.compile'd, not traced buffer by buffer). Without down_proj (q/k/v/o/gate/up): two
+    gate_proj, up_proj and an attention projection, under an unchunked or a chunked loss alike
+    (planner.estimate adds it to the MLP backward's moment), beyond lowest_gate_up's count: the
+    high state of the MLP block's race (planner27a/28a/31b's "family B", heldout25-02's kind),
+    which a run of a few steps meets. With down_proj too (all seven, or k/gate/up/down): six
+    float32 T x hidden, about the T x hidden buffers lowest_gate_up (3) and lowest_gate_up_down
+    (5) take off the count (as we read it: the attention adapters need the MLP's input
+    gradient, so the recomputed attention's T x hidden buffers live through the MLP's backward;
+    the step is mx.compile'd, not traced buffer by buffer). Without down_proj (q/k/v/o/gate/up): two
     float32 T x I. Measured (strict, three fresh processes of two steps each, beside two other
     helpers' runs on two cores; draws over the plan without this, float32 T x I):
     in_sample_round30_planner32b, qwen3 h128 I 512 1 x 256 fused (T x I 0.5 MiB, I/h 4): all
@@ -799,16 +799,24 @@ def lowest_recomputed_high(s: ModelShape, w: Work, bottom: bool) -> int:
     -7.7/-4.8% at -0.8/-0.4/-0.5%. No down_proj: +2.02..+2.08 (qwen2, 3 of 3), qwen3 h128
     +0.28/+0.28/+1.14 and +2.08 at step 1 of one 8-step process, +2.19 at h64 (planner31b):
     two T x I (-15.6/-8.3/-16.5% -> -0.6/+6.2/-0.2%: qwen3 h128's commoner level is +0.28, the
-    trade). Chunked loss, not priced: the 2-step draws sit lower (qwen3 chunk 64 +0.52/+0.61/
-    -0.22, -4.0% without this, +5.9% with; in_sample_round17_planner18a's k/o/gate/up/down twins
-    at chunk 64, 6-8 processes each, would go up to 10.4% over, mech19b-*-qkgud-r64 at chunk 256
-    8.1%), though longer runs meet it (8 steps x 3: chunk 64 +1.78 in 1 of 24 steps, qwen2
-    chunk 128 +1.60 in 3 of 24; its 2-step draws +1.30 x 3, -9.0%): left open. Stored rows it
+    trade). A chunked loss meets the same state (planner33b, in_sample_round32_planner33b: the
+    two families above and a qwen3 h256 I 1,024 1 x 384 fused one, only the chunk changed, two
+    runs of three processes each, beside other helpers' runs): all seven, each twin's top over
+    its six draws, qwen3 h128 chunk 64/128/256 (one chunk)/512 +1.69/+1.78/+1.52/+1.69 (29 of
+    60 draws of the ten all-seven twins at +1.2 or more), qwen2 chunk 64/256/512 +1.59/+1.30/
+    +1.30, h256 chunk 128/256/384 +1.80/+1.79/+1.80, q/v/gate/up/down adafactor chunk 256
+    +1.45 x 3; no down_proj +2.08 (qwen3 2 of 6, qwen2 2 of 3). Neither the number of chunks
+    nor one chunk against several decides it: each twin met the state in some draw and missed
+    it in others (-9.0..-14.1% -> -1.8..+1.4% at their tops). The trade: runs whose draws all
+    sit low, mech33b-01's second run (-0.22 x 3) +12.0% (8 steps x 3: -1.7%), planner18a's
+    one-draw chunk-64 rows -0.1/-0.1/-0.4% -> +10.4/+7.2/+7.3% (8 steps x 3: the first and
+    third -1.6/-1.7%), mech19b-*-qkgud-r64-adafactor-1l +8.1% (+3.9% over 8 steps). Stored rows it
     moves: mech27a-07 (accumulation 1, two steps below the state) +7.6%, mech23a-08 (3 layers,
     top adapted, r=64, +0.21/+0.21/+0.55) +5.2%. Not without an attention adapter (gate/up/down
     +0.33..+0.52, -0.25..+0.44, mech27a-02/-09 +0.00/+0.33: within 4.3%), nor bf16 (+0.54..
-    +0.63, -5.9%, left open), nor DoRA (one twin, qwen2 all seven +1.26/+2.05/+2.05, -11.9%:
-    left open), nor without recomputation (lowest_gate_up_buffers)."""
+    +0.63, -5.9%, left open; chunked it sits higher, +1.22..+2.13 in mech33b-06/-18/-19, -16%:
+    left open), nor DoRA (one twin, qwen2 all seven +1.26/+2.05/+2.05, -11.9%: left open), nor
+    without recomputation (lowest_gate_up_buffers)."""
     t = w.targets
     if (not bottom or w.dt != F32 or w.dora or not t & ATTENTION
             or not {"gate_proj", "up_proj"} <= t):

@@ -308,8 +308,10 @@ def estimate(shape: ModelShape, s: Settings) -> Estimate:
     attention_t = 0 if only and not w.targets & ATTENTION else \
         base - top_mlp + attention_backward_transient(shape, w, s.checkpoint, only)
     mlp_t = base + mlp_backward_transient(shape, w, s.checkpoint, only)
-    if s.checkpoint and s.loss_chunk == 0:  # see lowest_gate_up_down16, lowest_recomputed_high
-        mlp_t += lowest_gate_up_down16(shape, w, only) + lowest_recomputed_high(shape, w, only)
+    if s.checkpoint and s.loss_chunk == 0:  # see lowest_gate_up_down16
+        mlp_t += lowest_gate_up_down16(shape, w, only)
+    if s.checkpoint:  # see lowest_recomputed_high: unchunked and chunked alike
+        mlp_t += lowest_recomputed_high(shape, w, only)
     layer_t = max(mlp_t, attention_t)
     accumulate = s.grad_accumulation > 1
     update_t = update_transient(s.optimizer, shapes)
