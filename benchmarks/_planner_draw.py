@@ -117,6 +117,10 @@ HELDOUT30_SEED, N_HELDOUT30 = 0x23cefd99, 12  # FROZEN commit 23cefd99a7b4
 # gate_proj), both before either was measured: does a pass hold on a second draw? --processes 3.
 HELDOUT31_SEED, N_HELDOUT31 = 0xf425ad25, 12  # FROZEN commit f425ad25364f
 HELDOUT32_SEED, N_HELDOUT32 = 0x0cadb657, 12  # FROZEN commit 0cadb6570c4b
+# Round 33: drawn after planner33a (a recomputed bf16 one-layer gate/down without up_proj),
+# planner33b (the recomputed float32 high state under a chunked loss too) and planner33c (a
+# recomputed bf16 one-layer gate/up beside attention); --processes 3.
+HELDOUT33_SEED, N_HELDOUT33 = 0xe0e8e8e1, 12  # FROZEN commit e0e8e8e1a182
 # An IN-SAMPLE sweep (planner13s), drawn with the held-out generator under a new seed before
 # round 12, to surface the next mechanisms the way a held-out round would: constants may be
 # fitted on it; it is not a held-out figure.
@@ -171,6 +175,7 @@ ROUNDS = {"--draw-round2": ("heldout_round2", HELDOUT2_SEED, N_HELDOUT2, "heldou
           "--draw-round30": ("heldout_round30", HELDOUT30_SEED, N_HELDOUT30, "heldout30", True),
           "--draw-round31": ("heldout_round31", HELDOUT31_SEED, N_HELDOUT31, "heldout31", True),
           "--draw-round32": ("heldout_round32", HELDOUT32_SEED, N_HELDOUT32, "heldout32", True),
+          "--draw-round33": ("heldout_round33", HELDOUT33_SEED, N_HELDOUT33, "heldout33", True),
           "--draw-sample13": ("in_sample_round12_sweep", SWEEP13_SEED, N_SWEEP13, "sweep13",
                               True),
           "--draw-sample14": ("in_sample_round13_sweep", SWEEP14_SEED, N_SWEEP14, "sweep14",

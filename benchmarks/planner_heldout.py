@@ -580,7 +580,8 @@ GROUPS = ("in_sample", "in_sample_mechanisms", "in_sample_blockwise", "in_sample
           "heldout_round23", "heldout_round24",
           "heldout_round25", "heldout_round26", "heldout_round27", "heldout_round28",
           "heldout_round29", "heldout_round30",
-          "heldout_round31", "heldout_round32")
+          "heldout_round31", "heldout_round32",
+          "heldout_round33")
 from _planner_draw import ROUNDS, cost, draw_sets  # noqa: E402  (the generator)
 
 STEPS = 2  # step 1 creates the optimizer state; step 2 runs with everything resident
